@@ -1,0 +1,1 @@
+"""CHILI data: pattern grids, the official HDF5 layout, datasets and splits."""
