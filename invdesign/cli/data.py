@@ -1,10 +1,15 @@
-"""`invdesign data build ...` and `invdesign data info DIR` (filled in by the data/builder work)."""
+"""`invdesign data ...`: the dataset command group (`build`, `info`)."""
 
 from __future__ import annotations
 
 import argparse
 
+from invdesign.cli import data_build, data_info
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("data", help="build CHILI-style datasets and print their statistics")
-    parser.add_subparsers(dest="data_command", metavar="ACTION").required = True
+    actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
+    actions.required = True
+    data_build.register(actions)
+    data_info.register(actions)

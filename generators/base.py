@@ -1,0 +1,102 @@
+"""The contract every conditional generator implements, and the name -> class registry.
+
+A generator is a plain `torch.nn.Module` built from a `TaskSpec` and JSON-able hyper-parameters:
+- `loss(batch)` returns a dict of scalar tensors with at least 'loss' (training glue calls only this);
+- `sample(condition, n)` returns, per condition item, `n` candidate `Structure`s;
+- `hparams()` returns the constructor keyword arguments, so a checkpoint rebuilds the model from the file alone.
+
+Adding a generator means adding a sub-package of `invdesign.generators` whose module applies
+`@register_generator("name")`; the registry imports sub-packages on first lookup.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from invdesign.errors import InvdesignError
+from invdesign.structure import Structure
+from invdesign.tasks import Condition, TaskBatch, TaskSpec
+
+_REGISTRY: dict[str, type[Generator]] = {}
+
+
+class Generator(nn.Module, ABC):
+    """Base class of conditional structure generators.
+
+    Args:
+        task: what the generator is conditioned on and produces.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, task: TaskSpec) -> None:
+        super().__init__()
+        self.task = task
+
+    @abstractmethod
+    def loss(self, batch: TaskBatch) -> dict[str, torch.Tensor]:
+        """Training losses of a batch; the dict holds the total under 'loss' plus any parts to log."""
+
+    @abstractmethod
+    def sample(
+        self, condition: Condition, n: int, generator: torch.Generator | None = None
+    ) -> list[list[Structure]]:
+        """`n` candidates per condition item: a list of B lists of n structures.
+
+        Unit-cell tasks return `kind='unit_cell'` structures (cell + fractional coordinates); particle tasks
+        return `kind='particle'` structures centred at the origin, positions in Å.
+        """
+
+    @abstractmethod
+    def hparams(self) -> dict[str, Any]:
+        """JSON-able constructor keyword arguments (besides `task`)."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def register_generator(name: str):
+    """Class decorator: make a generator available as `name` in configs, checkpoints and the CLI."""
+
+    def wrap(cls: type[Generator]) -> type[Generator]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"generator name {name!r} registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def _discover() -> None:
+    import invdesign.generators as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.ispkg:
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+
+
+def generator_names() -> list[str]:
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def generator_class(name: str) -> type[Generator]:
+    """The generator class registered as `name`."""
+    if name not in _REGISTRY:
+        _discover()
+    if name not in _REGISTRY:
+        raise InvdesignError(f"unknown generator {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def build_generator(name: str, task: TaskSpec, **hparams: Any) -> Generator:
+    """Instantiate generator `name` for `task` with hyper-parameters `hparams`."""
+    return generator_class(name)(task, **hparams)

@@ -1,0 +1,9 @@
+"""`invdesign data info` (in progress)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    pass
