@@ -1,4 +1,4 @@
-"""`invdesign data build` (in progress)."""
+"""`invdesign data build {chili3k,cifs,clusters}`: parse arguments and call the builders."""
 
 from __future__ import annotations
 
@@ -6,4 +6,100 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    parser = sub.add_parser("build", help="build CHILI-style datasets (one HDF5 file per source)")
+    actions = parser.add_subparsers(dest="build_command", metavar="SOURCE")
+    actions.required = True
+
+    chili = actions.add_parser(
+        "chili3k", help="regenerate CHILI-3K (12 crystal types x 53 metal oxides)"
+    )
+    _common(chili)
+    chili.add_argument("--metals", nargs="+", metavar="M", help="metal symbols (default: all 53)")
+    chili.add_argument(
+        "--crystal-types", nargs="+", metavar="T", help="crystal types (default: all 12)"
+    )
+    chili.set_defaults(func=_chili3k)
+
+    cifs = actions.add_parser(
+        "cifs", help="build from a folder of CIFs with CHILI's cleaning rules"
+    )
+    cifs.add_argument("--cif-dir", required=True, help="folder of *.cif files")
+    _common(cifs)
+    cifs.set_defaults(func=_cifs)
+
+    clusters = actions.add_parser(
+        "clusters", help="mono-metallic spheres and ase.cluster particles"
+    )
+    _common(clusters, radii_default=None)
+    clusters.add_argument(
+        "--metals", nargs="+", metavar="M", help="metal symbols (default: the built-in set)"
+    )
+    clusters.set_defaults(func=_clusters)
+
+
+def _common(
+    parser: argparse.ArgumentParser, radii_default: tuple | None = (5, 10, 15, 20, 25)
+) -> None:
+    parser.add_argument("--out", required=True, help="output folder (reruns resume)")
+    parser.add_argument(
+        "--radii",
+        nargs="+",
+        type=float,
+        default=radii_default,
+        metavar="R",
+        help=f"particle radii in Å (default: {radii_default or 'the built-in set'})",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _finish(summary) -> int:
+    print(summary.line())
+    return 1 if summary.count("failed") else 0
+
+
+def _chili3k(args: argparse.Namespace) -> int:
+    from invdesign.build.chili3k import build_chili3k
+
+    return _finish(
+        build_chili3k(
+            args.out,
+            metals=args.metals,
+            radii=args.radii,
+            workers=args.workers,
+            crystal_types=args.crystal_types,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    )
+
+
+def _cifs(args: argparse.Namespace) -> int:
+    from invdesign.build.cifs import build_cifs
+
+    return _finish(
+        build_cifs(
+            args.cif_dir,
+            args.out,
+            radii=args.radii,
+            workers=args.workers,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    )
+
+
+def _clusters(args: argparse.Namespace) -> int:
+    from invdesign.build.clusters import build_clusters
+
+    return _finish(
+        build_clusters(
+            args.out,
+            metals=args.metals,
+            radii=args.radii,
+            workers=args.workers,
+            device=args.device,
+            progress=not args.no_progress,
+        )
+    )

@@ -1,0 +1,66 @@
+"""Reusable helpers for tests: tiny CHILI folders and small hand-made structures.
+
+>>> from invdesign.testing import make_tiny_chili3k
+>>> folder = make_tiny_chili3k(tmp_path)  # 2 metals x 2 types, radii (3, 5) Å: 4 files
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from invdesign.structure import Structure
+
+TINY_METALS: tuple[str, ...] = ("Zn", "Ti")
+TINY_TYPES: tuple[str, ...] = ("RockSalt", "Wurtzite")
+TINY_RADII: tuple[float, ...] = (3.0, 5.0)
+
+
+def make_tiny_chili3k(
+    folder: str | os.PathLike,
+    metals: Sequence[str] = TINY_METALS,
+    crystal_types: Sequence[str] = TINY_TYPES,
+    radii: Sequence[float] = TINY_RADII,
+    simulate: bool = True,
+) -> Path:
+    """Build a tiny CHILI-3K selection into `folder` (one file per metal x type, all six patterns
+    unless `simulate` is False) in this process, and return the folder. A few seconds."""
+    from invdesign.build.chili3k import build_chili3k
+
+    build_chili3k(
+        folder,
+        metals=metals,
+        radii=radii,
+        crystal_types=crystal_types,
+        workers=1,
+        simulate=simulate,
+        progress=False,
+    )
+    return Path(folder)
+
+
+def rock_salt_cell(a: float = 4.2, metal: int = 12, anion: int = 8) -> Structure:
+    """Conventional rock-salt cell (8 atoms, a in Å): metal at 4a, anion at 4b."""
+    fcc = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+    frac = np.vstack([fcc, fcc + 0.5]) % 1.0
+    species = [metal] * 4 + [anion] * 4
+    return Structure.from_fractional(species, frac, np.eye(3) * a)
+
+
+def simple_cubic_cell(a: float = 3.0, z: int = 29) -> Structure:
+    """One atom in a cubic cell of edge `a` Å: six periodic neighbours at distance a."""
+    return Structure.from_fractional([z], [[0.0, 0.0, 0.0]], np.eye(3) * a)
+
+
+def dimer(distance: float, z1: int = 8, z2: int = 8) -> Structure:
+    """Two atoms on the x axis `distance` Å apart (a particle)."""
+    return Structure([z1, z2], [[0.0, 0.0, 0.0], [distance, 0.0, 0.0]])
+
+
+def chain(distances: Sequence[float], z: int = 8) -> Structure:
+    """Atoms on the x axis with the given consecutive spacings in Å (a particle)."""
+    x = np.concatenate([[0.0], np.cumsum(distances)])
+    return Structure([z] * len(x), np.stack([x, np.zeros_like(x), np.zeros_like(x)], axis=1))
