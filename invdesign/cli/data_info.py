@@ -1,9 +1,46 @@
-"""`invdesign data info` (in progress)."""
+"""`invdesign data info DIR [--json FILE]`: CHILI Table 1 statistics of a folder of CHILI files."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from invdesign.errors import InvdesignError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    parser = sub.add_parser(
+        "info",
+        help="print CHILI Table 1 statistics (graphs, nodes, edges, crystal systems) of a folder",
+        description="Index a folder of CHILI *.h5 files (cached); print CHILI Table 1 statistics.",
+    )
+    parser.add_argument("dir", type=Path, help="folder of CHILI HDF5 files (searched recursively)")
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the statistics as JSON"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from invdesign.data.stats import folder_stats, format_stats
+
+    stats = folder_stats(args.dir)
+    print(format_stats(stats))
+    if args.json is not None:
+        _write_json(args.json, stats.to_dict())
+    return 0
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    """Atomic JSON write; a bad destination is a user error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise InvdesignError(f"cannot write here ({exc.strerror})", path) from None
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+    os.replace(tmp, path)

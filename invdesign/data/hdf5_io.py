@@ -161,3 +161,10 @@ def _read_particle(h5: h5py.File, scattering: h5py.Group, key: str, path: Path) 
             if spec.h5_name in sgroup:
                 patterns[name] = np.asarray(sgroup[spec.h5_name][()], dtype=np.float32)
     return ParticleEntry(size=size, graph=_read_graph(group, path), patterns=patterns)
+
+
+# Public names of the layout helpers for other readers of the same files (`invdesign.data.index`).
+open_h5 = _open
+require = _require
+sorted_size_keys = _sorted_sizes
+decode_text = _text

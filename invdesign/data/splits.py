@@ -1,0 +1,102 @@
+"""Train / validation / test splits of a `ChiliDataset`.
+
+- 'chili_random': CHILI's own split, per graph (benchmark/dataset_class.py `create_data_split`):
+  scikit-learn's `train_test_split(idx, test_size=0.1, random_state=42)`, then
+  `train_test_split(train, test_size=0.1 / 0.9, random_state=42)`, i.e. 10 % of all graphs for test
+  and 10 % of all graphs (1/9 of the rest) for validation (CHILI-3K: 2,544 / 318 / 318, as in CHILI
+  Table 1). Reproduced here without scikit-learn, with the same arithmetic (test = ceil(f * n),
+  numpy `RandomState(seed).permutation`, first part test, rest train). Particles of one unit cell
+  land in train and test alike, so unit-cell tasks leak: use it for comparison.
+- 'grouped': by source file (one source CIF / unit cell), no source in two parts: the same two-step
+  procedure applied to the sorted unique sources, each graph following its source. The honest
+  default.
+
+Both are deterministic: the same dataset, indices and seed give the same split.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from invdesign.errors import InvdesignError
+
+if TYPE_CHECKING:
+    from invdesign.data.dataset import ChiliDataset
+
+SPLIT_KINDS = ("chili_random", "grouped")
+
+
+def _shuffle_split(items: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's `train_test_split(items, test_size=f, random_state=seed)` -> (train, test)."""
+    n = len(items)
+    n_test = math.ceil(test_size * n)
+    perm = np.random.RandomState(seed).permutation(n)
+    return items[perm[n_test:]], items[perm[:n_test]]
+
+
+def chili_random_split(
+    indices: Sequence[int], seed: int = 42, test_size: float = 0.1, val_size: float = 0.1
+) -> dict[str, list[int]]:
+    """CHILI's random split: `test_size` of `indices` for test, `val_size` (of all) for val."""
+    items = np.asarray(list(indices), dtype=np.int64)
+    if len(items) < 3:
+        raise InvdesignError(f"cannot split {len(items)} graphs into train, validation and test")
+    train, test = _shuffle_split(items, test_size, seed)
+    train, val = _shuffle_split(train, val_size / (1.0 - test_size), seed)
+    return {"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
+
+
+def grouped_split(
+    indices: Sequence[int],
+    groups: Sequence[str],
+    seed: int = 42,
+    test_size: float = 0.1,
+    val_size: float = 0.1,
+) -> dict[str, list[int]]:
+    """Split `indices` so that no group (source) is in two parts.
+
+    `groups[k]` is the group of `indices[k]`.
+
+    The fractions apply to the groups; each part keeps its graphs in ascending index order.
+    """
+    items = np.asarray(list(indices), dtype=np.int64)
+    if len(groups) != len(items):
+        raise ValueError(f"{len(items)} indices but {len(groups)} groups")
+    unique = np.array(sorted(set(groups)), dtype=object)
+    if len(unique) < 3:
+        raise InvdesignError(f"cannot split {len(unique)} sources into train, validation and test")
+    rest, test = _shuffle_split(unique, test_size, seed)
+    train, val = _shuffle_split(rest, val_size / (1.0 - test_size), seed)
+    part_of = {
+        g: name for name, part in (("train", train), ("val", val), ("test", test)) for g in part
+    }
+    out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for i, g in sorted(zip(items.tolist(), groups, strict=True)):
+        out[part_of[g]].append(i)
+    return out
+
+
+def split_indices(
+    ds: ChiliDataset,
+    kind: str = "chili_random",
+    seed: int = 42,
+    indices: Sequence[int] | None = None,
+) -> dict[str, list[int]]:
+    """{'train': [...], 'val': [...], 'test': [...]} graph indices of `ds`.
+
+    Args:
+        ds: the dataset (its `records` give the sources for 'grouped').
+        kind: 'chili_random' (per graph, CHILI's) or 'grouped' (by source file).
+        seed: CHILI uses 42.
+        indices: split only these graphs (e.g. `ds.task_indices(...)`); default all graphs.
+    """
+    chosen = list(range(len(ds.records))) if indices is None else [int(i) for i in indices]
+    if kind == "chili_random":
+        return chili_random_split(chosen, seed)
+    if kind == "grouped":
+        return grouped_split(chosen, [ds.records[i].source for i in chosen], seed)
+    raise InvdesignError(f"unknown split kind {kind!r}; choose from {', '.join(SPLIT_KINDS)}")

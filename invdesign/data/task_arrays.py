@@ -1,0 +1,151 @@
+"""Fast repeated access to a few fields of many graphs (for training small models for many epochs).
+
+`load_task_arrays(ds, indices, fields)` reads each HDF5 file once (all the requested particle sizes
+in one open) and stores the result as one `.npz` keyed by the dataset fingerprint (every file's
+path, size and mtime), the indices and the fields. The next call with the same key, also from
+another process, loads the `.npz` and opens no HDF5 file. A changed data file changes the
+fingerprint, so a stale cache is never used.
+
+The cache lives in `<data folder>/.invdesign-cache/` or, when the data folder is read-only, in
+`$XDG_CACHE_HOME/invdesign/task_arrays/` (default `~/.cache`). Delete either folder to reclaim
+space.
+
+Field names are those of `ChiliDataset[i]`: the graph fields ('x', 'edge_index', 'edge_attr',
+'pos_abs', 'pos_frac') and the `y` labels ('xPDF', 'saxs', 'unit_cell_pos_frac', 'cell_params',
+'n_atoms', ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from invdesign.data.fields import FIELDS, read_field
+from invdesign.data.hdf5_io import open_h5
+from invdesign.errors import InvdesignError
+
+if TYPE_CHECKING:
+    from invdesign.data.dataset import ChiliDataset
+
+CACHE_FOLDER = ".invdesign-cache"
+
+
+def load_task_arrays(
+    ds: ChiliDataset, indices: Sequence[int], fields: Sequence[str], cache: bool = True
+) -> dict[str, list[np.ndarray]]:
+    """Fields of the graphs `indices`, one numpy array per graph, in the order of `indices`.
+
+    Args:
+        ds: the dataset.
+        indices: graph indices (e.g. `ds.task_indices('pos_abs')` or one part of a split).
+        fields: field names, e.g. ['xPDF', 'pos_abs', 'x']. Patterns come as [2, L] float32 (grid
+            row, value row; all CHILI files share the grid, so `np.stack(out['xPDF'])` gives [N, 2,
+            L]); positions [n, 3]; counts as 0-d arrays; strings as 0-d str arrays.
+        cache: read and write the on-disk `.npz` cache.
+
+    Returns:
+        field name -> list of len(indices) arrays.
+    """
+    indices = [int(i) for i in indices]
+    fields = list(dict.fromkeys(fields))
+    if not fields:
+        raise InvdesignError("no fields requested")
+    unknown = [f for f in fields if f not in FIELDS]
+    if unknown:
+        raise InvdesignError(
+            f"unknown field(s) {', '.join(unknown)}; choose from {', '.join(FIELDS)}"
+        )
+    for i in indices:
+        if not 0 <= i < len(ds.records):
+            raise InvdesignError(f"graph index {i} out of range 0..{len(ds.records) - 1}")
+    key = hashlib.sha256(json.dumps([ds.fingerprint, indices, fields]).encode()).hexdigest()[:20]
+    places = _cache_places(ds.data_root)
+    if cache:
+        for folder in places:
+            hit = _load(folder / f"{key}.npz", fields)
+            if hit is not None:
+                return hit
+    out = _read(ds, indices, fields)
+    if cache:
+        for folder in places:
+            if _save(folder / f"{key}.npz", out):
+                break
+    return out
+
+
+def _read(ds: ChiliDataset, indices: list[int], fields: list[str]) -> dict[str, list[np.ndarray]]:
+    """Open each file once; read only the requested datasets of the requested sizes."""
+    by_file: dict[str, list[int]] = defaultdict(list)
+    for pos, i in enumerate(indices):
+        by_file[ds.records[i].path].append(pos)
+    out: dict[str, list[np.ndarray]] = {f: [np.empty(0)] * len(indices) for f in fields}
+    for path, positions in by_file.items():
+        with open_h5(Path(path)) as h5:
+            for p in positions:
+                key = ds.records[indices[p]].size_key
+                for f in fields:
+                    out[f][p] = read_field(h5, key, f, Path(path))
+    return out
+
+
+def _cache_places(root: Path) -> list[Path]:
+    user = (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        / "invdesign"
+        / "task_arrays"
+    )
+    return [root / CACHE_FOLDER, user]
+
+
+def _save(path: Path, out: dict[str, list[np.ndarray]]) -> bool:
+    """Ragged storage: per field the flat concatenation and the [N, ndim] shapes. Atomic write."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, values in out.items():
+        ndim = values[0].ndim if values else 0
+        arrays[f"{name}/shapes"] = np.array([v.shape for v in values], dtype=np.int64).reshape(
+            len(values), ndim
+        )
+        arrays[f"{name}/data"] = (
+            np.concatenate([v.reshape(-1) for v in values]) if values else np.zeros(0)
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        return False
+
+
+def _load(path: Path, fields: list[str]) -> dict[str, list[np.ndarray]] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {}
+            for name in fields:
+                shapes, flat = z[f"{name}/shapes"], z[f"{name}/data"]
+                sizes = (
+                    np.prod(shapes, axis=1).astype(np.int64)
+                    if shapes.shape[1]
+                    else np.ones(len(shapes), dtype=np.int64)
+                )
+                chunks = np.split(flat, np.cumsum(sizes)[:-1]) if len(shapes) else []
+                out[name] = [c.reshape(tuple(s)) for c, s in zip(chunks, shapes, strict=True)]
+    except (OSError, KeyError, ValueError):
+        return None
+    return out
