@@ -79,11 +79,14 @@ class Condition:
             min-max normalised to [0, 1] per sample (`invdesign.conditions`).
         composition: per item, atomic number -> fraction of atoms (None: the generator predicts species).
         cell_params: [B, 6] a, b, c (Å), alpha, beta, gamma (deg) when the cell is known (unit-cell tasks).
+        n_atoms: [B] long, the number of atoms when it is known (None: the generator predicts it). CHILI's
+            MAE is defined at the true atom count, so evaluation passes it.
     """
 
     patterns: dict[str, torch.Tensor]
     composition: list[dict[int, float]] | None = None
     cell_params: torch.Tensor | None = None
+    n_atoms: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -94,6 +97,7 @@ class Condition:
             {k: v.to(device) for k, v in self.patterns.items()},
             self.composition,
             None if self.cell_params is None else self.cell_params.to(device),
+            None if self.n_atoms is None else self.n_atoms.to(device),
         )
 
 

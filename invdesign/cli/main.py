@@ -15,7 +15,7 @@ from invdesign import __version__
 from invdesign.errors import InvdesignError
 
 # Subcommand modules under invdesign.cli, in the order `invdesign --help` lists them.
-COMMANDS: tuple[str, ...] = ("data",)
+COMMANDS: tuple[str, ...] = ("data", "train", "evaluate", "sample", "screen")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,15 @@
+"""Forward simulation: candidates' patterns on the measured grid (DebyeCalculator), Rw and Pearson r
+(`ForwardEvaluator`, registered as 'forward'), and gradient-based refinement (`refine`)."""
+
+from invdesign.evaluators.forward.evaluator import (
+    DEFAULT_FIT_RANGE,
+    FitCurve,
+    ForwardEvaluator,
+    fit_window,
+    instrument_of,
+)
+from invdesign.evaluators.forward.metrics import fit_scale, pearson, rw
+from invdesign.evaluators.forward.refine import RefineResult, refine
+
+__all__ = ["DEFAULT_FIT_RANGE", "FitCurve", "ForwardEvaluator", "RefineResult", "fit_scale",
+           "fit_window", "instrument_of", "pearson", "refine", "rw"]

@@ -1,0 +1,195 @@
+"""k-nearest-neighbour crystal graphs, their line graphs (bond angles) and positional encodings.
+
+A `CrystalGraph` stores topology and periodic image offsets only; distances and angles are
+recomputed from `pos` inside the model (`edge_vectors`, `bond_cosines`), so a perturbed copy (CDSSL)
+keeps the clean edges.
+
+Conventions:
+    edge_index: [2, E]; row 0 = neighbour j (source), row 1 = centre i (target). Edges are grouped
+    by centre,
+        `k_eff` per centre, nearest first (ties broken by neighbour index and image offset,
+    deterministically).
+    edge_shift: [E, 3] Å, Cartesian image offset: bond vector r_ij = pos[j] + edge_shift - pos[i].
+    lg_index: [2, T] line-graph edges between bonds sharing their centre i (source bond a -> target
+    bond b,
+        a != b); the angle of the pair is the angle between r_ia and r_ib.
+    pe: [n, n_lap + n_rw] Laplacian eigenvector + random-walk return-probability encodings of the
+    graph.
+        Eigenvector signs are fixed by their third moment, so the encodings follow a permutation of
+    the atoms;
+        eigenvectors of degenerate eigenvalues (symmetric cells) stay basis-dependent, as in
+    CrysToGraph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch_geometric.data import Data
+
+from invdesign.structure import Structure
+
+DEFAULT_K = 12
+N_LAP = 4  # Laplacian eigenvectors kept (zero-padded for small graphs)
+N_RW = 8  # random-walk steps
+
+
+class CrystalGraph(Data):
+    """PyG `Data` whose `lg_index` is offset by the number of bonds when graphs are batched."""
+
+    def __inc__(self, key, value, *args, **kwargs):
+        if key == "lg_index":
+            return self.edge_index.size(1)
+        return super().__inc__(key, value, *args, **kwargs)
+
+
+def periodic_knn(
+    structure: Structure, k: int = DEFAULT_K
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The k nearest neighbours of every atom of a unit cell, periodic images included (pymatgen's
+    neighbour list).
+
+    Returns:
+        src [n*k] neighbour index, dst [n*k] centre index, shift [n*k, 3] Cartesian image offset
+        in Å.
+    """
+    pmg = structure.to_pymatgen()
+    n = structure.n_atoms
+    volume = abs(np.linalg.det(structure.cell))
+    cutoff = 1.3 * (3.0 * (k + 2) * volume / n / (4.0 * np.pi)) ** (1.0 / 3.0)
+    while True:
+        i, j, shifts, d = pmg.get_neighbor_list(cutoff)
+        if i.size and np.bincount(i, minlength=n).min() >= k:
+            break
+        cutoff *= 1.4
+    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, np.round(d, 6), i))
+    i, j, shifts = i[order], j[order], shifts[order]
+    starts = np.searchsorted(i, np.arange(n))
+    keep = (np.arange(i.size) - starts[i]) < k
+    return j[keep], i[keep], shifts[keep].astype(float) @ structure.cell
+
+
+def finite_knn(
+    positions: np.ndarray, k: int = DEFAULT_K
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The min(k, n-1) nearest neighbours of every atom of a finite particle (torch.cdist).
+
+    Args:
+        positions: [n, 3] Å.
+    Returns:
+        src, dst [n*k_eff], zero shifts [n*k_eff, 3].
+    """
+    pos = torch.as_tensor(positions, dtype=torch.float64)
+    n = pos.shape[0]
+    k_eff = min(k, n - 1)
+    if k_eff <= 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros((0, 3))
+    dist = torch.cdist(pos, pos)
+    dist.fill_diagonal_(float("inf"))
+    # stable ordering: distance (rounded), then neighbour index
+    idx = torch.arange(n, dtype=torch.float64)
+    key = torch.round(dist * 1e6) + idx.unsqueeze(0) / (n + 1)
+    nbr = torch.topk(key, k_eff, dim=1, largest=False).indices  # [n, k_eff]
+    src = nbr.reshape(-1).numpy()
+    dst = np.repeat(np.arange(n), k_eff)
+    return src, dst, np.zeros((src.size, 3))
+
+
+def line_graph_index(n_atoms: int, k_eff: int, line_k: int | None = None) -> np.ndarray:
+    """[2, T] pairs of bonds sharing a centre, for edges grouped `k_eff` per centre.
+
+    `line_k` limits the pairs to each centre's `line_k` nearest bonds (None: all k_eff bonds).
+    """
+    m = k_eff if line_k is None else min(line_k, k_eff)
+    p, q = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
+    off = p != q
+    p, q = p[off], q[off]  # [m*(m-1)]
+    base = (np.arange(n_atoms) * k_eff)[:, None]
+    return np.stack([(base + p).reshape(-1), (base + q).reshape(-1)]).astype(np.int64)
+
+
+def positional_encoding(src: np.ndarray, dst: np.ndarray, n: int) -> np.ndarray:
+    """[n, N_LAP + N_RW] Laplacian eigenvectors and random-walk return probabilities of the graph.
+
+    The adjacency is the symmetrised multigraph (a bond to a periodic image counts once per image).
+    """
+    adj = np.zeros((n, n))
+    np.add.at(adj, (dst, src), 1.0)
+    adj = adj + adj.T
+    deg = adj.sum(1)
+    lap = np.zeros((n, N_LAP))
+    if n > 1:
+        inv_sqrt = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-12)), 0.0)
+        norm_lap = np.eye(n) - inv_sqrt[:, None] * adj * inv_sqrt[None, :]
+        _, vecs = np.linalg.eigh(norm_lap)
+        keep = min(N_LAP, n - 1)
+        lap[:, :keep] = vecs[:, 1 : 1 + keep]
+        # canonical sign, independent of atom order: positive third moment of each eigenvector
+        third = (lap**3).sum(0)
+        lap *= np.where(third < -1e-9, -1.0, 1.0)
+    walk = np.where(deg[:, None] > 0, adj / np.maximum(deg[:, None], 1e-12), 0.0)
+    rw = np.zeros((n, N_RW))
+    power = np.eye(n)
+    for t in range(N_RW):
+        power = power @ walk
+        rw[:, t] = np.diag(power)
+    return np.concatenate([lap, rw], axis=1)
+
+
+def build_graph(
+    structure: Structure, k: int = DEFAULT_K, line_k: int | None = None
+) -> CrystalGraph:
+    """Crystal graph (periodic for cells, finite for particles) with line graph and encodings."""
+    n = structure.n_atoms
+    if structure.is_periodic:
+        src, dst, shift = periodic_knn(structure, k)
+        k_eff = k
+    else:
+        src, dst, shift = finite_knn(structure.positions, k)
+        k_eff = min(k, n - 1)
+    lg = line_graph_index(n, max(k_eff, 0), line_k) if k_eff > 1 else np.zeros((2, 0), np.int64)
+    return CrystalGraph(
+        z=torch.as_tensor(structure.species, dtype=torch.long),
+        pos=torch.as_tensor(structure.positions, dtype=torch.float32),
+        edge_index=torch.as_tensor(np.stack([src, dst]), dtype=torch.long),
+        edge_shift=torch.as_tensor(shift, dtype=torch.float32),
+        lg_index=torch.as_tensor(lg, dtype=torch.long),
+        pe=torch.as_tensor(positional_encoding(src, dst, n), dtype=torch.float32),
+        num_nodes=n,
+    )
+
+
+def edge_vectors(
+    pos: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor
+) -> torch.Tensor:
+    """[E, 3] Å bond vectors r_ij = pos[j] + shift - pos[i] (j = source, i = centre)."""
+    src, dst = edge_index
+    return pos[src] + edge_shift - pos[dst]
+
+
+def bond_cosines(vec: torch.Tensor, lg_index: torch.Tensor) -> torch.Tensor:
+    """[T] cosine of the angle between the two bonds of each line-graph edge (shared centre)."""
+    a, b = vec[lg_index[0]], vec[lg_index[1]]
+    cos = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-8)
+    return cos.clamp(-1.0, 1.0)
+
+
+def standardised_distances(
+    dist: torch.Tensor, batch_of_edge: torch.Tensor, n_graphs: int
+) -> torch.Tensor:
+    """CDSSL target: per-graph standardised edge distances (d - mean) / std; 0 when all are equal.
+
+    Args:
+        dist: [E] Å; batch_of_edge: [E] graph index of each edge.
+    """
+    from torch_geometric.utils import scatter
+
+    count = scatter(torch.ones_like(dist), batch_of_edge, 0, dim_size=n_graphs, reduce="sum")
+    mean = scatter(dist, batch_of_edge, 0, dim_size=n_graphs, reduce="sum") / count.clamp_min(1)
+    var = scatter(
+        (dist - mean[batch_of_edge]) ** 2, batch_of_edge, 0, dim_size=n_graphs, reduce="sum"
+    )
+    std = (var / count.clamp_min(1)).sqrt()
+    out = (dist - mean[batch_of_edge]) / std[batch_of_edge].clamp_min(1e-12)
+    return torch.where(std[batch_of_edge] > 1e-5, out, torch.zeros_like(out))

@@ -1,0 +1,201 @@
+"""Screening API: predict formation energies of candidate files, rank them, optionally check the
+best with the CHGNet recipe, and write a CSV + plot.
+
+`screen_folder(folder, ...) -> ScreenResult`; `write_screen_csv(result, out)`; `plot_screen(result,
+png)`. Candidate files: *.cif (unit cells) and *.xyz / *.extxyz (particles, or unit cells when the
+file has a lattice), found recursively. A file that cannot be read is listed with its reason and
+skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from invdesign.errors import InvdesignError
+from invdesign.structure import Structure
+
+SUFFIXES = (".cif", ".xyz", ".extxyz")
+COLUMNS = (
+    "rank",
+    "file",
+    "formula",
+    "n_atoms",
+    "formation_energy_per_atom",
+    "chgnet_formation_energy_per_atom",
+    "status",
+)
+
+
+def read_candidate(path: str | os.PathLike) -> Structure:
+    """One structure from a CIF or XYZ file; else `InvdesignError` naming file and reason."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if path.suffix.lower() == ".cif":
+                from pymatgen.core import Structure as PmgStructure
+
+                structure = Structure.from_pymatgen(PmgStructure.from_file(path))
+            else:
+                from ase.io import read
+
+                atoms = read(path, format="extxyz")
+                periodic = bool(atoms.pbc.any()) and atoms.cell.volume > 1e-6
+                structure = Structure.from_ase(atoms, kind="unit_cell" if periodic else "particle")
+    except InvdesignError as exc:
+        raise InvdesignError(exc.message, path) from exc
+    except Exception as exc:  # every parser failure becomes one readable reason
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvdesignError(f"unreadable structure file ({reason})", path) from exc
+    if structure.n_atoms == 0:
+        raise InvdesignError("structure file holds no atoms", path)
+    return structure
+
+
+@dataclass
+class ScreenResult:
+    """rows: ranked candidates (COLUMNS keys); failures: (file, reason) of unreadable files."""
+
+    rows: list[dict] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    n_above_max: int = 0
+
+
+def screen_folder(
+    folder: str | os.PathLike,
+    checkpoint: str | os.PathLike | None = None,
+    max_ef: float | None = None,
+    check: str | None = None,
+    top: int = 10,
+    device: str = "cpu",
+) -> ScreenResult:
+    """Rank the candidates under `folder` by predicted formation energy (lowest first).
+
+    Args:
+        max_ef: keep only candidates with predicted E_f <= max_ef (eV/atom).
+        check: "chgnet" to add the relaxed CHGNet-recipe E_f of the `top` best-ranked candidates.
+    """
+    from invdesign.evaluators.property.evaluator import FormationEnergyEvaluator
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvdesignError("candidate folder not found", folder)
+    if check not in (None, "chgnet"):
+        raise InvdesignError(f"unknown --check {check!r}; the only check is 'chgnet'")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+    if not files:
+        raise InvdesignError(f"no {'/'.join(SUFFIXES)} files", folder)
+    evaluator = FormationEnergyEvaluator(checkpoint, device=device)
+    result, structures, names = ScreenResult(), [], []
+    for path in files:
+        try:
+            structures.append(read_candidate(path))
+            names.append(str(path.relative_to(folder)))
+        except InvdesignError as exc:
+            result.failures.append((str(path.relative_to(folder)), exc.message))
+    records = evaluator.evaluate(structures) if structures else []
+    rows = [
+        {
+            "file": name,
+            "formula": s.formula,
+            "n_atoms": s.n_atoms,
+            "formation_energy_per_atom": rec["formation_energy_per_atom"],
+            "chgnet_formation_energy_per_atom": math.nan,
+            "status": "ok",
+            "_structure": s,
+        }
+        for name, s, rec in zip(names, structures, records, strict=True)
+    ]
+    if max_ef is not None:
+        kept = [r for r in rows if r["formation_energy_per_atom"] <= max_ef]
+        result.n_above_max = len(rows) - len(kept)
+        rows = kept
+    rows.sort(key=lambda r: r["formation_energy_per_atom"])
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+    if check == "chgnet" and rows:
+        from invdesign.evaluators.property.reference import ChgnetReference
+
+        best = rows[:top]
+        for row, rec in zip(
+            best, ChgnetReference(relax=True).evaluate([r["_structure"] for r in best]), strict=True
+        ):
+            row["chgnet_formation_energy_per_atom"] = rec["formation_energy_per_atom"]
+            row["status"] = rec["status"]
+    for row in rows:
+        row.pop("_structure")
+    result.rows = rows
+    return result
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def write_screen_csv(result: ScreenResult, out: str | os.PathLike) -> Path:
+    """Ranked rows, then unreadable files (status 'unreadable: reason'); atomic write."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(COLUMNS)
+            for row in result.rows:
+                writer.writerow([_fmt(row[c]) for c in COLUMNS])
+            for name, reason in result.failures:
+                writer.writerow(["", name, "", "", "", "", f"unreadable: {reason}"])
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def plot_screen(result: ScreenResult, png: str | os.PathLike) -> Path:
+    """Ranking plot (predicted E_f by rank) and, when checked, parity of prediction vs CHGNet."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    checked = [r for r in result.rows if not math.isnan(r["chgnet_formation_energy_per_atom"])]
+    fig, axes = plt.subplots(
+        1, 2 if checked else 1, figsize=(10 if checked else 5.5, 4), squeeze=False
+    )
+    ranks = [r["rank"] for r in result.rows]
+    axes[0, 0].plot(ranks, [r["formation_energy_per_atom"] for r in result.rows], "o-", ms=3)
+    axes[0, 0].set(xlabel="rank", ylabel="predicted E_f (eV/atom)", title="ranking")
+    if checked:
+        x = [r["chgnet_formation_energy_per_atom"] for r in checked]
+        y = [r["formation_energy_per_atom"] for r in checked]
+        lo, hi = min(x + y), max(x + y)
+        axes[0, 1].plot([lo, hi], [lo, hi], "k--", lw=1)
+        axes[0, 1].scatter(x, y, s=15)
+        axes[0, 1].set(
+            xlabel="CHGNet recipe E_f (eV/atom)",
+            ylabel="predicted E_f (eV/atom)",
+            title=f"parity, top {len(checked)}",
+        )
+    fig.tight_layout()
+    png = Path(png)
+    fd, tmp = tempfile.mkstemp(dir=png.parent, suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, png)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return png

@@ -1,0 +1,368 @@
+"""The conditional equivariant diffusion generator (`@register_generator('diffusion')`).
+
+Coordinates are denoised by an e3nn network (`denoisers.py`) under a diffusers noise schedule
+(`schedule.py`):
+- particles (`pos_abs`): variance-preserving diffusion of centred coordinates in units of
+  `coord_scale` Å with centre-of-mass-free noise (EDM, Hoogeboom et al. 2022); samples are centred
+  at the origin.
+- unit cells (`unit_cell_pos_frac`): wrapped variance-exploding diffusion of fractional coordinates
+  on the torus (DiffCSP, Jiao et al. 2023), default geometric sigmas 0.005..1 (`ve_geometric`); the
+  cell comes from the condition or the cell head. The atom count is drawn from a count head on the
+  pattern embedding (or taken from `Condition.n_atoms`); species come from `Condition.composition`
+  or the composition head, as integer counts (largest remainder).
+
+Losses: masked noise-prediction MSE over real atoms, plus weighted count, composition and cell
+losses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from invdesign.generators.base import Generator, register_generator
+from invdesign.generators.diffusion import periodic, schedule
+from invdesign.generators.diffusion.denoisers import ParticleDenoiser, PeriodicDenoiser, remove_mean
+from invdesign.generators.diffusion.encoders import PatternEncoder
+from invdesign.generators.diffusion.heads import (
+    CellHead,
+    CompositionHead,
+    CountHead,
+    compatible_counts,
+    counts_from_fractions,
+)
+
+from invdesign import elements
+from invdesign.errors import InvdesignError
+from invdesign.structure import Structure
+from invdesign.tasks import Condition, TaskBatch, TaskSpec
+
+NET_KEYS = (
+    "scalar_dim",
+    "vector_dim",
+    "n_layers",
+    "lmax",
+    "n_radial",
+    "r_max",
+    "radial_hidden",
+    "avg_neighbors",
+    "msg_scalar_dim",
+    "msg_vector_dim",
+)
+
+
+@register_generator("diffusion")
+class DiffusionGenerator(Generator):
+    """Pattern-conditioned E(3)-equivariant diffusion over atom coordinates.
+
+    Args:
+        task: the task; its target picks the geometry (particle or torus).
+        species_vocab: atomic numbers the composition head can predict (from the training data).
+        cond_dim, species_dim, time_dim: widths of the pattern, species and time embeddings.
+        scalar_dim, vector_dim, n_layers, lmax, n_radial, r_max, radial_hidden, avg_neighbors,
+            msg_scalar_dim, msg_vector_dim: the equivariant network (`network.EquivariantDenoiser`;
+            r_max in Å).
+        k_neighbors: particle graph in-degree; coord_scale: Å per model unit (particles).
+        frame_vectors: particles only, give the network the lab axes (learns the data's orientation;
+            equivariant only jointly with the frame).
+        centre: particles only, where a sample's origin is: 'centroid' (the diffusion's zero centre
+            of mass) or 'metal' (the metal atom nearest the centroid, CHILI's convention).
+        n_freq: periodic Fourier frequencies (unit cells).
+        num_train_timesteps, beta_schedule, sigma_min, sigma_max: the training schedule
+            (`schedule.py`); beta_schedule None = 'linear' for particles,
+            've_geometric' for unit cells.
+        sampler, sampling_steps: default sampler ('ddpm', 'ddim', 'dpmsolver') and its steps.
+        sample_batch: structures denoised together when sampling.
+        count_weight, species_weight, cell_weight: weights of the head losses.
+    """
+
+    def __init__(
+        self,
+        task: TaskSpec,
+        species_vocab: list[int] | tuple[int, ...] = (8,),
+        cond_dim: int = 128,
+        species_dim: int = 32,
+        time_dim: int = 64,
+        scalar_dim: int = 64,
+        vector_dim: int = 16,
+        n_layers: int = 4,
+        lmax: int = 2,
+        n_radial: int = 16,
+        r_max: float = 8.0,
+        radial_hidden: int = 64,
+        avg_neighbors: float = 16.0,
+        msg_scalar_dim: int | None = 16,
+        msg_vector_dim: int | None = 8,
+        k_neighbors: int = 16,
+        coord_scale: float = 4.0,
+        frame_vectors: bool = False,
+        centre: str = "centroid",
+        n_freq: int = 4,
+        num_train_timesteps: int = 1000,
+        beta_schedule: str | None = None,
+        sigma_min: float = 0.005,
+        sigma_max: float = 1.0,
+        sampler: str = "dpmsolver",
+        sampling_steps: int = 50,
+        sample_batch: int = 32,
+        count_weight: float = 0.1,
+        species_weight: float = 0.1,
+        cell_weight: float = 0.1,
+    ) -> None:
+        super().__init__(task)
+        self._hparams = {
+            k: v for k, v in locals().items() if k not in ("self", "task", "__class__")
+        }
+        self._hparams["species_vocab"] = [int(z) for z in species_vocab]
+        if beta_schedule is None:
+            beta_schedule = "ve_geometric" if task.kind == "unit_cell" else "linear"
+        self._hparams["beta_schedule"] = beta_schedule
+        if centre not in ("centroid", "metal"):
+            raise InvdesignError(f"centre must be 'centroid' or 'metal', not {centre!r}")
+        if sampler not in schedule.SAMPLERS:
+            raise InvdesignError(
+                f"unknown sampler {sampler!r}; choose from {', '.join(schedule.SAMPLERS)}"
+            )
+        self.train_scheduler = schedule.build_train_scheduler(
+            num_train_timesteps, beta_schedule, sigma_min, sigma_max
+        )
+        self.register_buffer("sigmas", schedule.ve_sigmas(self.train_scheduler), persistent=False)
+        net = {k: self._hparams[k] for k in NET_KEYS}
+        self.encoder = PatternEncoder(task.patterns, cond_dim)
+        self.count_head = CountHead(cond_dim, task.max_atoms)
+        self.composition_head = CompositionHead(cond_dim, self._hparams["species_vocab"])
+        self.cell_head = CellHead(cond_dim) if task.kind == "unit_cell" else None
+        if task.kind == "unit_cell":
+            self.denoiser: ParticleDenoiser | PeriodicDenoiser = PeriodicDenoiser(
+                cond_dim, 118, species_dim, time_dim, task.max_atoms, n_freq, net
+            )
+        else:
+            self.denoiser = ParticleDenoiser(
+                cond_dim,
+                118,
+                species_dim,
+                time_dim,
+                task.max_atoms,
+                k_neighbors,
+                coord_scale,
+                frame_vectors,
+                net,
+            )
+
+    @classmethod
+    def hparams_from_data(cls, data: Any) -> dict[str, Any]:
+        """Hyper-parameters read from the training data: the species vocabulary."""
+        return {"species_vocab": data.species_vocab()}
+
+    def hparams(self) -> dict[str, Any]:
+        return dict(self._hparams)
+
+    @property
+    def periodic(self) -> bool:
+        return self.task.kind == "unit_cell"
+
+    # ------------------------------------------------------------------ training
+    def loss(self, batch: TaskBatch) -> dict[str, torch.Tensor]:
+        """'diffusion' (noise MSE per real coordinate), 'count', 'composition', ('cell'), 'loss'."""
+        cond = self.encoder(batch.condition.patterns)  # [B, C]
+        mask, species = batch.mask, batch.species  # [B, M]
+        b = mask.shape[0]
+        n_steps = self.train_scheduler.config.num_train_timesteps
+        t = torch.randint(0, n_steps, (b,), device=mask.device)
+        noise = torch.randn_like(batch.target)  # [B, M, 3]
+        if self.periodic:
+            eps = noise * mask.unsqueeze(-1)
+            f_t = periodic.wrap(batch.target + self.sigmas[t].view(b, 1, 1) * eps)
+            cell = periodic.cell_from_parameters(batch.cell_params)
+            pred = self.denoiser(f_t, t, species, mask, cond, cell)
+        else:
+            x0 = remove_mean(batch.target, mask) / self.denoiser.coord_scale
+            eps = remove_mean(noise, mask)
+            x_t = self.train_scheduler.add_noise(x0, eps, t)
+            pred = self.denoiser(x_t, t, species, mask, cond)
+        err = ((pred - eps) ** 2).sum(-1)  # [B, M]
+        out = {
+            "diffusion": (err * mask).sum() / (3 * mask.sum()),
+            "count": self.count_head.loss(cond, batch.n_atoms),
+            "composition": self.composition_head.loss(cond, species, mask),
+        }
+        h = self._hparams
+        total = out["diffusion"] + h["count_weight"] * out["count"]
+        total = total + h["species_weight"] * out["composition"]
+        if self.cell_head is not None:
+            out["cell"] = self.cell_head.loss(cond, batch.cell_params)
+            total = total + h["cell_weight"] * out["cell"]
+        out["loss"] = total
+        return out
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(
+        self,
+        condition: Condition,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+    ) -> list[list[Structure]]:
+        """`n` candidates per condition item (see `Generator.sample`).
+
+        Args:
+            sampler: 'ddpm', 'ddim' or 'dpmsolver' (default: the `sampler` hyper-parameter).
+            steps: denoising steps (default: `sampling_steps`).
+            generator: all randomness (counts, species order, noise) is drawn from it on the CPU.
+        """
+        if n < 1:
+            raise InvdesignError(f"number of samples must be positive, got {n}")
+        sampler = sampler or self._hparams["sampler"]
+        steps = int(steps or self._hparams["sampling_steps"])
+        schedule.build_sampler(sampler, self.train_scheduler, steps)  # validates the options early
+        was_training = self.training
+        self.eval()
+        device = self.device
+        condition = condition.to(device)
+        cond = self.encoder(condition.patterns)  # [B, C]
+        n_atoms = self._counts(condition, cond, n, generator)  # [B * n]
+        species = self._species(condition, cond, n_atoms, n, generator)  # B * n arrays
+        cells = self._cells(condition, cond).repeat_interleave(n, 0) if self.periodic else None
+        cond = cond.repeat_interleave(n, 0)  # [B * n, C]
+        coords: list[np.ndarray] = []
+        chunk = int(self._hparams["sample_batch"])
+        for start in range(0, len(n_atoms), chunk):
+            sl = slice(start, start + chunk)
+            coords += self._denoise(
+                cond[sl],
+                species[sl],
+                None if cells is None else cells[sl],
+                sampler,
+                steps,
+                generator,
+            )
+        self.train(was_training)
+        info = {"generator": self.name, "sampler": sampler, "steps": steps}
+        out: list[list[Structure]] = []
+        for k, (z, xyz) in enumerate(zip(species, coords, strict=True)):
+            if k % n == 0:
+                out.append([])
+            if self.periodic:
+                assert cells is not None
+                params = cells[k].double().cpu().numpy()
+                out[-1].append(Structure.from_cell_parameters(z, xyz, params, **info))
+            else:
+                xyz = xyz - self._origin(z, xyz)
+                out[-1].append(Structure(z, xyz, None, "particle", dict(info)))
+        return out
+
+    def _counts(
+        self, condition: Condition, cond: torch.Tensor, n: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """[B * n] atom counts: given, or drawn from the count head (fitting a composition)."""
+        if condition.n_atoms is not None:
+            counts = condition.n_atoms.long().cpu()
+            if counts.min() < 1 or counts.max() > self.task.max_atoms:
+                raise InvdesignError(f"n_atoms must be within 1..{self.task.max_atoms}")
+            return counts.repeat_interleave(n)
+        allowed = None
+        if condition.composition is not None:
+            m = self.task.max_atoms
+            allowed = torch.as_tensor(
+                np.stack([compatible_counts(list(c.values()), m) for c in condition.composition])
+            )
+            allowed = allowed.repeat_interleave(n, 0)
+        return self.count_head.draw(cond.repeat_interleave(n, 0), allowed, generator)
+
+    def _species(
+        self,
+        condition: Condition,
+        cond: torch.Tensor,
+        n_atoms: torch.Tensor,
+        n: int,
+        generator: torch.Generator | None,
+    ) -> list[np.ndarray]:
+        """Per structure [n_atoms] atomic numbers, random order (counts by largest remainder)."""
+        if condition.composition is not None:
+            comps = [
+                (np.array(list(c), dtype=np.int64), np.array(list(c.values()), dtype=float))
+                for c in condition.composition
+            ]
+            for zs, fr in comps:
+                if (
+                    len(zs) == 0
+                    or (fr < 0).any()
+                    or fr.sum() <= 0
+                    or not (1 <= zs.min() and zs.max() <= 118)
+                ):
+                    bad = dict(zip(zs.tolist(), fr.tolist(), strict=True))
+                    raise InvdesignError(
+                        f"bad composition {bad}: need atomic numbers 1..118 and "
+                        "non-negative fractions with a positive sum"
+                    )
+        else:
+            vocab = np.array(self.composition_head.vocab, dtype=np.int64)
+            comps = [(vocab, p.double().numpy()) for p in self.composition_head.fractions(cond)]
+        out = []
+        for k, count in enumerate(n_atoms.tolist()):
+            zs, fr = comps[k // n]
+            z = np.repeat(zs, counts_from_fractions(fr, count))
+            out.append(z[torch.randperm(count, generator=generator).numpy()])
+        return out
+
+    def _cells(self, condition: Condition, cond: torch.Tensor) -> torch.Tensor:
+        """[B, 6] cell parameters: given, or predicted by the cell head."""
+        if condition.cell_params is not None:
+            return condition.cell_params.to(cond.dtype)
+        assert self.cell_head is not None
+        return self.cell_head(cond)
+
+    def _denoise(
+        self,
+        cond: torch.Tensor,
+        species: list[np.ndarray],
+        cells: torch.Tensor | None,
+        sampler: str,
+        steps: int,
+        generator: torch.Generator | None,
+    ) -> list[np.ndarray]:
+        """The reverse process for one chunk; per structure [n, 3] fractional or Å coordinates."""
+        device, dtype = cond.device, cond.dtype
+        b, m = len(species), max(len(z) for z in species)
+        mask = torch.zeros(b, m, dtype=torch.bool)
+        z = torch.zeros(b, m, dtype=torch.long)
+        for i, zi in enumerate(species):
+            mask[i, : len(zi)] = True
+            z[i, : len(zi)] = torch.as_tensor(zi)
+        mask, z = mask.to(device), z.to(device)
+        scheduler = schedule.build_sampler(sampler, self.train_scheduler, steps)
+        if self.periodic:
+            assert cells is not None
+            cell = periodic.cell_from_parameters(cells)
+            x = torch.rand(b, m, 3, generator=generator).to(device, dtype)
+            x = schedule.run_sampler(
+                scheduler,
+                lambda f, t: self.denoiser(f, t, z, mask, cond, cell),
+                x,
+                torus=True,
+                generator=generator,
+            )
+        else:
+            x = remove_mean(torch.randn(b, m, 3, generator=generator).to(device, dtype), mask)
+            x = schedule.run_sampler(
+                scheduler,
+                lambda y, t: self.denoiser(y, t, z, mask, cond),
+                x,
+                project=lambda y: remove_mean(y, mask),
+                generator=generator,
+            )
+            x = x * self.denoiser.coord_scale
+        return [x[i, : len(zi)].double().cpu().numpy() for i, zi in enumerate(species)]
+
+    def _origin(self, species: np.ndarray, xyz: np.ndarray) -> np.ndarray:
+        """[3] Å, the point of a sampled particle [n, 3] that becomes the origin (`centre`)."""
+        centroid = xyz.mean(0)
+        metals = np.array([elements.is_metal(int(z)) for z in species])
+        if self._hparams["centre"] == "centroid" or not metals.any():
+            return centroid
+        candidates = xyz[metals]
+        return candidates[np.argmin(np.linalg.norm(candidates - centroid, axis=1))]

@@ -1,0 +1,160 @@
+"""Noise schedules and the sampling loop, built from `diffusers` schedulers.
+
+Training uses a `DDPMScheduler` (its `alphas_cumprod` define the forward process). Sampling uses any
+of `SAMPLERS` built from the same configuration, with the number of steps a sampling option.
+
+Two geometries share the loop:
+- Euclidean (particles): the variance-preserving process of the scheduler, x_t = sqrt(abar) x0 +
+  sqrt(1-abar) eps.
+- Torus (fractional coordinates): the variance-exploding form y_t = x_t / sqrt(abar) = x0 + sigma_t
+  eps with sigma_t = sqrt((1 - abar) / abar), wrapped into [0, 1). Every scheduler update written in
+  y is x0-affine with unit coefficient on y, so it commutes with integer shifts: the loop converts y
+  -> x, calls the scheduler's `step`, converts back and wraps after each step; stored multistep
+  history (DPM-Solver++'s data predictions, which live in y coordinates) is shifted with the state
+  so it stays in the same image. The 've_geometric' schedule gives the torus geometric sigmas
+  (DiffCSP-like) as `trained_betas`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+from invdesign.errors import ConfigError
+
+SAMPLERS: dict[str, type] = {
+    "ddpm": DDPMScheduler,
+    "ddim": DDIMScheduler,
+    "dpmsolver": DPMSolverMultistepScheduler,
+}
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "ve_geometric")
+
+# Overrides: every scheduler a plain epsilon-prediction sampler, no clipping or thresholding.
+_SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
+    "ddpm": {"clip_sample": False, "variance_type": "fixed_small"},
+    "ddim": {"clip_sample": False, "set_alpha_to_one": True, "timestep_spacing": "leading"},
+    "dpmsolver": {
+        "algorithm_type": "dpmsolver++",
+        "solver_order": 2,
+        "final_sigmas_type": "zero",
+        "use_karras_sigmas": False,
+        "timestep_spacing": "linspace",
+    },
+}
+
+
+def ve_geometric_betas(num_train_timesteps: int, sigma_min: float, sigma_max: float) -> list[float]:
+    """Betas whose VE sigmas sqrt((1-abar)/abar) grow geometrically from sigma_min to sigma_max."""
+    sigma = sigma_min * (sigma_max / sigma_min) ** np.linspace(0, 1, num_train_timesteps)
+    abar = 1.0 / (1.0 + sigma**2)
+    prev = np.concatenate([[1.0], abar[:-1]])
+    return (1.0 - abar / prev).tolist()
+
+
+def build_train_scheduler(
+    num_train_timesteps: int = 1000,
+    beta_schedule: str = "linear",
+    sigma_min: float = 0.005,
+    sigma_max: float = 1.0,
+) -> DDPMScheduler:
+    """The training (forward-process) scheduler; `sigma_min`/`sigma_max` for 've_geometric'."""
+    if beta_schedule not in BETA_SCHEDULES:
+        raise ConfigError(
+            f"unknown beta_schedule {beta_schedule!r}; choose from {', '.join(BETA_SCHEDULES)}"
+        )
+    if num_train_timesteps < 2:
+        raise ConfigError(f"num_train_timesteps must be >= 2, got {num_train_timesteps}")
+    options: dict[str, Any] = {
+        "num_train_timesteps": num_train_timesteps,
+        "prediction_type": "epsilon",
+        **_SAMPLER_OPTIONS["ddpm"],
+    }
+    if beta_schedule == "ve_geometric":
+        if not 0 < sigma_min < sigma_max:
+            raise ConfigError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        options["trained_betas"] = ve_geometric_betas(num_train_timesteps, sigma_min, sigma_max)
+    else:
+        options["beta_schedule"] = beta_schedule
+    return DDPMScheduler(**options)
+
+
+def build_sampler(name: str, train_scheduler: DDPMScheduler, steps: int):
+    """A fresh diffusers scheduler `name` (see `SAMPLERS`) on the training betas, `steps` steps."""
+    if name not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    n_train = train_scheduler.config.num_train_timesteps
+    if not 1 <= steps <= n_train:
+        raise ConfigError(f"sampling steps must be in 1..{n_train}, got {steps}")
+    config = dict(train_scheduler.config)
+    keep = {
+        "num_train_timesteps",
+        "beta_start",
+        "beta_end",
+        "beta_schedule",
+        "trained_betas",
+        "prediction_type",
+    }
+    options = {k: v for k, v in config.items() if k in keep}
+    scheduler = SAMPLERS[name](**options, **_SAMPLER_OPTIONS[name])
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
+def ve_sigmas(scheduler: DDPMScheduler) -> torch.Tensor:
+    """[T] sigma_t = sqrt((1 - abar_t) / abar_t) of the training scheduler."""
+    abar = scheduler.alphas_cumprod.double()
+    return ((1 - abar) / abar).sqrt().float()
+
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def run_sampler(
+    scheduler,
+    model_fn: ModelFn,
+    x: torch.Tensor,
+    *,
+    torus: bool = False,
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The reverse process with a diffusers scheduler.
+
+    Args:
+        scheduler: from `build_sampler` (timesteps already set).
+        model_fn: (state [B, M, 3], t [B] long) -> predicted noise [B, M, 3]. For the torus the
+            state passed is the wrapped fractional coordinate y_t in [0, 1).
+        x: [B, M, 3] initial state: N(0, 1) (Euclidean) or uniform on [0, 1) (torus).
+        torus: run in the wrapped variance-exploding coordinates (see the module docstring).
+        project: Euclidean only; applied after each step (e.g. remove the centre of mass).
+        generator: randomness of stochastic samplers (DDPM).
+
+    Returns:
+        [B, M, 3] the final state x_0 (wrapped into [0, 1) on the torus).
+    """
+    abar = scheduler.alphas_cumprod.to(x.device)
+    timesteps = scheduler.timesteps
+    for i, t in enumerate(timesteps):
+        t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+        eps = model_fn(x, t_batch)
+        if not torus:
+            x = scheduler.step(eps, t, x, generator=generator).prev_sample
+            if project is not None:
+                x = project(x)
+            continue
+        a_now = abar[int(t)]
+        a_next = abar[int(timesteps[i + 1])] if i + 1 < len(timesteps) else abar.new_tensor(1.0)
+        x_vp = scheduler.step(eps, t, x * a_now.sqrt(), generator=generator).prev_sample
+        y = x_vp / a_next.sqrt()
+        shift = torch.floor(y)
+        x = y - shift
+        history = getattr(scheduler, "model_outputs", None)  # DPM-Solver++: data predictions in y
+        if history is not None:
+            for j, past in enumerate(history):
+                if past is not None:
+                    history[j] = past - shift
+    return x

@@ -1,0 +1,85 @@
+"""MODEL_CARD.md for a trained checkpoint: what it is, the data, split and seed, the exact command
+that produced it, and its measured metrics (all read from the resolved config and the metrics)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+METRICS = (
+    ("chili_mae", "CHILI MAE (sorted, masked, per coordinate; true atom count)"),
+    ("matched_mae", "assignment-matched MAE (Hungarian; minimum image for fractional coords)"),
+    ("matched_rmsd", "assignment-matched RMSD"),
+    ("count_accuracy", "atom-count accuracy (count head)"),
+    ("count_mae", "atom-count MAE"),
+    ("species_accuracy", "species accuracy of matched atoms (true count)"),
+    ("composition_accuracy", "composition agreement (predicted count and species)"),
+)
+
+
+def model_card(
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    command: str,
+    checkpoint: str = "model.safetensors",
+) -> str:
+    """The markdown text of a model card."""
+    task = config["task"]["name"]
+    unit = "fractional units" if "unit_cell" in task else "Å"
+    gen = config["generator"]
+    info = metrics.get("training", {})
+    parts = [p for p in ("val", "test") if p in metrics]
+    lines = [
+        f"# {config.get('name', gen['name'])}: {gen['name']} generator for {task}",
+        "",
+        f"- weights: `{checkpoint}` (safetensors; the header holds the task, hyper-parameters, the "
+        "resolved config and these metrics: `invdesign.generators.checkpoint.load_checkpoint` "
+        "rebuilds the model from the file alone)",
+        f"- data: `{config['data']['root']}` (CHILI layout; {info.get('data_files', '?')} files, "
+        f"fingerprint `{info.get('data_fingerprint', '?')}`); task filter max_atoms = "
+        f"{config['task'].get('max_atoms') or 'CHILI default'}",
+        f"- split: {config['split']['kind']} (split seed {config['split']['seed']}); "
+        f"{info.get('n_train', '?')} / {info.get('n_val', '?')} / {info.get('n_test', '?')} "
+        "train / val / test graphs",
+        f"- seed: {config['seed']}",
+        f"- generator: `{gen['name']}`, hparams {dict(gen.get('hparams', {}))}; "
+        f"{info.get('n_parameters', '?')} parameters",
+        f"- optimiser: {dict(config['optimizer'])}; batch size {config['data']['batch_size']}",
+        f"- training: {info.get('epochs', '?')} epochs (best epoch {info.get('best_epoch', '?')}), "
+        f"{info.get('train_seconds', '?')} s; early stopping patience "
+        f"{config['trainer']['patience']} on `{config['trainer']['monitor']}`, wall-clock cap "
+        f"{config['trainer']['max_time_minutes']} min; stopped early: "
+        f"{info.get('stopped_early', '?')}",
+        "",
+        "Produced by:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"## Metrics ({unit})",
+        "",
+        "| metric | " + " | ".join(parts) + " |",
+        "|---|" + "---|" * len(parts),
+    ]
+    for key, label in METRICS:
+        cells = []
+        for p in parts:
+            v = metrics[p].get(key)
+            cells.append("-" if v is None else f"{v:.4f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    n = " / ".join(str(metrics[p].get("n_samples", "?")) for p in parts)
+    lines += ["", f"Samples evaluated ({' / '.join(parts)}): {n}.", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(
+    out: str | os.PathLike, config: dict[str, Any], metrics: dict[str, Any], command: str
+) -> Path:
+    """Write `out/MODEL_CARD.md` atomically; returns its path."""
+    path = Path(out) / "MODEL_CARD.md"
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(model_card(config, metrics, command))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,228 @@
+"""Training glue: a thin LightningModule around any `Generator`, and `train(cfg)`.
+
+    result = train(load_config("configs/mlp_xpdf_pos_abs.yaml", data_root="/work/data/chili3k"))
+    result.metrics["test"]["chili_mae"]
+
+`train` seeds everything (`cfg.seed`), builds the data module and the generator (hyper-parameters
+from the config, plus any the generator reads from the training data, e.g. the MLP's species
+vocabulary), trains with early stopping on `trainer.monitor` (patience `trainer.patience`) under a
+wall-clock cap (`trainer.max_time_minutes`, Lightning's `max_time`), restores the best validation
+weights, evaluates on the validation and test parts and, given an output folder, writes the
+checkpoint (`model.safetensors` carrying the resolved config and metrics), `metrics.json` and
+`config.yaml`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from invdesign.generators.base import Generator, build_generator, generator_class
+from invdesign.generators.checkpoint import save_checkpoint
+from invdesign.generators.data import ChiliTaskDataModule
+from invdesign.generators.evaluation import evaluate_generator
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+from omegaconf import DictConfig, OmegaConf
+
+from invdesign.config import task_spec, to_container
+from invdesign.errors import ConfigError
+from invdesign.tasks import TaskBatch
+
+
+class GeneratorModule(L.LightningModule):
+    """Runs `generator.loss` on batches; the optimiser comes from the config.
+
+    Loss parts are averaged over each epoch (weighted by batch size) here and logged once per epoch
+    as `train/<part>` and `val/<part>`: Lightning's per-step `self.log` costs milliseconds per call,
+    more than a step of a small model.
+    """
+
+    def __init__(self, generator: Generator, optimizer: dict[str, Any]) -> None:
+        super().__init__()
+        self.generator = generator
+        self.optimizer_cfg = dict(optimizer)
+        self._sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "val": {}}
+        self._counts = {"train": 0, "val": 0}
+
+    def _step(self, batch: TaskBatch, stage: str) -> torch.Tensor:
+        losses = self.generator.loss(batch)
+        b = batch.target.shape[0]
+        sums = self._sums[stage]
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0.0) + value.detach() * b
+        self._counts[stage] += b
+        return losses["loss"]
+
+    def _log_epoch(self, stage: str) -> None:
+        n = max(self._counts[stage], 1)
+        for key, total in self._sums[stage].items():
+            self.log(f"{stage}/{key}", total / n, prog_bar=key == "loss")
+        self._sums[stage], self._counts[stage] = {}, 0
+
+    def training_step(self, batch: TaskBatch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: TaskBatch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        name = self.optimizer_cfg.get("name", "adam").lower()
+        lr = float(self.optimizer_cfg.get("lr", 1e-3))
+        wd = float(self.optimizer_cfg.get("weight_decay", 0.0))
+        params = self.generator.parameters()
+        fused = bool(self.optimizer_cfg.get("fused", False)) or None
+        if name == "adam":
+            return torch.optim.Adam(params, lr=lr, weight_decay=wd, fused=fused)
+        if name == "adamw":
+            return torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=fused)
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+
+
+class BestWeights(Callback):
+    """Keeps a copy of the weights at the best value of `monitor` and restores them when fitting
+    ends."""
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+        self.best = float("inf")
+        self.best_epoch = -1
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            raise ConfigError(
+                f"trainer.monitor {self.monitor!r} is not logged; available: "
+                f"{', '.join(sorted(trainer.callback_metrics))}"
+            )
+        if float(value) < self.best:
+            self.best, self.best_epoch = float(value), trainer.current_epoch
+            self.state = copy.deepcopy(pl_module.state_dict())
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.state is not None:
+            pl_module.load_state_dict(self.state)
+
+
+@dataclass
+class TrainResult:
+    """What `train` produced: the trained generator (best validation weights), metrics per split
+    part, the checkpoint written (if any), and how training went."""
+
+    generator: Generator
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    checkpoint: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def train(
+    cfg: DictConfig,
+    out_dir: str | os.PathLike | None = None,
+    evaluate_parts: tuple[str, ...] = ("val", "test"),
+) -> TrainResult:
+    """Train the experiment `cfg` (see `invdesign.config`); write outputs to `out_dir` (or
+    `cfg.out_dir`)."""
+    if OmegaConf.is_missing(cfg.data, "root") or not cfg.data.root:
+        raise ConfigError("data.root is not set (give --data DIR or data.root=...)")
+    task = task_spec(cfg)
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(int(cfg.trainer.num_threads))
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    dm = ChiliTaskDataModule(
+        cfg.data.root,
+        task,
+        cfg.split.kind,
+        int(cfg.split.seed),
+        int(cfg.data.batch_size),
+        int(cfg.data.eval_batch_size),
+        tuple(cfg.data.condition_on),
+        int(cfg.data.num_workers),
+    )
+    dm.setup("fit")
+    cls = generator_class(cfg.generator.name)
+    from_data = (
+        cls.hparams_from_data(dm.parts["train"]) if hasattr(cls, "hparams_from_data") else {}
+    )
+    hparams = {**from_data, **OmegaConf.to_container(cfg.generator.hparams, resolve=True)}
+    generator = build_generator(cfg.generator.name, task, **hparams)
+    module = GeneratorModule(generator, OmegaConf.to_container(cfg.optimizer, resolve=True))
+    best = BestWeights(cfg.trainer.monitor)
+    stopper = EarlyStopping(cfg.trainer.monitor, patience=int(cfg.trainer.patience), mode="min")
+    trainer = L.Trainer(
+        max_epochs=int(cfg.trainer.max_epochs),
+        max_time=timedelta(minutes=float(cfg.trainer.max_time_minutes)),
+        accelerator=cfg.trainer.accelerator,
+        devices=int(cfg.trainer.devices),
+        fast_dev_run=bool(cfg.trainer.fast_dev_run),
+        limit_train_batches=float(cfg.trainer.limit_train_batches),
+        callbacks=[best, stopper],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=int(cfg.trainer.log_every_n_steps),
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    seconds = time.perf_counter() - start
+    generator = module.generator.cpu().eval()
+    cond_on = tuple(cfg.data.condition_on)
+    metrics: dict[str, Any] = {
+        part: evaluate_generator(generator, dm.parts[part], int(cfg.data.eval_batch_size), cond_on)
+        for part in evaluate_parts
+    }
+    info = {
+        "epochs": trainer.current_epoch,
+        "best_epoch": best.best_epoch,
+        "best_" + cfg.trainer.monitor.replace("/", "_"): best.best,
+        "stopped_early": bool(stopper.stopped_epoch),
+        "train_seconds": round(seconds, 1),
+        "n_train": len(dm.parts["train"]),
+        "n_val": len(dm.parts["val"]),
+        "n_test": len(dm.parts["test"]),
+        "n_parameters": sum(p.numel() for p in generator.parameters()),
+        "data_files": dm.n_files,
+        "data_fingerprint": dm.data_fingerprint,
+    }
+    metrics["training"] = info
+    config = to_container(cfg)
+    result = TrainResult(generator, metrics, config, None, info)
+    out = out_dir if out_dir is not None else cfg.out_dir
+    if out:
+        result.checkpoint = write_outputs(Path(out), generator, config, metrics)
+    return result
+
+
+def write_outputs(
+    out: Path, generator: Generator, config: dict[str, Any], metrics: dict[str, Any]
+) -> Path:
+    """Checkpoint + metrics.json + config.yaml in `out`; returns the checkpoint file."""
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = save_checkpoint(out, generator, config, metrics)
+    _atomic_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    _atomic_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
+    return ckpt
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(text)
+    os.replace(tmp, path)

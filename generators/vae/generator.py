@@ -1,0 +1,261 @@
+"""The VAE-UNet generator: pattern -> density grid -> species grid -> segmented atoms (unit cells).
+
+After Court et al. (2020), conditioned on scattering patterns. Training (`loss`) voxelises each
+ground-truth cell (`voxels.voxelise`, cached per cell) and fits three parts at once:
+- the conditional VAE reconstructs the log1p density grid (MSE per voxel + beta * KL / voxels, the
+  ELBO up to a constant factor);
+- the UNet maps the true density grid to the species grid (cross entropy over 0 = empty + the
+  species vocabulary) and the binary mask (BCE);
+- the cell head predicts the cell parameters from the pattern embedding (L1 on a, b, c / 10 Å and
+  angles / 90 deg).
+Sampling (`sample`) decodes latent draws, runs the UNet and segments the result with Algorithm S1
+(`segmentation.segment`); the cell comes from the condition when given, else from the cell head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from ase.geometry import cellpar_to_cell
+from invdesign.generators.base import Generator, register_generator
+from invdesign.generators.mlp.model import counts_from_fractions, plausible_cell
+from invdesign.generators.vae.model import CELL_SCALE, CellHead, DensityVAE, PatternEncoder, UNet3D
+from invdesign.generators.vae.segmentation import Segmentation, segment
+from invdesign.generators.vae.voxels import radius_voxels, voxelise
+from scipy.optimize import linear_sum_assignment
+
+from invdesign.data.patterns import pattern_spec
+from invdesign.errors import InvdesignError
+from invdesign.structure import Structure
+from invdesign.tasks import Condition, TaskBatch, TaskSpec
+
+_CACHE_LIMIT = 8192  # voxelised training cells kept in memory (CHILI-3K has 636 distinct cells)
+
+
+@register_generator("vae")
+class VAEGenerator(Generator):
+    """Conditional VAE over density grids + 3-D UNet + watershed segmentation.
+
+    Args:
+        task: a unit-cell task (`*->unit_cell_pos_frac`).
+        grid: voxels per cell axis (divisible by 2**len(vae_channels)).
+        latent, emb, pooled: latent size, pattern-embedding size, pooled bins per pattern.
+        vae_channels, unet_channels: convolution widths of the VAE stages and UNet levels.
+        species_vocab: atomic numbers the UNet can label voxels with (from the training data).
+        label_frac, sigma_frac: voxelisation radii as fractions of the ionic radius (0.8: on
+            CHILI-3K's compressed cells the full radius merges same-species neighbours that
+            Algorithm S1 cannot split; see benchmarks/watershed_roundtrip.py).
+        beta: KL weight; mask_weight, cell_weight: weights of the mask and cell losses.
+        unet_on_recon: also train the UNet on the VAE's (detached) reconstructions.
+        components: connected components of 'species' or 'binary' in the segmentation.
+    """
+
+    def __init__(
+        self,
+        task: TaskSpec,
+        grid: int = 32,
+        latent: int = 64,
+        emb: int = 128,
+        pooled: int = 256,
+        vae_channels: Sequence[int] = (16, 32, 64),
+        unet_channels: Sequence[int] = (8, 16, 32),
+        species_vocab: Sequence[int] = (8,),
+        label_frac: float = 0.8,
+        sigma_frac: float = 0.5,
+        beta: float = 1.0,
+        mask_weight: float = 1.0,
+        cell_weight: float = 1.0,
+        unet_on_recon: bool = False,
+        components: str = "species",
+    ) -> None:
+        super().__init__(task)
+        if task.kind != "unit_cell":
+            raise InvdesignError(f"the vae generator makes unit cells; task {task.name!r} is not "
+                                 "'*->unit_cell_pos_frac'")
+        self.grid, self.latent = int(grid), int(latent)
+        self.emb, self.pooled = int(emb), int(pooled)
+        self.vae_channels = [int(c) for c in vae_channels]
+        self.unet_channels = [int(c) for c in unet_channels]
+        self.species_vocab = sorted({int(z) for z in species_vocab})
+        self.label_frac, self.sigma_frac = float(label_frac), float(sigma_frac)
+        self.beta, self.mask_weight = float(beta), float(mask_weight)
+        self.cell_weight, self.unet_on_recon = float(cell_weight), bool(unet_on_recon)
+        if components not in ("species", "binary"):
+            raise InvdesignError(f"components must be 'species' or 'binary', not {components!r}")
+        self.components = components
+        lengths = [pattern_spec(p).n_points for p in task.patterns]
+        self.encoder = PatternEncoder(lengths, self.pooled, hidden=2 * self.emb, emb=self.emb)
+        self.vae = DensityVAE(self.grid, self.emb, self.latent, self.vae_channels)
+        self.unet = UNet3D(len(self.species_vocab) + 1, self.unet_channels)
+        self.cell_head = CellHead(self.emb)
+        lookup = torch.full((119,), -100, dtype=torch.long)  # Z -> class (1..V), -100 unknown
+        lookup[0] = 0
+        lookup[torch.tensor(self.species_vocab)] = torch.arange(1, len(self.species_vocab) + 1)
+        self.register_buffer("_class_of_z", lookup, persistent=False)
+        self._voxel_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+    @classmethod
+    def hparams_from_data(cls, data: Any) -> dict[str, Any]:
+        """Hyper-parameters read from the training data: the species vocabulary."""
+        return {"species_vocab": data.species_vocab()}
+
+    def hparams(self) -> dict[str, Any]:
+        return {
+            "grid": self.grid, "latent": self.latent, "emb": self.emb, "pooled": self.pooled,
+            "vae_channels": self.vae_channels, "unet_channels": self.unet_channels,
+            "species_vocab": self.species_vocab, "label_frac": self.label_frac,
+            "sigma_frac": self.sigma_frac, "beta": self.beta, "mask_weight": self.mask_weight,
+            "cell_weight": self.cell_weight, "unet_on_recon": self.unet_on_recon,
+            "components": self.components,
+        }
+
+    # ------------------------------------------------------------------ data -> grids
+    def _embed(self, condition: Condition) -> torch.Tensor:
+        return self.encoder([condition.patterns[p] for p in self.task.patterns])  # [B, emb]
+
+    def _voxelised(self, species: np.ndarray, frac: np.ndarray,
+                   params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        key = b"".join([species.astype(np.int64).tobytes(), np.round(frac, 4).tobytes(),
+                        np.round(params, 3).tobytes()])
+        if key not in self._voxel_cache:
+            if len(self._voxel_cache) >= _CACHE_LIMIT:
+                self._voxel_cache.clear()
+            cell = Structure.from_cell_parameters(species, frac, params)
+            vox = voxelise(cell, (self.grid,) * 3, self.label_frac, self.sigma_frac)
+            self._voxel_cache[key] = (np.log1p(vox.density), vox.species.astype(np.int64))
+        return self._voxel_cache[key]
+
+    def grids(self, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ground-truth grids of a batch: log1p density [B, 1, N, N, N] and voxel classes
+        [B, N, N, N] (0 empty, 1..V vocabulary, -100 for species outside the vocabulary)."""
+        dens, species = [], []
+        for i in range(batch.target.shape[0]):
+            m = batch.mask[i].cpu().numpy()
+            d, s = self._voxelised(batch.species[i].cpu().numpy()[m],
+                                   batch.target[i].double().cpu().numpy()[m],
+                                   batch.cell_params[i].double().cpu().numpy())
+            dens.append(d)
+            species.append(s)
+        x = torch.from_numpy(np.stack(dens)).float().unsqueeze(1).to(self.device)
+        z = torch.from_numpy(np.stack(species)).to(self.device)
+        return x, self._class_of_z[z]
+
+    # ------------------------------------------------------------------ training
+    def loss(self, batch: TaskBatch) -> dict[str, torch.Tensor]:
+        x, classes = self.grids(batch)  # [B, 1, N, N, N], [B, N, N, N]
+        e = self._embed(batch.condition)  # [B, emb]
+        mu, logvar = self.vae.encode(x, e)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        recon = self.vae.decode(z, e)  # [B, 1, N, N, N]
+        n_vox = x[0].numel()
+        recon_loss = F.mse_loss(recon, x)
+        kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1).mean() / n_vox
+        occupied = (classes != 0).float()
+        inputs = torch.cat([x, recon.detach()]) if self.unet_on_recon else x
+        targets = classes.repeat(2, 1, 1, 1) if self.unet_on_recon else classes
+        logits, mask_logit = self.unet(inputs)
+        species_loss = F.cross_entropy(logits, targets, ignore_index=-100)
+        mask_target = occupied.repeat(2, 1, 1, 1) if self.unet_on_recon else occupied
+        mask_loss = F.binary_cross_entropy_with_logits(mask_logit[:, 0], mask_target)
+        scale = torch.tensor(CELL_SCALE, device=x.device)
+        cell_loss = F.l1_loss(self.cell_head(e) / scale, batch.cell_params / scale)
+        total = (recon_loss + self.beta * kl + species_loss + self.mask_weight * mask_loss
+                 + self.cell_weight * cell_loss)
+        return {"loss": total, "recon": recon_loss, "kl": kl, "species": species_loss,
+                "mask": mask_loss, "cell": cell_loss}
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def decode(self, condition: Condition, n: int,
+               generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Latent draws -> grids: density [B*n, 1, N^3], species log-probs [B*n, K, N^3], mask
+        logits [B*n, N^3] and cell [B, 6]; rows i*n .. i*n+n-1 belong to item i."""
+        e = self._embed(condition)
+        z = torch.randn(e.shape[0] * n, self.latent, generator=generator).to(e.device)
+        density = self.vae.decode(z, e.repeat_interleave(n, dim=0))
+        logits, mask = zip(*(self.unet(chunk) for chunk in density.split(8)), strict=True)
+        cell = condition.cell_params if condition.cell_params is not None else self.cell_head(e)
+        return {"density": density, "logp": torch.cat(logits).log_softmax(1),
+                "mask": torch.cat(mask)[:, 0], "cell": cell}
+
+    @torch.no_grad()
+    def sample(self, condition: Condition, n: int,
+               generator: torch.Generator | None = None) -> list[list[Structure]]:
+        """n unit cells per item: each latent draw is decoded, labelled by the UNet and segmented.
+
+        The atom count is the segmentation's, capped at `condition.n_atoms` (or the task's
+        max_atoms) by keeping the largest regions. Species: with `condition.composition` the
+        counts follow the composition and atoms take species by an optimal assignment on the
+        UNet's mean log-probabilities over their regions; without it, the majority vote.
+        """
+        out = {k: v.float().cpu() for k, v in self.decode(condition, n, generator).items()}
+        results: list[list[Structure]] = []
+        for i in range(condition.batch_size):
+            params = out["cell"][i].double().numpy()
+            params = params if condition.cell_params is not None else plausible_cell(params)
+            limit = self.task.max_atoms
+            if condition.n_atoms is not None:
+                limit = min(limit, int(condition.n_atoms[i]))
+            comp = None if condition.composition is None else condition.composition[i]
+            items = []
+            for j in range(i * n, (i + 1) * n):
+                items.append(self._structure(out["logp"][j].numpy(), out["mask"][j].numpy(),
+                                             out["density"][j, 0].numpy(), params, limit, comp))
+            results.append(items)
+        return results
+
+    def _structure(self, logp: np.ndarray, mask_logit: np.ndarray, density: np.ndarray,
+                   params: np.ndarray, limit: int, comp: dict[int, float] | None) -> Structure:
+        """One cell from the UNet output: logp [K, N, N, N], mask_logit and density [N, N, N]."""
+        vocab = np.asarray(self.species_vocab)
+        binary = mask_logit > 0
+        species = np.where(binary, vocab[logp[1:].argmax(0)], 0)
+        cell = cellpar_to_cell(params)
+        shape = species.shape
+        seg = segment(species, binary, radius_vox=radius_voxels(cell, shape, species),
+                      components=self.components, max_atoms=4 * limit)  # type: ignore[arg-type]
+        seg = _largest(seg, limit) if seg.n_atoms else _fallback(density, species, vocab, logp)
+        z = seg.species if comp is None else self._assign(seg, logp, comp)
+        frac = seg.frac_positions
+        order = np.argsort(np.linalg.norm(frac, axis=1), kind="stable")  # ascending |r|, as CHILI
+        return Structure.from_cell_parameters(z[order], frac[order], params)
+
+    def _assign(self, seg: Segmentation, logp: np.ndarray, comp: dict[int, float]) -> np.ndarray:
+        """Species from a composition: counts by largest remainder, atoms by optimal assignment."""
+        zs = list(comp)
+        counts = counts_from_fractions([comp[z] for z in zs], seg.n_atoms)
+        flat = logp.reshape(logp.shape[0], -1)  # [K, N^3]
+        floor = float(flat.min()) - 10.0
+        score = np.full((seg.n_atoms, len(zs)), floor)
+        for k, z in enumerate(zs):
+            if z in self.species_vocab:
+                row = flat[1 + self.species_vocab.index(z)]
+                score[:, k] = [row[r].mean() for r in seg.regions]
+        columns = np.repeat(np.arange(len(zs)), counts)
+        rows, cols = linear_sum_assignment(-score[:, columns])
+        out = np.empty(seg.n_atoms, dtype=np.int64)
+        out[rows] = np.asarray(zs)[columns[cols]]
+        return out
+
+
+def _largest(seg: Segmentation, limit: int) -> Segmentation:
+    """The `limit` atoms with the largest regions (all when there are no more)."""
+    if seg.n_atoms <= limit:
+        return seg
+    keep = np.sort(np.argsort([-len(r) for r in seg.regions], kind="stable")[:limit])
+    return Segmentation(seg.positions[keep], seg.species[keep], [seg.regions[k] for k in keep],
+                        seg.shape)
+
+
+def _fallback(density: np.ndarray, species: np.ndarray, vocab: np.ndarray,
+              logp: np.ndarray) -> Segmentation:
+    """One atom at the density maximum when the segmentation finds none (an untrained model)."""
+    flat = int(density.argmax())
+    idx = np.asarray(np.unravel_index(flat, density.shape), dtype=float)
+    z = int(species.flat[flat]) or int(vocab[logp[1:].reshape(len(vocab), -1)[:, flat].argmax()])
+    return Segmentation(idx[None], np.array([z]), [np.array([flat])], density.shape)
+

@@ -1,0 +1,99 @@
+"""`invdesign evaluate --checkpoint FILE --data DIR [--split test] [--out metrics.json]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from invdesign.errors import InvdesignError
+
+COLUMNS = (
+    "n_samples",
+    "chili_mae",
+    "matched_mae",
+    "matched_rmsd",
+    "count_accuracy",
+    "species_accuracy",
+    "composition_accuracy",
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "evaluate",
+        help="evaluate a generator checkpoint on a CHILI folder (CHILI MAE, matched MAE/RMSD, ...)",
+        description="Sample a checkpoint on one part of the split it was trained with and print "
+        "its metrics; optionally write them as JSON.",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="model.safetensors or the folder holding it",
+    )
+    parser.add_argument(
+        "--data", type=Path, required=True, metavar="DIR", help="folder of CHILI *.h5 files"
+    )
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=("train", "val", "test", "all"),
+        help="part of the checkpoint's split to evaluate (default: test)",
+    )
+    parser.add_argument(
+        "--split-kind",
+        choices=("chili_random", "grouped"),
+        help="split kind (default: the one in the checkpoint's config)",
+    )
+    parser.add_argument("--out", type=Path, metavar="FILE", help="write the metrics JSON here")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from invdesign.generators.evaluation import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(
+        args.checkpoint, args.data, args.split, args.split_kind, args.device
+    )
+    print(format_metrics({args.split: metrics}))
+    if args.out is not None:
+        write_json(args.out, metrics)
+    return 0
+
+
+def format_metrics(parts: dict[str, dict[str, Any]]) -> str:
+    """A fixed-width table: one row per part (val, test, ...), the main metrics as columns."""
+    widths = [max(len(c), 9) + 2 for c in COLUMNS]
+    lines = [f"{'part':<6}" + "".join(f"{c:>{w}}" for c, w in zip(COLUMNS, widths, strict=True))]
+    for part, m in parts.items():
+        cells = []
+        for c, w in zip(COLUMNS, widths, strict=True):
+            v = m.get(c)
+            cells.append(
+                f"{'-':>{w}}"
+                if v is None
+                else f"{v:>{w}d}"
+                if isinstance(v, int)
+                else f"{v:>{w}.4f}"
+            )
+        lines.append(f"{part:<6}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Atomic JSON write; an unwritable destination is a user error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:
+        raise InvdesignError(f"cannot write metrics ({exc.strerror})", path) from None
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)

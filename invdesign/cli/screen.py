@@ -1,0 +1,68 @@
+"""`invdesign screen DIR [--checkpoint FILE] --out predictions.csv [--max-ef X] [--check chgnet
+--top K]`: rank candidate CIF/XYZ files by predicted formation energy (eV/atom), with a plot beside
+the CSV."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "screen",
+        help="rank candidate structures (CIF/XYZ) by predicted formation energy",
+        description="Predict formation energies (eV/atom) of the CIF/XYZ files under DIR with a "
+        "property checkpoint, rank them (lowest first), optionally check the top K with the CHGNet "
+        "recipe, and "
+        "write a CSV plus a plot (same name, .png). Unreadable files are listed with their reason.",
+    )
+    parser.add_argument("dir", type=Path, help="folder of candidate files (searched recursively)")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="property checkpoint folder (default: checkpoints/property-default)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="CSV of ranked predictions")
+    parser.add_argument(
+        "--max-ef",
+        type=float,
+        default=None,
+        metavar="X",
+        help="keep only candidates with predicted E_f <= X eV/atom",
+    )
+    parser.add_argument(
+        "--check",
+        choices=("chgnet",),
+        default=None,
+        help="second opinion on the top candidates (relaxed CHGNet recipe)",
+    )
+    parser.add_argument("--top", type=int, default=10, metavar="K", help="how many to check (10)")
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from invdesign.evaluators.property.screen import plot_screen, screen_folder, write_screen_csv
+
+    result = screen_folder(
+        args.dir, args.checkpoint, args.max_ef, args.check, args.top, args.device
+    )
+    csv_path = write_screen_csv(result, args.out)
+    png = plot_screen(result, csv_path.with_suffix(".png"))
+    for name, reason in result.failures:
+        print(f"invdesign: skipped {name}: {reason}", file=sys.stderr)
+    above = f", {result.n_above_max} above --max-ef" if args.max_ef is not None else ""
+    print(
+        f"ranked {len(result.rows)} candidates ({len(result.failures)} unreadable{above}) -> "
+        f"{csv_path}, {png}"
+    )
+    for row in result.rows[:5]:
+        print(
+            f"  {row['rank']:3d}  {row['formation_energy_per_atom']:8.3f} eV/atom  "
+            f"{row['formula']:14s}"
+            f"  {row['file']}"
+        )
+    return 0

@@ -1,0 +1,59 @@
+"""`invdesign train --config FILE [--data DIR] [--out DIR] [key=value ...]`: train an experiment."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="train a generator from an experiment config (configs/*.yaml)",
+        description="Train the generator an experiment YAML describes; write the checkpoint "
+        "(model.safetensors with its config and metrics), metrics.json and config.yaml.",
+    )
+    parser.add_argument(
+        "--config", type=Path, required=True, metavar="FILE", help="experiment YAML (see configs/)"
+    )
+    parser.add_argument(
+        "--data", type=Path, metavar="DIR", help="folder of CHILI *.h5 files (overrides data.root)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="output folder (overrides out_dir; default: no files written)",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. trainer.max_epochs=5 split.kind=grouped",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from invdesign.cli.evaluate import format_metrics
+    from invdesign.config import load_config
+    from invdesign.generators.training import train
+
+    cfg = load_config(args.config, args.overrides, args.data)
+    result = train(cfg, out_dir=args.out)
+    print(format_metrics({k: v for k, v in result.metrics.items() if k != "training"}))
+    info = result.info
+    print(
+        f"epochs {info['epochs']}, best epoch {info['best_epoch']}, "
+        f"{info['train_seconds']} s, {info['n_train']}/{info['n_val']}/{info['n_test']} "
+        f"train/val/test graphs"
+    )
+    if result.checkpoint is not None:
+        from invdesign.generators.model_card import write_model_card
+
+        command = "invdesign " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        card = write_model_card(result.checkpoint.parent, result.config, result.metrics, command)
+        print(f"checkpoint: {result.checkpoint}\nmodel card: {card}")
+    return 0

@@ -1,0 +1,135 @@
+"""Producing candidate structures: from the generator, or by cutting particles for large ones.
+
+Three routes, chosen by `plan_route` from the model's task and the size read off the data:
+- 'generator': the particle model samples the particle directly (it fits the atom limit);
+- 'packings': a metal too large for the model: known metallic packings and cluster shapes at the
+  data's nearest-neighbour distance, cut at diameters around the estimated size;
+- 'unit_cell': a compound too large for the model: the unit-cell model samples cells, each cut to
+  a particle of the estimated diameter with DebyeCalculator's cutter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from invdesign import elements
+from invdesign.debye.cutter import cut_particles
+from invdesign.errors import InvdesignError
+from invdesign.pipeline.packings import packing_candidates
+from invdesign.pipeline.sizing import SizeEstimate
+from invdesign.structure import Structure
+from invdesign.tasks import Condition, TaskSpec
+
+#: Default diameter (Å) for cutting cells when no PDF says how large the particle is.
+DEFAULT_DIAMETER = 30.0
+#: Largest particle (atoms) a bulk sample is modelled with, to bound the simulation time.
+BULK_ATOM_BUDGET = 4000
+
+
+@dataclass(frozen=True)
+class Route:
+    """How candidates are made.
+
+    Attributes:
+        name: 'generator', 'packings' or 'unit_cell'.
+        reason: one sentence for the report.
+        diameter: Å, the particle diameter cut to (packings / unit_cell), else None.
+        with_packings: generator route for a metal: half of the candidates come from metallic
+            packings of the estimated size (a safety net for a weak model).
+    """
+
+    name: str
+    reason: str
+    diameter: float | None = None
+    with_packings: bool = False
+
+
+def is_metallic(composition: dict[int, float] | None) -> bool:
+    return bool(composition) and all(elements.is_metal(z) for z in composition)
+
+
+def plan_route(task: TaskSpec, size: SizeEstimate | None,
+               composition: dict[int, float] | None) -> Route:
+    """Pick the route for a model `task`, the data's size estimate and the composition."""
+    metallic = is_metallic(composition)
+    if size is None:
+        if task.kind == "particle":
+            return Route("generator", "no PDF to size the particle: the particle model decides")
+        return Route("unit_cell", "no PDF to size the particle: cells cut to "
+                     f"{DEFAULT_DIAMETER:g} Å", DEFAULT_DIAMETER)
+    diameter = size.diameter
+    n_est = size.n_atoms(metallic)
+    if size.bulk:
+        rho = size.n_atoms(metallic) / (np.pi / 6 * size.diameter**3)
+        diameter = min(diameter, float((6 * BULK_ATOM_BUDGET / (np.pi * rho)) ** (1 / 3)))
+        n_est = int(round(np.pi / 6 * diameter**3 * rho))
+        what = ("G(r) does not die out within the data (bulk-like): modelled as a "
+                f"{diameter:.0f} Å sphere (~{n_est} atoms)")
+    else:
+        what = f"G(r) dies out near {diameter:.0f} Å (~{n_est} atoms)"
+    if task.kind == "particle" and not size.bulk and n_est <= task.max_atoms:
+        if metallic:
+            return Route("generator", f"{what}, within the model's limit of {task.max_atoms} "
+                         "atoms; half of the candidates from metallic packings of that size",
+                         diameter, with_packings=True)
+        return Route("generator", f"{what}, within the model's limit of {task.max_atoms} atoms")
+    limit = (f"beyond the particle model's limit of {task.max_atoms} atoms"
+             if task.kind == "particle" else "the model makes unit cells")
+    if metallic:
+        return Route("packings", f"{what}, {limit}: metallic packings and cluster shapes cut at "
+                     f"diameters around {diameter:.0f} Å", diameter)
+    return Route("unit_cell", f"{what}, {limit}: unit cells from the unit-cell model cut to "
+                 f"{diameter:.0f} Å spheres", diameter)
+
+
+def from_generator(generator, condition: Condition, n: int, seed: int) -> list[Structure]:
+    """`n` structures sampled from `generator` for a one-item `condition`, reproducible by seed."""
+    rng = torch.Generator(device="cpu").manual_seed(int(seed))
+    structures = generator.sample(condition, n, generator=rng)[0]
+    for s in structures:
+        s.info.setdefault("source", "generator")
+    return structures
+
+
+#: Sampled cells denser than this (Å^3 per atom) or with atoms closer than `MIN_CELL_DISTANCE` Å
+#: are collapsed: cutting them would give huge, meaningless particles, so they are skipped.
+MIN_VOLUME_PER_ATOM = 5.0
+MIN_CELL_DISTANCE = 0.7
+
+
+def sane_cell(cell: Structure) -> bool:
+    """A sampled unit cell worth cutting (not collapsed)."""
+    volume = abs(float(np.linalg.det(cell.cell)))
+    return volume / max(cell.n_atoms, 1) >= MIN_VOLUME_PER_ATOM and \
+        cell.min_distance() >= MIN_CELL_DISTANCE
+
+
+def cut_cells(cells: list[Structure], diameter: float, device: str = "cpu") -> Iterator[Structure]:
+    """Each sane cell cut to a sphere of `diameter` Å (metals = the cell's metal species);
+    collapsed cells (see `sane_cell`) are skipped."""
+    for cell in cells:
+        if not sane_cell(cell):
+            continue
+        metals = sorted({int(z) for z in cell.species if elements.is_metal(int(z))})
+        if not metals:
+            metals = sorted({int(z) for z in cell.species})
+        try:
+            particles = cut_particles(cell, [diameter / 2.0], metals, device=device)
+        except InvdesignError:
+            particles = []
+        if particles:
+            p = particles[0]
+            p.info.update({"source": "unit_cell", "cell": " ".join(
+                f"{v:.3f}" for v in cell.cell_parameters()), "diameter": round(diameter, 2)})
+            yield p
+
+
+def from_packings(composition: dict[int, float], size: SizeEstimate, diameter: float, n: int,
+                  seed: int) -> list[Structure]:
+    """`n` metal particles from known packings (see `invdesign.pipeline.packings`)."""
+    return packing_candidates(composition, size.nn_distance, diameter, n,
+                              bulk_sample=size.bulk, seed=seed)

@@ -1,0 +1,73 @@
+"""Which shipped checkpoint `invdesign sample` uses, and where checkpoints live: the one place.
+
+Change `DEFAULT_MODEL` (and `UNIT_CELL_MODEL`, used for particles larger than the particle
+model's atom limit) here to switch the default of the command and of `invdesign.pipeline.sample`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from invdesign.errors import CheckpointError
+
+#: Shipped checkpoint (folder under `checkpoints/`) used without `--model`/`--checkpoint`:
+#: the MLP for xPDF -> pos_abs (its MODEL_CARD.md names the training data). Metals larger than
+#: its 200-atom limit are answered from metallic packings, compounds from `UNIT_CELL_MODEL`.
+DEFAULT_MODEL = "mlp-xpdf-pos_abs"
+#: Shipped unit-cell checkpoint, used when the particle exceeds the particle model's atom limit.
+UNIT_CELL_MODEL = "mlp-xpdf-unit_cell"
+DEFAULT_N = 16
+DEFAULT_SEED = 0
+#: Default fit range of G(r) in Å (upper end clipped to the data's rmax).
+DEFAULT_FIT_RANGE = (1.5, 30.0)
+#: How many of the best candidates get a fit plot and a `.fgr` file.
+N_PLOTTED = 3
+#: Environment variable that points to another checkpoint folder (e.g. for a non-editable install).
+CHECKPOINT_ENV = "INVDESIGN_CHECKPOINTS"
+#: Weight file names a checkpoint folder may hold, in order of preference.
+WEIGHT_FILES = ("model.safetensors", "weights.safetensors", "model.pt")
+
+
+def checkpoint_root() -> Path:
+    """Folder of the shipped checkpoints: `$INVDESIGN_CHECKPOINTS`, else `checkpoints/`."""
+    env = os.environ.get(CHECKPOINT_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+def resolve_checkpoint(model: str | None = None,
+                       checkpoint: str | os.PathLike | None = None) -> Path:
+    """Checkpoint folder/file for `--checkpoint FILE`, else `--model NAME`, else the default.
+
+    A model name is a folder under `checkpoint_root()`; a path is used as given.
+    """
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if not path.exists():
+            raise CheckpointError("checkpoint not found", path)
+        return path
+    name = model or DEFAULT_MODEL
+    path = checkpoint_root() / name
+    if not path.exists():
+        root = checkpoint_root()
+        known = sorted(p.name for p in root.iterdir()
+                       if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+        raise CheckpointError(
+            f"no shipped model {name!r} in {root}; available: {', '.join(known) or 'none'}"
+        )
+    return path
+
+
+def weights_file(path: Path) -> Path:
+    """The weights file of a checkpoint folder (or the file itself), for hashing."""
+    if path.is_file():
+        return path
+    for name in WEIGHT_FILES:
+        if (path / name).is_file():
+            return path / name
+    found = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.pt"))
+    if not found:
+        raise CheckpointError("no weights file (*.safetensors) in checkpoint folder", path)
+    return found[0]

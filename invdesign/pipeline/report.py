@@ -1,0 +1,49 @@
+"""Plain-text report of a sample run: what was taken from where, how, and the ranked table."""
+
+from __future__ import annotations
+
+from invdesign.pipeline.result import SampleResult
+
+COLUMNS = (("rank", "{:>4}"), ("rw", "{:>7.4f}"), ("rw_refined", "{:>10}"), ("n_atoms", "{:>7}"),
+           ("composition", "{:<14}"), ("nn_distance", "{:>7.3f}"), ("min_distance", "{:>7.3f}"),
+           ("valid", "{:>5}"), ("source", "{:<13}"), ("file", "{}"))
+HEADERS = {"rw_refined": "rw_refined", "nn_distance": "nn (Å)", "min_distance": "min (Å)"}
+
+
+def _cell(name: str, fmt: str, value) -> str:
+    if value is None or value == "":
+        return fmt.replace(".4f", "").replace(".3f", "").format("-")
+    if name == "rw_refined":
+        return fmt.format(f"{value:.4f}")
+    if name == "composition" and len(str(value)) > 14:
+        value = str(value)[:13] + "~"
+    if name == "valid":
+        value = "yes" if value else "no"
+    return fmt.format(value)
+
+
+def table(result: SampleResult, limit: int | None = None) -> str:
+    """The ranked candidates as an aligned text table (best first)."""
+    rows = result.rows()[:limit]
+    head = []
+    for name, fmt in COLUMNS:
+        width_fmt = fmt.replace(".4f", "").replace(".3f", "")
+        head.append(width_fmt.format(HEADERS.get(name, name)))
+    lines = ["  ".join(head).rstrip()]
+    for row in rows:
+        shape = row.get("shape")
+        if shape:
+            row = {**row, "source": shape}
+        lines.append("  ".join(_cell(n, f, row.get(n)) for n, f in COLUMNS).rstrip())
+    return "\n".join(lines)
+
+
+def report(result: SampleResult, limit: int | None = None, taken: bool = True) -> str:
+    """Taken values (what came from where), how the answer was made, and the table."""
+    lines = ["taken:"] + [f"  {k}: {v}" for k, v in result.taken.items()] if taken else []
+    lines += ["how: " + result.how, f"model: {result.model}"
+              + (f" (sha256 {result.checkpoint_hash[:12]})" if result.checkpoint_hash else ""), ""]
+    lines.append(table(result, limit))
+    if result.out:
+        lines += ["", f"written to {result.out}"]
+    return "\n".join(lines)

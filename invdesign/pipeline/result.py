@@ -1,0 +1,188 @@
+"""What `sample` returns: ranked candidates with their fits, and how the answer was made.
+
+The fields are the columns of the files the CLI writes (`summary.csv`, `summary.json`), so a
+notebook and the command see the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from invdesign import elements
+from invdesign.structure import Structure
+
+#: A candidate is valid when no two atoms are closer than this fraction of the sum of their
+#: atomic (Slater) radii.
+MIN_DISTANCE_FRACTION = 0.7
+
+
+@dataclass
+class Fit:
+    """A computed pattern against the measured one over the fit range.
+
+    Attributes:
+        x: [m] grid (r in Å for PDFs, q in Å^-1 otherwise).
+        observed: [m] measured values.
+        calculated: [m] computed values times the fitted scale.
+        rw: the PDF community's weighted residual over this range.
+    """
+
+    x: np.ndarray
+    observed: np.ndarray
+    calculated: np.ndarray
+    rw: float
+
+    @property
+    def difference(self) -> np.ndarray:
+        """[m] observed - calculated."""
+        return self.observed - self.calculated
+
+
+def nn_distance(structure: Structure) -> float:
+    """Median nearest-neighbour distance in Å (inf for a single atom)."""
+    d = structure.distance_matrix()
+    if d.shape[0] < 2:
+        return float("inf")
+    np.fill_diagonal(d, np.inf)
+    if structure.is_periodic:  # an atom's own images are not neighbours of another atom
+        d[d < 1e-8] = np.inf
+    return float(np.median(d.min(axis=1)))
+
+
+def is_valid(structure: Structure) -> bool:
+    """No pair of atoms closer than `MIN_DISTANCE_FRACTION` x the sum of their atomic radii."""
+    if structure.n_atoms < 2:
+        return structure.n_atoms == 1
+    d = structure.distance_matrix()
+    radii = np.array([elements.atomic_radius(int(z)) for z in structure.species])
+    limit = MIN_DISTANCE_FRACTION * (radii[:, None] + radii[None, :])
+    np.fill_diagonal(d, np.inf)
+    return bool(np.all(d >= limit))
+
+
+@dataclass
+class Candidate:
+    """One candidate structure and how well it explains the data.
+
+    Attributes:
+        index: production order (0-based); files are named after it.
+        structure: the candidate as produced (particle or unit cell; positions [n, 3] Å).
+        rw: Rw of the forward-simulated pattern against the data, before refinement.
+        scale: fitted least-squares scale of the computed pattern.
+        fit: the fitted curve (None when not kept).
+        params: other fitted parameters (e.g. lattice scale, biso in Å^2 after refinement).
+        rw_refined: Rw after refinement (None without refinement).
+        refined: the refined structure (None without refinement).
+        scores: further per-candidate scores (Pearson r of other patterns, formation energy).
+        rank: 1 = best (lowest final Rw).
+        files: files written for this candidate, relative to the output folder.
+    """
+
+    index: int
+    structure: Structure
+    rw: float
+    scale: float
+    fit: Fit | None = None
+    params: dict[str, float] = field(default_factory=dict)
+    rw_refined: float | None = None
+    refined: Structure | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    rank: int = 0
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def final(self) -> Structure:
+        """The refined structure if there is one, else the produced one."""
+        return self.refined if self.refined is not None else self.structure
+
+    @property
+    def final_rw(self) -> float:
+        return self.rw_refined if self.rw_refined is not None else self.rw
+
+    def row(self) -> dict[str, Any]:
+        """The per-candidate summary columns (run-wide columns are added by `SampleResult`)."""
+        final = self.final
+        row: dict[str, Any] = {
+            "rank": self.rank,
+            "rw": round(float(self.rw), 6),
+            "rw_refined": None if self.rw_refined is None else round(float(self.rw_refined), 6),
+            "scale": float(self.scale),
+        }
+        row.update({k: float(v) for k, v in self.params.items()})
+        row.update({
+            "n_atoms": final.n_atoms,
+            "composition": final.formula,
+            "nn_distance": round(nn_distance(final), 4),
+            "min_distance": round(final.min_distance(), 4),
+            "valid": is_valid(final),
+        })
+        row.update({k: float(v) for k, v in self.scores.items()})
+        row["kind"] = final.kind
+        info = {**self.structure.info, **final.info}
+        row["source"] = str(info.get("source", ""))
+        row["shape"] = str(info.get("shape", ""))
+        row["file"] = self.files[0] if self.files else ""
+        return row
+
+
+@dataclass
+class SampleResult:
+    """The answer of `sample`: candidates ranked by Rw (refined Rw when refined), best first.
+
+    Attributes:
+        candidates: ranked candidates.
+        model: model name (shipped checkpoint folder, or 'packings').
+        checkpoint: checkpoint path ('' when no checkpoint was used).
+        checkpoint_hash: sha256 of the weights file ('' when none).
+        seed: the sampling seed.
+        versions: invdesign, torch and debyecalculator versions.
+        how: how the answer was made, in words.
+        taken: run setting -> 'value (source)', e.g. 'qmax': '22.0 (header)'.
+        fit_range: (rmin, rmax) Å of the Rw.
+        out: the output folder, when written.
+    """
+
+    candidates: list[Candidate]
+    model: str
+    checkpoint: str
+    checkpoint_hash: str
+    seed: int
+    versions: dict[str, str]
+    how: str
+    taken: dict[str, str] = field(default_factory=dict)
+    fit_range: tuple[float, float] = (1.5, 30.0)
+    out: str | None = None
+
+    @property
+    def best(self) -> Candidate:
+        return self.candidates[0]
+
+    def run_columns(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "checkpoint_hash": self.checkpoint_hash,
+            "seed": self.seed,
+            "versions": " ".join(f"{k}={v}" for k, v in self.versions.items()),
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One summary row per candidate, best first, with the run-wide columns."""
+        run = self.run_columns()
+        return [{**c.row(), **run} for c in self.candidates]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything `summary.json` holds."""
+        return {
+            "model": self.model,
+            "checkpoint": self.checkpoint,
+            "checkpoint_hash": self.checkpoint_hash,
+            "seed": self.seed,
+            "versions": self.versions,
+            "how": self.how,
+            "taken": self.taken,
+            "fit_range": list(self.fit_range),
+            "candidates": self.rows(),
+        }

@@ -1,0 +1,422 @@
+"""`sample`: measured pattern(s) in, ranked and fitted candidate structures out.
+
+The Python API behind `invdesign sample`:
+
+    from invdesign.io.measured import read_pattern
+    from invdesign.pipeline import sample
+    pdf = read_pattern("examples/Pt_truncoct_2nm.gr", qdamp=0.04)   # options beat the header
+    result = sample({"pdf": pdf}, n=16, seed=0, refine=True, out="pt_run")
+    result.best.final_rw, result.best.final      # Rw, Structure (refined)
+
+Steps: read the patterns; take the composition from the argument, else a header, else the model;
+load the generator (default: `invdesign.pipeline.defaults.DEFAULT_MODEL`); estimate the particle
+size from G(r) and pick a route (`candidates.plan_route`); produce `n` candidates, forward-simulate
+each on the measured grid (Rw, fitted scale) and write it at once; optionally refine the best
+ones; rank by (refined) Rw; write summaries, fit plots and `.fgr` curves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from invdesign.errors import InvdesignError
+from invdesign.pipeline import defaults
+from invdesign.pipeline.candidates import (
+    Route,
+    cut_cells,
+    from_generator,
+    from_packings,
+    plan_route,
+)
+from invdesign.pipeline.forward import ForwardAdapter, pattern_names
+from invdesign.pipeline.outputs import OutputFolder
+from invdesign.pipeline.result import Candidate, SampleResult
+from invdesign.pipeline.sizing import SizeEstimate, estimate_size
+from invdesign.structure import Structure
+
+Progress = Callable[[str], None]
+KINDS = ("pdf", "xrd", "saxs")
+
+
+def versions() -> dict[str, str]:
+    """Versions of invdesign, torch and debyecalculator (package metadata; nothing imported)."""
+    out = {}
+    for name in ("invdesign", "torch", "debyecalculator"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_patterns(measured: Any) -> dict[str, Any]:
+    """kind -> MeasuredPattern from a pattern, a path (a PDF) or a mapping kind -> either."""
+    from invdesign.io.measured import MeasuredPattern, read_pattern
+
+    if not isinstance(measured, Mapping):
+        measured = {"pdf": measured}
+    out = {}
+    for kind, value in measured.items():
+        if kind not in KINDS:
+            raise InvdesignError(f"unknown pattern kind {kind!r}; choose from {', '.join(KINDS)}")
+        if value is None:
+            continue
+        out[kind] = value if isinstance(value, MeasuredPattern) else read_pattern(value, kind=kind)
+    if not out:
+        raise InvdesignError("no measured pattern given (--pdf, --xrd or --saxs)")
+    return out
+
+
+def resolve_composition(composition: str | Mapping | None, patterns: dict[str, Any],
+                        metal_core: bool = False) -> tuple[dict[int, float] | None, str]:
+    """Atomic number -> fraction, and where it came from ('argument', '<source>, FILE', 'model')."""
+    from invdesign import elements
+    from invdesign.io.composition import metal_core as core_of
+    from invdesign.io.composition import parse_composition
+
+    source = "argument"
+    if composition is None:
+        for kind in KINDS:
+            pattern = patterns.get(kind)
+            if pattern is not None and pattern.composition:
+                origin = pattern.sources.get("composition", "header")
+                composition, source = pattern.composition, f"{origin}, {pattern.path.name}"
+                break
+    if composition is None:
+        return None, "model"
+    if isinstance(composition, str):
+        parsed = parse_composition(composition)
+    else:
+        parsed = {(elements.symbol(int(k)) if isinstance(k, (int, np.integer)) else str(k)):
+                  float(v) for k, v in composition.items()}
+    if metal_core:
+        parsed = core_of(parsed)
+        source += ", metal core only"
+    total = sum(parsed.values())
+    return {elements.atomic_number(s): v / total for s, v in parsed.items()}, source
+
+
+def load_generator(path: Path, device: str = "cpu"):
+    """`load_checkpoint`, importing only the checkpoint's own generator package (the registry
+    would otherwise import every generator, diffusion's heavy dependencies included)."""
+    from invdesign.generators.checkpoint import load_checkpoint, read_metadata
+
+    name = str(read_metadata(path).get("generator", ""))
+    if name.isidentifier():
+        try:
+            importlib.import_module(f"invdesign.generators.{name}")
+        except ImportError:
+            pass  # registered elsewhere: the registry finds it
+    return load_checkpoint(path, device=device)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InvdesignError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:1)") \
+            from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvdesignError(f"--device {device}: CUDA is not available here; use --device cpu")
+
+
+def _taken(patterns: dict[str, Any]) -> dict[str, str]:
+    """'pdf.qmax' -> '22.0 (header)' etc. for every instrument value of every pattern."""
+    taken: dict[str, str] = {}
+    for kind, p in patterns.items():
+        taken[kind] = f"{p.path} ({p.producer}, {p.x.size} points, {p.xmin:g}..{p.xmax:g})"
+        for name in ("qmin", "qmax", "qdamp", "biso", "radiation", "wavelength"):
+            value = getattr(p, name)
+            if value is not None:
+                taken[f"{kind}.{name}"] = f"{value:g} ({p.sources.get(name, 'default')})" \
+                    if isinstance(value, float) else f"{value} ({p.sources.get(name, 'default')})"
+        for i, note in enumerate(p.notes):
+            taken[f"{kind}.note{i + 1}"] = note
+    return taken
+
+
+def _format_comp(comp: dict[int, float] | None) -> str:
+    from invdesign import elements
+
+    if not comp:
+        return "from the model"
+    return " ".join(f"{elements.symbol(z)}{v:.3g}" for z, v in comp.items())
+
+
+def sample(
+    measured_patterns: Any,
+    composition: str | Mapping | None = None,
+    model: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    n: int = defaults.DEFAULT_N,
+    seed: int = defaults.DEFAULT_SEED,
+    refine: bool = False,
+    device: str = "cpu",
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+    fit_range: tuple[float, float] | None = None,
+    metal_core: bool = False,
+    refine_top: int = 3,
+    n_plotted: int = defaults.N_PLOTTED,
+    progress: Progress | None = None,
+) -> SampleResult:
+    """Candidate structures that explain measured pattern(s), ranked by Rw.
+
+    Args:
+        measured_patterns: a PDF (path or `MeasuredPattern`), or {'pdf'|'xrd'|'saxs': either}.
+        composition: 'Pt', 'CdSe', {'Zn': 1, 'O': 1} or {30: 0.5, 8: 0.5}; None: the header's, else
+            the model predicts species.
+        model: shipped model name (folder under `checkpoints/`); checkpoint: a checkpoint path
+            (wins over `model`). Neither: `defaults.DEFAULT_MODEL`.
+        n: number of candidates; seed: sampling seed (same seed, same candidates).
+        refine: refine the `refine_top` best candidates through DebyeCalculator.
+        device: torch device ('cpu', 'cuda').
+        out: output folder (candidates, summary.csv/json, fit.png, .fgr); None: write nothing.
+        force: replace an existing `out`.
+        fit_range: (rmin, rmax) Å of the PDF Rw; default 1.5 Å to the data's rmax, at most 30 Å.
+        metal_core: model only the metals of the composition (drop a ligand shell).
+        n_plotted: candidates shown in fit.png and written as .fgr.
+        progress: called with one line per step (the CLI prints them).
+    """
+    say = progress or (lambda _msg: None)
+    if n < 1:
+        raise InvdesignError(f"--n must be at least 1, got {n}")
+    _check_device(device)
+    patterns = read_patterns(measured_patterns)
+    inputs = [p.path for p in patterns.values() if getattr(p, "path", None)]
+    folder = OutputFolder(out, force, protect=inputs) if out is not None else None
+    try:
+        result = _run(patterns, composition, model, checkpoint, n, seed, refine, device, folder,
+                      fit_range, metal_core, refine_top, n_plotted, say)
+        if folder is not None:
+            result.out = str(folder.commit())
+        return result
+    finally:
+        if folder is not None and not folder.committed:
+            folder.discard()
+
+
+def _run(patterns, composition, model, checkpoint, n, seed, refine, device, folder, fit_range,
+         metal_core, refine_top, n_plotted, say) -> SampleResult:
+    taken = _taken(patterns)
+    comp, comp_source = resolve_composition(composition, patterns, metal_core)
+    taken["composition"] = f"{_format_comp(comp)} ({comp_source})"
+    ckpt = defaults.resolve_checkpoint(model, checkpoint)
+    source = "option" if (model or checkpoint) else "default"
+    generator = load_generator(ckpt, device=device)
+    taken["model"] = f"{ckpt.name} ({source}), task {generator.task.name}"
+
+    size: SizeEstimate | None = None
+    if "pdf" in patterns:
+        pdf = patterns["pdf"]
+        size = estimate_size(np.asarray(pdf.x), np.asarray(pdf.y))
+        taken["size"] = (f"diameter ~{size.diameter:.0f} Å{' (bulk-like)' if size.bulk else ''}, "
+                         f"first peak {size.nn_distance:.3f} Å (from the data)")
+    for key, value in taken.items():
+        say(f"{key}: {value}")
+    route = plan_route(generator.task, size, comp)
+    say(f"route: {route.name}: {route.reason}")
+
+    forward = ForwardAdapter(patterns, fit_range=fit_range, device=device)
+    plan = _plan(route, generator, ckpt, comp, size, n)
+    say(f"candidates: {plan.text}")
+    used_ckpt = plan.checkpoint
+    if used_ckpt is not None:
+        used_model = used_ckpt.name
+    elif route.name == "packings":
+        used_model = "packings"
+    else:
+        used_model = "crystal_types"
+    produced = _produce(plan, route, generator, patterns, comp, size, seed, device, say)
+
+    candidates: list[Candidate] = []
+    for i, structure in enumerate(produced):
+        cand = forward.score(i, structure)
+        if folder is not None:
+            folder.write_candidate(cand)
+        candidates.append(cand)
+        where = f" -> {cand.files[0]}" if cand.files else ""
+        say(f"candidate {i + 1}/{n}: {structure.n_atoms} atoms, Rw {cand.rw:.4f}{where}")
+    if not candidates:
+        raise InvdesignError(f"no candidate could be produced ({plan.text}): every unit cell "
+                             "was collapsed or cut to an empty particle")
+    candidates.sort(key=lambda c: (np.nan_to_num(c.rw, nan=np.inf), c.index))
+
+    if refine:
+        chosen = sorted(candidates, key=lambda c: (c.scores.get("rw_scan", c.rw), c.index))
+        for cand in chosen[:refine_top]:
+            forward.refine(cand)
+            if folder is not None:
+                folder.write_refined(cand)
+            say(f"refined candidate {cand.index}: Rw {cand.rw:.4f} -> {cand.rw_refined:.4f}")
+        candidates.sort(key=lambda c: (np.nan_to_num(c.final_rw, nan=np.inf), c.index))
+    for rank, cand in enumerate(candidates, start=1):
+        cand.rank = rank
+    _add_properties(candidates, device, say)
+
+    how = _how(route, plan, comp, comp_source, n, seed, refine, refine_top, forward)
+    weights = defaults.weights_file(used_ckpt) if used_ckpt is not None else None
+    result = SampleResult(
+        candidates=candidates,
+        model=used_model,
+        checkpoint=str(weights or ""),
+        checkpoint_hash=sha256(weights) if weights is not None else "",
+        seed=int(seed),
+        versions=versions(),
+        how=how,
+        taken=taken,
+        fit_range=forward.fit_range,
+    )
+    if folder is not None:
+        _write_run(folder, result, forward, n_plotted)
+    return result
+
+
+@dataclass
+class Plan:
+    """How many candidates come from where.
+
+    Attributes:
+        n_model: from the generator (cut from its unit cells on the 'unit_cell' route).
+        n_known: from known structures: metallic packings or CHILI-3K crystal types.
+        checkpoint: the generator checkpoint actually sampled (None when n_model is 0).
+        text: one sentence for the report.
+    """
+
+    n_model: int
+    n_known: int
+    checkpoint: Path | None
+    text: str
+
+
+def _plan(route: Route, generator, ckpt: Path, comp, size, n: int) -> Plan:
+    """Split `n` between the model and known structures (see `candidates` and `templates`)."""
+    from invdesign.pipeline.templates import matching_types
+
+    if route.name == "packings":
+        return Plan(0, n, None, f"{n} from known metallic packings")
+    model_ckpt: Path | None = ckpt
+    types = matching_types(comp) if size is not None else []
+    if route.name == "unit_cell" and generator.task.kind == "particle":
+        try:
+            model_ckpt = defaults.resolve_checkpoint(defaults.UNIT_CELL_MODEL)
+        except InvdesignError:
+            if not types:
+                raise
+            return Plan(0, n, None, f"{n} cut from the CHILI-3K crystal types "
+                        f"{', '.join(types)} (the unit-cell model {defaults.UNIT_CELL_MODEL} is "
+                        "not installed)")
+    known = "known metallic packings" if route.with_packings else (
+        f"the CHILI-3K crystal types {', '.join(types)}" if types else "")
+    n_known = n // 2 if known else 0
+    what = "sampled" if route.name == "generator" else "unit cells sampled and cut"
+    text = f"{n - n_known} {what} from the model" + (f", {n_known} from {known}" if known else "")
+    return Plan(n - n_known, n_known, model_ckpt, text)
+
+
+def _produce(plan: Plan, route: Route, generator, patterns, comp, size, seed, device,
+             say) -> Iterator[Structure]:
+    """The candidates of `plan`, yielded one by one (cut particles as they are cut)."""
+    from invdesign.conditions import prepare_condition
+    from invdesign.pipeline.templates import template_candidates
+
+    diameter = route.diameter or (size.diameter if size is not None else None)
+    if plan.n_model:
+        if route.name == "unit_cell" and generator.task.kind == "particle":
+            assert plan.checkpoint is not None
+            generator = load_generator(plan.checkpoint, device=device)
+        names = pattern_names(patterns, generator.task)
+        condition = prepare_condition({names[k]: (patterns[k].x, patterns[k].y) for k in names},
+                                      generator.task, composition=comp)
+        structures = from_generator(generator, condition, plan.n_model, seed)
+        if route.name == "unit_cell":
+            assert diameter is not None
+            say(f"cutting {len(structures)} sampled unit cells to {diameter:.0f} Å particles")
+            yield from cut_cells(structures, diameter, device)
+        else:
+            yield from structures
+    if plan.n_known:
+        assert size is not None and diameter is not None
+        if route.with_packings or route.name == "packings":
+            yield from from_packings(comp, size, diameter, plan.n_known, seed)
+        else:
+            yield from template_candidates(comp, diameter, plan.n_known, device)
+
+
+def _add_properties(candidates: list[Candidate], device: str, say: Progress) -> None:
+    """Predicted formation energy (eV/atom) when the property checkpoint is shipped."""
+    path = defaults.checkpoint_root() / "property-default"
+    if not (path / "model.safetensors").is_file():
+        return
+    import invdesign.evaluators.property.evaluator  # noqa: F401  (registers 'formation_energy')
+    from invdesign.evaluators.base import evaluator_class
+
+    try:
+        evaluator = evaluator_class("formation_energy")(checkpoint=path, device=device)
+        records = evaluator.evaluate([c.final for c in candidates])
+    except InvdesignError as exc:
+        say(f"formation energy skipped: {exc}")
+        return
+    for cand, rec in zip(candidates, records, strict=True):
+        cand.scores["formation_energy_per_atom"] = float(rec["formation_energy_per_atom"])
+    say(f"formation energy predicted with {path.name}")
+
+
+def _how(route: Route, plan: Plan, comp, comp_source: str, n: int, seed: int,
+         refine: bool, refine_top: int, forward: ForwardAdapter) -> str:
+    parts = [f"{n} candidates, seed {seed}: {plan.text}."]
+    if plan.checkpoint is not None:
+        parts.append(f"Model: {plan.checkpoint.name}.")
+    if plan.n_known and (route.with_packings or route.name == "packings"):
+        parts.append("Packings: ase fcc/hcp/bcc spheres and ase.cluster truncated octahedra, "
+                     "cuboctahedra, icosahedra, decahedra at the first-peak distance.")
+    if route.name == "unit_cell" or (plan.n_known and not route.with_packings
+                                     and route.name != "packings"):
+        parts.append("Particles cut from unit cells with DebyeCalculator's cutter.")
+    parts.append(f"Why: {route.reason}.")
+    parts.append(f"Species: {_format_comp(comp)} ({comp_source}).")
+    parts.append(f"Ranked by Rw of the DebyeCalculator pattern on the measured grid over "
+                 f"{forward.fit_range[0]:g}-{forward.fit_range[1]:g} Å (least-squares scale).")
+    if refine:
+        from invdesign.pipeline.forward import REFINE_SECONDS, REFINE_STEPS
+
+        parts.append(f"The {refine_top} best by Rw with biso (and a default qdamp) scanned were "
+                     "refined through DebyeCalculator: lattice scale, biso and qdamp on grids, "
+                     f"then up to {REFINE_STEPS} gradient steps on positions (at most "
+                     f"{REFINE_SECONDS:g} s each, with a minimum-distance guard), and re-ranked "
+                     "by refined Rw.")
+    return " ".join(parts)
+
+
+def _write_run(folder: OutputFolder, result: SampleResult, forward: ForwardAdapter,
+               n_plotted: int) -> None:
+    best = result.candidates[:n_plotted]
+    for cand in best:
+        fit = forward.final_fit(cand)
+        cand.fit = fit
+        if forward.is_pdf and fit is not None:
+            cand.files.append(folder.write_fgr(f"fit_rank{cand.rank}.fgr", fit,
+                                               forward.fgr_header(cand)))
+    xlabel, ylabel = forward.axis_labels()
+    folder.write_fit_plot(best, xlabel=xlabel, ylabel=ylabel)
+    folder.write_summary(result)

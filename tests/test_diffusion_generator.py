@@ -1,0 +1,186 @@
+"""The diffusion generator through the `Generator` contract, on tiny configs and random batches."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from invdesign.generators.base import Generator, build_generator, generator_class
+from invdesign.generators.diffusion import DiffusionGenerator
+
+from invdesign.data.patterns import pattern_spec
+from invdesign.errors import InvdesignError
+from invdesign.structure import Structure
+from invdesign.tasks import Condition, TaskBatch, TaskSpec
+
+TINY = {"cond_dim": 16, "species_dim": 8, "time_dim": 16, "scalar_dim": 8, "vector_dim": 4,
+        "n_layers": 1, "radial_hidden": 16, "n_radial": 8, "num_train_timesteps": 50,
+        "sampling_steps": 4, "k_neighbors": 4, "species_vocab": [8, 30]}
+MAX_ATOMS = 8
+
+
+@pytest.fixture(scope="module")
+def particle_gen() -> Generator:
+    torch.manual_seed(0)
+    return build_generator("diffusion", TaskSpec.parse("xPDF->pos_abs", MAX_ATOMS), **TINY)
+
+
+@pytest.fixture(scope="module")
+def cell_gen() -> Generator:
+    torch.manual_seed(0)
+    return build_generator("diffusion", TaskSpec.parse("saxs->unit_cell_pos_frac", MAX_ATOMS),
+                           **TINY)
+
+
+def _condition(task: TaskSpec, b: int) -> Condition:
+    name = task.patterns[0]
+    return Condition({name: torch.rand(b, pattern_spec(name).n_points)})
+
+
+def _batch(task: TaskSpec) -> TaskBatch:
+    n = torch.tensor([3, 8, 5])
+    mask = torch.arange(MAX_ATOMS) < n[:, None]
+    scale = 1.0 if task.kind == "unit_cell" else 6.0
+    target = torch.rand(3, MAX_ATOMS, 3) * scale * mask.unsqueeze(-1)
+    species = torch.where(mask, 30, 0)
+    species[:, 0] = 8
+    cell = torch.tensor([[4.0, 4.0, 5.0, 90.0, 90.0, 120.0]]).expand(3, 6)
+    return TaskBatch(_condition(task, 3), target, mask, species, n, cell)
+
+
+def test_registered_under_its_name() -> None:
+    assert generator_class("diffusion") is DiffusionGenerator
+
+
+@pytest.mark.parametrize("which", ["particle_gen", "cell_gen"])
+def test_loss_forward_backward(which: str, request: pytest.FixtureRequest) -> None:
+    gen = request.getfixturevalue(which)
+    gen.zero_grad()
+    losses = gen.loss(_batch(gen.task))
+    assert {"loss", "diffusion", "count", "composition"} <= set(losses)
+    assert ("cell" in losses) == (gen.task.kind == "unit_cell")
+    assert all(torch.isfinite(v) for v in losses.values())
+    losses["loss"].backward()
+    tp_grad = gen.denoiser.net.layers[0].radial.parameters().__next__().grad
+    assert tp_grad is not None and tp_grad.abs().sum() > 0  # the e3nn network is trained
+
+
+@pytest.mark.parametrize("which", ["particle_gen", "cell_gen"])
+def test_loss_ignores_padding(which: str, request: pytest.FixtureRequest) -> None:
+    gen = request.getfixturevalue(which)
+    batch = _batch(gen.task)
+    junk = TaskBatch(batch.condition, batch.target.clone(), batch.mask, batch.species.clone(),
+                     batch.n_atoms, batch.cell_params)
+    junk.target[~batch.mask] = 42.0
+    junk.species[~batch.mask] = 79
+    torch.manual_seed(5)
+    a = gen.loss(batch)
+    torch.manual_seed(5)
+    b = gen.loss(junk)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
+
+
+def _check_structures(gen: Generator, out: list[list[Structure]], b: int, n: int) -> None:
+    assert len(out) == b and all(len(items) == n for items in out)
+    for s in (s for items in out for s in items):
+        assert 1 <= s.n_atoms <= MAX_ATOMS
+        assert np.isfinite(s.positions).all()
+        if gen.task.kind == "unit_cell":
+            assert s.kind == "unit_cell"
+            frac = s.frac_positions
+            assert frac.min() > -1e-9 and frac.max() < 1 + 1e-9
+        else:
+            assert s.kind == "particle" and s.cell is None
+            np.testing.assert_allclose(s.positions.mean(0), 0.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmsolver"])
+@pytest.mark.parametrize("which", ["particle_gen", "cell_gen"])
+def test_sample_returns_valid_structures(which: str, sampler: str,
+                                         request: pytest.FixtureRequest) -> None:
+    gen = request.getfixturevalue(which)
+    out = gen.sample(_condition(gen.task, 2), 3, generator=torch.Generator().manual_seed(0),
+                     sampler=sampler, steps=3)
+    _check_structures(gen, out, 2, 3)
+    assert out[0][0].info["sampler"] == sampler
+
+
+@pytest.mark.parametrize("which", ["particle_gen", "cell_gen"])
+def test_sampling_is_reproducible_with_a_seed(which: str, request: pytest.FixtureRequest) -> None:
+    gen = request.getfixturevalue(which)
+    cond = _condition(gen.task, 2)
+
+    def run(seed: int) -> list[np.ndarray]:
+        out = gen.sample(cond, 2, generator=torch.Generator().manual_seed(seed), sampler="ddpm")
+        return [s.positions for items in out for s in items]
+
+    first, again, other = run(7), run(7), run(8)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(a.shape != c.shape or not np.allclose(a, c) for a, c in zip(first, other,
+                                                                           strict=True))
+
+
+def test_given_counts_composition_and_cell_are_used(cell_gen: Generator) -> None:
+    cond = _condition(cell_gen.task, 2)
+    cond.n_atoms = torch.tensor([6, 3])
+    cond.composition = [{22: 1 / 3, 8: 2 / 3}, {30: 0.5, 8: 0.5}]
+    cond.cell_params = torch.tensor([[3.0, 4.0, 5.0, 90.0, 90.0, 90.0],
+                                     [6.0, 6.0, 6.0, 60.0, 60.0, 60.0]])
+    out = cell_gen.sample(cond, 2, generator=torch.Generator().manual_seed(0))
+    for s in out[0]:
+        assert Counter(s.species.tolist()) == {22: 2, 8: 4}
+        np.testing.assert_allclose(s.cell_parameters(), [3.0, 4.0, 5.0, 90.0, 90.0, 90.0],
+                                   atol=1e-4)
+    for s in out[1]:
+        assert s.n_atoms == 3 and set(s.species.tolist()) <= {30, 8}
+
+
+def test_composition_restricts_drawn_counts(particle_gen: Generator) -> None:
+    cond = _condition(particle_gen.task, 1)
+    cond.composition = [{22: 1 / 3, 8: 2 / 3}]
+    out = particle_gen.sample(cond, 6, generator=torch.Generator().manual_seed(1), steps=2)
+    for s in out[0]:
+        assert s.n_atoms in (3, 6)  # multiples of the formula unit within max_atoms = 8
+        assert Counter(s.species.tolist())[8] == 2 * Counter(s.species.tolist())[22]
+
+
+def test_bad_sampling_options_raise(particle_gen: Generator) -> None:
+    cond = _condition(particle_gen.task, 1)
+    with pytest.raises(InvdesignError, match="unknown sampler"):
+        particle_gen.sample(cond, 1, sampler="euler")
+    with pytest.raises(InvdesignError, match="steps must be in"):
+        particle_gen.sample(cond, 1, steps=10_000)
+    with pytest.raises(InvdesignError, match="bad composition"):
+        particle_gen.sample(Condition(cond.patterns, composition=[{0: 1.0}]), 1)
+    with pytest.raises(InvdesignError, match="n_atoms"):
+        particle_gen.sample(Condition(cond.patterns, n_atoms=torch.tensor([MAX_ATOMS + 1])), 1)
+
+
+def test_hparams_rebuild_the_same_model(cell_gen: Generator) -> None:
+    clone = build_generator("diffusion", cell_gen.task, **cell_gen.hparams())
+    clone.load_state_dict(cell_gen.state_dict(), strict=True)
+    assert clone.hparams() == cell_gen.hparams()
+    cond = _condition(cell_gen.task, 1)
+    a = cell_gen.sample(cond, 1, generator=torch.Generator().manual_seed(0))[0][0]
+    b = clone.sample(cond, 1, generator=torch.Generator().manual_seed(0))[0][0]
+    np.testing.assert_allclose(a.positions, b.positions)
+
+
+def test_metal_centre_puts_the_central_metal_at_the_origin() -> None:
+    gen = build_generator("diffusion", TaskSpec.parse("xrd->pos_abs", MAX_ATOMS),
+                          **{**TINY, "centre": "metal"})
+    cond = _condition(gen.task, 1)
+    cond.composition = [{30: 0.5, 8: 0.5}]
+    for s in gen.sample(cond, 3, generator=torch.Generator().manual_seed(0), steps=2)[0]:
+        zn = s.positions[s.species == 30]
+        distance = np.linalg.norm(zn, axis=1)
+        assert distance.min() < 1e-9  # one Zn sits on the origin ...
+        centroid = s.positions.mean(0)
+        nearest = np.argmin(np.linalg.norm(zn - centroid, axis=1))
+        assert distance[nearest] < 1e-9  # ... the one nearest the centroid
+    with pytest.raises(InvdesignError, match="centre must be"):
+        build_generator("diffusion", gen.task, **{**TINY, "centre": "middle"})

@@ -1,0 +1,214 @@
+"""The generator harness end to end on a tiny CHILI folder made here: config, train, checkpoint,
+load, sample, evaluate (Python API and CLI), and a one-batch smoke run of every experiment
+config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from invdesign.generators.base import build_generator
+from invdesign.generators.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from invdesign.generators.evaluation import evaluate_checkpoint
+from invdesign.generators.mlp.model import counts_from_fractions
+from invdesign.generators.training import train
+from omegaconf.errors import ReadonlyConfigError
+
+from invdesign.cli.main import main
+from invdesign.config import config_from_dict, load_config
+from invdesign.data.hdf5_io import write_chili_file
+from invdesign.data.toy import toy_record
+from invdesign.errors import CheckpointError, ConfigError
+from invdesign.structure import Structure
+from invdesign.tasks import Condition, TaskSpec
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    """Six sources x two particles (7 and 12 atoms) with random patterns and coordinates."""
+    root = tmp_path_factory.mktemp("chili_tiny")
+    for k in range(6):
+        write_chili_file(
+            root / f"Toy{k}.h5",
+            toy_record(name=f"Toy{k}", n_unit_cell=4 + k, particle_atoms=(7, 12), seed=k),
+        )
+    return root
+
+
+def _cfg(root: Path, task: str = "xPDF->pos_abs", **trainer):
+    return config_from_dict(
+        {
+            "task": {"name": task},
+            "data": {"root": str(root), "batch_size": 4},
+            "trainer": {"max_epochs": 2, "monitor": "val/coord_mae", **trainer},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    return train(_cfg(tiny_root), out_dir=out), out
+
+
+def test_config_is_validated_read_only_and_overridable(tiny_root):
+    cfg = load_config(CONFIGS[0], ["trainer.max_epochs=5", "split.kind=grouped"], tiny_root)
+    assert cfg.trainer.max_epochs == 5 and cfg.split.kind == "grouped"
+    assert cfg.data.root == str(tiny_root)
+    with pytest.raises(ReadonlyConfigError):
+        cfg.trainer.max_epochs = 7
+    with pytest.raises(ConfigError, match="max_epochz"):
+        load_config(CONFIGS[0], ["trainer.max_epochz=5"])
+    with pytest.raises(ConfigError, match="split.kind must be one of"):
+        load_config(CONFIGS[0], ["split.kind=by_magic"])
+    with pytest.raises(ConfigError, match="generator.name"):
+        load_config(CONFIGS[0], ["generator.name=nope"])
+    with pytest.raises(ConfigError, match="task.name"):
+        load_config(CONFIGS[0], ["task.name=xPDF->charge"])
+
+
+def test_train_writes_a_checkpoint_that_rebuilds_and_samples(trained):
+    result, out = trained
+    assert {p.name for p in out.iterdir()} >= {"model.safetensors", "metrics.json", "config.yaml"}
+    meta = read_metadata(out)
+    assert meta["generator"] == "mlp" and meta["task"]["target"] == "pos_abs"
+    assert meta["config"]["data"]["batch_size"] == 4
+    assert meta["metrics"]["test"]["chili_mae"] == result.metrics["test"]["chili_mae"]
+    model = load_checkpoint(out, "xPDF->pos_abs")
+    for a, b in zip(
+        model.state_dict().values(), result.generator.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+    cond = Condition({"xPDF": torch.rand(2, 6000)})
+    samples = model.sample(cond, 3, generator=torch.Generator().manual_seed(0))
+    assert len(samples) == 2 and all(len(s) == 3 for s in samples)
+    s = samples[0][0]
+    assert isinstance(s, Structure) and s.kind == "particle" and 1 <= s.n_atoms <= 200
+    assert set(s.species.tolist()) <= {8, 12}
+
+
+def test_evaluate_reproduces_the_training_metrics(trained, tiny_root):
+    result, out = trained
+    again = evaluate_checkpoint(out, tiny_root, "test")
+    for key in ("chili_mae", "matched_mae", "matched_rmsd", "count_accuracy", "n_samples"):
+        assert again[key] == pytest.approx(result.metrics["test"][key])
+    assert again["matched_mae"] <= again["chili_mae"] + 1e-12
+    assert again["same_data_as_training"] is True
+
+
+def test_loading_for_another_task_fails_clearly(trained, tmp_path):
+    _, out = trained
+    with pytest.raises(
+        CheckpointError, match=r"checkpoint is for task xPDF->pos_abs, not saxs->pos_abs"
+    ):
+        load_checkpoint(out, "saxs->pos_abs")
+    bogus = tmp_path / "weights.safetensors"
+    bogus.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    with pytest.raises(CheckpointError, match="not a generator checkpoint|not a safetensors"):
+        load_checkpoint(bogus)
+
+
+def test_cli_train_and_evaluate(tiny_root, tmp_path, capsys):
+    out = tmp_path / "cli_run"
+    code = main(
+        [
+            "train",
+            "--config",
+            str(CONFIGS[-1]),
+            "--data",
+            str(tiny_root),
+            "--out",
+            str(out),
+            "trainer.max_epochs=1",
+        ]
+    )
+    assert code == 0
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "chili_random" in card and "invdesign" in card and "CHILI MAE" in card
+    metrics = tmp_path / "m.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(out),
+                "--data",
+                str(tiny_root),
+                "--split",
+                "val",
+                "--out",
+                str(metrics),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "chili_mae" in printed and "matched_mae" in printed
+    saved = json.loads(metrics.read_text())
+    assert saved["part"] == "val" and saved["n_samples"] > 0
+
+
+def test_cli_errors_are_one_line_with_exit_2(tiny_root, tmp_path, capsys, trained):
+    _, out = trained
+    not_ckpt = tmp_path / "notes.txt"
+    not_ckpt.write_text("hello")
+    assert main(["evaluate", "--checkpoint", str(not_ckpt), "--data", str(tiny_root)]) == 2
+    assert main(["train", "--config", str(CONFIGS[0]), "--data", str(tiny_root), "seed=x"]) == 2
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("invdesign: error: ") for line in err)
+    assert "Traceback" not in "".join(err)
+    assert "notes.txt" in err[0]
+
+
+def test_same_seed_same_result(tiny_root):
+    a = train(_cfg(tiny_root, "saxs->unit_cell_pos_frac"), evaluate_parts=("test",))
+    b = train(_cfg(tiny_root, "saxs->unit_cell_pos_frac"), evaluate_parts=("test",))
+    assert a.metrics["test"] == b.metrics["test"]
+    structures = a.generator.sample(Condition({"saxs": torch.rand(1, 300)}), 1)
+    assert structures[0][0].kind == "unit_cell" and structures[0][0].cell is not None
+
+
+def test_mlp_is_chilis_architecture_and_honours_composition():
+    model = build_generator(
+        "mlp", TaskSpec.parse("xrd->unit_cell_pos_frac"), species_vocab=[8, 12, 30]
+    )
+    linears = [m for m in model.coords if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (580, 128),
+        (128, 128),
+        (128, 128),
+        (128, 60),
+    ]
+    assert sum(isinstance(m, torch.nn.ReLU) for m in model.coords) == 3
+    cond = Condition(
+        {"xrd": torch.rand(2, 580)},
+        composition=[{30: 0.25, 8: 0.75}, {12: 1.0}],
+        cell_params=torch.tensor([[4.0, 4, 4, 90, 90, 90]] * 2),
+        n_atoms=torch.tensor([8, 3]),
+    )
+    a, b = (s[0] for s in model.sample(cond, 1))
+    assert sorted(a.species.tolist()) == [8] * 6 + [30] * 2
+    assert b.species.tolist() == [12, 12, 12]
+    np.testing.assert_allclose(a.cell_parameters(), [4, 4, 4, 90, 90, 90], atol=1e-9)
+    assert counts_from_fractions([0.5, 0.3, 0.2], 7).tolist() == [4, 2, 1]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_every_config_smoke_runs(config, tiny_root):
+    cfg = load_config(config, ["trainer.fast_dev_run=true", "data.batch_size=4"], tiny_root)
+    result = train(cfg, evaluate_parts=("val",))
+    assert np.isfinite(result.metrics["val"]["chili_mae"])
+
+
+def test_save_checkpoint_round_trip_without_training(tmp_path):
+    model = build_generator("mlp", TaskSpec.parse("saxs->pos_abs", max_atoms=10), species_vocab=[8])
+    path = save_checkpoint(tmp_path / "x.safetensors", model, {"note": "hand-made"}, {"m": 1.0})
+    again = load_checkpoint(path)
+    assert again.task == model.task and again.hparams() == model.hparams()
+    assert read_metadata(path)["config"] == {"note": "hand-made"}

@@ -1,0 +1,97 @@
+"""`invdesign screen` through the CLI: ranking, an unreadable file with its reason, bad input."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.io import write
+from invdesign.evaluators.property.checkpoint import save_property_checkpoint
+from invdesign.evaluators.property.data import make_graphs
+from invdesign.evaluators.property.train import TrainConfig, fit
+
+from invdesign.cli.main import main
+from invdesign.structure import Structure
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    structures = [Structure.from_ase(bulk("Cu", "fcc", a=3.4 + 0.1 * i)) for i in range(6)]
+    targets = np.linspace(-0.5, 0.5, 6)
+    cfg = TrainConfig(hidden=8, heads=2, blocks=1, epochs=2, batch_size=3)
+    folder = tmp_path / "ckpt"
+    save_property_checkpoint(folder, fit(make_graphs(structures, targets), cfg))
+    return folder
+
+
+@pytest.fixture
+def candidates(tmp_path):
+    folder = tmp_path / "candidates"
+    (folder / "sub").mkdir(parents=True)
+    write(folder / "cu.cif", bulk("Cu", "fcc", a=3.6))
+    write(folder / "sub" / "mgo.cif", bulk("MgO", "rocksalt", a=4.2))
+    particle = bulk("Au", "fcc", a=4.08, cubic=True)
+    particle.pbc = False
+    particle.cell = None
+    write(folder / "au4.xyz", particle, format="extxyz")
+    (folder / "broken.cif").write_text("data_broken\n_cell_length_a nonsense\n")
+    return folder
+
+
+def test_screen_ranks_readable_files_and_lists_the_broken_one(
+    tiny_checkpoint, candidates, tmp_path, capsys
+):
+    out = tmp_path / "pred.csv"
+    code = main(
+        ["screen", str(candidates), "--checkpoint", str(tiny_checkpoint), "--out", str(out)]
+    )
+    assert code == 0
+    rows = list(csv.DictReader(out.open()))
+    ranked = [r for r in rows if r["rank"]]
+    assert sorted(r["file"] for r in ranked) == ["au4.xyz", "cu.cif", "sub/mgo.cif"]
+    values = [float(r["formation_energy_per_atom"]) for r in ranked]
+    assert values == sorted(values)
+    assert {r["file"]: r["n_atoms"] for r in ranked}["au4.xyz"] == "4"
+    broken = [r for r in rows if r["file"] == "broken.cif"]
+    assert len(broken) == 1 and broken[0]["status"].startswith("unreadable: ")
+    assert len(broken[0]["status"]) > len("unreadable: ")
+    assert out.with_suffix(".png").is_file()
+    assert "broken.cif" in capsys.readouterr().err
+
+
+def test_screen_max_ef_filters(tiny_checkpoint, candidates, tmp_path):
+    out = tmp_path / "pred.csv"
+    assert (
+        main(
+            [
+                "screen",
+                str(candidates),
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--out",
+                str(out),
+                "--max-ef",
+                "-100",
+            ]
+        )
+        == 0
+    )
+    assert not [r for r in csv.DictReader(out.open()) if r["rank"]]
+
+
+def test_screen_missing_folder_exits_2_with_one_line(tmp_path, capsys):
+    code = main(["screen", str(tmp_path / "nowhere"), "--out", str(tmp_path / "p.csv")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("invdesign: error:") and "nowhere" in err[0]
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_screen_bad_checkpoint_exits_2(candidates, tmp_path, capsys):
+    code = main(
+        ["screen", str(candidates), "--checkpoint", str(tmp_path), "--out", str(tmp_path / "p.csv")]
+    )
+    assert code == 2
+    assert "not a property checkpoint" in capsys.readouterr().err

