@@ -113,13 +113,17 @@ def test_loading_for_another_task_fails_clearly(trained, tmp_path):
         load_checkpoint(bogus)
 
 
+# An MLP config on the CHILI random split: the card must name that split.
+MLP_CLI_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mlp_xpdf_pos_abs.yaml"
+
+
 def test_cli_train_and_evaluate(tiny_root, tmp_path, capsys):
     out = tmp_path / "cli_run"
     code = main(
         [
             "train",
             "--config",
-            str(CONFIGS[-1]),
+            str(MLP_CLI_CONFIG),
             "--data",
             str(tiny_root),
             "--out",
