@@ -1,14 +1,14 @@
 """Element data used for node features, bond rules and species handling.
 
-The table ships as `resources/elements.csv` (made from `mendeleev` by `tools/make_element_table.py`).
-CHILI's node features are `[atomic_number, atomic_radius (Slater, pm), atomic_weight (u),
-electron_affinity (eV)]`.
+The table ships as `resources/elements.csv` (made from `mendeleev` by
+`tools/make_element_table.py`). CHILI's node features are `[atomic_number, atomic_radius (Slater,
+pm), atomic_weight (u), electron_affinity (eV)]`.
 """
 
 from __future__ import annotations
 
 import csv
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import numpy as np
@@ -17,8 +17,8 @@ from invdesign.errors import InvdesignError
 
 N_NODE_FEATURES = 4
 
-# Non-metals and metalloids treated as "ligands" when cutting nanoparticles (CHILI-100K's 11 non-metals plus the
-# remaining non-metallic elements); everything else with Z <= 103 counts as a metal.
+# Non-metals and metalloids treated as "ligands" when cutting nanoparticles (CHILI-100K's 11
+# non-metals plus the remaining non-metallic elements); everything else with Z <= 103 is a metal.
 NON_METALS: frozenset[str] = frozenset(
     "H He B C N O F Ne Si P S Cl Ar As Se Br Kr Te I Xe At Rn".split()
 )
@@ -42,9 +42,9 @@ def _table() -> dict[str, np.ndarray]:
     }
 
 
-@lru_cache(maxsize=None)
+@cache
 def atomic_number(symbol: str) -> int:
-    """Atomic number of an element symbol ('Zn' -> 30); raises InvdesignError for unknown symbols."""
+    """Atomic number of an element symbol ('Zn' -> 30); InvdesignError for unknown symbols."""
     symbols = _table()["symbol"]
     hits = np.flatnonzero(symbols == symbol)
     if hits.size == 0:
@@ -56,6 +56,13 @@ def symbol(z: int) -> str:
     """Element symbol of atomic number `z`."""
     _check_z(z)
     return str(_table()["symbol"][int(z) - 1])
+
+
+def symbols(z: np.ndarray) -> list[str]:
+    """Element symbols of an array of atomic numbers (vectorised `symbol`)."""
+    z = np.asarray(z, dtype=int)
+    _check_z(z)
+    return _table()["symbol"][z - 1].astype(str).tolist()
 
 
 def _check_z(z: int | np.ndarray) -> None:
@@ -90,8 +97,6 @@ def node_features(z: np.ndarray) -> np.ndarray:
     _check_z(z)
     t = _table()
     idx = z - 1
-    feats = np.stack(
-        [z.astype(float), t["atomic_radius"][idx], t["atomic_weight"][idx], t["electron_affinity"][idx]],
-        axis=1,
-    )
+    columns = [t["atomic_radius"][idx], t["atomic_weight"][idx], t["electron_affinity"][idx]]
+    feats = np.stack([z.astype(float), *columns], axis=1)
     return np.nan_to_num(feats).astype(np.float32)

@@ -1,8 +1,9 @@
 """The structure record every part of invdesign exchanges.
 
-A `Structure` is a plain numpy record: atomic numbers, Cartesian positions in Å and, for periodic unit cells,
-the cell as row vectors in Å. It converts to and from ASE `Atoms`, pymatgen `Structure`/`Molecule` and a
-torch-geometric `Data`, so generators, evaluators and writers never pass library objects to each other.
+A `Structure` is a plain numpy record: atomic numbers, Cartesian positions in Å and, for periodic
+unit cells, the cell as row vectors in Å. It converts to and from ASE `Atoms`, pymatgen
+`Structure`/`Molecule` and a torch-geometric `Data`, so generators, evaluators and writers never
+pass library objects to each other.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ class Structure:
 
     Attributes:
         species: [n] int, atomic numbers.
-        positions: [n, 3] float, Cartesian coordinates in Å. Particles are centred by the producer (CHILI centres
-            on the most central metal; generators centre at the origin).
-        cell: [3, 3] float, lattice vectors as rows in Å, for `kind == "unit_cell"`; None for particles.
+        positions: [n, 3] float, Cartesian coordinates in Å. Particles are centred by the producer
+            (CHILI centres on the most central metal; generators centre at the origin).
+        cell: [3, 3] float, lattice vectors as rows in Å, for `kind == "unit_cell"`; None for
+            particles.
         kind: "unit_cell" (periodic) or "particle" (finite).
         info: free-form metadata (source file, labels); not used for physics.
     """
@@ -53,7 +55,9 @@ class Structure:
         if not np.all(np.isfinite(positions)):
             raise InvdesignError("structure positions contain NaN or inf")
         if self.kind not in ("unit_cell", "particle"):
-            raise InvdesignError(f"structure kind must be 'unit_cell' or 'particle', not {self.kind!r}")
+            raise InvdesignError(
+                f"structure kind must be 'unit_cell' or 'particle', not {self.kind!r}"
+            )
         cell = None
         if self.kind == "unit_cell":
             if self.cell is None:
@@ -79,10 +83,12 @@ class Structure:
     def from_cell_parameters(
         cls, species: np.ndarray, frac: np.ndarray, params: np.ndarray, **info: Any
     ) -> Structure:
-        """Unit cell from fractional coordinates and `params` = (a, b, c in Å, alpha, beta, gamma in deg)."""
+        """Unit cell from fractional coordinates and `params` = (a, b, c in Å, alpha, beta, gamma
+        in deg)."""
         from ase.geometry import cellpar_to_cell
 
-        return cls.from_fractional(species, frac, cellpar_to_cell(np.asarray(params, float)), **info)
+        cell = cellpar_to_cell(np.asarray(params, float))
+        return cls.from_fractional(species, frac, cell, **info)
 
     @classmethod
     def from_ase(cls, atoms: ase.Atoms, kind: Kind | None = None) -> Structure:
@@ -120,7 +126,7 @@ class Structure:
 
     @property
     def symbols(self) -> list[str]:
-        return [elements.symbol(int(z)) for z in self.species]
+        return elements.symbols(self.species)
 
     @property
     def formula(self) -> str:
@@ -147,7 +153,8 @@ class Structure:
         if self.is_periodic:
             from ase.neighborlist import neighbor_list
 
-            d = neighbor_list("d", self.to_ase(), cutoff=max(6.0, float(self.cell_parameters()[:3].max())))
+            cutoff = max(6.0, float(self.cell_parameters()[:3].max()))
+            d = neighbor_list("d", self.to_ase(), cutoff=cutoff)
             return float(d.min()) if d.size else float("inf")
         d = self.distance_matrix()
         return float(d[np.triu_indices(self.n_atoms, 1)].min())
@@ -170,8 +177,9 @@ class Structure:
         return Molecule(self.species.tolist(), self.positions)
 
     def to_pyg(self) -> Data:
-        """torch-geometric `Data` with `z` [n], `x` [n, 4] CHILI node features, `pos` [n, 3] Å and, for unit
-        cells, `cell` [1, 3, 3] Å and `pos_frac` [n, 3]. No edges: graph builders add them."""
+        """torch-geometric `Data` with `z` [n], `x` [n, 4] CHILI node features, `pos` [n, 3] Å
+        and, for unit cells, `cell` [1, 3, 3] Å and `pos_frac` [n, 3]. No edges: graph builders add
+        them."""
         import torch
         from torch_geometric.data import Data
 
@@ -186,7 +194,8 @@ class Structure:
         return data
 
     def centred(self) -> Structure:
-        """A particle translated so that its centroid is at the origin (unit cells are returned as is)."""
+        """A particle moved so that its centroid is at the origin (unit cells returned as is)."""
         if self.is_periodic:
             return self
-        return Structure(self.species, self.positions - self.positions.mean(0), None, "particle", self.info)
+        positions = self.positions - self.positions.mean(0)
+        return Structure(self.species, positions, None, "particle", self.info)

@@ -47,8 +47,117 @@ def simulate(structure: Structure, spec: PatternSpec, device: str = "cpu",
 
 def simulate_all(structure: Structure, names: tuple[str, ...] = tuple(PATTERNS),
                  device: str = "cpu") -> dict[str, np.ndarray]:
-    """All requested CHILI patterns (default: the six of Table 6) of a structure."""
-    return {name: simulate(structure, PATTERNS[name], device) for name in names}
+    """All requested CHILI patterns (default: the six of Table 6) of a structure.
+
+    The expensive part of every pattern is the O(n_atoms^2) pair sum. Here it runs once per
+    element pair, with X-ray form factors, on one q grid that contains every requested pattern's
+    q grid as a subgrid (DebyeCalculator's partial I(q)); the neutron pair sum follows from it by
+    swapping form factors (f_a f_b -> b_a b_b, per element pair), and each pattern is read off the
+    shared grid (I(q) by slicing; G(r) by the sine transform and q damping of
+    `DebyeCalculator.gr` on its own q subgrid). Values agree with one `simulate` call per pattern
+    to float32 rounding (tested). Requests whose grids do not nest fall back to `simulate`.
+    """
+    specs = [PATTERNS[n] for n in names]
+    shared = _shared_q_grid(specs)
+    if shared is None:
+        return {spec.name: simulate(structure, spec, device) for spec in specs}
+    parts = _shared_parts(structure, shared, {spec.radiation for spec in specs}, device)
+    lo, _, step = shared
+    out = {}
+    for spec in specs:
+        iq, fq = parts[spec.radiation]
+        start = int(round((spec.qmin - lo) / step))
+        stride = int(round(spec.qstep / step))
+        n_q = int(round((spec.qmax - spec.qmin) / spec.qstep))
+        rows = slice(start, start + stride * n_q, stride)
+        values = iq[rows] if spec.function == "iq" else _gr_from_fq(spec, fq[rows])
+        out[spec.name] = np.stack([spec.grid(), values])
+    return out
+
+
+def _shared_q_grid(specs: Sequence[PatternSpec]) -> tuple[float, float, float] | None:
+    """(qmin, qmax, qstep) of a grid holding every spec's q grid as a subgrid, or None.
+
+    Only tried for two or more specs of one biso (one Debye-Waller factor).
+    """
+    if len(specs) < 2 or len({spec.biso for spec in specs}) != 1:
+        return None
+    step = min(spec.qstep for spec in specs)
+    lo = min(spec.qmin for spec in specs)
+    hi = max(spec.qmax for spec in specs)
+    for spec in specs:
+        ratio, offset = spec.qstep / step, (spec.qmin - lo) / step
+        if abs(ratio - round(ratio)) > 1e-9 or abs(offset - round(offset)) > 1e-9:
+            return None
+    return lo, hi, step
+
+
+def _shared_parts(structure: Structure, grid: tuple[float, float, float],
+                  radiations: set[str], device: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{radiation: (I(q) with self-scattering, F(q))} on the shared grid, from one set of
+    element-pair sums.
+
+    Uses DebyeCalculator 1.1 internals (`_initialize_structures`, `_compute_iq_parts` with a
+    partial): the per-pair sums f_a f_b sum_ij sinc(q d_ij) exp(-q^2 biso / 8 pi^2), the form
+    factors, and the normalisation I -> F = q I_pair / (<f>^2 N) of `compute_sq`/`compute_fq`.
+    """
+    lo, hi, step = grid
+    calcs = {
+        radiation: _calculator(PatternSpec("shared", "shared", "iq", radiation, lo, hi, step,
+                                           biso=PATTERNS["xrd"].biso), device, torch.float32)
+        for radiation in ("xray", "neutron")
+    }
+    source = (structure.symbols, torch.as_tensor(structure.positions, dtype=torch.float32,
+                                                 device=device))
+    tuples = {
+        radiation: calc._initialize_structures(source)[0] for radiation, calc in calcs.items()
+    }
+    xray = tuples["xray"]
+    unique = [str(e) for e in np.unique(xray.elements)]
+    counts = np.bincount(xray.structure_inverse.cpu().numpy(), minlength=len(unique))
+    form = {radiation: t.unique_form_factors.double() for radiation, t in tuples.items()}
+    nq = calcs["xray"].q.numel()
+    pair = {radiation: torch.zeros(nq, dtype=torch.float64, device=device) for radiation in form}
+    for a in range(len(unique)):
+        for b in range(a, len(unique)):
+            if a == b and counts[a] < 2:
+                continue
+            part, _ = calcs["xray"]._compute_iq_parts(xray, f"{unique[a]}-{unique[b]}",
+                                                      include_self_scattering=False)
+            part = part.double()
+            pair["xray"] += part
+            pair["neutron"] += part * (form["neutron"][a] * form["neutron"][b]) / (
+                form["xray"][a] * form["xray"][b])
+    out = {}
+    for radiation in radiations:
+        t, ff = tuples[radiation], form[radiation]
+        # self-scattering sum_i (occ_i f_i)^2 / 2, grouped by element
+        occ_sq = torch.zeros(len(unique), dtype=torch.float64, device=device).index_add_(
+            0, t.structure_inverse, t.occupancy.double() ** 2)
+        self_iq = (occ_sq.unsqueeze(-1) * ff**2).sum(dim=0) / 2
+        iq = pair[radiation] + self_iq.expand(nq)
+        q = calcs[radiation].q.squeeze(-1).double()
+        fq = q * pair[radiation] / t.form_avg_sq.double() / t.size
+        out[radiation] = (iq.cpu().numpy(), fq.cpu().numpy())
+    return out
+
+
+def _gr_from_fq(spec: PatternSpec, fq: np.ndarray) -> np.ndarray:
+    """G(r) on the spec's r grid from F(q) on its q grid, as `DebyeCalculator.compute_gr` (with the
+    calculator's default qdamp)."""
+    r = spec.grid()
+    gr = (2 / np.pi) * (fq * spec.qstep) @ _sin_qr(spec)
+    return gr * np.exp(-(r * _DEFAULT_QDAMP) ** 2 / 2)
+
+
+@lru_cache(maxsize=8)
+def _sin_qr(spec: PatternSpec) -> np.ndarray:
+    """[n_q, n_r] sin(q r) on the spec's q and r grids."""
+    q = spec.qmin + spec.qstep * np.arange(int(round((spec.qmax - spec.qmin) / spec.qstep)))
+    return np.sin(np.outer(q, spec.grid()))
+
+
+_DEFAULT_QDAMP = 0.04  # DebyeCalculator's default, used by `simulate` for the CHILI G(r) patterns
 
 
 # ------------------------------------------------------------------------------------------------
