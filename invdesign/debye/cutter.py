@@ -47,6 +47,19 @@ def _generate(
         )
 
 
+def _generate_or_none(
+    cif: str, radii: list[float], metals: list[int], ligands: list[int], device: str
+) -> list | None:
+    """`_generate`, or None where DebyeCalculator 1.1 fails on a sphere holding only the central
+    atom without ligands (it takes the max over an empty selection)."""
+    try:
+        return _generate(cif, radii, metals, ligands, device)
+    except RuntimeError as err:
+        if "numel() == 0" not in str(err):
+            raise
+        return None
+
+
 def cut_particles(
     unit_cell: Structure,
     radii: Sequence[float],
@@ -86,12 +99,14 @@ def cut_particles(
     ligands = [int(z) for z in ligands] or [0]
     with tempfile.TemporaryDirectory(prefix="invdesign_cut_") as folder:
         cif = _to_cif(unit_cell, folder)
-        raw = _generate(cif, radii, metals, ligands, device)
-        if len(raw) == len(radii):
+        raw = _generate_or_none(cif, radii, metals, ligands, device)
+        if raw is not None and len(raw) == len(radii):
             pairs = list(zip(radii, raw, strict=True))
         else:  # some radius gave a single atom: find out which, one radius at a time
             pairs = [
-                (r, out[0]) for r in radii if (out := _generate(cif, [r], metals, ligands, device))
+                (r, out[0])
+                for r in radii
+                if (out := _generate_or_none(cif, [r], metals, ligands, device))
             ]
     from invdesign import elements
 
