@@ -1,7 +1,8 @@
 """The contract every evaluator implements, and the name -> class registry.
 
-An evaluator scores candidate structures: `evaluate(structures)` returns one record (column name -> value) per
-structure. Evaluators that need context (a measured pattern, a checkpoint) take it in their constructor.
+An evaluator scores candidate structures: `evaluate(structures)` returns one record (column name
+-> value) per structure. Evaluators that need context (a measured pattern, a checkpoint) take it in
+their constructor.
 """
 
 from __future__ import annotations
@@ -39,5 +40,6 @@ def register_evaluator(name: str):
 
 def evaluator_class(name: str) -> type[Evaluator]:
     if name not in _REGISTRY:
-        raise InvdesignError(f"unknown evaluator {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+        known = ", ".join(sorted(_REGISTRY))
+        raise InvdesignError(f"unknown evaluator {name!r}; available: {known}")
     return _REGISTRY[name]

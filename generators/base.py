@@ -1,9 +1,11 @@
 """The contract every conditional generator implements, and the name -> class registry.
 
 A generator is a plain `torch.nn.Module` built from a `TaskSpec` and JSON-able hyper-parameters:
-- `loss(batch)` returns a dict of scalar tensors with at least 'loss' (training glue calls only this);
+- `loss(batch)` returns a dict of scalar tensors with at least 'loss' (training glue calls only
+  this);
 - `sample(condition, n)` returns, per condition item, `n` candidate `Structure`s;
-- `hparams()` returns the constructor keyword arguments, so a checkpoint rebuilds the model from the file alone.
+- `hparams()` returns the constructor keyword arguments, so a checkpoint rebuilds the model from the
+  file alone.
 
 Adding a generator means adding a sub-package of `invdesign.generators` whose module applies
 `@register_generator("name")`; the registry imports sub-packages on first lookup.
@@ -41,7 +43,7 @@ class Generator(nn.Module, ABC):
 
     @abstractmethod
     def loss(self, batch: TaskBatch) -> dict[str, torch.Tensor]:
-        """Training losses of a batch; the dict holds the total under 'loss' plus any parts to log."""
+        """Training losses of a batch; the dict holds the total under 'loss' plus parts to log."""
 
     @abstractmethod
     def sample(
@@ -49,8 +51,8 @@ class Generator(nn.Module, ABC):
     ) -> list[list[Structure]]:
         """`n` candidates per condition item: a list of B lists of n structures.
 
-        Unit-cell tasks return `kind='unit_cell'` structures (cell + fractional coordinates); particle tasks
-        return `kind='particle'` structures centred at the origin, positions in Å.
+        Unit-cell tasks return `kind='unit_cell'` structures (cell + fractional coordinates);
+        particle tasks return `kind='particle'` structures centred at the origin, positions in Å.
         """
 
     @abstractmethod
@@ -93,7 +95,8 @@ def generator_class(name: str) -> type[Generator]:
     if name not in _REGISTRY:
         _discover()
     if name not in _REGISTRY:
-        raise InvdesignError(f"unknown generator {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+        known = ", ".join(sorted(_REGISTRY))
+        raise InvdesignError(f"unknown generator {name!r}; available: {known}")
     return _REGISTRY[name]
 
 

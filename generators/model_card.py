@@ -36,9 +36,11 @@ def model_card(
         f"- weights: `{checkpoint}` (safetensors; the header holds the task, hyper-parameters, the "
         "resolved config and these metrics: `invdesign.generators.checkpoint.load_checkpoint` "
         "rebuilds the model from the file alone)",
-        f"- data: `{config['data']['root']}` (CHILI layout; {info.get('data_files', '?')} files, "
+        f"- data: {_folders(config['data']['root'])} (CHILI layout; "
+        f"{info.get('data_files', '?')} files, "
         f"fingerprint `{info.get('data_fingerprint', '?')}`); task filter max_atoms = "
-        f"{config['task'].get('max_atoms') or 'CHILI default'}",
+        f"{config['task'].get('max_atoms') or 'CHILI default'}; the folders are made by "
+        "`invdesign data build chili3k|clusters|cifs --out DIR` (deterministic builds)",
         f"- split: {config['split']['kind']} (split seed {config['split']['seed']}); "
         f"{info.get('n_train', '?')} / {info.get('n_val', '?')} / {info.get('n_test', '?')} "
         "train / val / test graphs",
@@ -83,3 +85,9 @@ def write_model_card(
     tmp.write_text(model_card(config, metrics, command))
     os.replace(tmp, path)
     return path
+
+
+def _folders(root: str | list[str]) -> str:
+    """`a` or `a` + `b` for one data folder or several."""
+    items = [root] if isinstance(root, str) else list(root)
+    return " + ".join(f"`{item}`" for item in items)

@@ -1,8 +1,9 @@
 """The project's own error type.
 
-Every mistake a user can make (a bad file, an unknown metal, a checkpoint for another task) is raised as an
-`InvdesignError` at the place where the bad value enters, with a message that names the file or value and the
-problem. The CLI turns it into one line on stderr and a non-zero exit code, without a traceback.
+Every mistake a user can make (a bad file, an unknown metal, a checkpoint for another task) is
+raised as an `InvdesignError` at the place where the bad value enters, with a message that names the
+file or value and the problem. The CLI turns it into one line on stderr and a non-zero exit code,
+without a traceback.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Structure-generation tasks and the tensors that cross the generator interface.
 
-A task is (input patterns) -> (target coordinates), as in CHILI's Table 5: e.g. `xPDF->pos_abs` (nanoparticle
-absolute coordinates, at most 200 atoms) or `xrd->unit_cell_pos_frac` (unit-cell fractional coordinates, at most
-20 atoms).
+A task is (input patterns) -> (target coordinates), as in CHILI's Table 5: e.g. `xPDF->pos_abs`
+(nanoparticle absolute coordinates, at most 200 atoms) or `xrd->unit_cell_pos_frac` (unit-cell
+fractional coordinates, at most 20 atoms).
 """
 
 from __future__ import annotations
@@ -24,9 +24,12 @@ class TaskSpec:
     """What a generator is conditioned on and what it produces.
 
     Attributes:
-        patterns: input pattern names (CHILI names, e.g. ('xPDF',)); several patterns may be combined.
-        target: 'unit_cell_pos_frac' (fractional coordinates + cell) or 'pos_abs' (particle, Å, centred).
-        max_atoms: the largest structure the task holds (CHILI: 20 for unit cells, 200 for particles).
+        patterns: input pattern names (CHILI names, e.g. ('xPDF',)); several patterns may be
+            combined.
+        target: 'unit_cell_pos_frac' (fractional coordinates + cell) or 'pos_abs' (particle, Å,
+            centred).
+        max_atoms: the largest structure the task holds (CHILI: 20 for unit cells, 200 for
+            particles).
     """
 
     patterns: tuple[str, ...]
@@ -35,7 +38,8 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
-            raise InvdesignError(f"unknown target {self.target!r}; choose from {', '.join(TARGETS)}")
+            choices = ", ".join(TARGETS)
+            raise InvdesignError(f"unknown target {self.target!r}; choose from {choices}")
         if not self.patterns:
             raise InvdesignError("a task needs at least one input pattern")
         names = tuple(pattern_spec(p).name for p in self.patterns)  # canonical names, validated
@@ -45,7 +49,8 @@ class TaskSpec:
 
     @classmethod
     def parse(cls, name: str, max_atoms: int | None = None) -> TaskSpec:
-        """'xPDF->pos_abs' or 'saxs+xrd->unit_cell_pos_frac' -> TaskSpec (CHILI atom limit by default)."""
+        """'xPDF->pos_abs' or 'saxs+xrd->unit_cell_pos_frac' -> TaskSpec (CHILI atom limit by
+        default)."""
         if "->" not in name:
             raise InvdesignError(f"task {name!r} is not of the form 'PATTERN->TARGET'")
         left, target = (part.strip() for part in name.split("->", 1))
@@ -75,12 +80,15 @@ class Condition:
     """The conditioning input of a batch of B structures.
 
     Attributes:
-        patterns: pattern name -> [B, L] model-ready values: on the task's grid (`PatternSpec.grid()`) and
-            min-max normalised to [0, 1] per sample (`invdesign.conditions`).
-        composition: per item, atomic number -> fraction of atoms (None: the generator predicts species).
-        cell_params: [B, 6] a, b, c (Å), alpha, beta, gamma (deg) when the cell is known (unit-cell tasks).
-        n_atoms: [B] long, the number of atoms when it is known (None: the generator predicts it). CHILI's
-            MAE is defined at the true atom count, so evaluation passes it.
+        patterns: pattern name -> [B, L] model-ready values: on the task's grid
+            (`PatternSpec.grid()`) and min-max normalised to [0, 1] per sample
+            (`invdesign.conditions`).
+        composition: per item, atomic number -> fraction of atoms (None: the generator predicts
+            species).
+        cell_params: [B, 6] a, b, c (Å), alpha, beta, gamma (deg) when the cell is known (unit-cell
+            tasks).
+        n_atoms: [B] long, the number of atoms when it is known (None: the generator predicts it).
+            CHILI's MAE is defined at the true atom count, so evaluation passes it.
     """
 
     patterns: dict[str, torch.Tensor]
@@ -103,7 +111,8 @@ class Condition:
 
 @dataclass
 class TaskBatch:
-    """A training batch. Atoms are sorted by distance from the origin (|pos_frac| or |pos_abs|), padded.
+    """A training batch. Atoms are sorted by distance from the origin (|pos_frac| or |pos_abs|),
+    padded.
 
     Attributes:
         condition: the model-ready patterns (+ composition, cell).
@@ -124,6 +133,12 @@ class TaskBatch:
     meta: list[dict[str, Any]] = field(default_factory=list)
 
     def to(self, device: torch.device | str) -> TaskBatch:
-        return TaskBatch(self.condition.to(device), self.target.to(device), self.mask.to(device),
-                         self.species.to(device), self.n_atoms.to(device), self.cell_params.to(device),
-                         self.meta)
+        return TaskBatch(
+            self.condition.to(device),
+            self.target.to(device),
+            self.mask.to(device),
+            self.species.to(device),
+            self.n_atoms.to(device),
+            self.cell_params.to(device),
+            self.meta,
+        )

@@ -21,7 +21,7 @@ def _seed_everything() -> None:
 
 @pytest.fixture
 def shared_data() -> Path:
-    """../shared/data beside the repository; tests that need it skip with a reason when it is absent."""
+    """../shared/data beside the repository; tests that need it skip with a reason if absent."""
     path = SHARED / "data"
     if not path.is_dir():
         pytest.skip(f"real data folder {path} is absent (CI places ../shared beside the checkout)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import spglib
@@ -15,6 +17,7 @@ from invdesign.build.crystal_types import (
     estimate_lengths,
     formula_radius_sum,
     lattice_fit,
+    radius_pm,
     unit_cell,
 )
 from invdesign.build.record import space_group
@@ -23,6 +26,8 @@ from invdesign.data.patterns import PATTERNS
 from invdesign.debye.cutter import cut_particles
 from invdesign.errors import InvdesignError
 from invdesign.testing import make_tiny_chili3k
+
+SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec"
 
 
 def test_chili3k_metals_rule_gives_53() -> None:
@@ -34,13 +39,31 @@ def test_chili3k_metals_rule_gives_53() -> None:
         assert (symbol in CHILI3K_METALS) == has_radius
 
 
-@pytest.mark.parametrize("name", list(CRYSTAL_TYPES))
+# The space group column of CHILI.md's crystal-type table, independent of our table.
+SPEC_SPACE_GROUPS = {
+    "RockSalt": 225,
+    "ZincBlende": 216,
+    "Fluorite": 225,
+    "AntiFluorite": 225,
+    "Wurtzite": 186,
+    "NickelArsenide": 194,
+    "CaesiumChloride": 221,
+    "Rutile": 136,
+    "CadmiumIodide": 164,
+    "CadmiumChloride": 166,
+    "Perovskite": 221,
+    "RheniumTrioxide": 221,
+}
+
+
+@pytest.mark.parametrize("name", list(SPEC_SPACE_GROUPS))
 @pytest.mark.parametrize("metal", ["Zn", "Ba"])
 def test_unit_cell_space_group(name: str, metal: str) -> None:
+    assert list(CRYSTAL_TYPES) == list(SPEC_SPACE_GROUPS)
     cell = unit_cell(name, metal)
     data = spglib.get_symmetry_dataset((cell.cell, cell.frac_positions, cell.species), symprec=1e-3)
-    assert data.number == CRYSTAL_TYPES[name].space_group
-    assert space_group(cell)[0] == CRYSTAL_TYPES[name].space_group
+    assert data.number == SPEC_SPACE_GROUPS[name] == CRYSTAL_TYPES[name].space_group
+    assert space_group(cell)[0] == SPEC_SPACE_GROUPS[name]
     ctype = CRYSTAL_TYPES[name]
     n_metal = int((cell.species == elements.atomic_number(metal)).sum())
     assert n_metal * ctype.n_oxygen == int((cell.species == 8).sum()) * ctype.n_metal
@@ -61,24 +84,101 @@ def test_lattice_fit_is_a_straight_line_through_the_textbook_values() -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["ZincBlende", "Rutile", "CadmiumChloride", "Perovskite"])
-def test_lattice_estimates_within_5_percent(name: str) -> None:
-    # Types whose textbook compounds follow one line: every estimate within 5 %.
-    for formula, lengths in CRYSTAL_TYPES[name].references:
-        estimate = estimate_lengths(name, formula_radius_sum(formula))
-        np.testing.assert_allclose(estimate, lengths, rtol=0.05, err_msg=formula)
+# Textbook compounds (CHILI.md) whose CHILI lattice estimate misses by more than 5 %, with the
+# measured relative error in % of each fitted length (a, or a and c) and why one straight line
+# through the type's radius sums cannot reach them. Every other listed compound must be within 5 %.
+# The method is CHILI's (Appendix A.1), not tuned to this list; the errors are pinned to +-0.3
+# percentage points so that a change of the radii, the references or the fit fails here.
+ALLOWED_MISSES: dict[tuple[str, str], tuple[tuple[float, ...], str]] = {
+    ("RockSalt", "MgO"): ((7.3,), "alkaline-earth and 3d oxides are on different lines: MnO "
+                          "has a smaller radius sum (178 pm) but a larger cell than MgO (196 pm)"),
+    ("RockSalt", "CaO"): ((6.1,), "same as MgO: MgO and CaO lie below the line of the others"),
+    ("Fluorite", "BaF2"): ((-8.7,), "fluorides vs oxides: BaF2 (298 pm) has a = 6.20 Å, CeO2 "
+                           "(305 pm, Ce without metallic radius) 5.41 Å"),
+    ("Fluorite", "CeO2"): ((5.6,), "same as BaF2 (Ce gets its atomic radius, 185 pm)"),
+    ("AntiFluorite", "Li2O"): ((7.0,), "oxides and sulfides: Li2O..Rb2O give about 0.011 Å/pm, "
+                               "Li2O -> Li2S needs 0.025 Å/pm"),
+    ("AntiFluorite", "Li2S"): ((-5.5,), "same as Li2O"),
+    ("AntiFluorite", "Na2S"): ((-6.5,), "same as Li2O"),
+    ("Wurtzite", "AlN"): ((5.1, 6.3), "AlN and GaN have the same radius sum (190 pm) but different "
+                          "cells; the oxides/sulfides set the line"),
+    ("NickelArsenide", "NiAs"): ((2.1, 8.2), "c does not follow the radius sum (FeS 5.88 Å and NiS "
+                                 "5.35 Å at 221 and 219 pm): the c line is flat at 5.42 Å"),
+    ("NickelArsenide", "FeS"): ((-0.7, -7.8), "same as NiAs (c)"),
+    ("NickelArsenide", "CoS"): ((0.9, 5.1), "same as NiAs (c)"),
+    ("CaesiumChloride", "TlCl"): ((-15.5,), "halides and intermetallics: TlCl, CuZn, AlNi have "
+                                  "radius sums 244, 239, 240 pm but a = 3.83, 2.95, 2.88 Å"),
+    ("CaesiumChloride", "CuZn"): ((8.3,), "same as TlCl"),
+    ("CaesiumChloride", "AlNi"): ((11.1,), "same as TlCl"),
+    ("CadmiumIodide", "Mg(OH)2"): ((0.3, -5.3), "hydroxide layers (H: 25 pm) stack differently "
+                                   "from iodide layers: c of the hydroxides is off the line"),
+    ("CadmiumIodide", "Ca(OH)2"): ((-1.2, 8.0), "same as Mg(OH)2 (c)"),
+    ("RheniumTrioxide", "ReO3"): ((5.1,), "the oxide lies above the fluorides' line (ReO3: "
+                                  "308 pm, 3.73 Å; NbF3: 284 pm, 3.90 Å)"),
+}
 
 
-def test_lattice_estimates_mean_error_below_5_percent() -> None:
-    # Over all textbook compounds the mean relative error of the CHILI fit stays below 5 %; single
-    # compounds of the mixed families cannot all be (CsCl type: TlCl and CuZn have radius sums
-    # 244 and 239 pm but a = 3.83 and 2.95 Å).
-    errors = []
+def _estimate_errors() -> dict[tuple[str, str], np.ndarray]:
+    """Relative error in % of the CHILI estimate for every textbook compound of every type."""
+    out = {}
     for name, ctype in CRYSTAL_TYPES.items():
         for formula, lengths in ctype.references:
-            est = estimate_lengths(name, formula_radius_sum(formula))
-            errors.extend(np.abs(est - lengths) / np.asarray(lengths))
-    assert len(errors) > 74 and np.mean(errors) < 0.05
+            estimate = estimate_lengths(name, formula_radius_sum(formula))
+            out[name, formula] = 100 * (estimate - np.asarray(lengths)) / np.asarray(lengths)
+    return out
+
+
+def test_lattice_estimates_within_5_percent_except_the_documented_misses() -> None:
+    errors = _estimate_errors()
+    assert len(errors) == 75 and set(ALLOWED_MISSES) <= set(errors)
+    for key, err in errors.items():
+        if key in ALLOWED_MISSES:
+            measured, _ = ALLOWED_MISSES[key]
+            assert np.abs(err).max() > 5, f"{key} is within 5 % now: drop it from ALLOWED_MISSES"
+            np.testing.assert_allclose(err, measured, atol=0.3, err_msg=str(key))
+        else:
+            assert np.all(np.abs(err) <= 5), f"{key}: estimate off by {np.round(err, 1)} %"
+    # the types whose textbook compounds follow one line: no miss at all
+    clean = {n for n in CRYSTAL_TYPES if not any(t == n for t, _ in ALLOWED_MISSES)}
+    assert clean == {"ZincBlende", "Rutile", "CadmiumChloride", "Perovskite"}
+
+
+def test_radius_sum_uses_metallic_else_atomic_radius_from_mendeleev() -> None:
+    """CHILI.md: the metallic radius, else the atomic radius, in pm, from `mendeleev`, for every
+    atom of every textbook compound (non-metals with a tabulated metallic radius, S Se P As Sb Te,
+    take it; O F Cl Br I N H take their atomic radius)."""
+    fetch = pytest.importorskip("mendeleev.fetch", reason="mendeleev is the radius source")
+    from pymatgen.core import Composition
+
+    table = fetch.fetch_table("elements").set_index("symbol")
+    used = {
+        el.symbol
+        for ctype in CRYSTAL_TYPES.values()
+        for formula, _ in ctype.references
+        for el in Composition(formula)
+    }
+    for symbol in sorted(used):
+        row = table.loc[symbol]
+        expected = row.atomic_radius if np.isnan(row.metallic_radius) else row.metallic_radius
+        assert radius_pm(symbol) == pytest.approx(expected), symbol
+    assert radius_pm("O") == pytest.approx(table.loc["O"].atomic_radius)  # no metallic radius
+    assert np.isnan(table.loc["O"].metallic_radius)
+
+
+def test_textbook_compounds_are_the_ones_chili_md_lists() -> None:
+    spec = SPEC / "CHILI.md"
+    if not spec.is_file():
+        pytest.skip(f"{spec} is absent (CI places ../shared beside the checkout)")
+    block = spec.read_text().split("A few textbook values (Å):")[1].split("Every metal")[0]
+    listed: dict[str, list] = {}
+    for line in block.strip().splitlines():
+        name, rest = line.split(" ", 1)
+        for item in rest.replace("(a, c) ", "").rstrip(";.").split(", "):
+            formula, values = item.split()
+            listed.setdefault(name, []).append(
+                (formula, tuple(float(v) for v in values.split("/")))
+            )
+    assert listed == {name: list(t.references) for name, t in CRYSTAL_TYPES.items()}
 
 
 def test_unknown_inputs_raise() -> None:
@@ -134,6 +234,22 @@ def test_tiny_build_record(tmp_path) -> None:
         np.testing.assert_allclose(
             g.pos_frac @ unit_cell("Wurtzite", "Zn").cell, g.pos_abs, atol=1e-4
         )
+
+
+def test_table6_parameters() -> None:
+    # CHILI.md / Table 6: (function, radiation, qmin, qmax, qstep, rmin, rmax, rstep), biso 0.3
+    table6 = {
+        "saxs": ("iq", "xray", 0.0, 3.0, 0.01, None, None, None),
+        "sans": ("iq", "neutron", 0.0, 3.0, 0.01, None, None, None),
+        "xrd": ("iq", "xray", 1.0, 30.0, 0.05, None, None, None),
+        "nd": ("iq", "neutron", 1.0, 30.0, 0.05, None, None, None),
+        "xPDF": ("gr", "xray", 1.0, 30.0, 0.05, 0.0, 60.0, 0.01),
+        "nPDF": ("gr", "neutron", 1.0, 30.0, 0.05, 0.0, 60.0, 0.01),
+    }
+    assert list(PATTERNS) == list(table6)
+    for name, spec in PATTERNS.items():
+        got = (spec.function, spec.radiation, spec.qmin, spec.qmax, spec.qstep)
+        assert got + (spec.rmin, spec.rmax, spec.rstep) == table6[name] and spec.biso == 0.3
 
 
 def test_table6_grid_sizes() -> None:

@@ -10,6 +10,7 @@ import pytest
 from invdesign.build.cif_cleaning import clean_cif
 from invdesign.build.cifs import build_cifs
 from invdesign.build.runner import REPORT_NAME
+from invdesign.cli.main import main
 from invdesign.data.hdf5_io import read_chili_file
 from invdesign.errors import InvdesignError
 
@@ -108,3 +109,21 @@ def test_no_usable_cif_is_an_error(tmp_path) -> None:
 def test_empty_folder_is_an_error(tmp_path) -> None:
     with pytest.raises(InvdesignError, match="no \\*.cif files"):
         build_cifs(tmp_path, tmp_path / "out", progress=False)
+
+
+def test_cli_reports_an_unreadable_cif_and_builds_the_rest(tmp_path, capsys) -> None:
+    cif_dir = tmp_path / "cifs"
+    cif_dir.mkdir()
+    write(cif_dir, "good", GOOD)
+    write(cif_dir, "broken", BAD["unreadable"][0])
+    out = tmp_path / "out"
+    argv = ["data", "build", "cifs", "--cif-dir", str(cif_dir), "--out", str(out)]
+    code = main([*argv, "--radii", "3", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0 and "Traceback" not in captured.err
+    assert captured.out.startswith("1 written, 0 exists, 1 rejected, 0 failed")
+    assert [p.name for p in out.glob("*.h5")] == ["good.h5"]
+    with open(out / REPORT_NAME) as fh:
+        rows = {r["name"]: r for r in csv.DictReader(fh, delimiter="\t")}
+    assert rows["broken"]["status"] == "rejected" and "unreadable" in rows["broken"]["reason"]
+    assert rows["good"]["status"] == "written"

@@ -3,6 +3,9 @@ builder."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -61,6 +64,9 @@ def test_interrupted_build_resumes_to_identical_dataset(tmp_path) -> None:
         ),
         (["chili3k", "--metals", "Zn", "--radii", "-5"], "radii must be in (0, 100]"),
         (["chili3k", "--metals", "Zn", "--radii", "0"], "radii must be in (0, 100]"),
+        (["chili3k", "--metals", "Zn", "--radii", "5", "10", "5"], "particle radii repeat"),
+        (["clusters", "--metals", "Au", "--radii", "3", "3"], "particle radii repeat"),
+        (["cifs", "--cif-dir", ".", "--radii", "-1"], "radii must be in (0, 100]"),
         (["chili3k", "--metals", "Zn", "--workers", "0"], "--workers must be at least 1"),
         (["clusters", "--metals", "Xx"], "unknown cluster metal 'Xx'"),
     ],
@@ -71,6 +77,39 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, needle) -> 
     assert code == 2 and needle in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not list((tmp_path).glob("out/*.h5"))
+
+
+def test_killed_build_leaves_no_broken_file_and_resumes_to_identical_dataset(tmp_path) -> None:
+    """A real interruption: the CLI build is SIGKILLed as soon as its first file exists."""
+    types = ["RockSalt", "Wurtzite", "CaesiumChloride", "Rutile"]
+    argv = ["data", "build", "chili3k", "--metals", "Zn", "--crystal-types", *types]
+    argv += ["--radii", "3", "--no-progress", "--out", str(tmp_path / "killed")]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invdesign.cli.main", *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not list(killed.glob("*.h5")):
+            assert proc.poll() is None, "the build ended before its first file appeared"
+            assert time.monotonic() < deadline, "no file after 300 s"
+            time.sleep(0.01)
+    finally:
+        proc.kill()
+        proc.wait()
+    finished = sorted(killed.glob("*.h5"))
+    assert 1 <= len(finished) < len(types), "the build was not interrupted"
+    for path in finished:
+        read_chili_file(path)  # every .h5 left behind is complete
+    assert main(argv) == 0
+    full = make_tiny_chili3k(tmp_path / "full", metals=["Zn"], crystal_types=types, radii=(3.0,))
+    assert folder_contents(killed) == folder_contents(full)
+    assert not list(killed.glob(".*.part"))
+    report = (killed / REPORT_NAME).read_text()
+    assert report.count("\texists") == len(finished)
+    assert report.count("\twritten") == len(types) - len(finished)
 
 
 def test_cli_empty_and_unreadable_cif_folders(tmp_path, capsys) -> None:

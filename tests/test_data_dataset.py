@@ -132,6 +132,30 @@ def test_writer_round_trip_through_reader_and_dataset(tmp_path: Path) -> None:
         assert data.y["np_size"] == entry.size and data.y["n_atoms"] == entry.graph.n_atoms
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_file_gets_the_umask_mode_and_no_part_file_stays(
+    tmp_path: Path, umask: int
+) -> None:
+    old = os.umask(umask)
+    try:
+        path = write_chili_file(tmp_path / "A.h5", toy_record("A", 3, (5,)))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # 0644, 0640; mkstemp would give 0600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["A.h5"]
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_part_file(tmp_path: Path) -> None:
+    path = write_chili_file(tmp_path / "A.h5", toy_record("A", 3, (5,)))
+    before = path.read_bytes()
+    broken = toy_record("A", 3, (5,))
+    broken.particles[0].patterns = {"no such pattern": np.zeros((2, 3))}
+    with pytest.raises(KeyError):
+        write_chili_file(path, broken)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["A.h5"]
+
+
 def _write_set(root: Path) -> None:
     write_chili_file(root / "a" / "A.h5", toy_record("A", 8, (7, 30, 250), seed=1))
     write_chili_file(root / "b" / "B.h5", toy_record("B", 24, (12, 199), seed=2))

@@ -35,7 +35,7 @@ def test_chili_random_split_is_deterministic_and_seeded() -> None:
 
 
 def test_chili_random_split_equals_scikit_learn_train_test_split() -> None:
-    why = "scikit-learn (a test extra) is not installed; the reference split is its train_test_split"
+    why = "scikit-learn (a test extra) is missing; the reference split is its train_test_split"
     sklearn = pytest.importorskip("sklearn.model_selection", reason=why)
     idx = np.arange(3180)
     train, test = sklearn.train_test_split(idx, test_size=0.1, random_state=42)

@@ -1,1 +1,2 @@
-"""The `invdesign` command line. Each subcommand module parses arguments and calls the Python API."""
+"""The `invdesign` command line. Each subcommand module parses arguments and calls the Python
+API."""

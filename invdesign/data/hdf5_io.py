@@ -1,13 +1,14 @@
 """Read and write CHILI records in the official HDF5 layout (see `layout.py`).
 
-Writes are atomic: the file is written under a temporary name in the same folder and renamed into place, so an
-interrupted build never leaves a half-written `.h5`. Reads accept the official downloads and our own files.
+Writes are atomic: the file is written under a temporary name in the same folder and renamed into
+place, so an interrupted build never leaves a half-written `.h5`. Reads accept the official
+downloads and our own files.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import h5py
@@ -31,19 +32,22 @@ _SCATTERING = "ScatteringData"
 NP_SIZE = "NP size (Å)"
 
 
-# ----------------------------------------------------------------------------------------------- write
+# -------------------------------------------------------------------------------------------- write
 def write_chili_file(path: str | os.PathLike, record: ChiliRecord) -> Path:
-    """Write `record` to `path` atomically (temporary file + rename). Returns the final path."""
+    """Write `record` to `path` atomically (temporary file + rename). Returns the final path.
+
+    HDF5 creates the temporary file itself (exclusively, under a random name), so the final file has
+    the umask-derived mode of any new file (e.g. 0644), not the 0600 of `tempfile.mkstemp`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.part"
     try:
-        with h5py.File(tmp, "w") as h5:
+        with h5py.File(tmp, "x") as h5:
             _write_record(h5, record)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -71,17 +75,23 @@ def _write_record(h5: h5py.File, record: ChiliRecord) -> None:
 
 def _write_graph(group: h5py.Group, graph: GraphArrays) -> None:
     group.create_dataset("NodeFeatures", data=np.asarray(graph.node_features, dtype=np.float32))
-    group.create_dataset("EdgeFeatures", data=np.asarray(graph.edge_attr, dtype=np.float32).reshape(-1))
+    edge_attr = np.asarray(graph.edge_attr, dtype=np.float32).reshape(-1)
+    group.create_dataset("EdgeFeatures", data=edge_attr)
     group.create_dataset("EdgeDirections", data=np.asarray(graph.edge_index, dtype=np.int64))
     group.create_dataset("FractionalCoordinates", data=np.asarray(graph.pos_frac, dtype=np.float32))
     group.create_dataset("AbsoluteCoordinates", data=np.asarray(graph.pos_abs, dtype=np.float32))
 
 
-# ----------------------------------------------------------------------------------------------- read
+# --------------------------------------------------------------------------------------------- read
 def _text(value: object) -> str:
     if isinstance(value, bytes | np.bytes_):
         return bytes(value).decode()
     return str(value)
+
+
+def _as_int_row(value: object) -> np.ndarray:
+    """A flat int64 array from integers stored as int or float."""
+    return np.rint(np.asarray(value)).astype(np.int64).reshape(-1)
 
 
 def _require(h5: h5py.Group, key: str, path: Path) -> h5py.Group | h5py.Dataset:
@@ -92,7 +102,9 @@ def _require(h5: h5py.Group, key: str, path: Path) -> h5py.Group | h5py.Dataset:
 
 
 def _read_graph(group: h5py.Group, path: Path) -> GraphArrays:
-    arrays = {attr: np.asarray(_require(group, key, path)[()]) for attr, key in _GRAPH_FIELDS.items()}
+    arrays = {
+        attr: np.asarray(_require(group, key, path)[()]) for attr, key in _GRAPH_FIELDS.items()
+    }
     edge_index = arrays["edge_index"].astype(np.int64).reshape(2, -1)
     return GraphArrays(
         node_features=arrays["node_features"].astype(np.float32).reshape(-1, 4),
@@ -132,9 +144,15 @@ def read_chili_file(path: str | os.PathLike, sizes: list[str] | None = None) -> 
     path = Path(path)
     with _open(path) as h5:
         g = _require(h5, _GLOBAL, path)
-        labels = {key: _require(g, key, path)[()] for key in (
-            "CellParameters", "CrystalType", "SpaceGroupSymbol", "SpaceGroupNumber", "CrystalSystem",
-            "ElementsPresent")}
+        keys = (
+            "CellParameters",
+            "CrystalType",
+            "SpaceGroupSymbol",
+            "SpaceGroupNumber",
+            "CrystalSystem",
+            "ElementsPresent",
+        )
+        labels = {key: _require(g, key, path)[()] for key in keys}
         record = ChiliRecord(
             name=path.stem,
             cell_params=np.asarray(labels["CellParameters"], dtype=np.float64).reshape(6),
@@ -142,7 +160,7 @@ def read_chili_file(path: str | os.PathLike, sizes: list[str] | None = None) -> 
             space_group_symbol=_text(labels["SpaceGroupSymbol"]),
             space_group_number=int(labels["SpaceGroupNumber"]),
             crystal_system=_text(labels["CrystalSystem"]),
-            elements_present=np.rint(np.asarray(labels["ElementsPresent"])).astype(np.int64).reshape(-1),
+            elements_present=_as_int_row(labels["ElementsPresent"]),
             unit_cell=_read_graph(_require(h5, _UNIT_CELL, path), path),
         )
         scattering = _require(h5, _SCATTERING, path)

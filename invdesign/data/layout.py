@@ -1,8 +1,8 @@
-"""In-memory form of one official CHILI HDF5 file (one source unit cell, all its nanoparticle sizes).
+"""In-memory form of one official CHILI HDF5 file (one source unit cell, all its particle sizes).
 
 The official layout (CHILI.md):
-    GlobalLabels/           CellParameters [6], CrystalType, SpaceGroupSymbol, SpaceGroupNumber, CrystalSystem,
-                            ElementsPresent
+    GlobalLabels/           CellParameters [6], CrystalType, SpaceGroupSymbol, SpaceGroupNumber,
+                            CrystalSystem, ElementsPresent
     UnitCellGraph/          NodeFeatures [n,4], EdgeFeatures [m], EdgeDirections [2,m],
                             FractionalCoordinates [n,3], AbsoluteCoordinates [n,3]
     DiscreteParticleGraphs/<'%.2fÅ'>/  'NP size (Å)', NodeFeatures, EdgeFeatures, EdgeDirections,
@@ -51,7 +51,8 @@ class GraphArrays:
     """One graph in the CHILI layout.
 
     Attributes:
-        node_features: [n, 4] float32 (atomic_number, atomic_radius pm, atomic_weight u, electron_affinity eV).
+        node_features: [n, 4] float32 (atomic_number, atomic_radius pm, atomic_weight u,
+            electron_affinity eV).
         edge_index: [2, m] int64, both directions.
         edge_attr: [m] float32, bond length in Å.
         pos_frac: [n, 3] fractional coordinates (with respect to the parent unit cell).
@@ -84,7 +85,8 @@ class ParticleEntry:
     Attributes:
         size: particle diameter in Å (the official 'NP size (Å)').
         graph: the particle graph.
-        patterns: CHILI pattern name ('saxs', 'xrd', 'xPDF', ...) -> [2, n] float array (grid row, value row).
+        patterns: CHILI pattern name ('saxs', 'xrd', 'xPDF', ...) -> [2, n] float array
+            (grid row, value row).
     """
 
     size: float
