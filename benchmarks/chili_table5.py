@@ -18,12 +18,12 @@ import argparse
 import fcntl
 import json
 import logging
-import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from invdesign.io.atomic import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -122,11 +122,7 @@ def save_row(args: argparse.Namespace, row: dict[str, Any]) -> list[dict[str, An
 
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def _stat(values: list[float], digits: int) -> str:

@@ -8,6 +8,16 @@ cells (target >= 95 %), the matched position error in voxels (target < 1 voxel),
 what fraction of matched atoms (target >= 98 %).
 
     python benchmarks/watershed_roundtrip.py [--shape 32] [--components species] [--h5-dir DIR]
+
+Measured on the rebuilt CHILI-3K (636 files, --h5-dir /work/data/chili3k; count right / mean
+matched error / species right):
+    --shape 24 --label-frac 0.8: 99.7 % (634/636), 0.006 voxels (max 7.9), 100.00 % of 4079 atoms
+    --shape 24 --label-frac 1.0: 93.4 % (594/636), 0.082 voxels (max 8.3), 100.00 % of 4039 atoms
+    --shape 16 --label-frac 0.8: 99.7 % (634/636), 0.010 voxels (max 3.1), 100.00 % of 4078 atoms
+    --shape 12 --label-frac 0.8: 99.2 % (631/636), 0.005 voxels (max 3.8), 100.00 % of 4062 atoms
+    --shape 12 --label-frac 0.8 --components binary: 90.4 % (575/636), 0.023 voxels, 99.72 %
+The full ionic radius (the SI's) merges same-species neighbours of the compressed CdI2/CdCl2-type
+cells; the VAE configs use 0.8 and a 12^3 grid.
 """
 
 from __future__ import annotations

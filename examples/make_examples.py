@@ -17,7 +17,6 @@ sample` uses its default 0.04 and says so. The true structure is written beside 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from ase.io import write
 from invdesign.build.crystal_types import unit_cell
 from invdesign.debye.calculator import Instrument, MeasuredGridCalculator
 from invdesign.debye.cutter import cut_particles
+from invdesign.io.atomic import atomic_write_text
 from invdesign.structure import Structure
 
 HERE = Path(__file__).resolve().parent
@@ -91,9 +91,7 @@ def write_example(name: str, structure: Structure, composition: str, what: str) 
                            qmax=INSTRUMENT.qmax, rmin=GRID[0], rmax=GRID[-1])
     body = "\n".join(f"{r:.2f} {v:.6g}" for r, v in zip(GRID, g, strict=True))
     path = HERE / f"{name}.gr"
-    part = path.with_suffix(".gr.part")
-    part.write_text(header + body + "\n")
-    os.replace(part, path)
+    atomic_write_text(path, header + body + "\n")
     write(HERE / f"{name}.xyz", structure.to_ase(), format="extxyz")
     return path
 

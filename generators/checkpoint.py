@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from invdesign.errors import CheckpointError, InvdesignError
+from invdesign.io.atomic import atomic_path
 from invdesign.tasks import TaskSpec
 
 FILE_NAME = "model.safetensors"
@@ -64,15 +64,8 @@ def save_checkpoint(
         "metrics": metrics or {},
     }
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in generator.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"invdesign": json.dumps(meta, default=_jsonable)})
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp:
+        save_file(tensors, str(tmp), metadata={"invdesign": json.dumps(meta, default=_jsonable)})
     return target
 
 

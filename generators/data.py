@@ -10,6 +10,7 @@ them through a small in-process cache.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,7 +111,7 @@ def load_task_data(ds: ChiliDataset, task: TaskSpec, indices: list[int] | None =
         indices = ds.task_indices(task.target, task.max_atoms)
     if not indices:
         raise InvdesignError(
-            f"no graph in {ds.data_root} fits task {task.name} (max_atoms={task.max_atoms})"
+            f"no graph in {_where(ds)} fits task {task.name} (max_atoms={task.max_atoms})"
         )
     key = (str(ds.data_root), ds.fingerprint, task.name, task.max_atoms)
     cached = _MEMORY.get(key)
@@ -131,7 +132,7 @@ def load_task_data(ds: ChiliDataset, task: TaskSpec, indices: list[int] | None =
     patterns = {}
     for name in task.patterns:
         if any(a.size == 0 for a in arrays[name]):
-            raise InvdesignError(f"some graphs of {ds.data_root} have no {name} pattern")
+            raise InvdesignError(f"some graphs of {_where(ds)} have no {name} pattern")
         values = np.stack([on_model_grid(a, name) for a in arrays[name]])
         patterns[name] = torch.as_tensor(minmax(values), dtype=torch.float32)
     target, mask, species = _sorted_padded(arrays[pos_field], arrays[species_field], task.max_atoms)
@@ -153,6 +154,10 @@ def load_task_data(ds: ChiliDataset, task: TaskSpec, indices: list[int] | None =
     )
     _MEMORY[key] = data
     return data
+
+
+def _where(ds: ChiliDataset) -> str:
+    return ", ".join(str(folder) for folder in getattr(ds, "data_roots", [ds.data_root]))
 
 
 def _sorted_padded(
@@ -188,7 +193,8 @@ class ChiliTaskDataModule(L.LightningDataModule):
     """Train / val / test `TaskBatch`es of one task on one split of a CHILI folder.
 
     Args:
-        root: folder of CHILI `.h5` files.
+        root: folder of CHILI `.h5` files, or several folders used together (one dataset; the
+            split runs over all of them, grouped by source file with 'grouped').
         task: the task (its filter selects the graphs: <= max_atoms).
         split: 'chili_random' or 'grouped'; split_seed: CHILI uses 42.
         batch_size: training batch size (CHILI: 16); eval_batch_size for val/test.
@@ -197,7 +203,7 @@ class ChiliTaskDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        root: str,
+        root: str | Sequence[str],
         task: TaskSpec,
         split: str = "chili_random",
         split_seed: int = 42,
@@ -229,7 +235,7 @@ class ChiliTaskDataModule(L.LightningDataModule):
                 raise InvdesignError(
                     f"the {self.split} split of {len(chosen)} graphs for task "
                     f"{self.task.name} leaves the {name} part empty",
-                    self.root,
+                    _where(ds),
                 )
             self.parts[name] = data.subset(idx)
 

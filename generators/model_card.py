@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from invdesign.io.atomic import atomic_write_text
+
 METRICS = (
     ("chili_mae", "CHILI MAE (sorted, masked, per coordinate; true atom count)"),
     ("matched_mae", "assignment-matched MAE (Hungarian; minimum image for fractional coords)"),
@@ -80,11 +82,7 @@ def write_model_card(
     out: str | os.PathLike, config: dict[str, Any], metrics: dict[str, Any], command: str
 ) -> Path:
     """Write `out/MODEL_CARD.md` atomically; returns its path."""
-    path = Path(out) / "MODEL_CARD.md"
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(model_card(config, metrics, command))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(Path(out) / "MODEL_CARD.md", model_card(config, metrics, command))
 
 
 def _folders(root: str | list[str]) -> str:

@@ -32,8 +32,9 @@ from invdesign.generators.evaluation import evaluate_generator
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from omegaconf import DictConfig, OmegaConf
 
-from invdesign.config import task_spec, to_container
+from invdesign.config import data_roots, task_spec, to_container
 from invdesign.errors import ConfigError
+from invdesign.io.atomic import atomic_write_text
 from invdesign.tasks import TaskBatch
 
 
@@ -140,13 +141,14 @@ def train(
     """Train the experiment `cfg` (see `invdesign.config`); write outputs to `out_dir` (or
     `cfg.out_dir`)."""
     if OmegaConf.is_missing(cfg.data, "root") or not cfg.data.root:
-        raise ConfigError("data.root is not set (give --data DIR or data.root=...)")
+        raise ConfigError("data.root is not set (give --data DIR [DIR ...] or data.root=...)")
     task = task_spec(cfg)
     if cfg.trainer.num_threads:
         torch.set_num_threads(int(cfg.trainer.num_threads))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    roots = data_roots(cfg)
     dm = ChiliTaskDataModule(
-        cfg.data.root,
+        roots[0] if len(roots) == 1 else roots,
         task,
         cfg.split.kind,
         int(cfg.split.seed),
@@ -217,12 +219,6 @@ def write_outputs(
     """Checkpoint + metrics.json + config.yaml in `out`; returns the checkpoint file."""
     out.mkdir(parents=True, exist_ok=True)
     ckpt = save_checkpoint(out, generator, config, metrics)
-    _atomic_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    _atomic_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
     return ckpt
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -12,26 +12,29 @@ kind, generator name, positive numbers). Overrides use OmegaConf's dotlist synta
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from invdesign.errors import ConfigError, InvdesignError
 from invdesign.tasks import TaskSpec
 
 SPLIT_KINDS = ("chili_random", "grouped")
+#: One data folder or several.
+DataRoot = str | os.PathLike | Sequence[str | os.PathLike]
 CONDITION_EXTRAS = ("composition", "cell", "n_atoms")
 
 
 @dataclass
 class DataConfig:
-    """root: folder of CHILI-layout `.h5` files; condition_on: extras the model sees besides the
-    patterns."""
+    """root: folder of CHILI-layout `.h5` files, or a list of folders trained on together (e.g.
+    CHILI-3K and the `clusters` set); condition_on: extras the model sees besides the patterns."""
 
-    root: str = "???"
+    root: Any = "???"
     batch_size: int = 16
     eval_batch_size: int = 256
     num_workers: int = 0
@@ -115,10 +118,11 @@ def _merge(base: DictConfig, other: Any, where: str) -> DictConfig:
 def config_from_dict(
     values: dict[str, Any] | DictConfig,
     overrides: list[str] | None = None,
-    data_root: str | os.PathLike | None = None,
+    data_root: DataRoot | None = None,
     where: str = "config",
 ) -> DictConfig:
-    """Schema-checked, validated, read-only config from a plain dict (+ dotlist overrides)."""
+    """Schema-checked, validated, read-only config from a plain dict (+ dotlist overrides);
+    `data_root` (one folder or a list) replaces `data.root`."""
     cfg = _merge(OmegaConf.structured(ExperimentConfig), values, where)
     if overrides:
         bad = [o for o in overrides if "=" not in o]
@@ -130,7 +134,8 @@ def config_from_dict(
             raise ConfigError(f"bad override: {str(exc).splitlines()[0]}") from None
         cfg = _merge(cfg, dot, "overrides")
     if data_root is not None:
-        cfg.data.root = str(data_root)
+        items = [data_root] if isinstance(data_root, str | os.PathLike) else list(data_root)
+        cfg.data.root = str(items[0]) if len(items) == 1 else [str(d) for d in items]
     validate(cfg, where)
     OmegaConf.set_readonly(cfg, True)
     return cfg
@@ -139,7 +144,7 @@ def config_from_dict(
 def load_config(
     path: str | os.PathLike,
     overrides: list[str] | None = None,
-    data_root: str | os.PathLike | None = None,
+    data_root: DataRoot | None = None,
 ) -> DictConfig:
     """Read an experiment YAML, apply overrides and `data_root`, validate, freeze."""
     path = Path(path)
@@ -165,6 +170,13 @@ def validate(cfg: DictConfig, where: str = "config") -> None:
         task_spec(cfg)
     except InvdesignError as exc:
         fail(f"task.name: {exc}")
+    if not OmegaConf.is_missing(cfg.data, "root"):
+        root = cfg.data.root
+        items = [root] if isinstance(root, str) else root
+        if not isinstance(items, ListConfig | list) or not items or not all(
+            isinstance(item, str) and item for item in items
+        ):
+            fail(f"data.root must be a folder or a list of folders, not {root!r}")
     if cfg.split.kind not in SPLIT_KINDS:
         fail(f"split.kind must be one of {', '.join(SPLIT_KINDS)}, not {cfg.split.kind!r}")
     for extra in cfg.data.condition_on:
@@ -189,6 +201,12 @@ def validate(cfg: DictConfig, where: str = "config") -> None:
         fail(f"trainer.patience must be at least 1, got {cfg.trainer.patience}")
     if cfg.optimizer.name.lower() not in ("adam", "adamw", "sgd"):
         fail(f"optimizer.name must be adam, adamw or sgd, not {cfg.optimizer.name!r}")
+
+
+def data_roots(cfg: DictConfig) -> list[str]:
+    """The data folders of a config: `data.root` as a list (one folder or several)."""
+    root = cfg.data.root
+    return [str(root)] if isinstance(root, str) else [str(item) for item in root]
 
 
 def task_spec(cfg: DictConfig) -> TaskSpec:

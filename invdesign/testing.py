@@ -2,6 +2,7 @@
 
 >>> from invdesign.testing import make_tiny_chili3k
 >>> folder = make_tiny_chili3k(tmp_path)  # 2 metals x 2 types, radii (3, 5) Å: 4 files
+>>> clusters = make_tiny_clusters(tmp_path / "clusters")  # hcp Mg, bcc V spheres: 2 files
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from invdesign.structure import Structure
 TINY_METALS: tuple[str, ...] = ("Zn", "Ti")
 TINY_TYPES: tuple[str, ...] = ("RockSalt", "Wurtzite")
 TINY_RADII: tuple[float, ...] = (3.0, 5.0)
+TINY_CLUSTER_METALS: tuple[str, ...] = ("Mg", "V")
 
 
 def make_tiny_chili3k(
@@ -39,6 +41,20 @@ def make_tiny_chili3k(
         simulate=simulate,
         progress=False,
     )
+    return Path(folder)
+
+
+def make_tiny_clusters(
+    folder: str | os.PathLike,
+    metals: Sequence[str] = TINY_CLUSTER_METALS,
+    radii: Sequence[float] = TINY_RADII,
+) -> Path:
+    """Build a tiny mono-metallic cluster set (`invdesign data build clusters`) into `folder`:
+    spheres only for the default metals (hcp Mg, bcc V: no polyhedra), with all six patterns, in
+    this process. Returns the folder. A few seconds."""
+    from invdesign.build.clusters import build_clusters
+
+    build_clusters(folder, metals=metals, radii=radii, workers=1, progress=False)
     return Path(folder)
 
 

@@ -29,9 +29,36 @@ def write_pdf(path, r, g, qmin=1.0, qmax=20.0, qdamp=0.04):
     return path
 
 
-def test_pdf_on_measured_grid_equals_direct_debyecalculator(tmp_path):
+@pytest.mark.parametrize("radiation", ["xray", "neutron"])
+def test_pdf_on_a_measured_grid_equals_a_direct_debyecalculator_call(tmp_path, shared_data,
+                                                                      radiation):
+    from debyecalculator import DebyeCalculator
+
     structure = pt38()
-    # direct DebyeCalculator.gr call (qdamp 0.04 is DebyeCalculator's default)
+    ni = read_pattern(shared_data / "measured" / "Ni-xray.gr")  # r = 0.01..20 Å, qmax 40
+    calc = DebyeCalculator(qmin=ni.qmin, qmax=ni.qmax, qstep=0.05, qdamp=0.04, biso=0.3,
+                           rmin=0.0, rmax=20.0, rstep=0.01, radiation_type=radiation,
+                           dtype=torch.float64)
+    r, g = calc.gr((structure.symbols, torch.as_tensor(structure.positions)))
+    r, g = np.asarray(r, dtype=np.float64), np.asarray(g, dtype=np.float64)
+    np.testing.assert_allclose(r[1:], ni.x[:-1], atol=1e-6)  # the measured grid
+    path = tmp_path / "pt.gr"
+    rows = "\n".join(f"{a!r} {b!r}" for a, b in zip(r.tolist(), g.tolist(), strict=True))
+    path.write_text(f"[PDF]\nmode = {radiation}\nqmin = {ni.qmin}\nqmax = {ni.qmax}\n"
+                    f"qdamp = 0.04\n#### start data\n{rows}\n")
+    measured = read_pattern(path)
+    assert measured.radiation == radiation
+    ev = ForwardEvaluator(measured, fit_range=(1.5, 19.0), dtype=torch.float64, qstep=0.05)
+    mask = (r >= 1.5) & (r <= 19.0)
+    np.testing.assert_allclose(ev.simulate([structure])[0].numpy(), g[mask], rtol=1e-8,
+                               atol=1e-10)
+    (record,) = ev.evaluate([structure])
+    assert record["rw"] < 1e-8 and record["scale"] == pytest.approx(1.0, abs=1e-8)
+
+
+def test_pdf_on_measured_grid_equals_the_simulate_adapter(tmp_path):
+    structure = pt38()
+    # the project's adapter around DebyeCalculator.gr (qdamp 0.04 is DebyeCalculator's default)
     spec = PatternSpec("t", "t", "gr", "xray", 1.0, 20.0, 0.05, 0.0, 12.0, 0.01, biso=0.3)
     r, g = simulate(structure, spec, dtype=torch.float64)
     measured = read_pattern(write_pdf(tmp_path / "pt.gr", r, g))

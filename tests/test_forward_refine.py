@@ -67,3 +67,26 @@ def test_refine_refuses_unit_cells(target):
     cell = Structure.from_fractional([78], [[0, 0, 0]], np.eye(3) * 2.8)
     with pytest.raises(InvdesignError, match="periodic"):
         refine(cell, measured)
+
+
+def test_guard_pairs_match_the_dense_penalty_for_moves_within_reach():
+    from invdesign.evaluators.forward.refine import _guard_pairs, _reach, _violation
+
+    from invdesign import elements
+
+    rng = np.random.default_rng(1)
+    start = Structure.from_ase(Octahedron("Pt", 5, 1, latticeconstant=3.924))  # 79 atoms
+    steps, lr = 20, 0.005
+    pairs, limits = _guard_pairs(start, 0.8, 1.0, _reach(steps, lr))
+    assert 0 < len(pairs) < start.n_atoms * (start.n_atoms - 1) // 2  # a true subset
+    d0 = start.distance_matrix()
+    radius = float(elements.atomic_radius(78))
+    dense_limit = np.minimum(0.8 * 2 * radius, 0.9 * d0)
+    # every move an Adam run of `steps` steps can make: up to 3.2 lr per coordinate and step
+    move = rng.uniform(-1, 1, start.positions.shape) * 3.2 * lr * steps
+    xyz = torch.as_tensor(start.positions + move)
+    d = torch.cdist(xyz, xyz).numpy()
+    iu = np.triu_indices(start.n_atoms, 1)
+    dense = float((np.maximum(dense_limit[iu] - d[iu], 0.0) ** 2).sum())
+    assert dense > 0  # the moves do violate the guard somewhere
+    assert float(_violation(xyz, pairs, limits)) == pytest.approx(dense, rel=1e-12)

@@ -118,6 +118,17 @@ def test_pdfgetx3_plain_and_three_columns(tmp_path):
     np.testing.assert_allclose(p.dy, 0.01)
 
 
+def test_pdfgetn_style_aliases_qsig_and_stype(tmp_path):
+    r = np.round(np.arange(0.5, 10.0, 0.1), 3)
+    path = tmp_path / "n.gr"
+    path.write_text("stype=N\nqmax=26.5\nqsig=0.023\nqalp=0.01\n#### start data\n"
+                    + "\n".join(_gr_lines(r)) + "\n")
+    p = read_pattern(path)
+    assert p.radiation == "neutron" and p.sources["radiation"] == "header"
+    assert (p.qmax, p.qdamp) == (26.5, 0.023) and p.sources["qdamp"] == "header"
+    assert p.header["qbroad"] == 0.01 and not p.notes
+
+
 def test_fgr_round_trip_gives_observed_curve(tmp_path):
     r = np.round(np.arange(1.0, 6.0, 0.01), 3)
     obs, calc = np.sin(2 * r), 0.9 * np.sin(2 * r)

@@ -107,3 +107,35 @@ def test_missing_checkpoint_is_a_user_error(tmp_path):
         load_property_checkpoint(tmp_path)
     with pytest.raises(InvdesignError, match="unknown property model"):
         TrainConfig(model="alignn")
+
+
+def test_element_feature_table_groups_similar_elements():
+    from invdesign.evaluators.property.atoms import N_ELEMENT_FEATURES, element_feature_table
+
+    table = element_feature_table()
+    assert table.shape == (101, N_ELEMENT_FEATURES)
+    assert not table[0].any()  # no element 0
+    # one-hot group, period and block: 3 ones; each known binned property: one more
+    assert table[8].sum() == 3 + 5  # oxygen has all five properties
+    na, k, o, s = table[11], table[19], table[8], table[16]
+    assert na[0] == k[0] == 1.0 and o[15] == s[15] == 1.0  # groups 1 and 16
+    assert (na * k).sum() > (na * o).sum()  # alkali metals share more than Na and O
+
+
+def test_checkpoint_from_before_element_features_loads_without_them(tmp_path):
+    import json
+
+    data = tiny_data(6)
+    cfg = TrainConfig(element_features=False, **TINY)
+    predictor = fit(make_graphs(data.structures, data.targets), cfg)
+    save_property_checkpoint(tmp_path / "old", predictor)
+    config_path = tmp_path / "old" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["train_config"]["element_features"]  # as written before the option existed
+    config_path.write_text(json.dumps(config))
+    loaded = load_property_checkpoint(tmp_path / "old")
+    assert loaded.cfg.element_features is False
+    np.testing.assert_allclose(
+        loaded.predict(data.structures), predictor.predict(data.structures), rtol=1e-5, atol=1e-6
+    )
+    assert TrainConfig().element_features  # new models use them by default

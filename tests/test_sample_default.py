@@ -37,3 +37,23 @@ def test_resolve_names_the_available_models_when_unknown(tmp_path, monkeypatch) 
     assert defaults.resolve_checkpoint("mlp-a") == tmp_path / "mlp-a"
     with pytest.raises(CheckpointError, match="available: mlp-a"):
         defaults.resolve_checkpoint("nope")
+
+
+def test_generator_name_stands_for_its_shipped_checkpoint(tmp_path, monkeypatch) -> None:
+    from invdesign.errors import CheckpointError
+
+    monkeypatch.setenv(defaults.CHECKPOINT_ENV, str(tmp_path))
+    with pytest.raises(CheckpointError, match="no shipped model 'vae'"):
+        defaults.resolve_checkpoint("vae")
+    (tmp_path / defaults.MODEL_ALIASES["vae"]).mkdir()
+    assert defaults.resolve_checkpoint("vae") == tmp_path / "vae-xpdf-unit_cell"
+    (tmp_path / "vae").mkdir()  # a folder of that very name wins
+    assert defaults.resolve_checkpoint("vae") == tmp_path / "vae"
+
+
+def test_shipped_vae_is_an_xpdf_unit_cell_checkpoint() -> None:
+    from invdesign.pipeline.sample import load_generator
+
+    generator = load_generator(_shipped(defaults.MODEL_ALIASES["vae"]))
+    assert generator.name == "vae" and generator.task.name == "xPDF->unit_cell_pos_frac"
+    assert (defaults.checkpoint_root() / defaults.MODEL_ALIASES["vae"] / "MODEL_CARD.md").is_file()

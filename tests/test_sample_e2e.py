@@ -42,7 +42,7 @@ def test_sample_writes_all_outputs(tmp_path, tiny_checkpoint, capsys) -> None:
     assert code == 0
     names = sorted(p.name for p in out.iterdir())
     for expected in ["candidate_000.xyz", "candidate_003.xyz", "summary.csv", "summary.json",
-                     "fit.png", "fit_rank1.fgr"]:
+                     "fit.png", "fit_rank1.fgr", "input_pdf.png"]:
         assert expected in names
     with open(out / "summary.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -62,6 +62,7 @@ def test_sample_writes_all_outputs(tmp_path, tiny_checkpoint, capsys) -> None:
     assert np.allclose(fgr.y, data.y[on_range], atol=2e-5 * np.abs(data.y).max())
     printed = capsys.readouterr()
     assert "pdf.qdamp: 0.04 (default)" in printed.err  # what was taken from where
+    assert "qdamp not in the header; using 0.04" in printed.err  # the warning
     assert "composition: Pt1 (header" in printed.err
     assert printed.out.splitlines()[3].split()[0] == "rank"  # the ranked table
 
@@ -120,6 +121,8 @@ def test_error_mid_run_leaves_no_partial_output(tmp_path, tiny_checkpoint) -> No
 
     def fail_after_first_candidate(line: str) -> None:
         seen.append(line)
+        if line.startswith("candidate 1/"):  # written the moment it exists, out of sight
+            assert len(list(tmp_path.glob(".run.*.partial/candidate_000.xyz"))) == 1
         if line.startswith("candidate 2/"):
             raise InvdesignError("stopped on purpose")
 

@@ -117,3 +117,25 @@ def test_only_sane_unit_cells_are_cut() -> None:
     assert p.kind == "particle" and set(p.species.tolist()) == {12, 8}
     assert p.info["source"] == "unit_cell"
     assert 2 * np.linalg.norm(p.positions, axis=1).max() <= 9.0 + 2 * 2.1 + 1e-6
+
+
+def test_geometry_of_a_large_particle_matches_the_distance_matrix() -> None:
+    from invdesign import elements
+    from invdesign.pipeline.result import MIN_DISTANCE_FRACTION, geometry
+
+    rng = np.random.default_rng(0)
+    atoms = lattice_sphere("fcc", 28, 2.49, 14.0)
+    pos = atoms.positions + rng.normal(0.0, 0.05, atoms.positions.shape)
+    for clash in (False, True):
+        if clash:
+            pos[1] = pos[0] + [0.0, 0.0, 1.2]  # closer than 0.7 x (1.35 + 1.35) Å
+        particle = Structure(atoms.numbers, pos)
+        d = particle.distance_matrix()
+        np.fill_diagonal(d, np.inf)
+        limit = MIN_DISTANCE_FRACTION * 2 * float(elements.atomic_radius(28))
+        shape = geometry(particle)
+        assert shape["nn_distance"] == pytest.approx(float(np.median(d.min(axis=1))), rel=1e-12)
+        assert shape["min_distance"] == pytest.approx(float(d.min()), rel=1e-12)
+        assert shape["valid"] is bool(d.min() >= limit) is (not clash)
+        assert nn_distance(particle) == shape["nn_distance"]
+        assert is_valid(particle) is shape["valid"]

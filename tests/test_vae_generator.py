@@ -8,6 +8,8 @@ import torch
 from ase.spacegroup import crystal
 from invdesign.generators.base import build_generator, generator_class
 from invdesign.generators.vae import VAEGenerator
+from invdesign.generators.vae.generator import FILL_DISTANCE, _fill
+from invdesign.generators.vae.segmentation import Segmentation
 
 from invdesign.errors import InvdesignError
 from invdesign.structure import Structure
@@ -92,7 +94,7 @@ def test_sample_honours_composition_cell_and_count() -> None:
     condition = Condition({"xrd": torch.rand(1, 580)}, composition=[{12: 0.5, 8: 0.5}],
                           cell_params=params, n_atoms=torch.tensor([4]))
     for s in model.sample(condition, 2, generator=torch.Generator().manual_seed(1))[0]:
-        assert s.n_atoms <= 4
+        assert s.n_atoms == 4  # a given count is met exactly (CHILI's MAE is at the true count)
         assert set(s.species.tolist()) <= {8, 12}
         counts = [int((s.species == z).sum()) for z in (8, 12)]
         assert abs(counts[0] - counts[1]) <= 1  # largest-remainder split of a 1:1 composition
@@ -123,3 +125,18 @@ def test_particle_tasks_and_bad_grids_are_rejected() -> None:
         build_generator("vae", TaskSpec.parse("xPDF->pos_abs"), **TINY)
     with pytest.raises(ValueError, match="divisible"):
         build_generator("vae", _task(), **{**TINY, "grid": 12, "vae_channels": [4, 8, 16]})
+
+
+def test_fill_tops_up_at_the_densest_voxels_away_from_the_atoms() -> None:
+    # 10 Å cubic cell on a 10^3 grid (1 Å voxels): one atom found at voxel (0, 0, 0); density peaks
+    # at (0, 0, 1) (too close: 1 Å < FILL_DISTANCE), (5, 5, 5) and (2, 0, 0)
+    density = np.zeros((10, 10, 10), dtype=np.float32)
+    density[0, 0, 1], density[5, 5, 5], density[2, 0, 0] = 3.0, 2.0, 1.0
+    logp = np.log(np.full((3, 10, 10, 10), 1 / 3))
+    logp[2, 5, 5, 5] = 0.0  # class 2 (species 12) most likely at (5, 5, 5)
+    found = Segmentation(np.zeros((1, 3)), np.array([8]), [np.array([0])], (10, 10, 10))
+    out = _fill(found, density, logp, np.array([8, 12]), np.eye(3) * 10.0, 3)
+    assert out.n_atoms == 3
+    np.testing.assert_allclose(out.positions, [[0, 0, 0], [5, 5, 5], [2, 0, 0]])
+    assert out.species.tolist() == [8, 12, 8]
+    assert FILL_DISTANCE > 1.0

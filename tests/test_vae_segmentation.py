@@ -138,3 +138,19 @@ def test_chain_through_the_cell_is_never_one_atom() -> None:
     assert seg.n_atoms == 2
     _, _, err = match_periodic(np.asarray(centres) / np.asarray(shape), seg.frac_positions, shape)
     assert np.all(err < 1.0)
+
+
+@pytest.mark.parametrize(
+    ("ctype", "metal"),
+    [("CadmiumChloride", "Zn"), ("Perovskite", "Sr"), ("NickelArsenide", "Fe"),
+     ("RheniumTrioxide", "W")],
+)
+def test_roundtrip_recovers_chili3k_cells_at_the_config_grid(ctype, metal) -> None:
+    # the VAE configs' voxelisation: 12^3 grid, labelling radius 0.8 x the ionic radius
+    from invdesign.build.crystal_types import unit_cell
+
+    cell = unit_cell(ctype, metal)
+    rt = roundtrip(cell, (12, 12, 12), label_frac=0.8)
+    assert rt.n_found == rt.n_true
+    assert np.all(rt.errors_vox < 1.0)
+    assert np.all(rt.species_ok)

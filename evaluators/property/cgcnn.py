@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+from invdesign.evaluators.property.atoms import N_ELEMENTS, ElementFeatures
 from invdesign.evaluators.property.graphs import edge_vectors
-from invdesign.evaluators.property.model import N_ELEMENTS, GaussianBasis
+from invdesign.evaluators.property.model import GaussianBasis
 from torch import nn
 from torch_geometric.nn import CGConv
 from torch_geometric.utils import scatter
@@ -25,6 +26,7 @@ class CGCNNConfig:
     n_rbf: int = 48
     rbf_max: float = 8.0
     n_descriptors: int = 0
+    element_features: bool = False  # add CGCNN's kind of element features to the embedding
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -35,6 +37,7 @@ class CGCNN(nn.Module):
         super().__init__()
         self.config = cfg = config or CGCNNConfig()
         self.embed = nn.Embedding(N_ELEMENTS + 1, cfg.hidden)
+        self.element_features = ElementFeatures(cfg.hidden) if cfg.element_features else None
         self.rbf = GaussianBasis(0.0, cfg.rbf_max, cfg.n_rbf)
         self.convs = nn.ModuleList(
             CGConv(cfg.hidden, dim=cfg.n_rbf, aggr="mean", batch_norm=True)
@@ -50,6 +53,8 @@ class CGCNN(nn.Module):
         vec = edge_vectors(batch.pos, batch.edge_index, batch.edge_shift)  # [E, 3] Å
         edge_attr = self.rbf(vec.norm(dim=-1))  # [E, n_rbf]
         x = self.embed(batch.z.clamp(max=N_ELEMENTS))  # [N, d]
+        if self.element_features is not None:
+            x = x + self.element_features(batch.z)
         for conv in self.convs:
             x = nn.functional.softplus(conv(x, batch.edge_index, edge_attr))
         pooled = scatter(x, batch.batch, 0, dim_size=batch.num_graphs, reduce="mean")  # [B, d]

@@ -5,27 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from invdesign.errors import CheckpointError
+from invdesign.io.atomic import atomic_path, atomic_write_text
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 FORMAT = "invdesign-property/1"
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_property_checkpoint(
@@ -47,10 +35,9 @@ def save_property_checkpoint(
         "metrics": predictor.metrics,
         **(extra or {}),
     }
-    _atomic_write(
-        folder / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT})
-    )
-    _atomic_write(folder / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=1)))
+    with atomic_path(folder / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    atomic_write_text(folder / CONFIG, json.dumps(config, indent=1))
     return folder
 
 
@@ -69,7 +56,8 @@ def load_property_checkpoint(path: str | os.PathLike, device: str = "cpu"):
             raise CheckpointError(
                 f"unknown checkpoint format {config.get('format')!r}", folder / CONFIG
             )
-        cfg = TrainConfig(**config["train_config"])
+        # checkpoints written before element features existed were trained without them
+        cfg = TrainConfig(**{"element_features": False, **config["train_config"]})
         net = build_network(cfg)
         net.load_state_dict(load_file(folder / WEIGHTS, device=device))
     except (ValueError, KeyError, RuntimeError, TypeError) as exc:

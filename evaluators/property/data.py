@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from invdesign.errors import DataFormatError, InvdesignError
+from invdesign.io.atomic import atomic_path
 from invdesign.structure import Structure
 
 DEFAULT_TARGET = "formation_energy_per_atom"
@@ -121,22 +121,13 @@ def write_property_csv(path: str | os.PathLike, data: PropertyData) -> None:
     `data.extra` maps further column names to one value per row."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            extra = list(data.extra)
-            writer.writerow(["material_id", data.target_name, "cif", "kind", "formula", *extra])
-            for i, (sid, s, y) in enumerate(
-                zip(data.ids, data.structures, data.targets, strict=True)
-            ):
-                row = [sid, f"{y:.6f}", structure_to_cif(s), s.kind, s.formula]
-                writer.writerow(row + [data.extra[key][i] for key in extra])
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        extra = list(data.extra)
+        writer.writerow(["material_id", data.target_name, "cif", "kind", "formula", *extra])
+        for i, (sid, s, y) in enumerate(zip(data.ids, data.structures, data.targets, strict=True)):
+            row = [sid, f"{y:.6f}", structure_to_cif(s), s.kind, s.formula]
+            writer.writerow(row + [data.extra[key][i] for key in extra])
 
 
 def make_graphs(

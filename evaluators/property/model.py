@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+from invdesign.evaluators.property.atoms import N_ELEMENTS, ElementFeatures
 from invdesign.evaluators.property.graphs import N_LAP, N_RW, bond_cosines, edge_vectors
 from torch import nn
 from torch_geometric.utils import scatter, softmax, to_dense_batch
-
-N_ELEMENTS = 100
 
 
 @dataclass
@@ -31,6 +30,7 @@ class CrysToGraphConfig:
     n_abf: int = 24  # Gaussians over cos(angle)
     n_descriptors: int = 0  # 0: no hybridisation
     dropout: float = 0.0
+    element_features: bool = False  # add CGCNN-style element features to the learned embedding
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,6 +134,7 @@ class CrysToGraph(nn.Module):
         self.config = cfg = config or CrysToGraphConfig()
         d = cfg.hidden
         self.embed = nn.Embedding(N_ELEMENTS + 1, d)
+        self.element_features = ElementFeatures(d) if cfg.element_features else None
         self.rbf = GaussianBasis(0.0, cfg.rbf_max, cfg.n_rbf)
         self.abf = GaussianBasis(-1.0, 1.0, cfg.n_abf)
         self.edge_in = nn.Sequential(nn.Linear(cfg.n_rbf, d), nn.Softplus(), nn.Linear(d, d))
@@ -154,6 +155,8 @@ class CrysToGraph(nn.Module):
         """Node features after the eTGC blocks [N, d] and bond features [E, d]."""
         vec = edge_vectors(batch.pos, batch.edge_index, batch.edge_shift)  # [E, 3] Å
         x = self.embed(batch.z.clamp(max=N_ELEMENTS))  # [N, d]
+        if self.element_features is not None:
+            x = x + self.element_features(batch.z)
         e = self.edge_in(self.rbf(vec.norm(dim=-1)))  # [E, d]
         t = self.angle_in(self.abf(bond_cosines(vec, batch.lg_index)))  # [T, d]
         for line_layer, graph_layer in zip(self.line_layers, self.graph_layers, strict=True):

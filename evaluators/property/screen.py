@@ -12,12 +12,12 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from invdesign.errors import InvdesignError
+from invdesign.io.atomic import atomic_path
 from invdesign.structure import Structure
 
 SUFFIXES = (".cif", ".xyz", ".extxyz")
@@ -144,20 +144,13 @@ def write_screen_csv(result: ScreenResult, out: str | os.PathLike) -> Path:
     """Ranked rows, then unreadable files (status 'unreadable: reason'); atomic write."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(COLUMNS)
-            for row in result.rows:
-                writer.writerow([_fmt(row[c]) for c in COLUMNS])
-            for name, reason in result.failures:
-                writer.writerow(["", name, "", "", "", "", f"unreadable: {reason}"])
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for row in result.rows:
+            writer.writerow([_fmt(row[c]) for c in COLUMNS])
+        for name, reason in result.failures:
+            writer.writerow(["", name, "", "", "", "", f"unreadable: {reason}"])
     return out
 
 
@@ -188,14 +181,9 @@ def plot_screen(result: ScreenResult, png: str | os.PathLike) -> Path:
         )
     fig.tight_layout()
     png = Path(png)
-    fd, tmp = tempfile.mkstemp(dir=png.parent, suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, png)
+        with atomic_path(png) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return png

@@ -38,6 +38,7 @@ class TrainConfig:
         4  # line graph over each centre's 4 nearest bonds (CPU budget; None = all 12)
     )
     descriptors: bool = False
+    element_features: bool = True  # CGCNN-style element features beside the learned embedding
     epochs: int = 10
     batch_size: int = 64
     lr: float = 2e-3
@@ -62,11 +63,20 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
     n_desc = N_DESCRIPTORS if cfg.descriptors else 0
     if cfg.model == "cgcnn":
         return CGCNN(
-            CGCNNConfig(hidden=cfg.hidden, layers=max(cfg.blocks, 3), n_descriptors=n_desc)
+            CGCNNConfig(
+                hidden=cfg.hidden,
+                layers=max(cfg.blocks, 3),
+                n_descriptors=n_desc,
+                element_features=cfg.element_features,
+            )
         )
     return CrysToGraph(
         CrysToGraphConfig(
-            hidden=cfg.hidden, heads=cfg.heads, blocks=cfg.blocks, n_descriptors=n_desc
+            hidden=cfg.hidden,
+            heads=cfg.heads,
+            blocks=cfg.blocks,
+            n_descriptors=n_desc,
+            element_features=cfg.element_features,
         )
     )
 

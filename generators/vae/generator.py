@@ -34,6 +34,7 @@ from invdesign.structure import Structure
 from invdesign.tasks import Condition, TaskBatch, TaskSpec
 
 _CACHE_LIMIT = 8192  # voxelised training cells kept in memory (CHILI-3K has 636 distinct cells)
+FILL_DISTANCE = 1.5  # Å: atoms added to reach a given count keep this far from the others
 
 
 @register_generator("vae")
@@ -187,30 +188,39 @@ class VAEGenerator(Generator):
                generator: torch.Generator | None = None) -> list[list[Structure]]:
         """n unit cells per item: each latent draw is decoded, labelled by the UNet and segmented.
 
-        The atom count is the segmentation's, capped at `condition.n_atoms` (or the task's
-        max_atoms) by keeping the largest regions. Species: with `condition.composition` the
-        counts follow the composition and atoms take species by an optimal assignment on the
-        UNet's mean log-probabilities over their regions; without it, the majority vote.
+        The atom count is the segmentation's, capped at the task's max_atoms by keeping the largest
+        regions. With `condition.n_atoms` the count is exactly that: the largest regions are kept,
+        or, when the segmentation finds fewer atoms, the missing ones are placed at the densest
+        voxels away from the atoms found (`_fill`); without it, at least one atom. Species: with
+        `condition.composition` the counts follow the composition and atoms take species by an
+        optimal assignment on the UNet's mean log-probabilities over their regions; without it,
+        the majority vote.
         """
         out = {k: v.float().cpu() for k, v in self.decode(condition, n, generator).items()}
         results: list[list[Structure]] = []
         for i in range(condition.batch_size):
             params = out["cell"][i].double().numpy()
             params = params if condition.cell_params is not None else plausible_cell(params)
-            limit = self.task.max_atoms
+            limit, exact = self.task.max_atoms, None
             if condition.n_atoms is not None:
-                limit = min(limit, int(condition.n_atoms[i]))
+                exact = int(condition.n_atoms[i])
+                if not 1 <= exact <= limit:
+                    raise InvdesignError(f"n_atoms must be within 1..{limit}, got {exact}")
+                limit = exact
             comp = None if condition.composition is None else condition.composition[i]
             items = []
             for j in range(i * n, (i + 1) * n):
                 items.append(self._structure(out["logp"][j].numpy(), out["mask"][j].numpy(),
-                                             out["density"][j, 0].numpy(), params, limit, comp))
+                                             out["density"][j, 0].numpy(), params, limit,
+                                             exact is not None, comp))
             results.append(items)
         return results
 
     def _structure(self, logp: np.ndarray, mask_logit: np.ndarray, density: np.ndarray,
-                   params: np.ndarray, limit: int, comp: dict[int, float] | None) -> Structure:
-        """One cell from the UNet output: logp [K, N, N, N], mask_logit and density [N, N, N]."""
+                   params: np.ndarray, limit: int, exact: bool,
+                   comp: dict[int, float] | None) -> Structure:
+        """One cell from the UNet output: logp [K, N, N, N], mask_logit and density [N, N, N];
+        at most `limit` atoms, exactly `limit` when `exact`."""
         vocab = np.asarray(self.species_vocab)
         binary = mask_logit > 0
         species = np.where(binary, vocab[logp[1:].argmax(0)], 0)
@@ -218,7 +228,9 @@ class VAEGenerator(Generator):
         shape = species.shape
         seg = segment(species, binary, radius_vox=radius_voxels(cell, shape, species),
                       components=self.components, max_atoms=4 * limit)  # type: ignore[arg-type]
-        seg = _largest(seg, limit) if seg.n_atoms else _fallback(density, species, vocab, logp)
+        seg = _largest(seg, limit)
+        if seg.n_atoms < (limit if exact else 1):
+            seg = _fill(seg, density, logp, vocab, cell, limit if exact else 1)
         z = seg.species if comp is None else self._assign(seg, logp, comp)
         frac = seg.frac_positions
         order = np.argsort(np.linalg.norm(frac, axis=1), kind="stable")  # ascending |r|, as CHILI
@@ -251,11 +263,32 @@ def _largest(seg: Segmentation, limit: int) -> Segmentation:
                         seg.shape)
 
 
-def _fallback(density: np.ndarray, species: np.ndarray, vocab: np.ndarray,
-              logp: np.ndarray) -> Segmentation:
-    """One atom at the density maximum when the segmentation finds none (an untrained model)."""
-    flat = int(density.argmax())
-    idx = np.asarray(np.unravel_index(flat, density.shape), dtype=float)
-    z = int(species.flat[flat]) or int(vocab[logp[1:].reshape(len(vocab), -1)[:, flat].argmax()])
-    return Segmentation(idx[None], np.array([z]), [np.array([flat])], density.shape)
+def _fill(seg: Segmentation, density: np.ndarray, logp: np.ndarray, vocab: np.ndarray,
+          cell: np.ndarray, count: int) -> Segmentation:
+    """`seg` topped up to `count` atoms: each new atom goes to the densest voxel at least
+    `FILL_DISTANCE` Å (minimum image) from every atom so far, or to the voxel farthest from them
+    when none is that far, with the UNet's most likely species there; its region is that voxel."""
+    shape = np.asarray(density.shape, dtype=float)
+    frac = np.indices(density.shape).reshape(3, -1).T / shape  # [V, 3]
+    flat = density.ravel()
+    best = logp[1:].reshape(len(vocab), -1).argmax(0)  # [V] most likely non-empty class
+    positions, species, regions = list(seg.positions), list(seg.species), list(seg.regions)
+    nearest = np.full(flat.size, np.inf)  # [V] Å to the closest atom so far
+    for p in positions:
+        nearest = np.minimum(nearest, _distance(frac, p / shape, cell))
+    while len(positions) < count:
+        far = nearest >= FILL_DISTANCE
+        v = int(np.flatnonzero(far)[flat[far].argmax()]) if far.any() else int(nearest.argmax())
+        positions.append(frac[v] * shape)
+        species.append(int(vocab[best[v]]))
+        regions.append(np.array([v]))
+        nearest = np.minimum(nearest, _distance(frac, frac[v], cell))
+    return Segmentation(np.asarray(positions, dtype=float).reshape(-1, 3),
+                        np.asarray(species, dtype=np.int64), regions, seg.shape)
 
+
+def _distance(frac: np.ndarray, point: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """[V] minimum-image distances in Å from fractional `point` [3] to `frac` [V, 3]."""
+    delta = frac - point
+    delta -= np.round(delta)
+    return np.linalg.norm(delta @ cell, axis=1)

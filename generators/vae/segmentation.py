@@ -32,7 +32,7 @@ from typing import Literal
 
 import numpy as np
 from scipy import ndimage
-from skimage.measure import label, regionprops
+from skimage.measure import label
 from skimage.morphology import ball, convex_hull_image, dilation, erosion
 from skimage.segmentation import watershed
 
@@ -205,26 +205,32 @@ def segment(
     image = np.pad(labelled_input, width, mode="wrap") if periodic else labelled_input
     s_pad = np.pad(species, width, mode="wrap") if periodic else species
     comp = label(image, background=0, connectivity=1)
+    sizes = np.bincount(comp.ravel())  # [n_labels + 1] voxels per component
+    ids = np.flatnonzero(sizes >= MIN_COMPONENT)
+    ids = ids[ids > 0]  # components of < MIN_COMPONENT voxels are noise
+    if max_atoms is not None:  # largest first; 27 periodic images per region at most
+        ids = ids[np.argsort(-sizes[ids], kind="stable")][: 27 * max_atoms]
+    # bounding boxes of the kept components only (find_objects is slow with many labels)
+    rank = np.zeros(sizes.size, dtype=np.int32)
+    rank[ids] = np.arange(1, ids.size + 1)
+    boxes = dict(zip(ids, ndimage.find_objects(rank[comp]), strict=True))
     positions, votes, regions = [], [], []
     done: dict[tuple, list[np.ndarray]] = {}
     offset = np.asarray(pad)
-    props = regionprops(comp)
-    if max_atoms is not None:
-        props = sorted(props, key=lambda p: -p.area)
-    for prop in props:
+    for k in ids:
         if max_atoms is not None and len(positions) >= max_atoms:
             break
-        if prop.area < MIN_COMPONENT:
-            continue
-        lo = np.asarray(prop.bbox[:3])
-        hi = np.asarray(prop.bbox[3:])
+        box = boxes[k]
+        lo = np.asarray([b.start for b in box])
+        hi = np.asarray([b.stop for b in box])
         if periodic and np.any((hi <= offset) | (lo >= offset + shape)):
             continue  # wholly outside the home cell: only periodic images of atoms kept elsewhere
         # periodic images of one region are identical crops: split each distinct crop once
+        region = comp[box] == k
         touches_edge = np.any(lo == 0) or np.any(hi == np.asarray(image.shape))
-        key = None if touches_edge else (prop.image.shape, prop.image.tobytes())
+        key = None if touches_edge else (region.shape, region.tobytes())
         if key is None or key not in done:
-            crop = np.pad(prop.image, 1)  # room for the dilation
+            crop = np.pad(region, 1)  # room for the dilation
             period = np.asarray(shape) if periodic else None
             atoms = split_region(crop, 1, min_convexity, max_iters, min_size, period)
             if key is not None:

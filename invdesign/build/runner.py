@@ -11,7 +11,6 @@ reason) in task order.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from invdesign.errors import InvdesignError
+from invdesign.io.atomic import atomic_write_text
 
 REPORT_NAME = "build_report.tsv"
 Status = Literal["written", "exists", "rejected", "failed"]
@@ -164,8 +164,4 @@ def write_report(path: Path, outcomes: Sequence[Outcome]) -> Path:
     """Write `name<TAB>status<TAB>reason` lines atomically."""
     lines = ["name\tstatus\treason"]
     lines += [f"{o.name}\t{o.status}\t{o.reason}".replace("\n", " ") for o in outcomes]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, "\n".join(lines) + "\n")

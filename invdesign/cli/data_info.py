@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from invdesign.errors import InvdesignError
+from invdesign.io.atomic import atomic_write_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,9 +37,6 @@ def _write_json(path: Path, payload: dict) -> None:
     """Atomic JSON write; a bad destination is a user error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        atomic_write_text(path, json.dumps(payload, indent=2))
     except OSError as exc:
         raise InvdesignError(f"cannot write here ({exc.strerror})", path) from None
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)

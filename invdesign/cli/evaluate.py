@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from invdesign.errors import InvdesignError
+from invdesign.io.atomic import atomic_write_text
 
 COLUMNS = (
     "n_samples",
@@ -90,10 +89,6 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Atomic JSON write; an unwritable destination is a user error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
     except OSError as exc:
         raise InvdesignError(f"cannot write metrics ({exc.strerror})", path) from None
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)

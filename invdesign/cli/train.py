@@ -1,4 +1,5 @@
-"""`invdesign train --config FILE [--data DIR] [--out DIR] [key=value ...]`: train an experiment."""
+"""`invdesign train --config FILE [--data DIR [DIR ...]] [--out DIR] [key=value ...]`: train an
+experiment, on one data folder or several (e.g. CHILI-3K and the `clusters` set) used together."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--config", type=Path, required=True, metavar="FILE", help="experiment YAML (see configs/)"
     )
     parser.add_argument(
-        "--data", type=Path, metavar="DIR", help="folder of CHILI *.h5 files (overrides data.root)"
+        "--data",
+        nargs="+",
+        action="extend",
+        metavar="DIR",
+        help="folder(s) of CHILI *.h5 files trained on together (overrides data.root)",
     )
     parser.add_argument(
         "--out",
@@ -41,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     from invdesign.config import load_config
     from invdesign.generators.training import train
 
-    cfg = load_config(args.config, args.overrides, args.data)
+    folders, overrides = split_data_args(args.data or [], args.overrides)
+    cfg = load_config(args.config, overrides, folders or None)
     result = train(cfg, out_dir=args.out)
     print(format_metrics({k: v for k, v in result.metrics.items() if k != "training"}))
     info = result.info
@@ -57,3 +63,11 @@ def run(args: argparse.Namespace) -> int:
         card = write_model_card(result.checkpoint.parent, result.config, result.metrics, command)
         print(f"checkpoint: {result.checkpoint}\nmodel card: {card}")
     return 0
+
+
+def split_data_args(data: list[str], overrides: list[str]) -> tuple[list[str], list[str]]:
+    """`--data A B key=value` lets argparse put the override among the folders: items with '='
+    that are not existing paths are overrides (kept before the positional ones)."""
+    folders = [d for d in data if "=" not in d or Path(d).exists()]
+    moved = [d for d in data if d not in folders]
+    return folders, moved + list(overrides)

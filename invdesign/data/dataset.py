@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,7 +39,8 @@ class ChiliDataset(PygDataset):
 
     Args:
         root: a folder holding CHILI HDF5 files (official downloads or `invdesign data build`
-            output), searched recursively.
+            output), searched recursively; or several such folders (e.g. CHILI-3K and the
+            `clusters` set), whose graphs follow each other in the order given.
         transform: optional torch-geometric transform applied by `ds[i]`.
         cache_dir: where to keep the index (default: in `root`, else the per-user cache when `root`
             is read-only).
@@ -46,31 +49,45 @@ class ChiliDataset(PygDataset):
         records: one `IndexRow` per graph (no arrays), in graph-index order.
         index_report: how many files the index reused from its cache and how many it opened.
         fingerprint: hash of every file's (path, size, mtime); keys derived caches.
+        data_roots: the resolved folders; `data_root` is the first (derived caches live there).
+
+    A graph's source (the grouping key of the grouped split) is its file's stem: files of the same
+    stem in two folders form one group, so they never land in two parts of a split.
 
     Graph indices (`records`, `task_indices`, `split_indices`, `cache_task_arrays`) always refer to
     the full dataset, i.e. to `ds.get(i)` and to `ds[i]` of the unsliced dataset; use
     `ds[list_of_indices]` (a torch-geometric view) or `torch.utils.data.Subset` for a part.
 
     Raises:
-        InvdesignError: `root` is missing or holds no `*.h5`; a file is not HDF5 or lacks a CHILI
-            group (the message names the file).
+        InvdesignError: a folder is missing or holds no `*.h5`, is given twice or lies inside
+            another; a file is not HDF5 or lacks a CHILI group (the message names the file).
     """
 
     def __init__(
         self,
-        root: str | os.PathLike,
+        root: str | os.PathLike | Sequence[str | os.PathLike],
         transform: Callable[[Data], Data] | None = None,
         cache_dir: str | os.PathLike | None = None,
     ) -> None:
-        root = Path(root).expanduser()
-        rows, report, fingerprint = build_index(
-            root, None if cache_dir is None else Path(cache_dir)
-        )
+        roots = data_folders(root)
+        cache = None if cache_dir is None else Path(cache_dir)
+        rows: list[IndexRow] = []
+        reports, prints = [], []
+        for folder in roots:
+            part, report, fingerprint = build_index(folder, cache)
+            rows += part
+            reports.append(report)
+            prints.append(fingerprint)
         self.records: list[IndexRow] = rows
-        self.index_report: IndexReport = report
-        self.fingerprint: str = fingerprint
-        self.data_root = root.resolve()
-        super().__init__(str(root), transform=transform)
+        self.index_report: IndexReport = reports[0] if len(roots) == 1 else IndexReport(
+            sum(r.reused for r in reports), sum(r.indexed for r in reports),
+            reports[0].cache_path)
+        self.fingerprint: str = prints[0] if len(roots) == 1 else hashlib.sha256(
+            json.dumps([[str(f), p] for f, p in zip(roots, prints, strict=True)]).encode()
+        ).hexdigest()[:16]
+        self.data_roots: list[Path] = [folder.resolve() for folder in roots]
+        self.data_root = self.data_roots[0]
+        super().__init__(str(roots[0]), transform=transform)
 
     # -------------------------------------------------------- torch_geometric Dataset protocol
     def len(self) -> int:
@@ -83,7 +100,8 @@ class ChiliDataset(PygDataset):
         return record_to_data(record, 0, source=row.source, key=row.size_key)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.data_root}, graphs={len(self.records)})"
+        where = ", ".join(str(folder) for folder in self.data_roots)
+        return f"{type(self).__name__}({where}, graphs={len(self.records)})"
 
     # ------------------------------------------------------------------------------ selections
     def task_indices(self, target: str, max_atoms: int | None = None) -> list[int]:
@@ -115,6 +133,24 @@ class ChiliDataset(PygDataset):
         files, indices and fields loads one `.npz` instead of reopening the HDF5 files.
         """
         return load_task_arrays(self, indices, fields, cache=cache)
+
+
+def data_folders(root: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """One or several data folders as paths (`~` expanded); refuses an empty list, a folder
+    given twice and a folder inside another (its files would be counted twice)."""
+    items = [root] if isinstance(root, str | os.PathLike) else list(root)
+    if not items:
+        raise InvdesignError("no data folder given")
+    folders = [Path(item).expanduser() for item in items]
+    resolved = [folder.resolve() for folder in folders]
+    for i, a in enumerate(resolved):
+        for j, b in enumerate(resolved):
+            if i < j and a == b:
+                raise InvdesignError("data folder given twice", folders[i])
+            if i != j and b in a.parents:
+                raise InvdesignError(f"data folder lies inside the data folder {folders[j]}",
+                                     folders[i])
+    return folders
 
 
 # --------------------------------------------------------------------------------- conversion

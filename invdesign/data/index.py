@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from tqdm import tqdm
 
 from invdesign.data.hdf5_io import NP_SIZE, decode_text, open_h5, require, sorted_size_keys
 from invdesign.errors import DataFormatError, InvdesignError
+from invdesign.io.atomic import atomic_write_text
 
 INDEX_NAME = ".invdesign-index.json"
 INDEX_VERSION = 1
@@ -179,16 +179,10 @@ def save_cache(paths: list[Path], files: dict[str, Any]) -> Path | None:
     for path in paths:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        except OSError:
-            continue
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
+            atomic_write_text(path, text)
             return path
         except OSError:
-            Path(tmp).unlink(missing_ok=True)
+            continue
     return None
 
 

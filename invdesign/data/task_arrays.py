@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 from invdesign.data.fields import FIELDS, read_field
 from invdesign.data.hdf5_io import open_h5
 from invdesign.errors import InvdesignError
+from invdesign.io.atomic import atomic_path
 
 if TYPE_CHECKING:
     from invdesign.data.dataset import ChiliDataset
@@ -118,16 +118,10 @@ def _save(path: Path, out: dict[str, list[np.ndarray]]) -> bool:
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    except OSError:
-        return False
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
         return True
     except OSError:
-        Path(tmp).unlink(missing_ok=True)
         return False
 
 

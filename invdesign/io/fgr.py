@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
+
+from invdesign.io.atomic import atomic_write_text
 
 
 def write_fgr(path: str | PathLike, r: np.ndarray, g_calc: np.ndarray, g_obs: np.ndarray,
@@ -33,12 +33,4 @@ def write_fgr(path: str | PathLike, r: np.ndarray, g_calc: np.ndarray, g_obs: np
     r, g_calc, g_obs = (np.asarray(a, dtype=np.float64) for a in (r, g_calc, g_obs))
     lines += [f"{a:g} {c:.8g} 0.0 0 {o - c:.8g}" for a, c, o in zip(r, g_calc, g_obs, strict=True)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(suffix=".fgr", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write_text(path, "\n".join(lines) + "\n")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
+from invdesign.io.atomic import atomic_path
 from invdesign.io.measured import MeasuredPattern
 
 
@@ -38,13 +37,9 @@ def plot_model_input(pattern: MeasuredPattern, model_x: np.ndarray, model_y: np.
     ax.legend(fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=out.parent)
-    os.close(handle)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return out

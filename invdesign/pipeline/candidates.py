@@ -20,6 +20,7 @@ from invdesign import elements
 from invdesign.debye.cutter import cut_particles
 from invdesign.errors import InvdesignError
 from invdesign.pipeline.packings import packing_candidates
+from invdesign.pipeline.result import UNIT_CELL_KEY
 from invdesign.pipeline.sizing import SizeEstimate
 from invdesign.structure import Structure
 from invdesign.tasks import Condition, TaskSpec
@@ -124,7 +125,8 @@ def cut_cells(cells: list[Structure], diameter: float, device: str = "cpu") -> I
         if particles:
             p = particles[0]
             p.info.update({"source": "unit_cell", "cell": " ".join(
-                f"{v:.3f}" for v in cell.cell_parameters()), "diameter": round(diameter, 2)})
+                f"{v:.3f}" for v in cell.cell_parameters()), "diameter": round(diameter, 2),
+                UNIT_CELL_KEY: cell})
             yield p
 
 

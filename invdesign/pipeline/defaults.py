@@ -17,12 +17,17 @@ from invdesign.errors import CheckpointError
 DEFAULT_MODEL = "mlp-xpdf-pos_abs"
 #: Shipped unit-cell checkpoint, used when the particle exceeds the particle model's atom limit.
 UNIT_CELL_MODEL = "mlp-xpdf-unit_cell"
+#: Generator names accepted by `--model`: each stands for its shipped checkpoint folder.
+MODEL_ALIASES = {"mlp": DEFAULT_MODEL, "vae": "vae-xpdf-unit_cell"}
 DEFAULT_N = 16
 DEFAULT_SEED = 0
 #: Default fit range of G(r) in Å (upper end clipped to the data's rmax).
 DEFAULT_FIT_RANGE = (1.5, 30.0)
 #: How many of the best candidates get a fit plot and a `.fgr` file.
 N_PLOTTED = 3
+#: Largest candidate (atoms) whose formation energy `sample` predicts: the property model was
+#: trained on unit cells and particles of up to 55 atoms, and a 4000-atom particle costs ~60 s.
+PROPERTY_MAX_ATOMS = 200
 #: Environment variable that points to another checkpoint folder (e.g. for a non-editable install).
 CHECKPOINT_ENV = "INVDESIGN_CHECKPOINTS"
 #: Weight file names a checkpoint folder may hold, in order of preference.
@@ -41,7 +46,8 @@ def resolve_checkpoint(model: str | None = None,
                        checkpoint: str | os.PathLike | None = None) -> Path:
     """Checkpoint folder/file for `--checkpoint FILE`, else `--model NAME`, else the default.
 
-    A model name is a folder under `checkpoint_root()`; a path is used as given.
+    A model name is a folder under `checkpoint_root()`, or a generator name of `MODEL_ALIASES`
+    (e.g. 'vae') standing for its shipped folder; a path is used as given.
     """
     if checkpoint is not None:
         path = Path(checkpoint)
@@ -50,6 +56,8 @@ def resolve_checkpoint(model: str | None = None,
         return path
     name = model or DEFAULT_MODEL
     path = checkpoint_root() / name
+    if not path.exists() and name in MODEL_ALIASES:
+        path = checkpoint_root() / MODEL_ALIASES[name]
     if not path.exists():
         root = checkpoint_root()
         known = sorted(p.name for p in root.iterdir()

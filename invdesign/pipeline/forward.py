@@ -46,6 +46,18 @@ def pattern_names(patterns: dict[str, Any], task: TaskSpec) -> dict[str, str]:
     return out
 
 
+def pdf_fit_range(measured: Any, fit_range: tuple[float, float] | None) -> tuple[float, float]:
+    """The requested fit range, else the default one starting no lower than the header's rpoly
+    (PDFgetX3's correction polynomial removes G(r) features below rpoly: not fitted)."""
+    if fit_range is not None:
+        return fit_range
+    lo, hi = DEFAULT_FIT_RANGE
+    rpoly = measured.header.get("rpoly")
+    if isinstance(rpoly, float) and lo < rpoly < hi:
+        lo = rpoly
+    return lo, hi
+
+
 class ForwardAdapter:
     """Scores candidates against the measured patterns.
 
@@ -60,7 +72,7 @@ class ForwardAdapter:
         self.patterns = patterns
         self.primary = next(k for k in ORDER if k in patterns)
         self.evaluators = {
-            kind: ForwardEvaluator(p, fit_range=(fit_range or DEFAULT_FIT_RANGE)
+            kind: ForwardEvaluator(p, fit_range=pdf_fit_range(p, fit_range)
                                    if kind == "pdf" else DEFAULT_FIT_RANGE, device=device)
             for kind, p in patterns.items()
         }

@@ -12,7 +12,6 @@ import csv
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,7 +20,11 @@ from typing import Any
 import numpy as np
 
 from invdesign.errors import InvdesignError
-from invdesign.pipeline.result import Candidate, Fit, SampleResult
+from invdesign.io.atomic import atomic_path, atomic_write_text, make_temp_dir
+from invdesign.io.measured import MeasuredPattern
+from invdesign.io.plots import plot_model_input
+from invdesign.pipeline.inputs import ModelInput
+from invdesign.pipeline.result import UNIT_CELL_KEY, Candidate, Fit, SampleResult
 from invdesign.structure import Structure
 
 
@@ -47,8 +50,7 @@ class OutputFolder:
                     raise InvdesignError(f"output folder holds the input file {path}; "
                                          "choose another --out", self.out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".partial",
-                                         dir=self.out.parent))
+        self.tmp = make_temp_dir(self.out)  # `.<name>.<random>.partial`, mode 0o777 & ~umask
         self.committed = False
 
     # ------------------------------------------------------------------ life cycle
@@ -82,10 +84,7 @@ class OutputFolder:
 
     # ------------------------------------------------------------------ writers
     def _write_text(self, name: str, text: str) -> str:
-        path = self.tmp / name
-        part = path.with_name(path.name + ".part")
-        part.write_text(text)
-        os.replace(part, path)
+        atomic_write_text(self.tmp / name, text)
         return name
 
     def write_structure(self, stem: str, structure: Structure,
@@ -100,17 +99,32 @@ class OutputFolder:
                 atoms.info[key] = value
         names = [f"{stem}.xyz"] + ([f"{stem}.cif"] if structure.is_periodic else [])
         for name, fmt in zip(names, ("extxyz", "cif"), strict=False):
-            part = self.tmp / f"{name}.part"
-            write(part, atoms, format=fmt)
-            os.replace(part, self.tmp / name)
+            with atomic_path(self.tmp / name) as part:
+                write(part, atoms, format=fmt)
         return names
 
     def write_candidate(self, candidate: Candidate) -> list[str]:
-        """The candidate as produced, written the moment it exists."""
-        names = self.write_structure(f"candidate_{candidate.index:03d}", candidate.structure,
-                                     {"rw": candidate.rw})
+        """The candidate as produced, written the moment it exists; a particle cut from a unit
+        cell also gets that cell (`candidate_NNN_cell.cif` and `.xyz`)."""
+        stem = f"candidate_{candidate.index:03d}"
+        names = self.write_structure(stem, candidate.structure, {"rw": candidate.rw})
+        cell = candidate.structure.info.get(UNIT_CELL_KEY)
+        if isinstance(cell, Structure) and cell.is_periodic:
+            names += self.write_structure(f"{stem}_cell", cell)
         candidate.files = names + [n for n in candidate.files if n not in names]
         return names
+
+    def write_input_plot(self, pattern: MeasuredPattern, model_input: ModelInput,
+                         used: bool = True) -> str:
+        """`input_<kind>.png`: the measured pattern against what the model receives."""
+        unit = "Å" if model_input.kind == "pdf" else "Å$^{-1}$"
+        label = (f"model input: {model_input.name} grid {model_input.grid[0]:g}-"
+                 f"{model_input.grid[-1]:g} {unit}, min-max normalised")
+        if not used:
+            label += " (not used: no candidate sampled from the model)"
+        name = f"input_{model_input.kind}.png"
+        plot_model_input(pattern, model_input.grid, model_input.values, self.tmp / name, label)
+        return name
 
     def write_refined(self, candidate: Candidate) -> list[str]:
         """The refined structure beside the produced one."""
@@ -127,13 +141,11 @@ class OutputFolder:
         columns: list[str] = []
         for row in rows:
             columns += [k for k in row if k not in columns]
-        part = self.tmp / "summary.csv.part"
-        with open(part, "w", newline="") as fh:
+        with atomic_path(self.tmp / "summary.csv") as part, open(part, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
-        os.replace(part, self.tmp / "summary.csv")
         text = json.dumps(result.to_dict(), indent=2, default=_json, ensure_ascii=False)
         self._write_text("summary.json", text)
         return ["summary.csv", "summary.json"]
@@ -175,10 +187,11 @@ class OutputFolder:
             ax.legend(fontsize=8, loc="upper right")
         axes[-1, 0].set_xlabel(xlabel)
         fig.tight_layout()
-        part = self.tmp / f"{name}.part"
-        fig.savefig(part, format="png", dpi=110)
-        plt.close(fig)
-        os.replace(part, self.tmp / name)
+        try:
+            with atomic_path(self.tmp / name) as part:
+                fig.savefig(part, format="png", dpi=110)
+        finally:
+            plt.close(fig)
         return name
 
 

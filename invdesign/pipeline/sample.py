@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from invdesign.errors import InvdesignError
+from invdesign.errors import DataFormatError, InvdesignError
 from invdesign.pipeline import defaults
 from invdesign.pipeline.candidates import (
     Route,
@@ -37,16 +37,22 @@ from invdesign.pipeline.candidates import (
     from_packings,
     plan_route,
 )
-from invdesign.pipeline.forward import ForwardAdapter, pattern_names
+from invdesign.pipeline.forward import ForwardAdapter
+from invdesign.pipeline.inputs import (
+    ModelInput,
+    format_fractions,
+    model_inputs,
+    read_patterns,
+    resolve_composition,
+    taken_values,
+)
+from invdesign.pipeline.inputs import describe as describe_inputs
 from invdesign.pipeline.outputs import OutputFolder
 from invdesign.pipeline.result import Candidate, SampleResult
 from invdesign.pipeline.sizing import SizeEstimate, estimate_size
 from invdesign.structure import Structure
 
 Progress = Callable[[str], None]
-KINDS = ("pdf", "xrd", "saxs")
-
-
 def versions() -> dict[str, str]:
     """Versions of invdesign, torch and debyecalculator (package metadata; nothing imported)."""
     out = {}
@@ -65,53 +71,6 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def read_patterns(measured: Any) -> dict[str, Any]:
-    """kind -> MeasuredPattern from a pattern, a path (a PDF) or a mapping kind -> either."""
-    from invdesign.io.measured import MeasuredPattern, read_pattern
-
-    if not isinstance(measured, Mapping):
-        measured = {"pdf": measured}
-    out = {}
-    for kind, value in measured.items():
-        if kind not in KINDS:
-            raise InvdesignError(f"unknown pattern kind {kind!r}; choose from {', '.join(KINDS)}")
-        if value is None:
-            continue
-        out[kind] = value if isinstance(value, MeasuredPattern) else read_pattern(value, kind=kind)
-    if not out:
-        raise InvdesignError("no measured pattern given (--pdf, --xrd or --saxs)")
-    return out
-
-
-def resolve_composition(composition: str | Mapping | None, patterns: dict[str, Any],
-                        metal_core: bool = False) -> tuple[dict[int, float] | None, str]:
-    """Atomic number -> fraction, and where it came from ('argument', '<source>, FILE', 'model')."""
-    from invdesign import elements
-    from invdesign.io.composition import metal_core as core_of
-    from invdesign.io.composition import parse_composition
-
-    source = "argument"
-    if composition is None:
-        for kind in KINDS:
-            pattern = patterns.get(kind)
-            if pattern is not None and pattern.composition:
-                origin = pattern.sources.get("composition", "header")
-                composition, source = pattern.composition, f"{origin}, {pattern.path.name}"
-                break
-    if composition is None:
-        return None, "model"
-    if isinstance(composition, str):
-        parsed = parse_composition(composition)
-    else:
-        parsed = {(elements.symbol(int(k)) if isinstance(k, (int, np.integer)) else str(k)):
-                  float(v) for k, v in composition.items()}
-    if metal_core:
-        parsed = core_of(parsed)
-        source += ", metal core only"
-    total = sum(parsed.values())
-    return {elements.atomic_number(s): v / total for s, v in parsed.items()}, source
 
 
 def load_generator(path: Path, device: str = "cpu"):
@@ -138,29 +97,6 @@ def _check_device(device: str) -> None:
             from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InvdesignError(f"--device {device}: CUDA is not available here; use --device cpu")
-
-
-def _taken(patterns: dict[str, Any]) -> dict[str, str]:
-    """'pdf.qmax' -> '22.0 (header)' etc. for every instrument value of every pattern."""
-    taken: dict[str, str] = {}
-    for kind, p in patterns.items():
-        taken[kind] = f"{p.path} ({p.producer}, {p.x.size} points, {p.xmin:g}..{p.xmax:g})"
-        for name in ("qmin", "qmax", "qdamp", "biso", "radiation", "wavelength"):
-            value = getattr(p, name)
-            if value is not None:
-                taken[f"{kind}.{name}"] = f"{value:g} ({p.sources.get(name, 'default')})" \
-                    if isinstance(value, float) else f"{value} ({p.sources.get(name, 'default')})"
-        for i, note in enumerate(p.notes):
-            taken[f"{kind}.note{i + 1}"] = note
-    return taken
-
-
-def _format_comp(comp: dict[int, float] | None) -> str:
-    from invdesign import elements
-
-    if not comp:
-        return "from the model"
-    return " ".join(f"{elements.symbol(z)}{v:.3g}" for z, v in comp.items())
 
 
 def sample(
@@ -218,9 +154,9 @@ def sample(
 
 def _run(patterns, composition, model, checkpoint, n, seed, refine, device, folder, fit_range,
          metal_core, refine_top, n_plotted, say) -> SampleResult:
-    taken = _taken(patterns)
+    taken = taken_values(patterns)
     comp, comp_source = resolve_composition(composition, patterns, metal_core)
-    taken["composition"] = f"{_format_comp(comp)} ({comp_source})"
+    taken["composition"] = f"{format_fractions(comp)} ({comp_source})"
     ckpt = defaults.resolve_checkpoint(model, checkpoint)
     source = "option" if (model or checkpoint) else "default"
     generator = load_generator(ckpt, device=device)
@@ -229,7 +165,11 @@ def _run(patterns, composition, model, checkpoint, n, seed, refine, device, fold
     size: SizeEstimate | None = None
     if "pdf" in patterns:
         pdf = patterns["pdf"]
-        size = estimate_size(np.asarray(pdf.x), np.asarray(pdf.y))
+        try:
+            size = estimate_size(np.asarray(pdf.x), np.asarray(pdf.y))
+        except ValueError as err:
+            raise DataFormatError(f"cannot read the particle size off G(r): {err}", pdf.path) \
+                from None
         taken["size"] = (f"diameter ~{size.diameter:.0f} Å{' (bulk-like)' if size.bulk else ''}, "
                          f"first peak {size.nn_distance:.3f} Å (from the data)")
     for key, value in taken.items():
@@ -240,6 +180,11 @@ def _run(patterns, composition, model, checkpoint, n, seed, refine, device, fold
     forward = ForwardAdapter(patterns, fit_range=fit_range, device=device)
     plan = _plan(route, generator, ckpt, comp, size, n)
     say(f"candidates: {plan.text}")
+    sampled = _sampled_generator(route, generator, plan, device)
+    inputs = _model_inputs(patterns, sampled or generator, size, sampled is not None, folder)
+    for key, value in describe_inputs(inputs).items():
+        taken[key] = value
+        say(f"{key}: {value}")
     used_ckpt = plan.checkpoint
     if used_ckpt is not None:
         used_model = used_ckpt.name
@@ -247,7 +192,7 @@ def _run(patterns, composition, model, checkpoint, n, seed, refine, device, fold
         used_model = "packings"
     else:
         used_model = "crystal_types"
-    produced = _produce(plan, route, generator, patterns, comp, size, seed, device, say)
+    produced = _produce(plan, route, sampled, inputs, comp, size, seed, device, say)
 
     candidates: list[Candidate] = []
     for i, structure in enumerate(produced):
@@ -334,19 +279,44 @@ def _plan(route: Route, generator, ckpt: Path, comp, size, n: int) -> Plan:
     return Plan(n - n_known, n_known, model_ckpt, text)
 
 
-def _produce(plan: Plan, route: Route, generator, patterns, comp, size, seed, device,
-             say) -> Iterator[Structure]:
+def _sampled_generator(route: Route, generator, plan: Plan, device: str):
+    """The generator the plan samples (the unit-cell model on the 'unit_cell' route when the
+    default is a particle model), or None when every candidate comes from known structures."""
+    if not plan.n_model:
+        return None
+    if route.name == "unit_cell" and generator.task.kind == "particle":
+        assert plan.checkpoint is not None
+        return load_generator(plan.checkpoint, device=device)
+    return generator
+
+
+def _model_inputs(patterns, generator, size, sampled: bool,
+                  folder: OutputFolder | None) -> dict[str, ModelInput]:
+    """The patterns on the model grid: refused when they cannot cover it and the model is
+    sampled; otherwise computed for the input plot only (skipped if impossible). The plot of the
+    original data against each input goes to `folder` (`input_<kind>.png`)."""
+    try:
+        inputs = model_inputs(patterns, generator.task, size, check=sampled)
+    except InvdesignError:
+        if sampled:
+            raise
+        return {}
+    if folder is not None:
+        for inp in inputs.values():
+            folder.write_input_plot(patterns[inp.kind], inp, used=sampled)
+    return inputs if sampled else {}
+
+
+def _produce(plan: Plan, route: Route, generator, inputs: dict[str, ModelInput], comp, size,
+             seed, device, say) -> Iterator[Structure]:
     """The candidates of `plan`, yielded one by one (cut particles as they are cut)."""
     from invdesign.conditions import prepare_condition
     from invdesign.pipeline.templates import template_candidates
 
     diameter = route.diameter or (size.diameter if size is not None else None)
     if plan.n_model:
-        if route.name == "unit_cell" and generator.task.kind == "particle":
-            assert plan.checkpoint is not None
-            generator = load_generator(plan.checkpoint, device=device)
-        names = pattern_names(patterns, generator.task)
-        condition = prepare_condition({names[k]: (patterns[k].x, patterns[k].y) for k in names},
+        condition = prepare_condition({inp.name: (inp.grid, inp.values)
+                                       for inp in inputs.values()},
                                       generator.task, composition=comp)
         structures = from_generator(generator, condition, plan.n_model, seed)
         if route.name == "unit_cell":
@@ -363,23 +333,37 @@ def _produce(plan: Plan, route: Route, generator, patterns, comp, size, seed, de
             yield from template_candidates(comp, diameter, plan.n_known, device)
 
 
+#: Largest candidate (atoms) given a predicted formation energy: the property model is trained on
+#: unit cells and particles of at most 55 atoms, and its graph encodings grow as n^3.
+PROPERTY_MAX_ATOMS = 500
+
+
 def _add_properties(candidates: list[Candidate], device: str, say: Progress) -> None:
-    """Predicted formation energy (eV/atom) when the property checkpoint is shipped."""
+    """Predicted formation energy (eV/atom) when the property checkpoint is shipped, for the
+    candidates of at most `defaults.PROPERTY_MAX_ATOMS` atoms (larger particles are outside what
+    the property model was trained on, and cost tens of seconds each)."""
     path = defaults.checkpoint_root() / "property-default"
     if not (path / "model.safetensors").is_file():
+        return
+    chosen = [c for c in candidates if c.final.n_atoms <= defaults.PROPERTY_MAX_ATOMS]
+    skipped = len(candidates) - len(chosen)
+    if skipped:
+        say(f"formation energy not predicted for {skipped} candidate(s) above "
+            f"{defaults.PROPERTY_MAX_ATOMS} atoms (outside the property model's training set)")
+    if not chosen:
         return
     import invdesign.evaluators.property.evaluator  # noqa: F401  (registers 'formation_energy')
     from invdesign.evaluators.base import evaluator_class
 
     try:
         evaluator = evaluator_class("formation_energy")(checkpoint=path, device=device)
-        records = evaluator.evaluate([c.final for c in candidates])
+        records = evaluator.evaluate([c.final for c in chosen])
     except InvdesignError as exc:
         say(f"formation energy skipped: {exc}")
         return
-    for cand, rec in zip(candidates, records, strict=True):
+    for cand, rec in zip(chosen, records, strict=True):
         cand.scores["formation_energy_per_atom"] = float(rec["formation_energy_per_atom"])
-    say(f"formation energy predicted with {path.name}")
+    say(f"formation energy predicted with {path.name} for {len(chosen)} candidate(s)")
 
 
 def _how(route: Route, plan: Plan, comp, comp_source: str, n: int, seed: int,
@@ -394,7 +378,7 @@ def _how(route: Route, plan: Plan, comp, comp_source: str, n: int, seed: int,
                                      and route.name != "packings"):
         parts.append("Particles cut from unit cells with DebyeCalculator's cutter.")
     parts.append(f"Why: {route.reason}.")
-    parts.append(f"Species: {_format_comp(comp)} ({comp_source}).")
+    parts.append(f"Species: {format_fractions(comp)} ({comp_source}).")
     parts.append(f"Ranked by Rw of the DebyeCalculator pattern on the measured grid over "
                  f"{forward.fit_range[0]:g}-{forward.fit_range[1]:g} Å (least-squares scale).")
     if refine:
