@@ -212,24 +212,29 @@ def test_input_plot_and_cells_of_cut_particles_are_written(tmp_path, tiny_checkp
 def test_refine_fills_refined_columns_and_writes_refined_structures(tmp_path,
                                                                     tiny_checkpoint) -> None:
     out = tmp_path / "run"
-    result = sample(read_pattern(PT), checkpoint=tiny_checkpoint, n=2, refine=True,
-                    refine_top=1, out=out)
+    result = sample(read_pattern(PT), checkpoint=tiny_checkpoint, n=3, refine=True,
+                    refine_top=2, out=out)
     refined = [c for c in result.candidates if c.rw_refined is not None]
-    assert len(refined) == 1
-    cand = refined[0]
-    assert cand.rw_refined <= cand.rw + 1e-9 and cand.refined is not None
-    assert {"lattice_scale", "biso", "qdamp"} <= set(cand.params)
-    assert (out / f"candidate_{cand.index:03d}_refined.xyz").is_file()
+    assert len(refined) == 2
+    stepped = [c for c in refined if c.params["refine_steps"] > 0]
+    assert len(stepped) == 1  # the scans of both, then gradient steps for the better one
+    for cand in refined:
+        assert cand.rw_refined <= cand.rw + 1e-9 and cand.refined is not None
+        assert {"lattice_scale", "biso", "qdamp", "refine_steps"} <= set(cand.params)
+        assert (out / f"candidate_{cand.index:03d}_refined.xyz").is_file()
     with open(out / "summary.csv") as fh:
         rows = {int(r["rank"]): r for r in csv.DictReader(fh)}
-    row = rows[cand.rank]
-    assert float(row["rw_refined"]) == pytest.approx(cand.rw_refined, abs=1e-6)
-    assert float(row["biso"]) == pytest.approx(cand.params["biso"])
-    other = rows[3 - cand.rank]
+    for cand in refined:
+        row = rows[cand.rank]
+        assert float(row["rw_refined"]) == pytest.approx(cand.rw_refined, abs=1e-6)
+        assert float(row["biso"]) == pytest.approx(cand.params["biso"])
+    (other,) = [rows[c.rank] for c in result.candidates if c.rw_refined is None]
     assert other["rw_refined"] == "" and other["biso"] == ""
     assert "refined through DebyeCalculator" in result.how
-    fgr = read_pattern(out / f"fit_rank{cand.rank}.fgr")
-    assert fgr.qdamp == pytest.approx(cand.params["qdamp"], rel=1e-5)
+    best = result.best
+    assert best.rw_refined is not None
+    fgr = read_pattern(out / "fit_rank1.fgr")
+    assert fgr.qdamp == pytest.approx(best.params["qdamp"], rel=1e-5)
 
 
 def test_species_from_the_model_when_neither_option_nor_header_gives_them(tmp_path,

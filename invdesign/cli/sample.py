@@ -44,9 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     run = parser.add_argument_group("run")
     run.add_argument("--n", type=int, default=defaults.DEFAULT_N, help="candidates (default 16)")
     run.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED)
-    run.add_argument("--refine", action="store_true", help="refine the best candidates")
+    run.add_argument("--refine", action="store_true",
+                     help="refine the best candidates through DebyeCalculator")
     run.add_argument("--refine-top", type=int, default=3, metavar="K",
-                     help="how many of the best candidates to refine (default 3)")
+                     help="candidates whose lattice scale, biso and qdamp are refined; the best "
+                     "of them also gets gradient steps on positions (default 3)")
     run.add_argument("--fit-range", type=float, nargs=2, metavar=("RMIN", "RMAX"),
                      help="r range of the Rw in Å (default 1.5 to min(rmax, 30))")
     run.add_argument("--out", type=Path, help="output folder (default sample_<input name>)")
