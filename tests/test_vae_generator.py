@@ -83,8 +83,8 @@ def test_sample_returns_valid_unit_cells() -> None:
             assert isinstance(s, Structure) and s.kind == "unit_cell"
             assert 1 <= s.n_atoms <= task.max_atoms
             assert set(s.species.tolist()) <= {8, 12, 22}
-            frac = s.frac_positions
-            assert np.all((frac > -1e-9) & (frac < 1 + 1e-9))
+            frac = s.frac_positions  # voxel-centred home cell: [-1/2, N - 1/2) voxels
+            assert np.all((frac >= -0.5 / 16 - 1e-9) & (frac < 1 - 0.5 / 16 + 1e-9))
 
 
 def test_sample_honours_composition_cell_and_count() -> None:
@@ -140,3 +140,31 @@ def test_fill_tops_up_at_the_densest_voxels_away_from_the_atoms() -> None:
     np.testing.assert_allclose(out.positions, [[0, 0, 0], [5, 5, 5], [2, 0, 0]])
     assert out.species.tolist() == [8, 12, 8]
     assert FILL_DISTANCE > 1.0
+
+
+def test_perfect_unet_output_gives_the_cell_in_chili_convention() -> None:
+    # the UNet output of a true grid (one-hot log-probabilities) goes through the segmentation to
+    # the atoms. CHILI's targets lie in [0, 1) with many atoms at 0, and its MAE does not wrap, so
+    # an atom a little below a cell corner must come out just below 0, not just below 1: atoms are
+    # placed in the voxel-centred home cell [-1/2, N - 1/2) voxels
+    from invdesign.evaluators.metrics import matched_errors
+    from invdesign.generators.vae.voxels import voxelise
+
+    model = build_generator("vae", _task(), **TINY)
+    base = Structure.from_ase(crystal(["Mg", "O"], [(0, 0, 0), (0.5, 0.5, 0.5)], spacegroup=225,
+                                      cellpar=[4.213] * 3 + [90] * 3))
+    shift = np.array([-0.3, 0.2, 0.0]) / 16  # voxels
+    half = 0.5 / 16
+    frac = np.mod(base.frac_positions + shift + half, 1.0) - half  # x = -0.3 voxel, not 15.7
+    cell = Structure.from_cell_parameters(base.species, frac, base.cell_parameters())
+    grid = voxelise(cell, (16, 16, 16), label_frac=0.8)
+    classes = np.searchsorted([0, 8, 12, 22], grid.species)  # [16^3] class per voxel
+    logp = np.where(np.arange(4)[:, None, None, None] == classes, 0.0, -30.0)
+    mask = np.where(grid.species > 0, 5.0, -5.0)
+    out = model._structure(logp, mask, grid.density, cell.cell_parameters(), 20, False, None)
+    assert out.n_atoms == 8
+    err = matched_errors(out.frac_positions, frac, periodic=False, pred_species=out.species,
+                         true_species=cell.species)
+    assert err["mae"] < 0.2 / 16 and err["species_accuracy"] == 1.0
+    norms = np.linalg.norm(out.frac_positions, axis=1)
+    assert np.all(np.diff(norms) >= 0)  # atoms sorted by |r|, as CHILI's targets

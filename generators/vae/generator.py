@@ -232,7 +232,10 @@ class VAEGenerator(Generator):
         if seg.n_atoms < (limit if exact else 1):
             seg = _fill(seg, density, logp, vocab, cell, limit if exact else 1)
         z = seg.species if comp is None else self._assign(seg, logp, comp)
-        frac = seg.frac_positions
+        # the home cell of voxel-centred grids: [-1/2, N - 1/2) voxels, so an atom on a cell
+        # corner comes out near 0, not near 1 (CHILI's targets lie in [0, 1), 0 on many sites)
+        half = 0.5 / np.asarray(shape, dtype=float)
+        frac = np.mod(seg.frac_positions + half, 1.0) - half
         order = np.argsort(np.linalg.norm(frac, axis=1), kind="stable")  # ascending |r|, as CHILI
         return Structure.from_cell_parameters(z[order], frac[order], params)
 
