@@ -26,3 +26,18 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data folder {path} is absent (CI places ../shared beside the checkout)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained small xPDF -> pos_abs MLP checkpoint (for pipeline tests, not model tests)."""
+    import invdesign.generators.mlp  # noqa: F401  (registers 'mlp')
+    from invdesign.generators.base import build_generator
+    from invdesign.generators.checkpoint import save_checkpoint
+
+    from invdesign.tasks import TaskSpec
+
+    torch.manual_seed(0)
+    gen = build_generator("mlp", TaskSpec.parse("xPDF->pos_abs"), hidden=16, aux_hidden=16,
+                          species_vocab=[8, 30, 78])
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", gen)

@@ -10,29 +10,17 @@ import invdesign.generators.mlp  # noqa: F401  (registers 'mlp' without importin
 import numpy as np
 import pytest
 import torch
-from invdesign.generators.base import build_generator
-from invdesign.generators.checkpoint import save_checkpoint
 
 from invdesign.cli.main import main
 from invdesign.errors import InvdesignError
 from invdesign.io.measured import read_pattern
 from invdesign.pipeline import sample
-from invdesign.tasks import TaskSpec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PT = EXAMPLES / "Pt_truncoct_2nm.gr"  # 260 atoms: beyond the particle model's limit -> packings
 ZNO = EXAMPLES / "ZnO_wurtzite_1nm.gr"  # small oxide: sampled by the particle model
 REQUIRED = ["rank", "rw", "rw_refined", "scale", "n_atoms", "composition", "nn_distance",
             "min_distance", "valid", "model", "checkpoint_hash", "seed", "versions"]
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """An untrained small xPDF -> pos_abs MLP checkpoint (the pipeline is tested, not the model)."""
-    torch.manual_seed(0)
-    gen = build_generator("mlp", TaskSpec.parse("xPDF->pos_abs"), hidden=16, aux_hidden=16,
-                          species_vocab=[8, 30, 78])
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", gen)
 
 
 def test_sample_writes_all_outputs(tmp_path, tiny_checkpoint, capsys) -> None:

@@ -10,10 +10,7 @@ from pathlib import Path
 import invdesign.generators.mlp  # noqa: F401  (registers 'mlp' without importing every generator)
 import numpy as np
 import pytest
-import torch
 from ase.io import read
-from invdesign.generators.base import build_generator
-from invdesign.generators.checkpoint import save_checkpoint
 
 from invdesign.cli.main import main
 from invdesign.debye.calculator import Instrument, MeasuredGridCalculator
@@ -32,15 +29,6 @@ ZNO = EXAMPLES / "ZnO_wurtzite_1nm.gr"
 GRID = np.arange(6000) * 0.01  # the xPDF model grid, 0..59.99 Å
 PARTICLE = SizeEstimate(diameter=14.0, bulk=False, nn_distance=2.0)
 BULK = SizeEstimate(diameter=50.0, bulk=True, nn_distance=2.0)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """An untrained small xPDF -> pos_abs MLP checkpoint (the pipeline is tested, not the model)."""
-    torch.manual_seed(0)
-    gen = build_generator("mlp", TaskSpec.parse("xPDF->pos_abs"), hidden=16, aux_hidden=16,
-                          species_vocab=[8, 30, 78])
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", gen)
 
 
 def _columns(path: Path, x: np.ndarray, y: np.ndarray, header: str = "") -> Path:
