@@ -197,8 +197,12 @@ def test_input_plot_and_cells_of_cut_particles_are_written(tmp_path, tiny_checkp
     assert not any(n.startswith("candidate_000_cell") for n in names)  # sampled: no cell
 
 
-def test_refine_fills_refined_columns_and_writes_refined_structures(tmp_path,
-                                                                    tiny_checkpoint) -> None:
+def test_refine_fills_refined_columns_and_writes_refined_structures(tmp_path, tiny_checkpoint,
+                                                                    monkeypatch) -> None:
+    import invdesign.pipeline.forward as forward
+
+    monkeypatch.setattr(forward, "REFINE_STEPS", 3)  # few steps, and no wall-time cap to hit on
+    monkeypatch.setattr(forward, "REFINE_SECONDS", 1e6)  # a loaded machine: deterministic
     out = tmp_path / "run"
     result = sample(read_pattern(PT), checkpoint=tiny_checkpoint, n=3, refine=True,
                     refine_top=2, out=out)
@@ -206,6 +210,9 @@ def test_refine_fills_refined_columns_and_writes_refined_structures(tmp_path,
     assert len(refined) == 2
     stepped = [c for c in refined if c.params["refine_steps"] > 0]
     assert len(stepped) == 1  # the scans of both, then gradient steps for the better one
+    assert stepped[0].params["refine_steps"] == 3
+    (scanned,) = [c for c in refined if c is not stepped[0]]
+    assert scanned.params["refine_steps"] == 0 and stepped[0].rank < scanned.rank
     for cand in refined:
         assert cand.rw_refined <= cand.rw + 1e-9 and cand.refined is not None
         assert {"lattice_scale", "biso", "qdamp", "refine_steps"} <= set(cand.params)

@@ -130,11 +130,14 @@ class ForwardAdapter:
             scan, _ = rw(ev.obs, grid)
         return {"rw": float(value), "scale": float(scale), "rw_scan": float(scan.min())}
 
-    def refine_many(self, cands: list[Candidate], steps: int = REFINE_STEPS,
-                    seconds: float = REFINE_SECONDS) -> Candidate | None:
+    def refine_many(self, cands: list[Candidate], steps: int | None = None,
+                    seconds: float | None = None) -> Candidate | None:
         """Scan (lattice scale, biso, qdamp) every candidate of `cands`, then spend the gradient
-        steps on positions on the best of them, within `seconds` of wall time in all. Returns
-        the candidate that got gradient steps (None when the time was used up by the scans)."""
+        steps on positions on the best of them, within `seconds` of wall time in all (defaults:
+        `REFINE_STEPS`, `REFINE_SECONDS`). Returns the candidate that got gradient steps (None
+        when the time was used up by the scans)."""
+        steps = REFINE_STEPS if steps is None else steps
+        seconds = REFINE_SECONDS if seconds is None else seconds
         start = time.perf_counter()
         for cand in cands:
             self.refine(cand, steps=0)
