@@ -336,11 +336,6 @@ def _produce(plan: Plan, route: Route, generator, inputs: dict[str, ModelInput],
             yield from template_candidates(comp, diameter, plan.n_known, device)
 
 
-#: Largest candidate (atoms) given a predicted formation energy: the property model is trained on
-#: unit cells and particles of at most 55 atoms, and its graph encodings grow as n^3.
-PROPERTY_MAX_ATOMS = 500
-
-
 def _add_properties(candidates: list[Candidate], device: str, say: Progress) -> None:
     """Predicted formation energy (eV/atom) when the property checkpoint is shipped, for the
     candidates of at most `defaults.PROPERTY_MAX_ATOMS` atoms (larger particles are outside what
