@@ -17,13 +17,17 @@ import torch
 from invdesign.data.patterns import PATTERNS, PatternSpec, Radiation
 from invdesign.structure import Structure
 
+#: Å^-1, q damping of the CHILI G(r) patterns (DebyeCalculator's default), used by `simulate` and
+#: `simulate_all` alike.
+_CHILI_QDAMP = 0.04
+
 
 @lru_cache(maxsize=32)
 def _calculator(spec: PatternSpec, device: str, dtype: torch.dtype):
     from debyecalculator import DebyeCalculator
 
-    kwargs = dict(qmin=spec.qmin, qmax=spec.qmax, qstep=spec.qstep, biso=spec.biso, device=device,
-                  radiation_type=spec.radiation, dtype=dtype)
+    kwargs = dict(qmin=spec.qmin, qmax=spec.qmax, qstep=spec.qstep, biso=spec.biso,
+                  qdamp=_CHILI_QDAMP, device=device, radiation_type=spec.radiation, dtype=dtype)
     if spec.function == "gr":
         kwargs.update(rmin=spec.rmin, rmax=spec.rmax, rstep=spec.rstep)
     return DebyeCalculator(**kwargs)
@@ -147,7 +151,7 @@ def _gr_from_fq(spec: PatternSpec, fq: np.ndarray) -> np.ndarray:
     calculator's default qdamp)."""
     r = spec.grid()
     gr = (2 / np.pi) * (fq * spec.qstep) @ _sin_qr(spec)
-    return gr * np.exp(-(r * _DEFAULT_QDAMP) ** 2 / 2)
+    return gr * np.exp(-(r * _CHILI_QDAMP) ** 2 / 2)
 
 
 @lru_cache(maxsize=8)
@@ -157,7 +161,6 @@ def _sin_qr(spec: PatternSpec) -> np.ndarray:
     return np.sin(np.outer(q, spec.grid()))
 
 
-_DEFAULT_QDAMP = 0.04  # DebyeCalculator's default, used by `simulate` for the CHILI G(r) patterns
 
 
 # ------------------------------------------------------------------------------------------------
