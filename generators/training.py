@@ -18,6 +18,7 @@ import copy
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -61,6 +62,11 @@ class GeneratorModule(L.LightningModule):
             sums[key] = sums.get(key, 0.0) + value.detach() * b
         self._counts[stage] += b
         return losses["loss"]
+
+    def running_means(self, stage: str) -> dict[str, float]:
+        """The loss parts averaged over the batches of `stage` seen so far in this epoch."""
+        n = max(self._counts[stage], 1)
+        return {key: float(total) / n for key, total in self._sums[stage].items()}
 
     def _log_epoch(self, stage: str) -> None:
         n = max(self._counts[stage], 1)
@@ -121,6 +127,27 @@ class BestWeights(Callback):
             pl_module.load_state_dict(self.state)
 
 
+class EpochReport(Callback):
+    """Calls `say` with one line per validated epoch: the epoch's train and validation loss, the
+    best value of the monitored metric so far (from `best`) and the elapsed time."""
+
+    def __init__(self, say: Callable[[str], None], best: BestWeights) -> None:
+        self.say, self.best = say, best
+        self.start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        # validation runs before the epoch's training losses are logged: take their running means
+        train = pl_module.running_means("train").get("loss")
+        val = trainer.callback_metrics.get("val/loss")
+        parts = [f"{name} {float(value):.4g}" for name, value in
+                 (("train/loss", train), ("val/loss", val)) if value is not None]
+        self.say(f"epoch {trainer.current_epoch}: {', '.join(parts)}; best {self.best.monitor} "
+                 f"{self.best.best:.4g} at epoch {self.best.best_epoch}; "
+                 f"{time.perf_counter() - self.start:.0f} s")
+
+
 @dataclass
 class TrainResult:
     """What `train` produced: the trained generator (best validation weights), metrics per split
@@ -137,9 +164,10 @@ def train(
     cfg: DictConfig,
     out_dir: str | os.PathLike | None = None,
     evaluate_parts: tuple[str, ...] = ("val", "test"),
+    progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train the experiment `cfg` (see `invdesign.config`); write outputs to `out_dir` (or
-    `cfg.out_dir`)."""
+    `cfg.out_dir`). `progress`, if given, receives one line per epoch (see `EpochReport`)."""
     if OmegaConf.is_missing(cfg.data, "root") or not cfg.data.root:
         raise ConfigError("data.root is not set (give --data DIR [DIR ...] or data.root=...)")
     task = task_spec(cfg)
@@ -167,6 +195,9 @@ def train(
     module = GeneratorModule(generator, OmegaConf.to_container(cfg.optimizer, resolve=True))
     best = BestWeights(cfg.trainer.monitor)
     stopper = EarlyStopping(cfg.trainer.monitor, patience=int(cfg.trainer.patience), mode="min")
+    callbacks: list[Callback] = [best, stopper]
+    if progress is not None:
+        callbacks.append(EpochReport(progress, best))
     trainer = L.Trainer(
         max_epochs=int(cfg.trainer.max_epochs),
         max_time=timedelta(minutes=float(cfg.trainer.max_time_minutes)),
@@ -174,7 +205,7 @@ def train(
         devices=int(cfg.trainer.devices),
         fast_dev_run=bool(cfg.trainer.fast_dev_run),
         limit_train_batches=float(cfg.trainer.limit_train_batches),
-        callbacks=[best, stopper],
+        callbacks=callbacks,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,

@@ -132,6 +132,8 @@ def test_cli_train_and_evaluate(tiny_root, tmp_path, capsys):
         ]
     )
     assert code == 0
+    progress = capsys.readouterr().err
+    assert "epoch 0: train/loss" in progress and "val/loss" in progress
     card = (out / "MODEL_CARD.md").read_text()
     assert "chili_random" in card and "invdesign" in card and "CHILI MAE" in card
     metrics = tmp_path / "m.json"

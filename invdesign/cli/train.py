@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
     folders, overrides = split_data_args(args.data or [], args.overrides)
     cfg = load_config(args.config, overrides, folders or None)
-    result = train(cfg, out_dir=args.out)
+    result = train(cfg, out_dir=args.out,
+                   progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_metrics({k: v for k, v in result.metrics.items() if k != "training"}))
     info = result.info
     print(
