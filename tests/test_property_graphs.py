@@ -11,6 +11,8 @@ from invdesign.evaluators.property.graphs import (
     bond_cosines,
     build_graph,
     edge_vectors,
+    finite_knn,
+    positional_encoding,
 )
 from invdesign.evaluators.property.model import CrysToGraph, CrysToGraphConfig
 from torch_geometric.loader import DataLoader
@@ -115,3 +117,19 @@ def test_graph_follows_a_permutation_of_the_atoms():
     np.testing.assert_allclose(
         build_graph(permuted).pe[:, rw], build_graph(base).pe[perm][:, rw], atol=1e-6
     )
+
+
+def test_sparse_encodings_equal_the_dense_ones_on_a_large_particle():
+    """Graphs above `dense_max` atoms take the sparse path (Lanczos, sparse walk powers): the same
+    encodings as the dense path, eigenvectors up to sign (a random particle: no degeneracy)."""
+    rng = np.random.default_rng(3)
+    pos = rng.uniform(-12.0, 12.0, size=(450, 3))
+    src, dst, _ = finite_knn(pos, 12)
+    dense = positional_encoding(src, dst, 450, dense_max=10_000)
+    sparse = positional_encoding(src, dst, 450, dense_max=0)
+    np.testing.assert_allclose(sparse[:, N_LAP:], dense[:, N_LAP:], atol=1e-10)
+    assert np.all(sparse[:, N_LAP:][:, 0] == 0.0)  # no self-loops: no return after one step
+    for col in range(N_LAP):
+        a, b = sparse[:, col], dense[:, col]
+        np.testing.assert_allclose(a * np.sign(a @ b), b, atol=1e-6)
+        assert np.linalg.norm(b) == pytest.approx(1.0)

@@ -6,25 +6,23 @@ keeps the clean edges.
 
 Conventions:
     edge_index: [2, E]; row 0 = neighbour j (source), row 1 = centre i (target). Edges are grouped
-    by centre,
-        `k_eff` per centre, nearest first (ties broken by neighbour index and image offset,
-    deterministically).
+        by centre, `k_eff` per centre, nearest first (ties broken by neighbour index and image
+        offset, deterministically).
     edge_shift: [E, 3] Å, Cartesian image offset: bond vector r_ij = pos[j] + edge_shift - pos[i].
     lg_index: [2, T] line-graph edges between bonds sharing their centre i (source bond a -> target
-    bond b,
-        a != b); the angle of the pair is the angle between r_ia and r_ib.
+        bond b, a != b); the angle of the pair is the angle between r_ia and r_ib.
     pe: [n, n_lap + n_rw] Laplacian eigenvector + random-walk return-probability encodings of the
-    graph.
-        Eigenvector signs are fixed by their third moment, so the encodings follow a permutation of
-    the atoms;
-        eigenvectors of degenerate eigenvalues (symmetric cells) stay basis-dependent, as in
-    CrysToGraph.
+        graph. Eigenvector signs are fixed by their third moment, so the encodings follow a
+        permutation of the atoms; eigenvectors of degenerate eigenvalues (symmetric cells) stay
+        basis-dependent, as in CrysToGraph.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
+from scipy.sparse.linalg import eigsh
 from torch_geometric.data import Data
 
 from invdesign.structure import Structure
@@ -32,6 +30,7 @@ from invdesign.structure import Structure
 DEFAULT_K = 12
 N_LAP = 4  # Laplacian eigenvectors kept (zero-padded for small graphs)
 N_RW = 8  # random-walk steps
+DENSE_PE_MAX = 400  # atoms; larger graphs get their encodings from sparse matrices
 
 
 class CrystalGraph(Data):
@@ -109,32 +108,73 @@ def line_graph_index(n_atoms: int, k_eff: int, line_k: int | None = None) -> np.
     return np.stack([(base + p).reshape(-1), (base + q).reshape(-1)]).astype(np.int64)
 
 
-def positional_encoding(src: np.ndarray, dst: np.ndarray, n: int) -> np.ndarray:
+def positional_encoding(src: np.ndarray, dst: np.ndarray, n: int,
+                        dense_max: int = DENSE_PE_MAX) -> np.ndarray:
     """[n, N_LAP + N_RW] Laplacian eigenvectors and random-walk return probabilities of the graph.
 
     The adjacency is the symmetrised multigraph (a bond to a periodic image counts once per image).
+    Graphs of more than `dense_max` atoms use sparse matrices (Lanczos for the eigenvectors, sparse
+    walk powers): same encodings (up to the basis of degenerate eigenvalues) at O(n k) memory.
     """
-    adj = np.zeros((n, n))
-    np.add.at(adj, (dst, src), 1.0)
-    adj = adj + adj.T
-    deg = adj.sum(1)
+    adj = sp.coo_matrix((np.ones(len(src)), (dst, src)), shape=(n, n)).tocsr()
+    adj = (adj + adj.T).tocsr()
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    inv_deg = np.where(deg > 0, 1.0 / np.maximum(deg, 1e-12), 0.0)
+    lap = _laplacian_vectors(adj, np.sqrt(inv_deg), n, dense_max)
+    walk = sp.diags(inv_deg) @ adj  # row-stochastic transition matrix
+    rw = _return_probabilities(walk, n) if n > dense_max else _return_probabilities_dense(
+        walk.toarray(), n)
+    return np.concatenate([lap, rw], axis=1)
+
+
+def _laplacian_vectors(adj: sp.csr_matrix, inv_sqrt: np.ndarray, n: int,
+                       dense_max: int) -> np.ndarray:
+    """[n, N_LAP] eigenvectors 2..N_LAP+1 (smallest eigenvalues first) of the normalised Laplacian
+    I - D^-1/2 A D^-1/2, zero-padded; signs fixed by a positive third moment."""
     lap = np.zeros((n, N_LAP))
-    if n > 1:
-        inv_sqrt = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-12)), 0.0)
-        norm_lap = np.eye(n) - inv_sqrt[:, None] * adj * inv_sqrt[None, :]
-        _, vecs = np.linalg.eigh(norm_lap)
-        keep = min(N_LAP, n - 1)
-        lap[:, :keep] = vecs[:, 1 : 1 + keep]
-        # canonical sign, independent of atom order: positive third moment of each eigenvector
-        third = (lap**3).sum(0)
-        lap *= np.where(third < -1e-9, -1.0, 1.0)
-    walk = np.where(deg[:, None] > 0, adj / np.maximum(deg[:, None], 1e-12), 0.0)
+    if n < 2:
+        return lap
+    keep = min(N_LAP, n - 1)
+    norm_adj = sp.diags(inv_sqrt) @ adj @ sp.diags(inv_sqrt)
+    if n > dense_max and keep + 2 < n:
+        # the smallest Laplacian eigenvalues are the largest of the normalised adjacency
+        v0 = np.random.default_rng(0).standard_normal(n)  # fixed start: reproducible output
+        vals, vecs = eigsh(norm_adj, k=keep + 1, which="LA", v0=v0, tol=1e-8)
+        vecs = vecs[:, np.argsort(-vals)]
+    else:
+        _, vecs = np.linalg.eigh(np.eye(n) - norm_adj.toarray())
+    lap[:, :keep] = vecs[:, 1 : 1 + keep]
+    # canonical sign, independent of atom order: positive third moment of each eigenvector
+    third = (lap**3).sum(0)
+    lap *= np.where(third < -1e-9, -1.0, 1.0)
+    return lap
+
+
+def _return_probabilities_dense(walk: np.ndarray, n: int) -> np.ndarray:
+    """[n, N_RW] diagonal of walk^t, t = 1..N_RW (dense)."""
     rw = np.zeros((n, N_RW))
     power = np.eye(n)
     for t in range(N_RW):
         power = power @ walk
         rw[:, t] = np.diag(power)
-    return np.concatenate([lap, rw], axis=1)
+    return rw
+
+
+def _return_probabilities(walk: sp.csr_matrix, n: int) -> np.ndarray:
+    """[n, N_RW] diagonal of walk^t, t = 1..N_RW, from sparse powers up to t = ceil(N_RW / 2):
+    diag(P^(a+b))_i = sum_j (P^a)_ij (P^b)_ji, so no power denser than P^(N_RW/2) is formed."""
+    half = (N_RW + 1) // 2
+    powers = [walk]
+    for _ in range(half - 1):
+        powers.append((powers[-1] @ walk).tocsr())
+    rw = np.zeros((n, N_RW))
+    for t in range(1, N_RW + 1):
+        if t <= half:
+            rw[:, t - 1] = powers[t - 1].diagonal()
+        else:
+            a, b = powers[half - 1], powers[t - half - 1]
+            rw[:, t - 1] = np.asarray(a.multiply(b.T).sum(axis=1)).ravel()
+    return rw
 
 
 def build_graph(
