@@ -26,7 +26,7 @@ DEFAULT_FIT_RANGE = (1.5, 30.0)
 #: How many of the best candidates get a fit plot and a `.fgr` file.
 N_PLOTTED = 3
 #: Largest candidate (atoms) whose formation energy `sample` predicts: the property model was
-#: trained on unit cells and particles of up to 55 atoms, and a 4000-atom particle costs ~60 s.
+#: trained on unit cells and particles of up to 55 atoms: larger ones are outside its data.
 PROPERTY_MAX_ATOMS = 200
 #: Environment variable that points to another checkpoint folder (e.g. for a non-editable install).
 CHECKPOINT_ENV = "INVDESIGN_CHECKPOINTS"

@@ -339,7 +339,7 @@ def _produce(plan: Plan, route: Route, generator, inputs: dict[str, ModelInput],
 def _add_properties(candidates: list[Candidate], device: str, say: Progress) -> None:
     """Predicted formation energy (eV/atom) when the property checkpoint is shipped, for the
     candidates of at most `defaults.PROPERTY_MAX_ATOMS` atoms (larger particles are outside what
-    the property model was trained on, and cost tens of seconds each)."""
+    the property model was trained on)."""
     path = defaults.checkpoint_root() / "property-default"
     if not (path / "model.safetensors").is_file():
         return
