@@ -39,6 +39,8 @@ class TaskData:
         species: [N, max_atoms] long atomic numbers in target order, 0 for padding.
         n_atoms: [N] long; cell_params: [N, 6] (a, b, c Å; angles deg).
         indices: [N] graph indices of the dataset; meta: per graph source and size_key.
+        pattern_range: name -> [N, 2] (min, max - min) of each stored pattern before normalising,
+            so `raw_pattern` gives the values back (e.g. for Rw against a simulated pattern).
     """
 
     task: TaskSpec
@@ -50,6 +52,7 @@ class TaskData:
     cell_params: torch.Tensor
     indices: list[int]
     meta: list[dict[str, Any]] = field(default_factory=list)
+    pattern_range: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -68,7 +71,16 @@ class TaskData:
             self.cell_params[rows],
             list(indices),
             [self.meta[int(r)] for r in rows],
+            {k: v[rows] for k, v in self.pattern_range.items()},
         )
+
+    def raw_pattern(self, name: str, row: int) -> np.ndarray:
+        """[L] float64 values of pattern `name` of `row` on the model grid, as stored (before
+        min-max normalising)."""
+        if name not in self.pattern_range:
+            raise InvdesignError(f"the stored range of pattern {name} was not kept")
+        lo, span = self.pattern_range[name][row].double().tolist()
+        return self.patterns[name][row].double().numpy() * span + lo
 
     def compositions(self, rows: torch.Tensor | list[int]) -> list[dict[int, float]]:
         """Atomic number -> fraction for the given rows."""
@@ -129,12 +141,14 @@ def load_task_data(ds: ChiliDataset, task: TaskSpec, indices: list[int] | None =
         "cell_params",
     ]
     arrays = ds.cache_task_arrays(indices, fields)
-    patterns = {}
+    patterns, ranges = {}, {}
     for name in task.patterns:
         if any(a.size == 0 for a in arrays[name]):
             raise InvdesignError(f"some graphs of {_where(ds)} have no {name} pattern")
         values = np.stack([on_model_grid(a, name) for a in arrays[name]])
         patterns[name] = torch.as_tensor(minmax(values), dtype=torch.float32)
+        lo = values.min(axis=1)
+        ranges[name] = torch.as_tensor(np.stack([lo, values.max(axis=1) - lo], axis=1))
     target, mask, species = _sorted_padded(arrays[pos_field], arrays[species_field], task.max_atoms)
     data = TaskData(
         task=task,
@@ -151,6 +165,7 @@ def load_task_data(ds: ChiliDataset, task: TaskSpec, indices: list[int] | None =
             {"index": i, "source": ds.records[i].source, "size_key": ds.records[i].size_key}
             for i in indices
         ],
+        pattern_range=ranges,
     )
     _MEMORY[key] = data
     return data

@@ -9,6 +9,10 @@ Two passes per item, so every generator is measured the same way:
 - free (count predicted): `count_accuracy`, `count_mae` and `composition_accuracy` (order-free
   species agreement).
 Coordinates are compared in the task's units: fractional for unit cells, Å for particles.
+
+With `rw_items > 0`, the free samples of that many items (evenly spaced over the data) are also
+forward-simulated (`pattern_rw`): the Rw of each sample's pattern against the item's input pattern
+as stored (scale fitted by least squares), reported as `rw_median`, `rw_mean` and `rw_items`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ase.geometry import cellpar_to_cell
 from invdesign.evaluators import metrics
 from invdesign.generators.base import Generator
 from invdesign.generators.data import TaskData
@@ -39,6 +44,7 @@ def evaluate_generator(
     batch_size: int = 256,
     condition_on: tuple[str, ...] = (),
     seed: int = 0,
+    rw_items: int = 0,
 ) -> dict[str, Any]:
     """Metrics of `generator` on every item of `data` (see the module docstring)."""
     generator.eval()
@@ -75,6 +81,12 @@ def evaluate_generator(
         ),
         "composition_accuracy": metrics.species_accuracy([s.species for s in free_pred], true_z),
     }
+    if rw_items > 0:
+        spaced = np.linspace(0, len(data) - 1, min(rw_items, len(data))).round()
+        rows = np.unique(spaced).astype(int)
+        values = pattern_rw([free_pred[r] for r in rows], data, rows.tolist())
+        out.update({"rw_median": float(np.median(values)), "rw_mean": float(np.mean(values)),
+                    "rw_items": len(values)})
     return out
 
 
@@ -126,3 +138,63 @@ def evaluate_checkpoint(
         }
     )
     return out
+
+
+#: Sampled cells denser than this many times the true cell are not cut (`pattern_rw`).
+MAX_DENSITY_RATIO = 3.0
+
+
+def pattern_rw(samples: list[Structure], data: TaskData, rows: list[int],
+               radii: tuple[float, ...] | None = None, device: str = "cpu") -> list[float]:
+    """Rw of each sample's forward-simulated pattern (DebyeCalculator, the task's first pattern on
+    the model grid) against the stored input pattern of its row of `data`, scale fitted.
+
+    A particle is simulated as it is. A unit cell is first cut the way its input was made: metals
+    within the cutting radius of the most central metal, plus the ligands bonded to them
+    (DebyeCalculator's cutter). The stored size is the diameter including those ligands, so the
+    radius is taken as the largest of the builder's `radii` (default CHILI's 5-25 Å) not above half
+    that size. A sample that yields no particle, or a cell more than `MAX_DENSITY_RATIO` times as
+    dense (atoms per volume) as the true one (collapsed: cutting it would make a huge particle),
+    scores Rw = 1 (no signal).
+    """
+    from invdesign.evaluators.forward.metrics import rw
+
+    from invdesign.build.chili3k import CHILI_RADII
+    from invdesign.data.patterns import pattern_spec
+    from invdesign.debye.calculator import simulate
+
+    spec = pattern_spec(data.task.patterns[0])
+    radii = CHILI_RADII if radii is None else radii
+    out = []
+    for sample, row in zip(samples, rows, strict=True):
+        particle = sample
+        if sample.is_periodic:
+            true_cell = cellpar_to_cell(data.cell_params[row].double().numpy())
+            true_density = int(data.n_atoms[row]) / abs(np.linalg.det(true_cell))
+            density = sample.n_atoms / max(abs(np.linalg.det(sample.cell)), 1e-9)
+            half = float(data.meta[row]["size_key"].rstrip("Å")) / 2.0
+            radius = max((r for r in radii if r <= half + 1e-6), default=half)
+            particle = (_cut(sample, radius, device)
+                        if density <= MAX_DENSITY_RATIO * true_density else None)
+        if particle is None or particle.n_atoms < 2:
+            out.append(1.0)
+            continue
+        calc = simulate(particle, spec, device)[1]
+        value, _ = rw(data.raw_pattern(spec.name, row), calc)
+        out.append(min(float(value), 1.0))
+    return out
+
+
+def _cut(cell: Structure, radius: float, device: str) -> Structure | None:
+    """`cell` cut to a particle of metal radius `radius` Å (metals = its metal species, all species
+    if none); None if the cell cannot be cut (e.g. collapsed)."""
+    from invdesign import elements
+    from invdesign.debye.cutter import cut_particles
+
+    present = sorted({int(z) for z in cell.species})
+    metals = [z for z in present if elements.is_metal(z)] or present
+    try:
+        particles = cut_particles(cell, [radius], metals, device=device)
+    except InvdesignError:
+        return None
+    return particles[0] if particles else None

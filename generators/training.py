@@ -165,9 +165,12 @@ def train(
     out_dir: str | os.PathLike | None = None,
     evaluate_parts: tuple[str, ...] = ("val", "test"),
     progress: Callable[[str], None] | None = None,
+    rw_items: int = 0,
 ) -> TrainResult:
     """Train the experiment `cfg` (see `invdesign.config`); write outputs to `out_dir` (or
-    `cfg.out_dir`). `progress`, if given, receives one line per epoch (see `EpochReport`)."""
+    `cfg.out_dir`). `progress`, if given, receives one line per epoch (see `EpochReport`);
+    `rw_items` > 0 adds the forward-simulation Rw of that many test samples (`evaluate_generator`).
+    """
     if OmegaConf.is_missing(cfg.data, "root") or not cfg.data.root:
         raise ConfigError("data.root is not set (give --data DIR [DIR ...] or data.root=...)")
     task = task_spec(cfg)
@@ -219,7 +222,8 @@ def train(
     generator = module.generator.cpu().eval()
     cond_on = tuple(cfg.data.condition_on)
     metrics: dict[str, Any] = {
-        part: evaluate_generator(generator, dm.parts[part], int(cfg.data.eval_batch_size), cond_on)
+        part: evaluate_generator(generator, dm.parts[part], int(cfg.data.eval_batch_size), cond_on,
+                                 rw_items=rw_items if part == "test" else 0)
         for part in evaluate_parts
     }
     info = {
