@@ -10,18 +10,16 @@ The Python API behind `invdesign sample`:
 
 Steps: read the patterns; take the composition from the argument, else a header, else the model;
 load the generator (default: `invdesign.pipeline.defaults.DEFAULT_MODEL`); estimate the particle
-size from G(r) and pick a route (`candidates.plan_route`); produce `n` candidates, forward-simulate
-each on the measured grid (Rw, fitted scale) and write it at once; optionally refine the best
-ones; rank by (refined) Rw; write summaries, fit plots and `.fgr` curves.
+size from G(r) and pick a route (`candidates.plan_route`); produce `n` candidates (`planning`),
+forward-simulate each on the measured grid (Rw, fitted scale) and write it at once; optionally
+refine the best ones; rank by (refined) Rw; write summaries, fit plots and `.fgr` curves.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -32,9 +30,6 @@ from invdesign.errors import DataFormatError, InvdesignError
 from invdesign.pipeline import defaults
 from invdesign.pipeline.candidates import (
     Route,
-    cut_cells,
-    from_generator,
-    from_packings,
     plan_route,
 )
 from invdesign.pipeline.forward import ForwardAdapter
@@ -48,11 +43,13 @@ from invdesign.pipeline.inputs import (
 )
 from invdesign.pipeline.inputs import describe as describe_inputs
 from invdesign.pipeline.outputs import OutputFolder
+from invdesign.pipeline.planning import Plan, load_generator, make_plan, produce, sampled_generator
 from invdesign.pipeline.result import Candidate, SampleResult
 from invdesign.pipeline.sizing import SizeEstimate, estimate_size
-from invdesign.structure import Structure
 
 Progress = Callable[[str], None]
+
+
 def versions() -> dict[str, str]:
     """Versions of invdesign, torch and debyecalculator (package metadata; nothing imported)."""
     out = {}
@@ -71,20 +68,6 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def load_generator(path: Path, device: str = "cpu"):
-    """`load_checkpoint`, importing only the checkpoint's own generator package (the registry
-    would otherwise import every generator, diffusion's heavy dependencies included)."""
-    from invdesign.generators.checkpoint import load_checkpoint, read_metadata
-
-    name = str(read_metadata(path).get("generator", ""))
-    if name.isidentifier():
-        try:
-            importlib.import_module(f"invdesign.generators.{name}")
-        except ImportError:
-            pass  # registered elsewhere: the registry finds it
-    return load_checkpoint(path, device=device)
 
 
 def _check_device(device: str) -> None:
@@ -178,9 +161,9 @@ def _run(patterns, composition, model, checkpoint, n, seed, refine, device, fold
     say(f"route: {route.name}: {route.reason}")
 
     forward = ForwardAdapter(patterns, fit_range=fit_range, device=device)
-    plan = _plan(route, generator, ckpt, comp, size, n)
+    plan = make_plan(route, generator, ckpt, comp, size, n)
     say(f"candidates: {plan.text}")
-    sampled = _sampled_generator(route, generator, plan, device)
+    sampled = sampled_generator(route, generator, plan, device)
     inputs = _model_inputs(patterns, sampled or generator, size, sampled is not None, folder)
     for key, value in describe_inputs(inputs).items():
         taken[key] = value
@@ -192,7 +175,7 @@ def _run(patterns, composition, model, checkpoint, n, seed, refine, device, fold
         used_model = "packings"
     else:
         used_model = "crystal_types"
-    produced = _produce(plan, route, sampled, inputs, comp, size, seed, device, say)
+    produced = produce(plan, route, sampled, inputs, comp, size, seed, device, say)
 
     candidates: list[Candidate] = []
     for i, structure in enumerate(produced):
@@ -240,59 +223,6 @@ def _run(patterns, composition, model, checkpoint, n, seed, refine, device, fold
     return result
 
 
-@dataclass
-class Plan:
-    """How many candidates come from where.
-
-    Attributes:
-        n_model: from the generator (cut from its unit cells on the 'unit_cell' route).
-        n_known: from known structures: metallic packings or CHILI-3K crystal types.
-        checkpoint: the generator checkpoint actually sampled (None when n_model is 0).
-        text: one sentence for the report.
-    """
-
-    n_model: int
-    n_known: int
-    checkpoint: Path | None
-    text: str
-
-
-def _plan(route: Route, generator, ckpt: Path, comp, size, n: int) -> Plan:
-    """Split `n` between the model and known structures (see `candidates` and `templates`)."""
-    from invdesign.pipeline.templates import matching_types
-
-    if route.name == "packings":
-        return Plan(0, n, None, f"{n} from known metallic packings")
-    model_ckpt: Path | None = ckpt
-    types = matching_types(comp) if size is not None else []
-    if route.name == "unit_cell" and generator.task.kind == "particle":
-        try:
-            model_ckpt = defaults.resolve_checkpoint(defaults.UNIT_CELL_MODEL)
-        except InvdesignError:
-            if not types:
-                raise
-            return Plan(0, n, None, f"{n} cut from the CHILI-3K crystal types "
-                        f"{', '.join(types)} (the unit-cell model {defaults.UNIT_CELL_MODEL} is "
-                        "not installed)")
-    known = "known metallic packings" if route.with_packings else (
-        f"the CHILI-3K crystal types {', '.join(types)}" if types else "")
-    n_known = n // 2 if known else 0
-    what = "sampled" if route.name == "generator" else "unit cells sampled and cut"
-    text = f"{n - n_known} {what} from the model" + (f", {n_known} from {known}" if known else "")
-    return Plan(n - n_known, n_known, model_ckpt, text)
-
-
-def _sampled_generator(route: Route, generator, plan: Plan, device: str):
-    """The generator the plan samples (the unit-cell model on the 'unit_cell' route when the
-    default is a particle model), or None when every candidate comes from known structures."""
-    if not plan.n_model:
-        return None
-    if route.name == "unit_cell" and generator.task.kind == "particle":
-        assert plan.checkpoint is not None
-        return load_generator(plan.checkpoint, device=device)
-    return generator
-
-
 def _model_inputs(patterns, generator, size, sampled: bool,
                   folder: OutputFolder | None) -> dict[str, ModelInput]:
     """The patterns on the model grid: refused when they cannot cover it and the model is
@@ -308,32 +238,6 @@ def _model_inputs(patterns, generator, size, sampled: bool,
         for inp in inputs.values():
             folder.write_input_plot(patterns[inp.kind], inp, used=sampled)
     return inputs if sampled else {}
-
-
-def _produce(plan: Plan, route: Route, generator, inputs: dict[str, ModelInput], comp, size,
-             seed, device, say) -> Iterator[Structure]:
-    """The candidates of `plan`, yielded one by one (cut particles as they are cut)."""
-    from invdesign.conditions import prepare_condition
-    from invdesign.pipeline.templates import template_candidates
-
-    diameter = route.diameter or (size.diameter if size is not None else None)
-    if plan.n_model:
-        condition = prepare_condition({inp.name: (inp.grid, inp.values)
-                                       for inp in inputs.values()},
-                                      generator.task, composition=comp)
-        structures = from_generator(generator, condition, plan.n_model, seed)
-        if route.name == "unit_cell":
-            assert diameter is not None
-            say(f"cutting {len(structures)} sampled unit cells to {diameter:.0f} Å particles")
-            yield from cut_cells(structures, diameter, device)
-        else:
-            yield from structures
-    if plan.n_known:
-        assert size is not None and diameter is not None
-        if route.with_packings or route.name == "packings":
-            yield from from_packings(comp, size, diameter, plan.n_known, seed)
-        else:
-            yield from template_candidates(comp, diameter, plan.n_known, device)
 
 
 def _add_properties(candidates: list[Candidate], device: str, say: Progress) -> None:
