@@ -29,8 +29,9 @@ OWN_OPTION = {
 }
 
 
-def _loaded_after(argv: list[str]) -> tuple[int, list[str], str]:
-    """Run `main(argv)` in a fresh interpreter; exit code, invdesign.cli modules loaded, stderr."""
+def _loaded_after(argv: list[str], heavy: tuple[str, ...] = HEAVY) -> tuple[int, list[str], str]:
+    """Run `main(argv)` in a fresh interpreter; exit code, invdesign.cli modules loaded, stderr.
+    Fails if any module of `heavy` was imported."""
     code = (
         "import json, sys\n"
         "from invdesign.cli.main import main\n"
@@ -38,7 +39,7 @@ def _loaded_after(argv: list[str]) -> tuple[int, list[str], str]:
         f"    rc = main({argv!r})\n"
         "except SystemExit as e:\n"
         "    rc = e.code\n"
-        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        f"heavy = [m for m in {heavy!r} if m in sys.modules]\n"
         "cli = sorted(m for m in sys.modules if m.startswith('invdesign.cli.'))\n"
         "print(json.dumps({'rc': rc, 'heavy': heavy, 'cli': cli}))\n"
     )
@@ -53,6 +54,13 @@ def _loaded_after(argv: list[str]) -> tuple[int, list[str], str]:
 def test_top_level_help_imports_no_command_module() -> None:
     rc, cli, _ = _loaded_after(["--help"])
     assert rc == 0 and cli == ["invdesign.cli.main"]
+
+
+def test_sample_help_imports_neither_torch_nor_the_pipeline_run() -> None:
+    """`sample --help` reads the defaults (`invdesign.pipeline.defaults`) only."""
+    heavy = ("torch", "lightning", "invdesign.pipeline.run", "invdesign.generators")
+    rc, cli, _ = _loaded_after(["sample", "--help"], heavy)
+    assert rc == 0 and "invdesign.cli.sample" in cli
 
 
 def test_data_info_imports_only_the_data_command(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ def _shipped(name: str):
 
 
 def test_default_model_is_a_shipped_xpdf_checkpoint() -> None:
-    from invdesign.pipeline.sample import load_generator
+    from invdesign.pipeline.planning import load_generator
 
     generator = load_generator(_shipped(defaults.DEFAULT_MODEL))
     assert "xPDF" in generator.task.patterns
@@ -23,7 +23,7 @@ def test_default_model_is_a_shipped_xpdf_checkpoint() -> None:
 
 
 def test_unit_cell_model_is_a_unit_cell_checkpoint() -> None:
-    from invdesign.pipeline.sample import load_generator
+    from invdesign.pipeline.planning import load_generator
 
     generator = load_generator(_shipped(defaults.UNIT_CELL_MODEL))
     assert generator.task.kind == "unit_cell"
@@ -52,7 +52,7 @@ def test_generator_name_stands_for_its_shipped_checkpoint(tmp_path, monkeypatch)
 
 
 def test_shipped_vae_is_an_xpdf_unit_cell_checkpoint() -> None:
-    from invdesign.pipeline.sample import load_generator
+    from invdesign.pipeline.planning import load_generator
 
     generator = load_generator(_shipped(defaults.MODEL_ALIASES["vae"]))
     assert generator.name == "vae" and generator.task.name == "xPDF->unit_cell_pos_frac"

@@ -61,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
     from invdesign.errors import InvdesignError
     from invdesign.io.measured import read_pattern
     from invdesign.pipeline.report import report
-    from invdesign.pipeline.sample import sample
+    from invdesign.pipeline.run import sample
 
     files = {"pdf": args.pdf, "xrd": args.xrd, "saxs": args.saxs}
     if not any(files.values()):

@@ -1,6 +1,7 @@
 """From measured data to ranked candidate structures (`invdesign sample`).
 
-- `sample`: the Python API (`sample.sample`), returning a `SampleResult`;
+- `sample`: the Python API (`run.sample`), returning a `SampleResult`;
+- `planning`: how many candidates come from the generator and from known structures; making them;
 - `defaults`: which shipped checkpoint is used by default (the one place to change it);
 - `sizing`, `candidates`: particle size from G(r), and the route that makes the candidates;
 - `packings`, `templates`: known structures beside the model (metallic packings; CHILI-3K
@@ -9,7 +10,20 @@
 - `outputs`, `report`: files in `--out` (written atomically) and the printed table.
 """
 
-from invdesign.pipeline.result import Candidate, Fit, SampleResult
-from invdesign.pipeline.sample import sample
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["Candidate", "Fit", "SampleResult", "sample"]
+_HOME = {"Candidate": "result", "Fit": "result", "SampleResult": "result", "sample": "run"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first use: `invdesign.pipeline.defaults` alone (e.g. for `invdesign sample
+    --help`) must not pull in torch and the generators."""
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"invdesign.pipeline.{_HOME[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'invdesign.pipeline' has no attribute {name!r}")

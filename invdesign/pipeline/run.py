@@ -1,4 +1,4 @@
-"""`sample`: measured pattern(s) in, ranked and fitted candidate structures out.
+"""`sample` (`invdesign.pipeline.sample`): measured pattern(s) in, ranked and fitted candidates out.
 
 The Python API behind `invdesign sample`:
 
