@@ -184,3 +184,56 @@ def test_metal_centre_puts_the_central_metal_at_the_origin() -> None:
         assert distance[nearest] < 1e-9  # ... the one nearest the centroid
     with pytest.raises(InvdesignError, match="centre must be"):
         build_generator("diffusion", gen.task, **{**TINY, "centre": "middle"})
+
+
+@pytest.mark.parametrize("which", ["particle_gen", "cell_gen"])
+def test_evaluation_loss_is_a_function_of_the_weights(which: str,
+                                                       request: pytest.FixtureRequest) -> None:
+    """In eval mode the same batch draws the same timesteps and noise (a comparable validation
+    loss); in training mode the draws change from call to call."""
+    gen = request.getfixturevalue(which)
+    batch = _batch(gen.task)
+    gen.eval()
+    first, second = gen.loss(batch)["diffusion"], gen.loss(batch)["diffusion"]
+    gen.train()
+    third, fourth = gen.loss(batch)["diffusion"], gen.loss(batch)["diffusion"]
+    assert torch.equal(first, second)
+    assert not torch.equal(third, fourth)
+
+
+def test_particle_samples_stay_within_max_radius() -> None:
+    """An untrained denoiser with a tiny `max_radius`: DDIM ends on the last clipped estimate, so
+    no atom ends farther than it from the centroid (up to the re-centring of that estimate, a few
+    per cent); DPM-Solver++ (2nd order) extrapolates from the last two clipped estimates, at most
+    1.5 times as far."""
+    torch.manual_seed(0)
+    gen = build_generator("diffusion", TaskSpec.parse("xPDF->pos_abs", MAX_ATOMS),
+                          **{**TINY, "max_radius": 1.0})
+    cond = Condition(_condition(gen.task, 2).patterns, None, None, torch.tensor([8, 6]))
+    for sampler, bound in (("ddim", 1.1), ("dpmsolver", 1.6)):
+        out = gen.sample(cond, 2, generator=torch.Generator().manual_seed(0), sampler=sampler)
+        for s in (s for items in out for s in items):
+            r = np.linalg.norm(s.positions - s.positions.mean(0), axis=1)
+            assert r.max() <= bound
+    unclipped = build_generator("diffusion", TaskSpec.parse("xPDF->pos_abs", MAX_ATOMS), **TINY)
+    unclipped.load_state_dict(gen.state_dict())
+    out = unclipped.sample(cond, 2, generator=torch.Generator().manual_seed(0), sampler="ddim")
+    assert max(np.linalg.norm(s.positions - s.positions.mean(0), axis=1).max()
+               for items in out for s in items) > 1.5  # the limit is what kept them in
+
+
+def test_max_radius_is_read_from_particle_data() -> None:
+    class Data:
+        task = TaskSpec.parse("xPDF->pos_abs", MAX_ATOMS)
+        target = torch.zeros(2, MAX_ATOMS, 3)
+        mask = torch.zeros(2, MAX_ATOMS, dtype=torch.bool)
+
+        def species_vocab(self):
+            return [8]
+
+    data = Data()
+    data.mask[0, :2] = data.mask[1, :3] = True
+    data.target[0, 1] = torch.tensor([4.0, 0.0, 0.0])  # centroid (2, 0, 0): largest distance 2
+    data.target[1, :3] = torch.tensor([[1.0, 1, 1], [1, 1, 1], [1, 1, 1]])
+    hp = DiffusionGenerator.hparams_from_data(data)
+    assert hp["max_radius"] == pytest.approx(2.0 * 1.25)

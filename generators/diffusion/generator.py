@@ -52,6 +52,16 @@ NET_KEYS = (
 )
 
 
+#: `max_radius` read from training data = this x the largest atom-to-centroid distance there.
+MAX_RADIUS_MARGIN = 1.25
+
+
+def largest_radius(target: torch.Tensor, mask: torch.Tensor) -> float:
+    """Largest atom-to-centroid distance (Å) over particles: target [N, M, 3], mask [N, M]."""
+    centred = remove_mean(target.double(), mask)
+    return float((centred.norm(dim=-1) * mask).max())
+
+
 @register_generator("diffusion")
 class DiffusionGenerator(Generator):
     """Pattern-conditioned E(3)-equivariant diffusion over atom coordinates.
@@ -64,6 +74,9 @@ class DiffusionGenerator(Generator):
             msg_scalar_dim, msg_vector_dim: the equivariant network (`network.EquivariantDenoiser`;
             r_max in Å).
         k_neighbors: particle graph in-degree; coord_scale: Å per model unit (particles).
+        max_radius: particles only, Å: while sampling, every atom of the clean-particle estimate
+            is kept within this distance of the centre (`schedule.clip_x0`); None = no limit.
+            Read from the training data (1.25 x its largest centroid distance) when training.
         frame_vectors: particles only, give the network the lab axes (learns the data's orientation;
             equivariant only jointly with the frame).
         centre: particles only, where a sample's origin is: 'centroid' (the diffusion's zero centre
@@ -96,6 +109,7 @@ class DiffusionGenerator(Generator):
         msg_vector_dim: int | None = 8,
         k_neighbors: int = 16,
         coord_scale: float = 4.0,
+        max_radius: float | None = None,
         frame_vectors: bool = False,
         centre: str = "centroid",
         n_freq: int = 4,
@@ -152,8 +166,12 @@ class DiffusionGenerator(Generator):
 
     @classmethod
     def hparams_from_data(cls, data: Any) -> dict[str, Any]:
-        """Hyper-parameters read from the training data: the species vocabulary."""
-        return {"species_vocab": data.species_vocab()}
+        """Hyper-parameters read from the training data: the species vocabulary and, for
+        particles, `max_radius`."""
+        out: dict[str, Any] = {"species_vocab": data.species_vocab()}
+        if data.task.kind == "particle":
+            out["max_radius"] = MAX_RADIUS_MARGIN * largest_radius(data.target, data.mask)
+        return out
 
     def hparams(self) -> dict[str, Any]:
         return dict(self._hparams)
@@ -169,8 +187,12 @@ class DiffusionGenerator(Generator):
         mask, species = batch.mask, batch.species  # [B, M]
         b = mask.shape[0]
         n_steps = self.train_scheduler.config.num_train_timesteps
-        t = torch.randint(0, n_steps, (b,), device=mask.device)
-        noise = torch.randn_like(batch.target)  # [B, M, 3]
+        # evaluation draws the same timesteps and noise for the same batch every time, so the
+        # validation loss compares weights, not draws (early stopping and best-weight selection)
+        rng = None if self.training else torch.Generator().manual_seed(
+            int(batch.n_atoms.sum()) * 7919 + b)
+        t = torch.randint(0, n_steps, (b,), generator=rng).to(mask.device)
+        noise = torch.randn(batch.target.shape, generator=rng).to(batch.target)  # [B, M, 3]
         if self.periodic:
             eps = noise * mask.unsqueeze(-1)
             f_t = periodic.wrap(batch.target + self.sigmas[t].view(b, 1, 1) * eps)
@@ -354,6 +376,8 @@ class DiffusionGenerator(Generator):
                 x,
                 project=lambda y: remove_mean(y, mask),
                 generator=generator,
+                max_norm=(None if self._hparams["max_radius"] is None
+                          else float(self._hparams["max_radius"]) / self.denoiser.coord_scale),
             )
             x = x * self.denoiser.coord_scale
         return [x[i, : len(zi)].double().cpu().numpy() for i, zi in enumerate(species)]

@@ -121,6 +121,7 @@ def run_sampler(
     torus: bool = False,
     project: Callable[[torch.Tensor], torch.Tensor] | None = None,
     generator: torch.Generator | None = None,
+    max_norm: float | None = None,
 ) -> torch.Tensor:
     """The reverse process with a diffusers scheduler.
 
@@ -132,6 +133,12 @@ def run_sampler(
         torus: run in the wrapped variance-exploding coordinates (see the module docstring).
         project: Euclidean only; applied after each step (e.g. remove the centre of mass).
         generator: randomness of stochastic samplers (DDPM).
+        max_norm: Euclidean only; the clean-state estimate x0 implied by each noise prediction is
+            shrunk onto the ball |x0_i| <= max_norm per atom (rotation-equivariant) and the noise
+            re-derived from it. At high noise x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)
+            amplifies prediction errors up to 1 / sqrt(abar) (~160x for the linear schedule), which
+            the deterministic samplers (DDIM, DPM-Solver++) carry into the sample as atoms flung
+            far from the particle; DDPM's injected noise hides it at 20x the steps.
 
     Returns:
         [B, M, 3] the final state x_0 (wrapped into [0, 1) on the torus).
@@ -141,6 +148,8 @@ def run_sampler(
     for i, t in enumerate(timesteps):
         t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
         eps = model_fn(x, t_batch)
+        if max_norm is not None and not torus:
+            eps = clip_x0(x, eps, abar[int(t)], max_norm)
         if not torus:
             x = scheduler.step(eps, t, x, generator=generator).prev_sample
             if project is not None:
@@ -158,3 +167,14 @@ def run_sampler(
                 if past is not None:
                     history[j] = past - shift
     return x
+
+
+def clip_x0(x: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor,
+            max_norm: float) -> torch.Tensor:
+    """The noise prediction `eps` [B, M, 3] at state `x` with its implied x0 shrunk onto the ball of
+    radius `max_norm` per atom (variance-preserving process, cumulative alpha `abar`)."""
+    a, s = abar.sqrt(), (1 - abar).sqrt()
+    x0 = (x - s * eps) / a
+    norm = x0.norm(dim=-1, keepdim=True)
+    x0 = x0 * torch.clamp(max_norm / norm.clamp_min(1e-12), max=1.0)
+    return (x - a * x0) / s
