@@ -95,6 +95,8 @@ def _check_structures(gen: Generator, out: list[list[Structure]], b: int, n: int
         else:
             assert s.kind == "particle" and s.cell is None
             np.testing.assert_allclose(s.positions.mean(0), 0.0, atol=1e-4)
+        coords = s.frac_positions if gen.task.kind == "unit_cell" else s.positions
+        assert np.all(np.diff(np.linalg.norm(coords, axis=1)) >= -1e-7)  # CHILI's |r| order
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmsolver"])

@@ -51,9 +51,11 @@ def test_generator_name_stands_for_its_shipped_checkpoint(tmp_path, monkeypatch)
     assert defaults.resolve_checkpoint("vae") == tmp_path / "vae"
 
 
-def test_shipped_vae_is_an_xpdf_unit_cell_checkpoint() -> None:
+@pytest.mark.parametrize(("alias", "task"), [("vae", "xPDF->unit_cell_pos_frac"),
+                                             ("diffusion", "xPDF->pos_abs")])
+def test_shipped_generator_alias_loads_its_checkpoint(alias: str, task: str) -> None:
     from invdesign.pipeline.planning import load_generator
 
-    generator = load_generator(_shipped(defaults.MODEL_ALIASES["vae"]))
-    assert generator.name == "vae" and generator.task.name == "xPDF->unit_cell_pos_frac"
-    assert (defaults.checkpoint_root() / defaults.MODEL_ALIASES["vae"] / "MODEL_CARD.md").is_file()
+    generator = load_generator(_shipped(defaults.MODEL_ALIASES[alias]))
+    assert generator.name == alias and generator.task.name == task
+    assert (defaults.checkpoint_root() / defaults.MODEL_ALIASES[alias] / "MODEL_CARD.md").is_file()

@@ -268,12 +268,16 @@ class DiffusionGenerator(Generator):
         for k, (z, xyz) in enumerate(zip(species, coords, strict=True)):
             if k % n == 0:
                 out.append([])
+            if not self.periodic:
+                xyz = xyz - self._origin(z, xyz)
+            # atoms in ascending |r| of the task coordinates, the order CHILI sorts targets in
+            order = np.argsort(np.linalg.norm(xyz, axis=1), kind="stable")
+            z, xyz = z[order], xyz[order]
             if self.periodic:
                 assert cells is not None
                 params = cells[k].double().cpu().numpy()
                 out[-1].append(Structure.from_cell_parameters(z, xyz, params, **info))
             else:
-                xyz = xyz - self._origin(z, xyz)
                 out[-1].append(Structure(z, xyz, None, "particle", dict(info)))
         return out
 

@@ -18,7 +18,8 @@ DEFAULT_MODEL = "mlp-xpdf-pos_abs"
 #: Shipped unit-cell checkpoint, used when the particle exceeds the particle model's atom limit.
 UNIT_CELL_MODEL = "mlp-xpdf-unit_cell"
 #: Generator names accepted by `--model`: each stands for its shipped checkpoint folder.
-MODEL_ALIASES = {"mlp": DEFAULT_MODEL, "vae": "vae-xpdf-unit_cell"}
+MODEL_ALIASES = {"mlp": DEFAULT_MODEL, "vae": "vae-xpdf-unit_cell",
+                 "diffusion": "diffusion-xpdf-pos_abs"}
 DEFAULT_N = 16
 DEFAULT_SEED = 0
 #: Default fit range of G(r) in Å (upper end clipped to the data's rmax).
