@@ -22,6 +22,22 @@ def test_wrap_and_wrapped_difference_exact() -> None:
                                torch.tensor([-0.03, 0.1, 0.2]), atol=1e-6, rtol=0)
 
 
+def test_wrapped_noise_target_is_the_noise_at_small_sigma_and_fades_when_wrapping_hides_it(
+) -> None:
+    torch.manual_seed(0)
+    f0, eps = torch.rand(500, 3), torch.randn(500, 3)
+    small = torch.tensor(0.02)
+    target = periodic.wrapped_noise_target(periodic.wrap(f0 + small * eps) - f0, small)
+    torch.testing.assert_close(target, eps, atol=1e-4, rtol=0)
+    shifted = periodic.wrapped_noise_target(periodic.wrap(f0 + small * eps) - f0 + 3.0, small)
+    torch.testing.assert_close(shifted, target, atol=1e-4, rtol=0)  # lattice translations
+    big = torch.tensor(1.0)  # the wrapped normal is ~uniform: nothing left to predict
+    assert periodic.wrapped_noise_target(periodic.wrap(f0 + big * eps) - f0, big).abs().max() < 0.01
+    mid = torch.tensor(0.3)  # per axis the best guess of eps given f_t: E[eps^2] > E[target^2]
+    target = periodic.wrapped_noise_target(periodic.wrap(f0 + mid * eps) - f0, mid)
+    assert 0.05 < float((target**2).mean()) < 0.9
+
+
 def test_edge_vectors_use_the_nearest_image() -> None:
     cell = torch.diag(torch.tensor([4.0, 5.0, 6.0])).expand(2, 3, 3)
     frac = torch.tensor([[0.05, 0.5, 0.5], [0.95, 0.5, 0.9]])

@@ -194,8 +194,11 @@ class DiffusionGenerator(Generator):
         t = torch.randint(0, n_steps, (b,), generator=rng).to(mask.device)
         noise = torch.randn(batch.target.shape, generator=rng).to(batch.target)  # [B, M, 3]
         if self.periodic:
-            eps = noise * mask.unsqueeze(-1)
-            f_t = periodic.wrap(batch.target + self.sigmas[t].view(b, 1, 1) * eps)
+            sigma = self.sigmas[t].view(b, 1, 1)
+            f_t = periodic.wrap(batch.target + sigma * noise * mask.unsqueeze(-1))
+            # the target is the predictable part of the noise under wrapping (= the noise while
+            # sigma is small): -sigma x the wrapped-normal score
+            eps = periodic.wrapped_noise_target(f_t - batch.target, sigma) * mask.unsqueeze(-1)
             cell = periodic.cell_from_parameters(batch.cell_params)
             pred = self.denoiser(f_t, t, species, mask, cond, cell)
         else:

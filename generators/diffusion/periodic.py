@@ -24,6 +24,27 @@ def wrapped_difference(delta: torch.Tensor) -> torch.Tensor:
     return delta - torch.round(delta)
 
 
+def wrapped_noise_target(delta: torch.Tensor, sigma: torch.Tensor, images: int = 3) -> torch.Tensor:
+    """The noise a denoiser can predict on the torus: -sigma x the score of the wrapped normal.
+
+    For f_t = wrap(f_0 + sigma eps), the score of p(f_t | f_0) sums over images k of the
+    displacement d = wrapped_difference(f_t - f_0): grad log sum_k N(d + k; 0, sigma^2). Its
+    negative times sigma, sum_k w_k (d + k) / sigma with w = softmax_k(-(d + k)^2 / 2 sigma^2),
+    equals eps wherever one image dominates (small sigma) and shrinks to its predictable part when
+    the wrapping hides eps (sigma ~ 1), as in DiffCSP's wrapped-normal score matching.
+
+    Args:
+        delta: [..., 3] f_t - f_0 (any images); sigma: broadcastable noise scale.
+        images: images on each side summed over (3 is exact to float32 for sigma <= 1).
+    """
+    d = wrapped_difference(delta).unsqueeze(-1)  # [..., 3, 1]
+    k = torch.arange(-images, images + 1, device=delta.device, dtype=delta.dtype)
+    x = d + k  # [..., 3, 2K+1]
+    s = sigma.unsqueeze(-1)
+    w = torch.softmax(-(x * x) / (2 * s * s), dim=-1)
+    return (w * x).sum(-1) / sigma
+
+
 def edge_vectors(
     frac: torch.Tensor, cell: torch.Tensor, edge_index: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
