@@ -18,6 +18,8 @@ METRICS = (
     ("species_accuracy", "species accuracy of matched atoms (true count)"),
     ("composition_accuracy", "composition agreement (predicted count and species)"),
 )
+# where a generator's predicted atom count comes from (the count-accuracy label); default: a head
+COUNT_SOURCE = {"vae": "Algorithm S1 segmentation of the decoded grid"}
 
 
 def model_card(
@@ -67,7 +69,10 @@ def model_card(
         "| metric | " + " | ".join(parts) + " |",
         "|---|" + "---|" * len(parts),
     ]
+    count_source = COUNT_SOURCE.get(gen["name"], "count head")
     for key, label in METRICS:
+        if key == "count_accuracy":
+            label = f"atom-count accuracy ({count_source})"
         cells = []
         for p in parts:
             v = metrics[p].get(key)

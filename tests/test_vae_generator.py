@@ -60,6 +60,20 @@ def test_forward_backward_reaches_every_part() -> None:
         assert any(float(g.abs().sum()) > 0 for g in grads)
 
 
+@pytest.mark.parametrize("unet_on_recon", [True, "prior"])
+def test_unet_also_trains_on_decoded_grids(unet_on_recon) -> None:
+    task = _task()
+    model = build_generator("vae", task, **TINY, unet_on_recon=unet_on_recon)
+    seen = []
+    model.unet.register_forward_hook(lambda mod, inputs, out: seen.append(inputs[0].shape))
+    losses = model.loss(_batch(task))
+    assert seen == [(4, 1, 16, 16, 16)]  # the 2 true grids + 2 decoded ones
+    losses["loss"].backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    with pytest.raises(InvdesignError, match="unet_on_recon"):
+        build_generator("vae", task, **TINY, unet_on_recon="posterior")
+
+
 def test_ground_truth_grids_match_the_cells() -> None:
     task = _task()
     model = build_generator("vae", task, **TINY)
@@ -109,6 +123,22 @@ def test_sampling_is_reproducible_with_a_generator() -> None:
     b = model.sample(condition, 1, generator=torch.Generator().manual_seed(3))[0][0]
     np.testing.assert_array_equal(a.species, b.species)
     np.testing.assert_allclose(a.positions, b.positions)
+
+
+def test_temperature_scales_the_prior_draws() -> None:
+    task = _task()
+    model = build_generator("vae", task, **TINY).eval()
+    condition = Condition({"xrd": torch.rand(2, 580)})
+    seed = torch.Generator().manual_seed(5)
+    hot = model.decode(condition, 3, generator=seed)["density"]
+    model.temperature = 0.0  # every draw is the latent mean: one density per pattern
+    cold = model.decode(condition, 3, generator=torch.Generator().manual_seed(5))["density"]
+    assert float((hot[0] - hot[1]).abs().max()) > 1e-4
+    torch.testing.assert_close(cold[0], cold[2])
+    torch.testing.assert_close(cold[3], cold[5])
+    assert float((cold[0] - cold[3]).abs().max()) > 1e-4  # the pattern still matters
+    with pytest.raises(InvdesignError, match="temperature"):
+        build_generator("vae", task, **{**TINY, "temperature": -1.0})
 
 
 def test_hparams_rebuild_the_same_model() -> None:
@@ -168,3 +198,17 @@ def test_perfect_unet_output_gives_the_cell_in_chili_convention() -> None:
     assert err["mae"] < 0.2 / 16 and err["species_accuracy"] == 1.0
     norms = np.linalg.norm(out.frac_positions, axis=1)
     assert np.all(np.diff(norms) >= 0)  # atoms sorted by |r|, as CHILI's targets
+
+
+def test_model_card_names_where_the_vae_count_comes_from() -> None:
+    from invdesign.generators.model_card import model_card
+
+    config = {"task": {"name": "xPDF->unit_cell_pos_frac"}, "data": {"root": "d", "batch_size": 16},
+              "split": {"kind": "grouped", "seed": 42}, "seed": 42, "optimizer": {"name": "adam"},
+              "trainer": {"patience": 5, "monitor": "val/loss", "max_time_minutes": 1.0}}
+    metrics = {"test": {"count_accuracy": 0.5, "n_samples": 2}}
+    vae = model_card({**config, "generator": {"name": "vae"}}, metrics, "cmd")
+    mlp = model_card({**config, "generator": {"name": "mlp"}}, metrics, "cmd")
+    assert "| atom-count accuracy (Algorithm S1 segmentation of the decoded grid) | 0.5000 |" in vae
+    assert "count head" not in vae
+    assert "| atom-count accuracy (count head) | 0.5000 |" in mlp

@@ -3,13 +3,15 @@
 After Court et al. (2020), conditioned on scattering patterns. Training (`loss`) voxelises each
 ground-truth cell (`voxels.voxelise`, cached per cell) and fits three parts at once:
 - the conditional VAE reconstructs the log1p density grid (MSE per voxel + beta * KL / voxels, the
-  ELBO up to a constant factor);
+  ELBO up to a constant factor at beta = 1; a larger beta keeps the latent from carrying the
+  structure, so that prior draws decode to what the pattern says);
 - the UNet maps the true density grid to the species grid (cross entropy over 0 = empty + the
-  species vocabulary) and the binary mask (BCE);
+  species vocabulary) and the binary mask (BCE), with `unet_on_recon` also on decoded grids;
 - the cell head predicts the cell parameters from the pattern embedding (L1 on a, b, c / 10 Å and
   angles / 90 deg).
-Sampling (`sample`) decodes latent draws, runs the UNet and segments the result with Algorithm S1
-(`segmentation.segment`); the cell comes from the condition when given, else from the cell head.
+Sampling (`sample`) decodes latent draws (N(0, temperature^2 I)), runs the UNet and segments the
+result with Algorithm S1 (`segmentation.segment`); the cell comes from the condition when given,
+else from the cell head.
 """
 
 from __future__ import annotations
@@ -51,8 +53,12 @@ class VAEGenerator(Generator):
             CHILI-3K's compressed cells the full radius merges same-species neighbours that
             Algorithm S1 cannot split; see benchmarks/watershed_roundtrip.py).
         beta: KL weight; mask_weight, cell_weight: weights of the mask and cell losses.
-        unet_on_recon: also train the UNet on the VAE's (detached) reconstructions.
+        unet_on_recon: also train the UNet on decoded grids (detached): True, the VAE's
+            reconstructions (latent from the encoder); 'prior', grids decoded from prior draws
+            (at `temperature`), which is what the UNet reads at sampling time.
         components: connected components of 'species' or 'binary' in the segmentation.
+        temperature: standard deviation of the prior draws at sampling (1 = the prior N(0, I);
+            below 1 draws nearer the decoder's mode for the pattern, 0 = the latent mean only).
     """
 
     def __init__(
@@ -70,8 +76,9 @@ class VAEGenerator(Generator):
         beta: float = 1.0,
         mask_weight: float = 1.0,
         cell_weight: float = 1.0,
-        unet_on_recon: bool = False,
+        unet_on_recon: bool | str = False,
         components: str = "species",
+        temperature: float = 1.0,
     ) -> None:
         super().__init__(task)
         if task.kind != "unit_cell":
@@ -84,10 +91,17 @@ class VAEGenerator(Generator):
         self.species_vocab = sorted({int(z) for z in species_vocab})
         self.label_frac, self.sigma_frac = float(label_frac), float(sigma_frac)
         self.beta, self.mask_weight = float(beta), float(mask_weight)
-        self.cell_weight, self.unet_on_recon = float(cell_weight), bool(unet_on_recon)
+        self.cell_weight = float(cell_weight)
+        if unet_on_recon not in (False, True, "prior"):
+            raise InvdesignError("unet_on_recon must be false, true or 'prior', not "
+                                 f"{unet_on_recon!r}")
+        self.unet_on_recon = unet_on_recon
         if components not in ("species", "binary"):
             raise InvdesignError(f"components must be 'species' or 'binary', not {components!r}")
         self.components = components
+        if not temperature >= 0:
+            raise InvdesignError(f"temperature must be >= 0, not {temperature!r}")
+        self.temperature = float(temperature)
         lengths = [pattern_spec(p).n_points for p in task.patterns]
         self.encoder = PatternEncoder(lengths, self.pooled, hidden=2 * self.emb, emb=self.emb)
         self.vae = DensityVAE(self.grid, self.emb, self.latent, self.vae_channels)
@@ -111,7 +125,7 @@ class VAEGenerator(Generator):
             "species_vocab": self.species_vocab, "label_frac": self.label_frac,
             "sigma_frac": self.sigma_frac, "beta": self.beta, "mask_weight": self.mask_weight,
             "cell_weight": self.cell_weight, "unet_on_recon": self.unet_on_recon,
-            "components": self.components,
+            "components": self.components, "temperature": self.temperature,
         }
 
     # ------------------------------------------------------------------ data -> grids
@@ -156,7 +170,12 @@ class VAEGenerator(Generator):
         recon_loss = F.mse_loss(recon, x)
         kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(-1).mean() / n_vox
         occupied = (classes != 0).float()
-        inputs = torch.cat([x, recon.detach()]) if self.unet_on_recon else x
+        if self.unet_on_recon == "prior":
+            with torch.no_grad():
+                decoded = self.vae.decode(torch.randn_like(mu) * self.temperature, e)
+        else:
+            decoded = recon.detach()
+        inputs = torch.cat([x, decoded]) if self.unet_on_recon else x
         targets = classes.repeat(2, 1, 1, 1) if self.unet_on_recon else classes
         logits, mask_logit = self.unet(inputs)
         species_loss = F.cross_entropy(logits, targets, ignore_index=-100)
@@ -173,10 +192,12 @@ class VAEGenerator(Generator):
     @torch.no_grad()
     def decode(self, condition: Condition, n: int,
                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Latent draws -> grids: density [B*n, 1, N^3], species log-probs [B*n, K, N^3], mask
-        logits [B*n, N^3] and cell [B, 6]; rows i*n .. i*n+n-1 belong to item i."""
+        """Latent draws (N(0, temperature^2 I)) -> grids: density [B*n, 1, N^3], species
+        log-probs [B*n, K, N^3], mask logits [B*n, N^3] and cell [B, 6]; rows i*n .. i*n+n-1
+        belong to item i."""
         e = self._embed(condition)
         z = torch.randn(e.shape[0] * n, self.latent, generator=generator).to(e.device)
+        z = z * self.temperature
         density = self.vae.decode(z, e.repeat_interleave(n, dim=0))
         logits, mask = zip(*(self.unet(chunk) for chunk in density.split(8)), strict=True)
         cell = condition.cell_params if condition.cell_params is not None else self.cell_head(e)
