@@ -162,6 +162,7 @@ def pattern_rw(samples: list[Structure], data: TaskData, rows: list[int],
     from invdesign.build.chili3k import CHILI_RADII
     from invdesign.data.patterns import pattern_spec
     from invdesign.debye.calculator import simulate
+    from invdesign.debye.cutter import cut_sphere
 
     spec = pattern_spec(data.task.patterns[0])
     radii = CHILI_RADII if radii is None else radii
@@ -174,7 +175,7 @@ def pattern_rw(samples: list[Structure], data: TaskData, rows: list[int],
             density = sample.n_atoms / max(abs(np.linalg.det(sample.cell)), 1e-9)
             half = float(data.meta[row]["size_key"].rstrip("Å")) / 2.0
             radius = max((r for r in radii if r <= half + 1e-6), default=half)
-            particle = (_cut(sample, radius, device)
+            particle = (cut_sphere(sample, radius, device)
                         if density <= MAX_DENSITY_RATIO * true_density else None)
         if particle is None or particle.n_atoms < 2:
             out.append(1.0)
@@ -184,17 +185,3 @@ def pattern_rw(samples: list[Structure], data: TaskData, rows: list[int],
         out.append(min(float(value), 1.0))
     return out
 
-
-def _cut(cell: Structure, radius: float, device: str) -> Structure | None:
-    """`cell` cut to a particle of metal radius `radius` Å (metals = its metal species, all species
-    if none); None if the cell cannot be cut (e.g. collapsed)."""
-    from invdesign import elements
-    from invdesign.debye.cutter import cut_particles
-
-    present = sorted({int(z) for z in cell.species})
-    metals = [z for z in present if elements.is_metal(z)] or present
-    try:
-        particles = cut_particles(cell, [radius], metals, device=device)
-    except InvdesignError:
-        return None
-    return particles[0] if particles else None

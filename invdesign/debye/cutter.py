@@ -119,3 +119,18 @@ def cut_particles(
             Structure(species, pos, None, "particle", {"radius": radius, "np_size": size})
         )
     return particles
+
+
+def cut_sphere(unit_cell: Structure, radius: float, device: str = "cpu") -> Structure | None:
+    """One particle of metal radius `radius` Å cut from `unit_cell`, its metal species as the
+    metals (every species when it has none); None when the cell yields no particle (e.g. a
+    collapsed generated cell)."""
+    from invdesign import elements
+
+    present = sorted({int(z) for z in unit_cell.species})
+    metals = [z for z in present if elements.is_metal(z)] or present
+    try:
+        particles = cut_particles(unit_cell, [radius], metals, device=device)
+    except InvdesignError:
+        return None
+    return particles[0] if particles else None

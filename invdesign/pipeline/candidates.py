@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from invdesign import elements
-from invdesign.debye.cutter import cut_particles
-from invdesign.errors import InvdesignError
+from invdesign.debye.cutter import cut_sphere
 from invdesign.pipeline.packings import packing_candidates
 from invdesign.pipeline.result import UNIT_CELL_KEY
 from invdesign.pipeline.sizing import SizeEstimate
@@ -115,15 +114,8 @@ def cut_cells(cells: list[Structure], diameter: float, device: str = "cpu") -> I
     for cell in cells:
         if not sane_cell(cell):
             continue
-        metals = sorted({int(z) for z in cell.species if elements.is_metal(int(z))})
-        if not metals:
-            metals = sorted({int(z) for z in cell.species})
-        try:
-            particles = cut_particles(cell, [diameter / 2.0], metals, device=device)
-        except InvdesignError:
-            particles = []
-        if particles:
-            p = particles[0]
+        p = cut_sphere(cell, diameter / 2.0, device)
+        if p is not None:
             p.info.update({"source": "unit_cell", "cell": " ".join(
                 f"{v:.3f}" for v in cell.cell_parameters()), "diameter": round(diameter, 2),
                 UNIT_CELL_KEY: cell})
