@@ -69,9 +69,8 @@ class GeneratorModule(L.LightningModule):
         return {key: float(total) / n for key, total in self._sums[stage].items()}
 
     def _log_epoch(self, stage: str) -> None:
-        n = max(self._counts[stage], 1)
-        for key, total in self._sums[stage].items():
-            self.log(f"{stage}/{key}", total / n, prog_bar=key == "loss")
+        for key, mean in self.running_means(stage).items():
+            self.log(f"{stage}/{key}", mean, prog_bar=key == "loss")
         self._sums[stage], self._counts[stage] = {}, 0
 
     def training_step(self, batch: TaskBatch, batch_idx: int) -> torch.Tensor:

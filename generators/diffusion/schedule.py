@@ -148,9 +148,9 @@ def run_sampler(
     for i, t in enumerate(timesteps):
         t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
         eps = model_fn(x, t_batch)
-        if max_norm is not None and not torus:
-            eps = clip_x0(x, eps, abar[int(t)], max_norm)
         if not torus:
+            if max_norm is not None:
+                eps = clip_x0(x, eps, abar[int(t)], max_norm)
             x = scheduler.step(eps, t, x, generator=generator).prev_sample
             if project is not None:
                 x = project(x)
