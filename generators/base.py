@@ -91,7 +91,16 @@ def generator_names() -> list[str]:
 
 
 def generator_class(name: str) -> type[Generator]:
-    """The generator class registered as `name`."""
+    """The generator class registered as `name`: its own package `invdesign.generators.<name>` is
+    imported first, every generator package only if that does not register it (so loading an MLP
+    checkpoint does not import diffusion's heavy dependencies)."""
+    if name not in _REGISTRY and name.isidentifier():
+        import invdesign.generators as pkg
+
+        try:
+            importlib.import_module(f"{pkg.__name__}.{name}")
+        except ModuleNotFoundError:
+            pass  # registered under another package name: discovery finds it
     if name not in _REGISTRY:
         _discover()
     if name not in _REGISTRY:

@@ -59,3 +59,18 @@ def test_shipped_generator_alias_loads_its_checkpoint(alias: str, task: str) -> 
     generator = load_generator(_shipped(defaults.MODEL_ALIASES[alias]))
     assert generator.name == alias and generator.task.name == task
     assert (defaults.checkpoint_root() / defaults.MODEL_ALIASES[alias] / "MODEL_CARD.md").is_file()
+
+
+def test_loading_an_mlp_checkpoint_imports_no_other_generator(tiny_checkpoint) -> None:
+    """The registry imports the checkpoint's own generator package only (diffusion pulls in e3nn
+    and diffusers)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom invdesign.generators.checkpoint import load_checkpoint\n"
+            f"load_checkpoint({str(tiny_checkpoint)!r})\n"
+            "print(sorted(m for m in ('invdesign.generators.diffusion', "
+            "'invdesign.generators.vae', 'e3nn') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

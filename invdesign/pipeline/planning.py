@@ -4,7 +4,6 @@ candidates themselves, yielded one by one."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +16,9 @@ from invdesign.structure import Structure
 
 
 def load_generator(path: Path, device: str = "cpu"):
-    """`load_checkpoint`, importing only the checkpoint's own generator package (the registry
-    would otherwise import every generator, diffusion's heavy dependencies included)."""
-    from invdesign.generators.checkpoint import load_checkpoint, read_metadata
+    """The generator of a checkpoint (`load_checkpoint`; the registry imports only its package)."""
+    from invdesign.generators.checkpoint import load_checkpoint
 
-    name = str(read_metadata(path).get("generator", ""))
-    if name.isidentifier():
-        try:
-            importlib.import_module(f"invdesign.generators.{name}")
-        except ImportError:
-            pass  # registered elsewhere: the registry finds it
     return load_checkpoint(path, device=device)
 
 
