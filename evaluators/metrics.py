@@ -8,6 +8,18 @@
   coordinates the difference is wrapped to the minimum image, d - round(d), so 0.98 and 0.01 are
   0.03 apart). Gives the per-coordinate MAE, the RMSD and, when species are given, the fraction of
   matched pairs with the right species.
+- `aligned_errors`: `matched_errors` after the best rigid alignment the structure's symmetry of
+  description allows. A particle's absolute coordinates carry an arbitrary orientation (its
+  pattern is the same in every one), and a unit cell's fractional coordinates an arbitrary origin,
+  so a generator that is invariant to rotations or lattice translations (the equivariant diffusion
+  model) places a correct structure in a random frame; `matched_errors` then scores even the true
+  structure, randomly rotated, at about 0.7 Å on CHILI-3K particles. The aligned version takes
+  the minimum over rotations and reflections about the centroid (particles: 1,024 orientations
+  and their mirror images scored by nearest-atom distance, the best refined by iterative closest
+  point with Kabsch steps through scipy's `Rotation.align_vectors`, finished with Hungarian
+  pairing) or over origin shifts (unit cells:
+  every shift that lays one predicted atom on one true atom, then refined). It never exceeds the
+  unaligned value.
 - `count_accuracy`, `species_accuracy`: exact-count rate, and composition agreement.
 
 Inputs are numpy arrays; coordinates [n, 3].
@@ -20,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
 
 
 def sort_by_norm(coords: np.ndarray) -> np.ndarray:
@@ -112,6 +126,117 @@ def matched_errors(
     return out
 
 
+def _mean_abs(m: Matched) -> float:
+    return float(np.abs(m.diff).mean()) if len(m.diff) else float("inf")
+
+
+def _orientations(n_random: int, seed: int) -> np.ndarray:
+    """The 24 rotations of the cube and `n_random` random rotations, each also composed with the
+    inversion, as [k, 3, 3] matrices."""
+    proper = np.concatenate([
+        Rotation.create_group("O").as_matrix(),
+        Rotation.random(n_random, random_state=seed).as_matrix().reshape(-1, 3, 3),
+    ])
+    return np.concatenate([proper, -proper])
+
+
+def _kabsch(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Orthogonal matrix R (det +1 or -1, keeping the sign of the start) minimising
+    |moving @ R.T - fixed|; the improper case goes through the inversion -I."""
+    rot, _ = Rotation.align_vectors(fixed, moving)
+    return rot.as_matrix()
+
+
+def _icp(p: np.ndarray, t: np.ndarray, tree: cKDTree, rot: np.ndarray, steps: int) -> np.ndarray:
+    """Iterative closest point from `rot`: pair each atom with its nearest true atom, Kabsch."""
+    sign = np.sign(np.linalg.det(rot))
+    for _ in range(steps):
+        _, nearest = tree.query(p @ rot.T)
+        rot = sign * _kabsch(sign * p, t[nearest])
+    return rot
+
+
+def _align_particle(pred: np.ndarray, true: np.ndarray, n_random: int, seed: int) -> Matched:
+    p = pred - pred.mean(axis=0)
+    t = true - true.mean(axis=0)
+    tree = cKDTree(t)
+    # Score every orientation at once by the mean distance to the nearest true atom; the basin of
+    # the right one is narrow (a few degrees turn the surface atoms by half a bond), hence many.
+    rots = _orientations(n_random, seed)
+    moved = np.einsum("nj,rij->rni", p, rots).reshape(-1, 3)
+    score = tree.query(moved)[0].reshape(len(rots), -1).mean(axis=1)
+    refined = [_icp(p, t, tree, rots[i], 10) for i in np.argsort(score)[:10]]
+    refined.sort(key=lambda rot: float(tree.query(p @ rot.T)[0].mean()))
+    best = match(pred, true)
+    for rot in refined[:3]:  # finish the best few with one-to-one pairing
+        sign = np.sign(np.linalg.det(rot))
+        for _ in range(8):
+            m = match(p @ rot.T, t)
+            new = sign * _kabsch(sign * p[m.pred_index], t[m.true_index])
+            if np.allclose(new, rot, atol=1e-10):
+                break
+            rot = new
+        m = match(p @ rot.T, t)
+        if _mean_abs(m) < _mean_abs(best):
+            best = m
+    return best
+
+
+def _align_cell(pred: np.ndarray, true: np.ndarray) -> Matched:
+    shifts = (true[None, :, :] - pred[:, None, :]).reshape(-1, 3)
+    shifts = np.unique(np.round(shifts - np.floor(shifts), 6), axis=0)
+    scored = sorted(
+        ((_mean_abs(match(pred + shift, true, periodic=True)), i) for i, shift in enumerate(shifts)),
+    )
+    best = match(pred, true, periodic=True)
+    for _, i in scored[:5]:  # refine the best few: move the origin by the mean wrapped residual
+        shift = shifts[i]
+        m = match(pred + shift, true, periodic=True)
+        for _ in range(3):
+            shift = shift - m.diff.mean(axis=0)
+            m = match(pred + shift, true, periodic=True)
+        if _mean_abs(m) < _mean_abs(best):
+            best = m
+    return best
+
+
+def aligned_errors(
+    pred: np.ndarray, true: np.ndarray, periodic: bool = False, n_random: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    """`matched_errors` (without species) after the best rigid alignment: rotation or reflection
+    about the centroids for particles, origin shift for fractional coordinates (see the module
+    docstring). `n_random` random starting orientations are tried besides the cube symmetries."""
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1, 3)
+    true = np.asarray(true, dtype=np.float64).reshape(-1, 3)
+    if not len(pred) or not len(true):
+        return {"mae": float("nan"), "rmsd": float("nan"), "n_matched": 0}
+    m = _align_cell(pred, true) if periodic else _align_particle(pred, true, n_random, seed)
+    return {
+        "mae": float(np.abs(m.diff).mean()),
+        "rmsd": float(np.sqrt((m.diff**2).sum(axis=1).mean())),
+        "n_matched": int(len(m.diff)),
+    }
+
+
+def aligned_summary(
+    preds: Sequence[np.ndarray], targets: Sequence[np.ndarray], periodic: bool = False
+) -> dict[str, float]:
+    """`aligned_errors` over many structures, averaged like `matched_summary`."""
+    errors = [aligned_errors(p, t, periodic) for p, t in zip(preds, targets, strict=True)]
+    out = _pool(errors)
+    return {"aligned_mae": out["mae"], "aligned_rmsd": out["rmsd"]}
+
+
+def _pool(errors: list[dict[str, float]]) -> dict[str, float]:
+    """MAE over all matched coordinates, RMSD averaged over structures."""
+    used = [e for e in errors if e["n_matched"]]
+    n_coords = sum(3 * e["n_matched"] for e in used)
+    return {
+        "mae": sum(e["mae"] * 3 * e["n_matched"] for e in used) / n_coords if n_coords else float("nan"),
+        "rmsd": float(np.mean([e["rmsd"] for e in used])) if used else float("nan"),
+    }
+
+
 def matched_summary(
     preds: Sequence[np.ndarray],
     targets: Sequence[np.ndarray],
@@ -121,22 +246,17 @@ def matched_summary(
 ) -> dict[str, float]:
     """`matched_errors` over many structures: MAE averaged over all matched coordinates (like
     `chili_mae`), RMSD and species accuracy averaged over structures."""
-    abs_sum, n_coords, rmsds, species = 0.0, 0, [], []
-    for i, (pred, true) in enumerate(zip(preds, targets, strict=True)):
-        ps = None if pred_species is None else pred_species[i]
-        ts = None if true_species is None else true_species[i]
-        e = matched_errors(pred, true, periodic, ps, ts)
-        if e["n_matched"] == 0:
-            continue
-        abs_sum += e["mae"] * 3 * e["n_matched"]
-        n_coords += 3 * e["n_matched"]
-        rmsds.append(e["rmsd"])
-        if "species_accuracy" in e:
-            species.append(e["species_accuracy"])
-    out = {
-        "matched_mae": abs_sum / n_coords if n_coords else float("nan"),
-        "matched_rmsd": float(np.mean(rmsds)) if rmsds else float("nan"),
-    }
+    errors = [
+        matched_errors(
+            pred, true, periodic,
+            None if pred_species is None else pred_species[i],
+            None if true_species is None else true_species[i],
+        )
+        for i, (pred, true) in enumerate(zip(preds, targets, strict=True))
+    ]
+    pooled = _pool(errors)
+    out = {"matched_mae": pooled["mae"], "matched_rmsd": pooled["rmsd"]}
+    species = [e["species_accuracy"] for e in errors if e["n_matched"] and "species_accuracy" in e]
     if species:
         out["species_accuracy"] = float(np.mean(species))
     return out

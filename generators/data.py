@@ -74,6 +74,24 @@ class TaskData:
             {k: v[rows] for k, v in self.pattern_range.items()},
         )
 
+    def concat(self, other: TaskData) -> TaskData:
+        """These rows followed by `other`'s (same task); `other`'s graph indices are stored as
+        -1 - index, since they count in another dataset."""
+        if other.task != self.task:
+            raise InvdesignError(f"cannot join {other.task.name} data to {self.task.name} data")
+        return TaskData(
+            self.task,
+            {k: torch.cat([v, other.patterns[k]]) for k, v in self.patterns.items()},
+            torch.cat([self.target, other.target]),
+            torch.cat([self.mask, other.mask]),
+            torch.cat([self.species, other.species]),
+            torch.cat([self.n_atoms, other.n_atoms]),
+            torch.cat([self.cell_params, other.cell_params]),
+            self.indices + [-1 - i for i in other.indices],
+            self.meta + other.meta,
+            {k: torch.cat([v, other.pattern_range[k]]) for k, v in self.pattern_range.items()},
+        )
+
     def raw_pattern(self, name: str, row: int) -> np.ndarray:
         """[L] float64 values of pattern `name` of `row` on the model grid, as stored (before
         min-max normalising)."""
@@ -214,6 +232,8 @@ class ChiliTaskDataModule(L.LightningDataModule):
         split: 'chili_random' or 'grouped'; split_seed: CHILI uses 42.
         batch_size: training batch size (CHILI: 16); eval_batch_size for val/test.
         condition_on: extras put in the condition ('composition', 'cell', 'n_atoms').
+        augment: folders of extra training graphs; those whose source is among the training part's
+            sources are appended to it (`n_augment` counts them), the rest are left out.
     """
 
     def __init__(
@@ -226,8 +246,11 @@ class ChiliTaskDataModule(L.LightningDataModule):
         eval_batch_size: int = 256,
         condition_on: tuple[str, ...] | list[str] = (),
         num_workers: int = 0,
+        augment: Sequence[str] = (),
     ) -> None:
         super().__init__()
+        self.augment = [str(folder) for folder in augment]
+        self.n_augment = 0
         self.root, self.task, self.split, self.split_seed = root, task, split, split_seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.condition_on = tuple(condition_on)
@@ -253,6 +276,21 @@ class ChiliTaskDataModule(L.LightningDataModule):
                     _where(ds),
                 )
             self.parts[name] = data.subset(idx)
+        if self.augment:
+            self._add_augment({ds.records[i].source for i in parts["train"]})
+
+    def _add_augment(self, train_sources: set[str]) -> None:
+        extra = ChiliDataset(self.augment)
+        chosen = [
+            i for i in extra.task_indices(self.task.target, self.task.max_atoms)
+            if extra.records[i].source in train_sources
+        ]
+        if not chosen:
+            raise InvdesignError(
+                f"no graph for task {self.task.name} comes from a training source", _where(extra)
+            )
+        self.parts["train"] = self.parts["train"].concat(load_task_data(extra, self.task, chosen))
+        self.n_augment = len(chosen)
 
     def _loader(self, part: str, shuffle: bool, batch_size: int) -> DataLoader:
         data = self.parts[part]

@@ -4,8 +4,10 @@ Two passes per item, so every generator is measured the same way:
 - at the true atom count (`Condition.n_atoms` given, CHILI's protocol): `chili_mae` (the sample's
   atoms in the order the generator returns them against the targets sorted by |r|; generators
   without a slot order return atoms sorted by |r|), `matched_mae` / `matched_rmsd` (Hungarian
-  pairing, minimum image for fractional coordinates) and `species_accuracy` (matched pairs with the
-  right species);
+  pairing, minimum image for fractional coordinates), `aligned_mae` / `aligned_rmsd` (the same after
+  the best rotation or reflection of a particle, the best origin shift of a cell: the frame a
+  rotation- or translation-invariant generator cannot know) and `species_accuracy` (matched pairs
+  with the right species);
 - free (count predicted): `count_accuracy`, `count_mae` and `composition_accuracy` (order-free
   species agreement).
 Coordinates are compared in the task's units: fractional for unit cells, Å for particles.
@@ -73,6 +75,7 @@ def evaluate_generator(
         **metrics.matched_summary(
             fixed_xyz, true_xyz, periodic, [s.species for s in fixed_pred], true_z
         ),
+        **metrics.aligned_summary(fixed_xyz, true_xyz, periodic),
         "count_accuracy": metrics.count_accuracy(
             [s.n_atoms for s in free_pred], [len(z) for z in true_z]
         ),

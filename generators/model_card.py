@@ -13,6 +13,7 @@ METRICS = (
     ("chili_mae", "CHILI MAE (sorted, masked, per coordinate; true atom count)"),
     ("matched_mae", "assignment-matched MAE (Hungarian; minimum image for fractional coords)"),
     ("matched_rmsd", "assignment-matched RMSD"),
+    ("aligned_mae", "matched MAE after the best rotation/reflection (particles) or origin shift (cells)"),
     ("count_accuracy", "atom-count accuracy (count head)"),
     ("count_mae", "atom-count MAE"),
     ("species_accuracy", "species accuracy of matched atoms (true count)"),
@@ -47,7 +48,10 @@ def model_card(
         "`invdesign data build chili3k|clusters|cifs --out DIR` (deterministic builds)",
         f"- split: {config['split']['kind']} (split seed {config['split']['seed']}); "
         f"{info.get('n_train', '?')} / {info.get('n_val', '?')} / {info.get('n_test', '?')} "
-        "train / val / test graphs",
+        "train / val / test graphs"
+        + (f", of the training graphs {info['n_augment']} from the augmentation folders "
+           f"{_folders(config['data']['augment'])} (training sources only)"
+           if info.get("n_augment") else ""),
         f"- seed: {config['seed']}",
         f"- generator: `{gen['name']}`, hparams {dict(gen.get('hparams', {}))}; "
         f"{info.get('n_parameters', '?')} parameters",

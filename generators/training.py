@@ -6,8 +6,8 @@
 `train` seeds everything (`cfg.seed`), builds the data module and the generator (hyper-parameters
 from the config, plus any the generator reads from the training data, e.g. the MLP's species
 vocabulary), trains with early stopping on `trainer.monitor` (patience `trainer.patience`) under a
-wall-clock cap (`trainer.max_time_minutes`, Lightning's `max_time`), restores the best validation
-weights, evaluates on the validation and test parts and, given an output folder, writes the
+wall-clock cap (`trainer.max_time_minutes`, Lightning's `max_time`), optionally averages the
+weights (`trainer.ema_decay`), restores the best validation weights, evaluates on the validation and test parts and, given an output folder, writes the
 checkpoint (`model.safetensors` carrying the resolved config and metrics), `metrics.json` and
 `config.yaml`.
 """
@@ -30,7 +30,7 @@ from invdesign.generators.base import Generator, build_generator, generator_clas
 from invdesign.generators.checkpoint import save_checkpoint
 from invdesign.generators.data import ChiliTaskDataModule
 from invdesign.generators.evaluation import evaluate_generator
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
 from invdesign.config import data_roots, task_spec, to_container
@@ -99,14 +99,23 @@ class GeneratorModule(L.LightningModule):
 
 
 class BestWeights(Callback):
-    """Keeps a copy of the weights at the best value of `monitor` and restores them when fitting
-    ends."""
+    """Keeps a copy of the weights validation ran with at the best value of `monitor` and restores
+    them when fitting ends.
+
+    The weights are taken when validation starts, so a weight-averaging callback placed before
+    this one (it swaps the averaged weights in for validation) has them kept instead of the raw
+    ones."""
 
     def __init__(self, monitor: str) -> None:
         self.monitor = monitor
         self.best = float("inf")
         self.best_epoch = -1
         self.state: dict[str, torch.Tensor] | None = None
+        self._validated: dict[str, torch.Tensor] | None = None
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated = copy.deepcopy(pl_module.state_dict())
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -119,7 +128,7 @@ class BestWeights(Callback):
             )
         if float(value) < self.best:
             self.best, self.best_epoch = float(value), trainer.current_epoch
-            self.state = copy.deepcopy(pl_module.state_dict())
+            self.state = self._validated
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.state is not None:
@@ -186,6 +195,7 @@ def train(
         int(cfg.data.eval_batch_size),
         tuple(cfg.data.condition_on),
         int(cfg.data.num_workers),
+        list(cfg.data.augment),
     )
     dm.setup("fit")
     cls = generator_class(cfg.generator.name)
@@ -198,6 +208,8 @@ def train(
     best = BestWeights(cfg.trainer.monitor)
     stopper = EarlyStopping(cfg.trainer.monitor, patience=int(cfg.trainer.patience), mode="min")
     callbacks: list[Callback] = [best, stopper]
+    if cfg.trainer.ema_decay:  # before BestWeights: validation must see the averaged weights
+        callbacks.insert(0, EMAWeightAveraging(decay=float(cfg.trainer.ema_decay)))
     if progress is not None:
         callbacks.append(EpochReport(progress, best))
     trainer = L.Trainer(
@@ -232,6 +244,7 @@ def train(
         "stopped_early": bool(stopper.stopped_epoch),
         "train_seconds": round(seconds, 1),
         "n_train": len(dm.parts["train"]),
+        "n_augment": dm.n_augment,
         "n_val": len(dm.parts["val"]),
         "n_test": len(dm.parts["test"]),
         "n_parameters": sum(p.numel() for p in generator.parameters()),

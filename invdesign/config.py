@@ -32,13 +32,17 @@ CONDITION_EXTRAS = ("composition", "cell", "n_atoms")
 @dataclass
 class DataConfig:
     """root: folder of CHILI-layout `.h5` files, or a list of folders trained on together (e.g.
-    CHILI-3K and the `clusters` set); condition_on: extras the model sees besides the patterns."""
+    CHILI-3K and the `clusters` set); condition_on: extras the model sees besides the patterns;
+    augment: folders of extra training graphs (e.g. more particle sizes cut from the same unit
+    cells by `invdesign data build chili3k --radii ...`), of which only the graphs of sources in
+    the training part are used; validation and test come from `root` alone."""
 
     root: Any = "???"
     batch_size: int = 16
     eval_batch_size: int = 256
     num_workers: int = 0
     condition_on: list[str] = field(default_factory=list)
+    augment: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -78,7 +82,9 @@ class OptimizerConfig:
 class TrainerConfig:
     """patience: early-stopping epochs without improvement of `monitor` (CHILI: 50);
     max_time_minutes: wall-clock cap per run (CHILI: 60); num_threads: torch CPU threads
-    (None: torch's default)."""
+    (None: torch's default); ema_decay: exponential moving average of the weights per optimiser
+    step (Lightning's `EMAWeightAveraging`), validated, kept and shipped instead of the raw
+    weights; 0 turns it off."""
 
     max_epochs: int = 1000
     patience: int = 50
@@ -90,6 +96,7 @@ class TrainerConfig:
     limit_train_batches: float = 1.0
     num_threads: int | None = 1
     log_every_n_steps: int = 50
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -197,6 +204,8 @@ def validate(cfg: DictConfig, where: str = "config") -> None:
     ):
         if value <= 0:
             fail(f"{key} must be positive, got {value}")
+    if not 0.0 <= cfg.trainer.ema_decay < 1.0:
+        fail(f"trainer.ema_decay must be in [0, 1), got {cfg.trainer.ema_decay}")
     if cfg.trainer.patience < 1:
         fail(f"trainer.patience must be at least 1, got {cfg.trainer.patience}")
     if cfg.optimizer.name.lower() not in ("adam", "adamw", "sgd"):

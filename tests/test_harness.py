@@ -218,3 +218,66 @@ def test_save_checkpoint_round_trip_without_training(tmp_path):
     again = load_checkpoint(path)
     assert again.task == model.task and again.hparams() == model.hparams()
     assert read_metadata(path)["config"] == {"note": "hand-made"}
+
+
+def test_weight_averaging_keeps_the_weights_validation_saw(tiny_root):
+    """With `trainer.ema_decay` the averaged weights are validated; the best of them are the ones
+    restored, so their validation loss, recomputed here, is the best one recorded."""
+    from invdesign.generators.data import ChiliTaskDataModule
+
+    cfg = _cfg(tiny_root, "saxs->unit_cell_pos_frac", max_epochs=4, monitor="val/loss",
+               ema_decay=0.9)
+    result = train(cfg, evaluate_parts=())
+    raw = train(_cfg(tiny_root, "saxs->unit_cell_pos_frac", max_epochs=4, monitor="val/loss"),
+                evaluate_parts=())
+    dm = ChiliTaskDataModule(str(tiny_root), TaskSpec.parse(cfg.task.name), cfg.split.kind,
+                             int(cfg.split.seed), int(cfg.data.batch_size),
+                             int(cfg.data.eval_batch_size))
+    dm.setup("fit")
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for batch in dm.val_dataloader():
+            total += float(result.generator.loss(batch)["loss"]) * batch.target.shape[0]
+            n += batch.target.shape[0]
+    assert total / n == pytest.approx(result.info["best_val_loss"], rel=1e-5)
+    assert result.info["best_val_loss"] != pytest.approx(raw.info["best_val_loss"], rel=1e-6)
+    with pytest.raises(ConfigError, match="ema_decay"):
+        _cfg(tiny_root, ema_decay=1.0)
+
+
+def test_augment_folders_add_training_graphs_of_training_sources_only(tiny_root, tmp_path):
+    """`data.augment`: extra particles of every source; only the training sources' ones join the
+    training part, validation and test stay those of `data.root`."""
+    from invdesign.generators.data import ChiliTaskDataModule
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    for k in range(6):  # the same sources as tiny_root, two other particle sizes each
+        write_chili_file(extra / f"Toy{k}.h5", toy_record(
+            name=f"Toy{k}", n_unit_cell=4 + k, particle_atoms=(5, 9), sizes=(3.0, 4.0),
+            seed=100 + k))
+    write_chili_file(extra / "Other.h5", toy_record(name="Other", particle_atoms=(6,), seed=7))
+    task = TaskSpec.parse("xPDF->pos_abs")
+    plain = ChiliTaskDataModule(str(tiny_root), task, "grouped")
+    plain.setup()
+    dm = ChiliTaskDataModule(str(tiny_root), task, "grouped", augment=[str(extra)])
+    dm.setup()
+    train_sources = {m["source"] for m in plain.parts["train"].meta}
+    added = dm.parts["train"].meta[len(plain.parts["train"]):]
+    assert dm.n_augment == len(added) == 2 * len(train_sources)
+    assert {m["source"] for m in added} == train_sources  # never 'Other', never a test source
+    assert set(dm.parts["train"].n_atoms[len(plain.parts["train"]):].tolist()) == {5, 9}
+    for part in ("val", "test"):
+        assert dm.parts[part].indices == plain.parts[part].indices
+    assert torch.equal(dm.parts["train"].target[: len(plain.parts["train"])],
+                       plain.parts["train"].target)
+    assert all(i < 0 for i in dm.parts["train"].indices[len(plain.parts["train"]):])
+
+    result = train(config_from_dict({
+        "task": {"name": "xPDF->pos_abs"},
+        "split": {"kind": "grouped"},
+        "data": {"root": str(tiny_root), "batch_size": 4, "augment": [str(extra)]},
+        "trainer": {"max_epochs": 1},
+    }), evaluate_parts=("test",))
+    assert result.info["n_augment"] == dm.n_augment
+    assert result.metrics["test"]["n_samples"] == len(plain.parts["test"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from invdesign.evaluators import metrics
 from invdesign.evaluators.metrics import (
     chili_mae,
     count_accuracy,
@@ -84,3 +85,73 @@ def test_count_and_species_accuracy():
     )
     with pytest.raises(ValueError):
         count_accuracy([1, 2], [1])
+
+
+def _octahedron() -> np.ndarray:
+    from ase.cluster import Octahedron
+
+    xyz = Octahedron("Pt", 5).positions  # 85 atoms, centrosymmetric
+    return xyz - xyz.mean(axis=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_aligned_recovers_a_rotated_permuted_particle(seed):
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(seed)
+    true = _octahedron()
+    turn = Rotation.random(random_state=seed).as_matrix()
+    pred = (true @ turn.T + rng.normal(0, 0.03, true.shape) + [1.0, -2.0, 0.5])[
+        rng.permutation(len(true))
+    ]
+    assert metrics.matched_errors(pred, true)["mae"] > 0.3  # the frame alone costs this much
+    e = metrics.aligned_errors(pred, true)
+    assert e["n_matched"] == len(true)
+    assert e["mae"] < 0.04  # only the 0.03 Å noise is left (mean |N(0, 0.03)| = 0.024)
+
+
+def test_aligned_finds_a_mirror_image():
+    rng = np.random.default_rng(3)
+    true = rng.normal(0, 3.0, (30, 3))  # no symmetry: the mirror image is not a rotation of it
+    pred = true * [1.0, 1.0, -1.0]
+    rotations_only = metrics.aligned_errors(pred, true, n_random=0)
+    assert metrics.aligned_errors(pred, true)["mae"] < 1e-6
+    assert rotations_only["mae"] < 1e-6  # the 48 cube starts include the mirror z -> -z
+
+
+def test_aligned_particle_keeps_a_real_difference():
+    rng = np.random.default_rng(4)
+    true = _octahedron()
+    pred = true * 1.1  # 10 % larger: no rotation removes that
+    e = metrics.aligned_errors(pred[rng.permutation(len(pred))], true)
+    assert 0.05 < e["mae"] <= metrics.matched_errors(pred, true)["mae"] + 1e-12
+
+
+def test_aligned_cell_removes_an_origin_shift_across_the_boundary():
+    rng = np.random.default_rng(5)
+    true = rng.random((12, 3))
+    pred = (true + [0.37, 0.91, 0.05] + rng.normal(0, 0.002, true.shape)) % 1.0
+    pred = pred[rng.permutation(12)]
+    assert metrics.matched_errors(pred, true, periodic=True)["mae"] > 0.05
+    assert metrics.aligned_errors(pred, true, periodic=True)["mae"] < 0.003
+
+
+def test_aligned_never_exceeds_matched():
+    rng = np.random.default_rng(6)
+    for periodic in (False, True):
+        for _ in range(5):
+            pred, true = rng.random((9, 3)), rng.random((7, 3))
+            if not periodic:
+                pred, true = pred * 8, true * 8
+            a = metrics.aligned_errors(pred, true, periodic)
+            m = metrics.matched_errors(pred, true, periodic)
+            assert a["n_matched"] == 7
+            assert a["mae"] <= m["mae"] + 1e-12
+
+
+def test_aligned_summary_pools_like_matched_summary():
+    true = [np.zeros((1, 3)) + 0.5, np.array([[0.1, 0.1, 0.1], [0.6, 0.6, 0.6]])]
+    pred = [t + 0.25 for t in true]
+    out = metrics.aligned_summary(pred, true, periodic=True)
+    assert out["aligned_mae"] < 1e-9  # a pure shift
+    assert set(out) == {"aligned_mae", "aligned_rmsd"}

@@ -15,6 +15,7 @@ COLUMNS = (
     "chili_mae",
     "matched_mae",
     "matched_rmsd",
+    "aligned_mae",
     "count_accuracy",
     "species_accuracy",
     "composition_accuracy",
