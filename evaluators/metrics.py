@@ -141,8 +141,8 @@ def _orientations(n_random: int, seed: int) -> np.ndarray:
 
 
 def _kabsch(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
-    """Orthogonal matrix R (det +1 or -1, keeping the sign of the start) minimising
-    |moving @ R.T - fixed|; the improper case goes through the inversion -I."""
+    """The proper rotation R minimising |moving @ R.T - fixed| (callers reach the improper ones,
+    which a particle's pattern cannot tell apart either, as -R fitted to -moving)."""
     rot, _ = Rotation.align_vectors(fixed, moving)
     return rot.as_matrix()
 
