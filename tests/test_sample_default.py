@@ -74,3 +74,23 @@ def test_loading_an_mlp_checkpoint_imports_no_other_generator(tiny_checkpoint) -
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def _generator_checkpoints() -> list:
+    root = defaults.checkpoint_root()
+    return sorted(p.name for p in root.iterdir() if (p / "model.safetensors").is_file()
+                  and not p.name.startswith("property-")) if root.is_dir() else []
+
+
+@pytest.mark.parametrize("name", _generator_checkpoints())
+def test_every_shipped_generator_is_small_loads_and_has_a_card(name: str) -> None:
+    from invdesign.generators.checkpoint import read_metadata
+    from invdesign.pipeline.planning import load_generator
+
+    path = _shipped(name)
+    assert (path / "model.safetensors").stat().st_size < 10e6  # "a few MB"
+    generator = load_generator(path)
+    card = (path / "MODEL_CARD.md").read_text()
+    assert "invdesign train --config configs/" in card  # the command that made it
+    assert f"generator for {generator.task.name}" in card
+    assert "test" in read_metadata(path / "model.safetensors")["metrics"]
