@@ -195,7 +195,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "`matched_mae`: the same after optimal (Hungarian) atom pairing, minimum image for "
         "fractional coordinates; `aligned_mae`: matched MAE after the best rotation or reflection "
         "(particles) or origin shift (unit cells), the frame a rotation- or translation-invariant "
-        "generator cannot know ('-' for rows run before it existed); `count_acc`: exact atom count of free samples (count head of the "
+        "generator cannot know ('-' for rows run before it existed); `count_acc`: exact atom "
+        "count of free samples (count head of the "
         "MLP and diffusion model, Algorithm S1 segmentation for the VAE); `Rw`: median Rw of free "
         "samples' DebyeCalculator patterns against their input patterns (`--rw-items` test items, "
         "unit cells cut like the input; '-' where not measured). ratio = our chili_mae / paper MAE "
@@ -203,7 +204,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         "`chili3k_table5.json`.",
         "",
         "| task | model | split | n | data: train/val/test graphs | paper MAE (CHILI-3K) | "
-        "chili_mae | ratio | matched_mae | aligned_mae | count_acc | Rw | epochs | s/run | cap (min) |",
+        "chili_mae | ratio | matched_mae | aligned_mae | count_acc | Rw | epochs | s/run | "
+        "cap (min) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -226,7 +228,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"{_stat(mae, digits)} | "
             f"{ratio} | "
             f"{_stat([r['matched_mae'] for r in rs], digits)} | "
-            f"{_stat([r['aligned_mae'] for r in rs if r.get('aligned_mae') is not None], digits)} | "
+            f"{_stat([r['aligned_mae'] for r in rs if r.get('aligned_mae') is not None], digits)}"
+            " | "
             f"{_stat([r['count_accuracy'] for r in rs if r['count_accuracy'] is not None], 3)} | "
             f"{_stat([r['rw_median'] for r in rs if r.get('rw_median') is not None], 3)} | "
             f"{statistics.mean(r['epochs'] for r in rs):.0f} | "

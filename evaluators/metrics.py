@@ -186,7 +186,7 @@ def _align_cell(pred: np.ndarray, true: np.ndarray) -> Matched:
     shifts = (true[None, :, :] - pred[:, None, :]).reshape(-1, 3)
     shifts = np.unique(np.round(shifts - np.floor(shifts), 6), axis=0)
     scored = sorted(
-        ((_mean_abs(match(pred + shift, true, periodic=True)), i) for i, shift in enumerate(shifts)),
+        (_mean_abs(match(pred + shift, true, periodic=True)), i) for i, shift in enumerate(shifts)
     )
     best = match(pred, true, periodic=True)
     for _, i in scored[:5]:  # refine the best few: move the origin by the mean wrapped residual
@@ -231,8 +231,9 @@ def _pool(errors: list[dict[str, float]]) -> dict[str, float]:
     """MAE over all matched coordinates, RMSD averaged over structures."""
     used = [e for e in errors if e["n_matched"]]
     n_coords = sum(3 * e["n_matched"] for e in used)
+    total = sum(e["mae"] * 3 * e["n_matched"] for e in used)
     return {
-        "mae": sum(e["mae"] * 3 * e["n_matched"] for e in used) / n_coords if n_coords else float("nan"),
+        "mae": total / n_coords if n_coords else float("nan"),
         "rmsd": float(np.mean([e["rmsd"] for e in used])) if used else float("nan"),
     }
 

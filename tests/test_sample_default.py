@@ -85,6 +85,7 @@ def _generator_checkpoints() -> list:
 @pytest.mark.parametrize("name", _generator_checkpoints())
 def test_every_shipped_generator_is_small_loads_and_has_a_card(name: str) -> None:
     from invdesign.generators.checkpoint import read_metadata
+
     from invdesign.pipeline.planning import load_generator
 
     path = _shipped(name)

@@ -12,7 +12,6 @@ Whether the range covers a model grid is checked by `check_covers` (no silent ze
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 from os import PathLike
@@ -24,8 +23,6 @@ import numpy as np
 from invdesign.errors import DataFormatError, InvdesignError
 from invdesign.io.composition import metal_core, parse_composition
 from invdesign.io.headers import HeaderInfo, is_data_line, parse_header, split_header
-
-log = logging.getLogger(__name__)
 
 Kind = Literal["pdf", "xrd", "saxs"]
 KINDS: tuple[str, ...] = ("pdf", "xrd", "saxs")
@@ -173,9 +170,7 @@ def read_pattern(path: str | PathLike, kind: Kind = "pdf", **overrides: Any) -> 
         notes.append(f"qmax not in the header; using {DEFAULT_QMAX} Å^-1 (option qmax)")
     qdamp = float(pick("qdamp", DEFAULT_QDAMP))
     if sources["qdamp"] == "default" and kind == "pdf":
-        message = f"qdamp not in the header; using {DEFAULT_QDAMP} Å^-1 (option qdamp)"
-        notes.append(message)
-        log.warning("%s: %s", path, message)
+        notes.append(f"qdamp not in the header; using {DEFAULT_QDAMP} Å^-1 (option qdamp)")
     biso = float(pick("biso", DEFAULT_BISO))
     _check_instrument(path, kind, qmin, qmax, qdamp, biso)
     return MeasuredPattern(
