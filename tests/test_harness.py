@@ -281,3 +281,16 @@ def test_augment_folders_add_training_graphs_of_training_sources_only(tiny_root,
     }), evaluate_parts=("test",))
     assert result.info["n_augment"] == dm.n_augment
     assert result.metrics["test"]["n_samples"] == len(plain.parts["test"])
+
+
+def test_augment_folder_without_training_sources_fails_clearly(tiny_root, tmp_path, capsys):
+    extra = tmp_path / "other"
+    extra.mkdir()
+    write_chili_file(extra / "Other.h5", toy_record(name="Other", particle_atoms=(6,), seed=7))
+    out = tmp_path / "run"
+    code = main(["train", "--config", str(CONFIGS[0]), "--data", str(tiny_root), "--out", str(out),
+                 f"data.augment=[{extra}]", "trainer.max_epochs=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "Traceback" not in err[0]
+    assert "comes from a training source" in err[0] and str(extra) in err[0]
+    assert not out.exists()
