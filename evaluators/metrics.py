@@ -27,6 +27,7 @@ Inputs are numpy arrays; coordinates [n, 3].
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -143,7 +144,9 @@ def _orientations(n_random: int, seed: int) -> np.ndarray:
 def _kabsch(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     """The proper rotation R minimising |moving @ R.T - fixed| (callers reach the improper ones,
     which a particle's pattern cannot tell apart either, as -R fitted to -moving)."""
-    rot, _ = Rotation.align_vectors(fixed, moving)
+    with warnings.catch_warnings():  # a degenerate pairing (few atoms, all on a line) is expected
+        warnings.simplefilter("ignore", UserWarning)
+        rot, _ = Rotation.align_vectors(fixed, moving)
     return rot.as_matrix()
 
 
