@@ -109,17 +109,15 @@ def run_uniform(args: argparse.Namespace, task: str, split: str, seed: int) -> d
     """The reference row: uniform random structures at the true count (see the module docstring)."""
     import numpy as np
     from invdesign.evaluators import metrics
-    from invdesign.generators.data import load_task_data
+    from invdesign.generators.data import load_task_part
 
     from invdesign.data.dataset import ChiliDataset
-    from invdesign.data.splits import split_indices
     from invdesign.tasks import TaskSpec
 
     spec = TaskSpec.parse(task)
     ds = ChiliDataset(args.data)
-    chosen = ds.task_indices(spec.target, spec.max_atoms)
-    parts = split_indices(ds, split, 42, indices=chosen)
-    data = load_task_data(ds, spec, chosen).subset(parts["test"])
+    data = load_task_part(ds, spec, split, 42, "test")
+    n_train, n_val = (len(load_task_part(ds, spec, split, 42, p)) for p in ("train", "val"))
     truth = [data.target[i][data.mask[i]].double().numpy() for i in range(len(data))]
     rng = np.random.default_rng(seed)
     periodic = spec.kind == "unit_cell"
@@ -139,7 +137,7 @@ def run_uniform(args: argparse.Namespace, task: str, split: str, seed: int) -> d
         **matched,
         **metrics.aligned_summary(preds, truth, periodic),
         "count_accuracy": None, "rw_median": None, "n_test": len(truth),
-        "n_train": len(parts["train"]), "n_val": len(parts["val"]),
+        "n_train": n_train, "n_val": n_val,
         "epochs": 0, "best_epoch": 0, "stopped_early": False, "train_seconds": 0.0,
         "patience": 0, "max_time_minutes": 0.0, "dataset": "CHILI-3K rebuilt",
         "data_folder": str(Path(args.data).resolve()), "split_seed": 42, "overrides": [],

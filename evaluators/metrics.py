@@ -17,9 +17,8 @@
   the minimum over rotations and reflections about the centroid (particles: 1,024 orientations
   and their mirror images scored by nearest-atom distance, the best refined by iterative closest
   point with Kabsch steps through scipy's `Rotation.align_vectors`, finished with Hungarian
-  pairing) or over origin shifts (unit cells:
-  every shift that lays one predicted atom on one true atom, then refined). It never exceeds the
-  unaligned value.
+  pairing) or over origin shifts (unit cells: every shift that lays one predicted atom on one
+  true atom, the best refined). It never exceeds the unaligned value.
 - `count_accuracy`, `species_accuracy`: exact-count rate, and composition agreement.
 
 Inputs are numpy arrays; coordinates [n, 3].
@@ -150,12 +149,16 @@ def _kabsch(moving: np.ndarray, fixed: np.ndarray) -> np.ndarray:
     return rot.as_matrix()
 
 
-def _icp(p: np.ndarray, t: np.ndarray, tree: cKDTree, rot: np.ndarray, steps: int) -> np.ndarray:
-    """Iterative closest point from `rot`: pair each atom with its nearest true atom, Kabsch."""
+def _refine(p: np.ndarray, t: np.ndarray, rot: np.ndarray, pair, steps: int) -> np.ndarray:
+    """Alternate pairing and Kabsch from `rot`, keeping its handedness: `pair(moved)` gives the
+    (predicted, true) rows paired for the moved prediction. Stops early once `rot` is fixed."""
     sign = np.sign(np.linalg.det(rot))
     for _ in range(steps):
-        _, nearest = tree.query(p @ rot.T)
-        rot = sign * _kabsch(sign * p, t[nearest])
+        rows, cols = pair(p @ rot.T)
+        new = sign * _kabsch(sign * p[rows], t[cols])
+        if np.allclose(new, rot, atol=1e-10):
+            return new
+        rot = new
     return rot
 
 
@@ -163,23 +166,24 @@ def _align_particle(pred: np.ndarray, true: np.ndarray, n_random: int, seed: int
     p = pred - pred.mean(axis=0)
     t = true - true.mean(axis=0)
     tree = cKDTree(t)
+
+    def nearest(moved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.arange(len(moved)), tree.query(moved)[1]
+
+    def hungarian(moved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m = match(moved, t)
+        return m.pred_index, m.true_index
+
     # Score every orientation at once by the mean distance to the nearest true atom; the basin of
     # the right one is narrow (a few degrees turn the surface atoms by half a bond), hence many.
     rots = _orientations(n_random, seed)
     moved = np.einsum("nj,rij->rni", p, rots).reshape(-1, 3)
     score = tree.query(moved)[0].reshape(len(rots), -1).mean(axis=1)
-    refined = [_icp(p, t, tree, rots[i], 10) for i in np.argsort(score)[:10]]
+    refined = [_refine(p, t, rots[i], nearest, 10) for i in np.argsort(score)[:10]]  # ICP
     refined.sort(key=lambda rot: float(tree.query(p @ rot.T)[0].mean()))
     best = match(pred, true)
     for rot in refined[:3]:  # finish the best few with one-to-one pairing
-        sign = np.sign(np.linalg.det(rot))
-        for _ in range(8):
-            m = match(p @ rot.T, t)
-            new = sign * _kabsch(sign * p[m.pred_index], t[m.true_index])
-            if np.allclose(new, rot, atol=1e-10):
-                break
-            rot = new
-        m = match(p @ rot.T, t)
+        m = match(p @ _refine(p, t, rot, hungarian, 8).T, t)
         if _mean_abs(m) < _mean_abs(best):
             best = m
     return best

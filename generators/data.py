@@ -189,6 +189,23 @@ def load_task_data(ds: ChiliDataset, task: TaskSpec, indices: list[int] | None =
     return data
 
 
+def load_task_part(
+    ds: ChiliDataset, task: TaskSpec, split: str = "grouped", split_seed: int = 42,
+    part: str = "test",
+) -> TaskData:
+    """The task tensors of one part ('train', 'val', 'test', or 'all') of a split of `ds`."""
+    chosen = ds.task_indices(task.target, task.max_atoms)
+    if not chosen:
+        raise InvdesignError(f"no graph fits task {task.name}", _where(ds))
+    data = load_task_data(ds, task, chosen)
+    if part == "all":
+        return data
+    rows = split_indices(ds, split, split_seed, indices=chosen)[part]
+    if not rows:
+        raise InvdesignError(f"the {part} part of the {split} split is empty", _where(ds))
+    return data.subset(rows)
+
+
 def _where(ds: ChiliDataset) -> str:
     return ", ".join(str(folder) for folder in getattr(ds, "data_roots", [ds.data_root]))
 

@@ -29,7 +29,6 @@ from invdesign.evaluators import metrics
 from invdesign.generators.base import Generator
 from invdesign.generators.data import TaskData
 
-from invdesign.errors import InvdesignError
 from invdesign.structure import Structure
 from invdesign.tasks import Condition
 
@@ -104,10 +103,9 @@ def evaluate_checkpoint(
     named in its config (or `split_kind`), with the split seed and condition extras it was trained
     with."""
     from invdesign.generators.checkpoint import load_checkpoint, read_metadata
-    from invdesign.generators.data import load_task_data
+    from invdesign.generators.data import load_task_part
 
     from invdesign.data.dataset import ChiliDataset
-    from invdesign.data.splits import split_indices
 
     meta = read_metadata(checkpoint)
     generator = load_checkpoint(checkpoint, device=device)
@@ -117,15 +115,7 @@ def evaluate_checkpoint(
     cond_on = tuple(cfg.get("data", {}).get("condition_on", ()))
     ds = ChiliDataset(data_root)
     task = generator.task
-    chosen = ds.task_indices(task.target, task.max_atoms)
-    if not chosen:
-        raise InvdesignError(f"no graph fits task {task.name}", data_root)
-    data = load_task_data(ds, task, chosen)
-    if part != "all":
-        chosen = split_indices(ds, kind, int(split_cfg.get("seed", 42)), indices=chosen)[part]
-        if not chosen:
-            raise InvdesignError(f"the {part} part of the {kind} split is empty", data_root)
-        data = data.subset(chosen)
+    data = load_task_part(ds, task, kind, int(split_cfg.get("seed", 42)), part)
     out = evaluate_generator(generator, data, condition_on=cond_on)
     out.update(
         {
