@@ -189,21 +189,40 @@ def load_task_data(ds: ChiliDataset, task: TaskSpec, indices: list[int] | None =
     return data
 
 
+def _task_graphs(ds: ChiliDataset, task: TaskSpec) -> list[int]:
+    chosen = ds.task_indices(task.target, task.max_atoms)
+    if not chosen:
+        raise InvdesignError(f"no graph fits task {task.name}", _where(ds))
+    return chosen
+
+
+def load_task_split(
+    ds: ChiliDataset, task: TaskSpec, split: str = "grouped", split_seed: int = 42,
+    required: tuple[str, ...] = ("train", "val", "test"),
+) -> dict[str, TaskData]:
+    """The task tensors of the 'train', 'val' and 'test' parts of a split of `ds` (each part's
+    `indices` are its dataset graph indices); a one-line error when a `required` part is empty."""
+    chosen = _task_graphs(ds, task)
+    data = load_task_data(ds, task, chosen)
+    parts = split_indices(ds, split, split_seed, indices=chosen)
+    for name in required:
+        if not parts[name]:
+            raise InvdesignError(
+                f"the {split} split of {len(chosen)} graphs for task {task.name} leaves the "
+                f"{name} part empty",
+                _where(ds),
+            )
+    return {name: data.subset(idx) for name, idx in parts.items()}
+
+
 def load_task_part(
     ds: ChiliDataset, task: TaskSpec, split: str = "grouped", split_seed: int = 42,
     part: str = "test",
 ) -> TaskData:
     """The task tensors of one part ('train', 'val', 'test', or 'all') of a split of `ds`."""
-    chosen = ds.task_indices(task.target, task.max_atoms)
-    if not chosen:
-        raise InvdesignError(f"no graph fits task {task.name}", _where(ds))
-    data = load_task_data(ds, task, chosen)
     if part == "all":
-        return data
-    rows = split_indices(ds, split, split_seed, indices=chosen)[part]
-    if not rows:
-        raise InvdesignError(f"the {part} part of the {split} split is empty", _where(ds))
-    return data.subset(rows)
+        return load_task_data(ds, task, _task_graphs(ds, task))
+    return load_task_split(ds, task, split, split_seed, (part,))[part]
 
 
 def _where(ds: ChiliDataset) -> str:
@@ -282,19 +301,9 @@ class ChiliTaskDataModule(L.LightningDataModule):
         ds = ChiliDataset(self.root)
         self.data_fingerprint = ds.fingerprint
         self.n_files = len({row.path for row in ds.records})
-        chosen = ds.task_indices(self.task.target, self.task.max_atoms)
-        data = load_task_data(ds, self.task, chosen)
-        parts = split_indices(ds, self.split, self.split_seed, indices=chosen)
-        for name, idx in parts.items():
-            if not idx:
-                raise InvdesignError(
-                    f"the {self.split} split of {len(chosen)} graphs for task "
-                    f"{self.task.name} leaves the {name} part empty",
-                    _where(ds),
-                )
-            self.parts[name] = data.subset(idx)
+        self.parts = load_task_split(ds, self.task, self.split, self.split_seed)
         if self.augment:
-            self._add_augment({ds.records[i].source for i in parts["train"]})
+            self._add_augment({ds.records[i].source for i in self.parts["train"].indices})
 
     def _add_augment(self, train_sources: set[str]) -> None:
         extra = ChiliDataset(self.augment)

@@ -8,9 +8,8 @@ from the config, plus any the generator reads from the training data, e.g. the M
 vocabulary), trains with early stopping on `trainer.monitor` (patience `trainer.patience`) under a
 wall-clock cap (`trainer.max_time_minutes`, Lightning's `max_time`), optionally averages the
 weights (`trainer.ema_decay`), restores the best validation weights, evaluates on the validation
-and test parts and, given an output folder, writes the
-checkpoint (`model.safetensors` carrying the resolved config and metrics), `metrics.json` and
-`config.yaml`.
+and test parts and, given an output folder, writes the checkpoint (`model.safetensors` carrying the
+resolved config and metrics), `metrics.json` and `config.yaml`.
 """
 
 from __future__ import annotations
