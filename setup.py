@@ -1,7 +1,7 @@
 """Maps the top-level `generators/` and `evaluators/` folders into the `invdesign` namespace.
 
-Everything else about the package lives in pyproject.toml; setup.py only computes the package list, which
-pyproject.toml cannot express for renamed folders.
+Everything else about the package lives in pyproject.toml; setup.py only computes the package list,
+which pyproject.toml cannot express for renamed folders.
 """
 
 from setuptools import find_packages, setup
