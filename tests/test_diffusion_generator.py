@@ -239,3 +239,25 @@ def test_max_radius_is_read_from_particle_data() -> None:
     data.target[1, :3] = torch.tensor([[1.0, 1, 1], [1, 1, 1], [1, 1, 1]])
     hp = DiffusionGenerator.hparams_from_data(data)
     assert hp["max_radius"] == pytest.approx(2.0 * 1.25)
+
+
+@pytest.mark.parametrize("which", ["particle_gen", "cell_gen"])
+def test_noise_prediction_error_against_predicting_zero(which: str,
+                                                        request: pytest.FixtureRequest) -> None:
+    """At a small noise level the target is (for cells, up to wrapping) the standard normal noise
+    itself, so predicting zero scores about 1 per coordinate (particles: centre-of-mass-free noise,
+    (n - 1) / n); the same generator seed gives the same figures and the model keeps its mode."""
+    gen = request.getfixturevalue(which)
+    gen.train()
+    batch = _batch(gen.task)
+    err, zero = gen.noise_prediction_error(batch, 0, torch.Generator().manual_seed(0))
+    assert gen.training
+    n = batch.n_atoms.double()
+    expected = float(((n - 1) / n * n).sum() / n.sum()) if which == "particle_gen" else 1.0
+    assert zero == pytest.approx(expected, rel=0.35)  # 48 noisy coordinates
+    assert err > 0 and np.isfinite(err)
+    again = gen.noise_prediction_error(batch, 0, torch.Generator().manual_seed(0))
+    assert again == (err, zero)
+    assert gen.noise_level(0) < gen.noise_level(gen.train_scheduler.config.num_train_timesteps - 1)
+    with pytest.raises(InvdesignError, match="timestep"):
+        gen.noise_prediction_error(batch, 10_000)

@@ -193,19 +193,7 @@ class DiffusionGenerator(Generator):
             int(batch.n_atoms.sum()) * 7919 + b)
         t = torch.randint(0, n_steps, (b,), generator=rng).to(mask.device)
         noise = torch.randn(batch.target.shape, generator=rng).to(batch.target)  # [B, M, 3]
-        if self.periodic:
-            sigma = self.sigmas[t].view(b, 1, 1)
-            f_t = periodic.wrap(batch.target + sigma * noise * mask.unsqueeze(-1))
-            # the target is the predictable part of the noise under wrapping (= the noise while
-            # sigma is small): -sigma x the wrapped-normal score
-            eps = periodic.wrapped_noise_target(f_t - batch.target, sigma) * mask.unsqueeze(-1)
-            cell = periodic.cell_from_parameters(batch.cell_params)
-            pred = self.denoiser(f_t, t, species, mask, cond, cell)
-        else:
-            x0 = remove_mean(batch.target, mask) / self.denoiser.coord_scale
-            eps = remove_mean(noise, mask)
-            x_t = self.train_scheduler.add_noise(x0, eps, t)
-            pred = self.denoiser(x_t, t, species, mask, cond)
+        pred, eps = self._noise_and_prediction(batch, cond, t, noise)
         err = ((pred - eps) ** 2).sum(-1)  # [B, M]
         out = {
             "diffusion": (err * mask).sum() / (3 * mask.sum()),
@@ -220,6 +208,56 @@ class DiffusionGenerator(Generator):
             total = total + h["cell_weight"] * out["cell"]
         out["loss"] = total
         return out
+
+    def _noise_and_prediction(
+        self, batch: TaskBatch, cond: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise `batch` to training steps t [B] with standard normal `noise` [B, M, 3]; returns
+        the denoiser's prediction and its target, both [B, M, 3] (zero on padding)."""
+        mask, species = batch.mask, batch.species
+        if self.periodic:
+            sigma = self.sigmas[t].view(-1, 1, 1)
+            f_t = periodic.wrap(batch.target + sigma * noise * mask.unsqueeze(-1))
+            # the target is the predictable part of the noise under wrapping (= the noise while
+            # sigma is small): -sigma x the wrapped-normal score
+            eps = periodic.wrapped_noise_target(f_t - batch.target, sigma) * mask.unsqueeze(-1)
+            cell = periodic.cell_from_parameters(batch.cell_params)
+            return self.denoiser(f_t, t, species, mask, cond, cell), eps
+        x0 = remove_mean(batch.target, mask) / self.denoiser.coord_scale
+        eps = remove_mean(noise, mask)
+        x_t = self.train_scheduler.add_noise(x0, eps, t)
+        return self.denoiser(x_t, t, species, mask, cond), eps
+
+    def noise_level(self, timestep: int) -> float:
+        """Standard deviation per coordinate of the noise added at training step `timestep`: Å for
+        particles (sqrt(1 - abar) x coord_scale), fractional units for unit cells (sigma_t)."""
+        if self.periodic:
+            return float(self.sigmas[timestep])
+        abar = self.train_scheduler.alphas_cumprod[timestep]
+        return float((1 - abar).sqrt()) * self.denoiser.coord_scale
+
+    @torch.no_grad()
+    def noise_prediction_error(
+        self, batch: TaskBatch, timestep: int, generator: torch.Generator | None = None
+    ) -> tuple[float, float]:
+        """The denoiser's skill at one noise level: `batch` noised to training step `timestep`,
+        returns (mean squared error of the predicted noise, mean squared error of predicting zero)
+        per real coordinate. Their ratio is 1 for a denoiser that has learnt nothing, 0 for a
+        perfect one. Noise is drawn on the CPU from `generator`."""
+        n_steps = self.train_scheduler.config.num_train_timesteps
+        if not 0 <= timestep < n_steps:
+            raise InvdesignError(f"timestep must be in 0..{n_steps - 1}, got {timestep}")
+        was_training = self.training
+        self.eval()
+        batch = batch.to(self.device)
+        cond = self.encoder(batch.condition.patterns)
+        t = torch.full((batch.mask.shape[0],), timestep, dtype=torch.long, device=self.device)
+        noise = torch.randn(batch.target.shape, generator=generator).to(batch.target)
+        pred, eps = self._noise_and_prediction(batch, cond, t, noise)
+        self.train(was_training)
+        m = batch.mask.unsqueeze(-1).to(pred.dtype)
+        n = 3 * m.sum()
+        return float(((pred - eps) ** 2 * m).sum() / n), float((eps**2 * m).sum() / n)
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
