@@ -2,8 +2,9 @@
 
 Run: `python tools/make_element_table.py`. The table is shipped so that importing invdesign does not
 open mendeleev's database (2 s per process, paid again in every worker of a parallel build).
-Columns: atomic_number, symbol, atomic_radius (Slater, pm), atomic_weight (u), electron_affinity (eV,
-missing -> 0.0, as CHILI's node features need a number), metallic_radius (pm, empty when unknown).
+Columns: atomic_number, symbol, atomic_radius (Slater, pm), atomic_weight (u), electron_affinity
+(eV, missing -> 0.0, as CHILI's node features need a number), metallic_radius (pm, empty
+when unknown).
 """
 
 from pathlib import Path
