@@ -13,8 +13,9 @@ Prints one row per timestep: the noise's standard deviation per coordinate (Å f
 fractional units for unit cells), the ratio on the chosen part and, for particles, the ratio of an
 oracle that knows each true particle: it estimates every noisy atom's clean position as the
 posterior mean over the true positions of its species (Gaussian likelihood, the one-to-one pairing
-ignored). The oracle knows more than any model can, so its ratio is a floor; where the model is far
-above it the denoiser, not the ambiguity of the noisy structure, is what limits.
+ignored). The oracle knows more than any model can; only the exact posterior, which also uses the
+one-to-one pairing, can score lower. Where the model is far above it, the denoiser, not the
+ambiguity of the noisy structure, is what limits.
 """
 
 from __future__ import annotations
