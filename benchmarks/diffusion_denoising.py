@@ -89,8 +89,8 @@ def main() -> None:
             err, zero = err + e, zero + z
         level = model.noise_level(t)
         oracle = "-"
-        if not periodic:  # the oracle works in the clean frame: sigma_VE = level / sqrt(abar)
-            abar = 1 - (level / model.denoiser.coord_scale) ** 2
+        if not periodic:  # the oracle works in the clean frame: x_t / sqrt(abar_t)
+            abar = float(model.train_scheduler.alphas_cumprod[t])
             oracle = f"{oracle_ratio(batch, level / abar**0.5, args.draws, rng):.3f}"
         print(f"{t:>5} {level:>18.4f} {err / zero:>10.3f} {oracle:>8}", flush=True)
     print(f"({time.time() - start:.0f} s)")
