@@ -26,6 +26,7 @@ import time
 import torch
 from invdesign.generators.checkpoint import load_checkpoint
 from invdesign.generators.data import load_task_part
+from invdesign.generators.diffusion.denoisers import remove_mean
 
 from invdesign.data.dataset import ChiliDataset
 
@@ -38,13 +39,11 @@ def oracle_ratio(batch, noise_sd: float, draws: int, rng: torch.Generator) -> fl
     noise as in training."""
     mask = batch.mask  # [B, M]
     m = mask.unsqueeze(-1).double()
-    x0 = batch.target.double() * m
-    x0 = (x0 - x0.sum(1, keepdim=True) / m.sum(1, keepdim=True)) * m  # [B, M, 3]
+    x0 = remove_mean(batch.target.double(), mask)  # [B, M, 3]
     same = (batch.species.unsqueeze(2) == batch.species.unsqueeze(1)) & mask.unsqueeze(1)
     err = ref = 0.0
     for _ in range(draws):
-        eps = torch.randn(x0.shape, generator=rng, dtype=torch.float64) * m
-        eps = (eps - eps.sum(1, keepdim=True) / m.sum(1, keepdim=True)) * m
+        eps = remove_mean(torch.randn(x0.shape, generator=rng, dtype=torch.float64), mask)
         y = x0 + noise_sd * eps
         logits = -torch.cdist(y, x0) ** 2 / (2 * noise_sd**2)  # [B, M (noisy), M (true)]
         weights = logits.masked_fill(~same, float("-inf")).softmax(-1).nan_to_num(0.0)
