@@ -80,7 +80,9 @@ class DiffusionGenerator(Generator):
         frame_vectors: particles only, give the network the lab axes (learns the data's orientation;
             equivariant only jointly with the frame).
         centre: particles only, where a sample's origin is: 'centroid' (the diffusion's zero centre
-            of mass) or 'metal' (the metal atom nearest the centroid, CHILI's convention).
+            of mass) or 'metal' (the metal atom nearest the centroid, CHILI's convention). CHILI-3K's
+            sphere cuts are centred on an atom that is also their centroid, so on samples that are
+            not crystalline 'centroid' is the closer estimate of the data's origin.
         n_freq: periodic Fourier frequencies (unit cells).
         num_train_timesteps, beta_schedule, sigma_min, sigma_max: the training schedule
             (`schedule.py`); beta_schedule None = 'linear' for particles,
