@@ -172,6 +172,30 @@ def test_hparams_rebuild_the_same_model(cell_gen: Generator) -> None:
     np.testing.assert_allclose(a.positions, b.positions)
 
 
+def test_atom_cell_origin_shifts_the_sample_onto_an_atom() -> None:
+    task = TaskSpec.parse("saxs->unit_cell_pos_frac", MAX_ATOMS)
+    torch.manual_seed(0)
+    free = build_generator("diffusion", task, **TINY)
+    snapped = build_generator("diffusion", task, **{**TINY, "cell_origin": "atom"})
+    snapped.load_state_dict(free.state_dict())
+    cond = _condition(task, 2)
+    a = free.sample(cond, 2, generator=torch.Generator().manual_seed(3))
+    b = snapped.sample(cond, 2, generator=torch.Generator().manual_seed(3))
+    for sa, sb in zip(sum(a, []), sum(b, []), strict=True):
+        fa, fb = sa.frac_positions, sb.frac_positions
+        assert np.linalg.norm(fb, axis=1).min() < 1e-12  # one atom on the origin ...
+        assert fb.min() >= 0.0 and fb.max() < 1.0
+        # ... by one translation of the whole sample (same draws): minus the atom nearest the origin
+        offset = fa - np.round(fa)
+        moved = fa - fa[np.argmin((offset**2).sum(1))]  # [n, 3]
+        gap = np.mod(moved[:, None, :] - fb[None, :, :] + 0.5, 1.0) - 0.5  # [n, n, 3]
+        pairs = np.abs(gap).max(-1) < 1e-9
+        assert pairs.any(1).all() and pairs.any(0).all()
+        assert sorted(sa.species.tolist()) == sorted(sb.species.tolist())
+    with pytest.raises(InvdesignError, match="cell_origin must be"):
+        build_generator("diffusion", task, **{**TINY, "cell_origin": "centre"})
+
+
 def test_metal_centre_puts_the_central_metal_at_the_origin() -> None:
     gen = build_generator("diffusion", TaskSpec.parse("xrd->pos_abs", MAX_ATOMS),
                           **{**TINY, "centre": "metal"})
