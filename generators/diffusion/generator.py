@@ -87,9 +87,9 @@ class DiffusionGenerator(Generator):
         frame_vectors: particles only, give the network the lab axes (learns the data's orientation;
             equivariant only jointly with the frame).
         centre: particles only, where a sample's origin is: 'centroid' (the diffusion's zero centre
-            of mass) or 'metal' (the metal atom nearest the centroid, CHILI's convention). CHILI-3K's
-            sphere cuts are centred on an atom that is also their centroid, so on samples that are
-            not crystalline 'centroid' is the closer estimate of the data's origin.
+            of mass) or 'metal' (the metal atom nearest the centroid, CHILI's convention).
+            CHILI-3K's sphere cuts are centred on an atom that is also their centroid, so on samples
+            that are not crystalline 'centroid' is the closer estimate of the data's origin.
         cell_origin: unit cells only, where a sample's origin is: 'free' (as sampled) or 'atom' (the
             sample is shifted so its atom nearest the origin, minimum image, sits on it; most
             conventional cells, 92 % of CHILI-3K's, have an atom at the origin). Either is the same
