@@ -196,6 +196,28 @@ def test_atom_cell_origin_shifts_the_sample_onto_an_atom() -> None:
         build_generator("diffusion", task, **{**TINY, "cell_origin": "centre"})
 
 
+@pytest.mark.parametrize("task_name", ["xPDF->pos_abs", "saxs->unit_cell_pos_frac"])
+def test_corrector_steps_change_the_samples_and_keep_them_valid(task_name: str) -> None:
+    """Same weights and draws: a Langevin corrector step per sampler step gives valid, different
+    samples; without it (the default, so older checkpoints) the sampler is the plain one."""
+    task = TaskSpec.parse(task_name, MAX_ATOMS)
+    torch.manual_seed(0)
+    plain = build_generator("diffusion", task, **TINY)
+    assert plain.hparams()["corrector_steps"] == 0
+    corrected = build_generator("diffusion", task, **{**TINY, "corrector_steps": 1,
+                                                      "corrector_snr": 0.3})
+    corrected.load_state_dict(plain.state_dict())
+    cond = _condition(task, 2)
+    a = plain.sample(cond, 2, generator=torch.Generator().manual_seed(3), sampler="ddpm")
+    b = corrected.sample(cond, 2, generator=torch.Generator().manual_seed(3), sampler="ddpm")
+    _check_structures(corrected, b, 2, 2)
+    assert any(not np.allclose(sa.positions, sb.positions)
+               for sa, sb in zip(sum(a, []), sum(b, []), strict=True) if sa.n_atoms == sb.n_atoms)
+    for bad in ({"corrector_steps": -1}, {"corrector_snr": 0.0}):
+        with pytest.raises(InvdesignError, match="corrector_steps >= 0 and corrector_snr > 0"):
+            build_generator("diffusion", task, **{**TINY, **bad})
+
+
 def test_metal_centre_puts_the_central_metal_at_the_origin() -> None:
     gen = build_generator("diffusion", TaskSpec.parse("xrd->pos_abs", MAX_ATOMS),
                           **{**TINY, "centre": "metal"})

@@ -11,6 +11,9 @@ Coordinates are denoised by an e3nn network (`denoisers.py`) under a diffusers n
   pattern embedding (or taken from `Condition.n_atoms`); species come from `Condition.composition`
   or the composition head, as integer counts (largest remainder).
 
+Sampling runs any diffusers sampler, optionally with Langevin corrector steps between its steps
+(predictor-corrector, `corrector_steps`; DiffCSP samples fractional coordinates this way).
+
 Losses: masked noise-prediction MSE over real atoms, plus weighted count, composition and cell
 losses.
 """
@@ -99,6 +102,9 @@ class DiffusionGenerator(Generator):
             (`schedule.py`); beta_schedule None = 'linear' for particles,
             've_geometric' for unit cells.
         sampler, sampling_steps: default sampler ('ddpm', 'ddim', 'dpmsolver') and its steps.
+        corrector_steps, corrector_snr: Langevin corrector steps before each sampler step and
+            their signal-to-noise ratio (predictor-corrector sampling, `schedule.langevin_step`;
+            0 steps = none).
         sample_batch: structures denoised together when sampling.
         count_weight, species_weight, cell_weight: weights of the head losses.
     """
@@ -133,6 +139,8 @@ class DiffusionGenerator(Generator):
         sigma_max: float = 1.0,
         sampler: str = "dpmsolver",
         sampling_steps: int = 50,
+        corrector_steps: int = 0,
+        corrector_snr: float = 0.1,
         sample_batch: int = 32,
         count_weight: float = 0.1,
         species_weight: float = 0.1,
@@ -153,6 +161,11 @@ class DiffusionGenerator(Generator):
         if sampler not in schedule.SAMPLERS:
             raise InvdesignError(
                 f"unknown sampler {sampler!r}; choose from {', '.join(schedule.SAMPLERS)}"
+            )
+        if corrector_steps < 0 or corrector_snr <= 0:
+            raise InvdesignError(
+                f"need corrector_steps >= 0 and corrector_snr > 0, got {corrector_steps}, "
+                f"{corrector_snr}"
             )
         self.train_scheduler = schedule.build_train_scheduler(
             num_train_timesteps, beta_schedule, sigma_min, sigma_max
@@ -420,6 +433,11 @@ class DiffusionGenerator(Generator):
             z[i, : len(zi)] = torch.as_tensor(zi)
         mask, z = mask.to(device), z.to(device)
         scheduler = schedule.build_sampler(sampler, self.train_scheduler, steps)
+        corrector = {
+            "corrector_steps": int(self._hparams["corrector_steps"]),
+            "snr": float(self._hparams["corrector_snr"]),
+            "mask": mask,
+        }
         if self.periodic:
             assert cells is not None
             cell = periodic.cell_from_parameters(cells)
@@ -430,6 +448,7 @@ class DiffusionGenerator(Generator):
                 x,
                 torus=True,
                 generator=generator,
+                **corrector,
             )
         else:
             x = remove_mean(torch.randn(b, m, 3, generator=generator).to(device, dtype), mask)
@@ -441,6 +460,7 @@ class DiffusionGenerator(Generator):
                 generator=generator,
                 max_norm=(None if self._hparams["max_radius"] is None
                           else float(self._hparams["max_radius"]) / self.denoiser.coord_scale),
+                **corrector,
             )
             x = x * self.denoiser.coord_scale
         return [x[i, : len(zi)].double().cpu().numpy() for i, zi in enumerate(species)]

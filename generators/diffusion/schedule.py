@@ -122,8 +122,11 @@ def run_sampler(
     project: Callable[[torch.Tensor], torch.Tensor] | None = None,
     generator: torch.Generator | None = None,
     max_norm: float | None = None,
+    corrector_steps: int = 0,
+    snr: float = 0.1,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The reverse process with a diffusers scheduler.
+    """The reverse process with a diffusers scheduler, optionally predictor-corrector.
 
     Args:
         scheduler: from `build_sampler` (timesteps already set).
@@ -139,14 +142,28 @@ def run_sampler(
             amplifies prediction errors up to 1 / sqrt(abar) (~160x for the linear schedule), which
             the deterministic samplers (DDIM, DPM-Solver++) carry into the sample as atoms flung
             far from the particle; DDPM's injected noise hides it at 20x the steps.
+        corrector_steps: Langevin corrector steps before each scheduler step (predictor-corrector
+            sampling, Song et al. 2021, as DiffCSP samples fractional coordinates; 0: none). Each
+            costs one more network call per step; see `langevin_step`.
+        snr: the corrector's signal-to-noise ratio (its step size).
+        mask: [B, M] real atoms, for the corrector's per-structure norms (None: all atoms).
 
     Returns:
         [B, M, 3] the final state x_0 (wrapped into [0, 1) on the torus).
     """
+    if corrector_steps < 0:
+        raise ConfigError(f"corrector_steps must be >= 0, got {corrector_steps}")
     abar = scheduler.alphas_cumprod.to(x.device)
+    betas = scheduler.betas.to(x.device)
     timesteps = scheduler.timesteps
     for i, t in enumerate(timesteps):
         t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+        for _ in range(corrector_steps):
+            # score of the state: -eps / (noise std of the state's own coordinates)
+            std = ((1 - abar[int(t)]) / abar[int(t)]).sqrt() if torus else (1 - abar[int(t)]).sqrt()
+            score = -model_fn(x, t_batch) / std
+            x = langevin_step(x, score, snr, mask, generator, 1.0 if torus else 1 - betas[int(t)])
+            x = _wrap_state(x, scheduler) if torus else (x if project is None else project(x))
         eps = model_fn(x, t_batch)
         if not torus:
             if max_norm is not None:
@@ -158,15 +175,44 @@ def run_sampler(
         a_now = abar[int(t)]
         a_next = abar[int(timesteps[i + 1])] if i + 1 < len(timesteps) else abar.new_tensor(1.0)
         x_vp = scheduler.step(eps, t, x * a_now.sqrt(), generator=generator).prev_sample
-        y = x_vp / a_next.sqrt()
-        shift = torch.floor(y)
-        x = y - shift
-        history = getattr(scheduler, "model_outputs", None)  # DPM-Solver++: data predictions in y
-        if history is not None:
-            for j, past in enumerate(history):
-                if past is not None:
-                    history[j] = past - shift
+        x = _wrap_state(x_vp / a_next.sqrt(), scheduler)
     return x
+
+
+def _wrap_state(y: torch.Tensor, scheduler) -> torch.Tensor:
+    """Torus state y wrapped into [0, 1), with a multistep scheduler's stored history (DPM-Solver++:
+    data predictions in y) shifted by the same integers so it stays in the state's image."""
+    shift = torch.floor(y)
+    history = getattr(scheduler, "model_outputs", None)
+    if history is not None:
+        for j, past in enumerate(history):
+            if past is not None:
+                history[j] = past - shift
+    return y - shift
+
+
+def langevin_step(
+    x: torch.Tensor,
+    score: torch.Tensor,
+    snr: float,
+    mask: torch.Tensor | None,
+    generator: torch.Generator | None,
+    alpha: float | torch.Tensor = 1.0,
+) -> torch.Tensor:
+    """One Langevin step x + e score + sqrt(2 e) z, z ~ N(0, 1) on the real atoms, with the step e
+    = 2 alpha (snr |z| / |score|)^2 set per structure (Song et al. 2021, Algorithms 4-5; alpha =
+    1 - beta_t for the variance-preserving process, 1 for the variance-exploding one).
+
+    Args:
+        x, score: [B, M, 3]; mask: [B, M] real atoms or None (all).
+    """
+    m = (torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None
+         else mask).unsqueeze(-1).to(x.dtype)
+    z = torch.randn(x.shape, generator=generator).to(x) * m
+    z_norm = z.flatten(1).norm(dim=1)  # [B]
+    g_norm = (score * m).flatten(1).norm(dim=1).clamp_min(1e-12)
+    step = (2 * alpha * (snr * z_norm / g_norm) ** 2).view(-1, 1, 1)  # [B, 1, 1]
+    return x + step * score * m + (2 * step).sqrt() * z
 
 
 def clip_x0(x: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor,
