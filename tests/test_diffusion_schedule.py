@@ -154,8 +154,8 @@ def test_samplers_with_an_exact_denoiser_recover_the_data(sampler: str, beta_sch
 
 @pytest.mark.parametrize("sampler", ["ddpm", "dpmsolver"])
 def test_predictor_corrector_with_an_exact_denoiser_recovers_the_data(sampler: str) -> None:
-    """Two Langevin corrector steps per step keep every sampler on the data, in both geometries;
-    padding atoms (mask False) are not moved by the corrector."""
+    """With two Langevin corrector steps per step, DDPM and DPM-Solver++ still land on the data
+    in both geometries (real atoms of padded structures in the Euclidean case)."""
     train = schedule.build_train_scheduler(400, "linear")
     abar = train.alphas_cumprod
     x0 = torch.randn(2, 4, 3)

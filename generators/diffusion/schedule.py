@@ -158,11 +158,11 @@ def run_sampler(
     timesteps = scheduler.timesteps
     for i, t in enumerate(timesteps):
         t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+        # corrector: the score of the state is -eps / (noise std of the state's own coordinates)
+        std = ((1 - abar[int(t)]) / abar[int(t)]).sqrt() if torus else (1 - abar[int(t)]).sqrt()
+        alpha = 1.0 if torus else 1 - betas[int(t)]
         for _ in range(corrector_steps):
-            # score of the state: -eps / (noise std of the state's own coordinates)
-            std = ((1 - abar[int(t)]) / abar[int(t)]).sqrt() if torus else (1 - abar[int(t)]).sqrt()
-            score = -model_fn(x, t_batch) / std
-            x = langevin_step(x, score, snr, mask, generator, 1.0 if torus else 1 - betas[int(t)])
+            x = langevin_step(x, -model_fn(x, t_batch) / std, snr, mask, generator, alpha)
             x = _wrap_state(x, scheduler) if torus else (x if project is None else project(x))
         eps = model_fn(x, t_batch)
         if not torus:
