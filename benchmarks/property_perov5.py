@@ -28,12 +28,22 @@ import numpy as np
 import torch
 from invdesign.evaluators.property.data import make_graphs, read_property_csv
 from invdesign.evaluators.property.descriptors import descriptor_matrix
+from invdesign.evaluators.property.potential import potential_descriptors
 from invdesign.evaluators.property.pretrain import cdssl_pretrain, transfer_encoder
 from invdesign.evaluators.property.train import TrainConfig, build_network, fit
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "perov5" / "perov5_val.csv"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "property_perov5.json"
-VARIANTS = ("cgcnn", "ctg", "ctg+desc", "ctg+cdssl", "ctg+desc+cdssl")
+VARIANTS = (
+    "cgcnn",
+    "ctg",
+    "ctg+desc",
+    "ctg+cdssl",
+    "ctg+desc+cdssl",
+    "ctg+chgnet",
+    "ctg+desc+chgnet",
+    "cgcnn+chgnet",
+)
 # Budget (see the module docstring): the same epochs, batch, lr and width for CGCNN and ours.
 EPOCHS, PRETRAIN_EPOCHS, HIDDEN, BATCH_SIZE, LR = 20, 5, 32, 64, 2e-3
 
@@ -50,41 +60,86 @@ def cached_descriptors(data, cache: Path, workers: int) -> np.ndarray:
     return desc
 
 
-def cached_graphs(args) -> tuple[np.ndarray, list]:
-    """Targets [n] and graphs (with raw descriptors). The descriptors (the slow part) are cached as
-    a numpy file; graphs are rebuilt, so no pickled objects are ever loaded."""
+def cached_potential(data, cache: Path) -> np.ndarray:
+    """[n, 1] CHGNet single-point formation energies for the CSV's first n rows; cached like the
+    descriptors. Stops when CHGNet refuses a structure (no NaN inputs in the benchmark)."""
+    key = hashlib.sha1(data.source.encode()).hexdigest()[:12]
+    path = cache / f"chgnet_{key}.npy"
+    if path.is_file() and len(np.load(path)) >= len(data):
+        return np.load(path)[: len(data)]
+    values, status = potential_descriptors(data.structures)
+    refused = [f"{data.ids[i]}: {s}" for i, s in enumerate(status) if s != "ok"]
+    if refused:
+        raise SystemExit(f"CHGNet refused {len(refused)} structures, e.g. {refused[0]}")
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, values)
+    return values
+
+
+def cached_graphs(args, chgnet: bool) -> tuple[np.ndarray, list, dict[str, np.ndarray]]:
+    """Targets [n], graphs (no descriptors) and the raw descriptor blocks {"desc": [n, 29],
+    "chgnet": [n, 1] when asked}. The blocks (the slow part) are cached as numpy files; graphs are
+    rebuilt, so no pickled objects are ever loaded."""
     data = read_property_csv(args.csv, target=args.target, limit=args.limit)
-    desc = cached_descriptors(data, args.cache, args.workers)
-    graphs = make_graphs(data.structures, data.targets, desc, k=12, line_k=args.line_k)
-    return data.targets, graphs
+    blocks = {"desc": cached_descriptors(data, args.cache, args.workers)}
+    if chgnet:
+        blocks["chgnet"] = cached_potential(data, args.cache)
+    graphs = make_graphs(data.structures, data.targets, k=12, line_k=args.line_k)
+    return data.targets, graphs, blocks
 
 
-def baseline_maes(targets: np.ndarray, desc: np.ndarray, folds: list, fold_ids) -> dict:
+def uses_chgnet(variants: str) -> bool:
+    return "chgnet" in variants
+
+
+def with_descriptors(graphs: list, blocks: dict, names: list[str]) -> list:
+    """Copies of `graphs` carrying `desc` = the named blocks side by side (or the graphs as
+    they are when no block is named)."""
+    if not names:
+        return graphs
+    desc = np.concatenate([blocks[n] for n in names], axis=1)
+    out = []
+    for graph, row in zip(graphs, desc, strict=True):
+        graph = graph.clone()
+        graph.desc = torch.as_tensor(row, dtype=torch.float32).unsqueeze(0)
+        out.append(graph)
+    return out
+
+
+def baseline_maes(targets: np.ndarray, blocks: dict, folds: list, fold_ids) -> dict:
     """Trivial baselines on the same folds: the training mean, and ridge / gradient boosting on
-    the seed-002 descriptors alone (scikit-learn; skipped when it is not installed)."""
+    the seed-002 descriptors alone (scikit-learn; skipped when it is not installed), and, when
+    the CHGNet block is there, a linear fit to the CHGNet energy and boosting on both."""
     maes: dict[str, list[float]] = {"mean": []}
+    models = {}  # name: (model factory, input matrix)
     try:
         from sklearn.ensemble import HistGradientBoostingRegressor
         from sklearn.linear_model import RidgeCV
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
     except ImportError:
-        models = {}
+        pass
     else:
-        models = {
-            "ridge(desc)": lambda: make_pipeline(
-                StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13))
-            ),
-            "gbm(desc)": lambda: HistGradientBoostingRegressor(random_state=0),
-        }
+
+        def ridge():
+            return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+
+        def gbm():
+            return HistGradientBoostingRegressor(random_state=0)
+
+        models = {"ridge(desc)": (ridge, blocks["desc"]), "gbm(desc)": (gbm, blocks["desc"])}
+        if "chgnet" in blocks:
+            both = np.concatenate([blocks["desc"], blocks["chgnet"]], axis=1)
+            models["linear(chgnet)"] = (ridge, blocks["chgnet"])
+            models["gbm(desc+chgnet)"] = (gbm, both)
     maes.update({name: [] for name in models})
     order = np.concatenate(folds)
     for f in fold_ids:
         test = folds[f]
         train = np.setdiff1d(order, test)
         maes["mean"].append(float(np.abs(targets[train].mean() - targets[test]).mean()))
-        for name, make in models.items():
-            pred = make().fit(desc[train], targets[train]).predict(desc[test])
+        for name, (make, x) in models.items():
+            pred = make().fit(x[train], targets[train]).predict(x[test])
             maes[name].append(float(np.abs(pred - targets[test]).mean()))
     return maes
 
@@ -92,21 +147,21 @@ def baseline_maes(targets: np.ndarray, desc: np.ndarray, folds: list, fold_ids) 
 def run_fold(args: argparse.Namespace, f: int) -> tuple[int, dict, dict]:
     """Train and test every variant on fold f; returns (f, {variant: MAE}, {variant: seconds})."""
     torch.set_num_threads(args.threads)
-    targets, graphs = cached_graphs(args)
+    targets, graphs, blocks = cached_graphs(args, uses_chgnet(args.variants))
     order = np.random.default_rng(args.seed).permutation(len(graphs))
     test = np.array_split(order, args.folds)[f]
     train = np.setdiff1d(order, test)
-    train_g, test_g = [graphs[i] for i in train], [graphs[i] for i in test]
     maes, seconds = {}, {}
     encoder = None
     for variant in args.variants.split(","):
         t0 = time.time()
         cfg = TrainConfig(
-            model="cgcnn" if variant == "cgcnn" else "crystograph",
+            model="cgcnn" if variant.startswith("cgcnn") else "crystograph",
             hidden=args.hidden,
             blocks=args.blocks,
             line_k=args.line_k,
             descriptors="desc" in variant,
+            chgnet_descriptor="chgnet" in variant,
             element_features=args.element_features,
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -114,10 +169,16 @@ def run_fold(args: argparse.Namespace, f: int) -> tuple[int, dict, dict]:
             seed=args.seed + f,
             target=args.target,
         )
+        names = [n for n in ("desc", "chgnet") if n in variant]
+        variant_graphs = with_descriptors(graphs, blocks, names)
+        train_g = [variant_graphs[i] for i in train]
+        test_g = [variant_graphs[i] for i in test]
         pretrained = None
         if "cdssl" in variant:
             if encoder is None:  # one CDSSL encoder per fold (training structures, no labels)
-                plain = TrainConfig(**{**cfg.to_dict(), "descriptors": False})
+                plain = TrainConfig(
+                    **{**cfg.to_dict(), "descriptors": False, "chgnet_descriptor": False}
+                )
                 encoder = build_network(plain)
                 cdssl_pretrain(
                     encoder,
@@ -176,17 +237,18 @@ def main() -> None:
         type=Path,
         nargs="+",
         default=None,
-        help="print the table of several --out files (folds run in parallel)",
+        help="print the table of several --out files (folds or variants run separately)",
     )
+    parser.add_argument("--merged-out", type=Path, default=None, help="with --merge: write it")
     args = parser.parse_args()
     if args.merge:
-        print_merged(args.merge)
+        print_merged(args.merge, args.merged_out)
         return
     torch.set_num_threads(args.threads)
     variants = args.variants.split(",")
 
     start = time.time()
-    targets, graphs = cached_graphs(args)
+    targets, graphs, blocks = cached_graphs(args, uses_chgnet(args.variants))
     print(f"{len(graphs)} structures, graphs in {time.time() - start:.0f} s", flush=True)
     if args.prepare_only:
         return
@@ -198,8 +260,7 @@ def main() -> None:
         if args.fold_ids is None
         else [int(f) for f in args.fold_ids.split(",")]
     )
-    desc = np.concatenate([g.desc.numpy() for g in graphs])  # [n, N_DESCRIPTORS]
-    baselines = baseline_maes(targets, desc, folds, fold_ids)
+    baselines = baseline_maes(targets, blocks, folds, fold_ids)
     results = []
 
     def setup() -> str:
@@ -252,24 +313,53 @@ def print_table(
     """MAE mean and std over folds, relative to CGCNN; baselines (no training time) below."""
     n_folds = max(len(v) for v in maes.values())
     print(f"\n{setup}; folds run: {n_folds}")
-    print(f"{'variant':16s} {'MAE (eV/atom)':>14s} {'std':>7s} {'vs CGCNN':>9s} {'time (s)':>9s}")
+    print(f"{'variant':18s} {'MAE (eV/atom)':>14s} {'std':>7s} {'vs CGCNN':>9s} {'time (s)':>9s}")
     base = np.mean(maes["cgcnn"]) if maes.get("cgcnn") else None
     rows = [(v, values, f"{seconds[v]:9.0f}") for v, values in maes.items()]
     rows += [(f"[{v}]", values, f"{'-':>9s}") for v, values in (baselines or {}).items()]
     for v, values, time_s in rows:
         rel = f"{100 * (np.mean(values) / base - 1):+8.1f}%" if base else ""
-        print(f"{v:16s} {np.mean(values):14.4f} {np.std(values):7.4f} {rel:>9s} {time_s}")
+        print(f"{v:18s} {np.mean(values):14.4f} {np.std(values):7.4f} {rel:>9s} {time_s}")
 
 
-def print_merged(paths: list[Path]) -> None:
-    runs = [json.loads(p.read_text()) for p in paths]
-    maes = {v: sum((r["mae"][v] for r in runs), []) for v in runs[0]["mae"]}
-    seconds = {v: sum(r["seconds"][v] for r in runs) for v in runs[0]["mae"]}
-    baselines = {
-        v: sum((r.get("baselines", {}).get(v, []) for r in runs), [])
-        for v in runs[0].get("baselines", {})
+def merge_records(paths: list[Path]) -> dict:
+    """One record from several --out files (folds or variants run separately): per variant and
+    baseline, the value of each fold (a later file wins a fold both hold); setups joined."""
+    maes: dict[str, dict[int, float]] = {}
+    baselines: dict[str, dict[int, float]] = {}
+    seconds: dict[str, float] = {}
+    setups = []
+    for path in paths:
+        run = json.loads(path.read_text())
+        setups.append(run["setup"])
+        for name, values in run["mae"].items():
+            maes.setdefault(name, {}).update(zip(run["folds"], values, strict=True))
+            seconds[name] = seconds.get(name, 0.0) + run["seconds"][name]
+        for name, values in run.get("baselines", {}).items():
+            baselines.setdefault(name, {}).update(zip(run["folds"], values, strict=True))
+    folds = sorted(set().union(*maes.values()))
+    incomplete = [n for n, by_fold in maes.items() if set(by_fold) != set(folds)]
+    if incomplete:
+        raise SystemExit(f"--merge: {', '.join(incomplete)} lack some of the folds {folds}")
+    return {
+        "setup": " | ".join(dict.fromkeys(setups)),
+        "folds": folds,
+        "mae": {n: [by_fold[f] for f in folds] for n, by_fold in maes.items()},
+        "seconds": seconds,
+        "baselines": {
+            n: [by_fold[f] for f in folds]
+            for n, by_fold in baselines.items()
+            if len(by_fold) == len(folds)
+        },
+        "merged_from": [p.name for p in paths],
     }
-    print_table(runs[0]["setup"], maes, seconds, baselines)
+
+
+def print_merged(paths: list[Path], out: Path | None) -> None:
+    record = merge_records(paths)
+    if out:
+        out.write_text(json.dumps(record, indent=1))
+    print_table(record["setup"], record["mae"], record["seconds"], record["baselines"])
 
 
 if __name__ == "__main__":

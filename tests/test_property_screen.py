@@ -10,7 +10,7 @@ from ase.build import bulk
 from ase.io import write
 from invdesign.evaluators.property.checkpoint import save_property_checkpoint
 from invdesign.evaluators.property.data import make_graphs
-from invdesign.evaluators.property.train import TrainConfig, fit
+from invdesign.evaluators.property.train import TrainConfig, descriptor_inputs, fit
 
 from invdesign.cli.main import main
 from invdesign.structure import Structure
@@ -95,3 +95,24 @@ def test_screen_bad_checkpoint_exits_2(candidates, tmp_path, capsys):
     )
     assert code == 2
     assert "not a property checkpoint" in capsys.readouterr().err
+
+
+def test_screen_ranks_candidates_without_a_prediction_last(candidates, tmp_path, capsys):
+    """A model with the CHGNet descriptor cannot predict a structure CHGNet refuses: that file
+    is kept, ranked last, with the reason, and the CHGNet check skips it."""
+    structures = [Structure.from_ase(bulk("Cu", "fcc", a=3.5 + 0.05 * i)) for i in range(6)]
+    cfg = TrainConfig(hidden=8, heads=2, blocks=1, epochs=2, batch_size=3, chgnet_descriptor=True)
+    desc, _ = descriptor_inputs(structures, cfg)
+    folder = tmp_path / "ckpt-chgnet"
+    save_property_checkpoint(folder, fit(make_graphs(structures, np.linspace(0, 1, 6), desc), cfg))
+    (candidates / "close.xyz").write_text("2\n\nCu 0 0 0\nCu 0.5 0 0\n")
+    out = tmp_path / "pred.csv"
+    argv = ["screen", str(candidates), "--checkpoint", str(folder), "--out", str(out)]
+    assert main([*argv, "--check", "chgnet", "--top", "10"]) == 0
+    ranked = [r for r in csv.DictReader(out.open()) if r["rank"]]
+    assert [r["file"] for r in ranked][-1] == "close.xyz"
+    assert ranked[-1]["formation_energy_per_atom"] == ""
+    assert ranked[-1]["status"].startswith("no prediction:")
+    assert ranked[-1]["chgnet_formation_energy_per_atom"] == ""  # not checked
+    assert all(r["status"] == "ok" and r["chgnet_formation_energy_per_atom"] for r in ranked[:-1])
+    assert "1 without a prediction" in capsys.readouterr().out

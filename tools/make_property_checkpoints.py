@@ -29,8 +29,7 @@ from invdesign.evaluators.property.data import (
     read_property_csv,
     write_property_csv,
 )
-from invdesign.evaluators.property.descriptors import descriptor_matrix
-from invdesign.evaluators.property.train import TrainConfig, fit
+from invdesign.evaluators.property.train import TrainConfig, descriptor_inputs, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_METALS = "Li,Mg,Al,Ti,Mn,Fe,Co,Ni,Cu,Zn,Zr,Ag,Sn,Pt"
@@ -95,6 +94,7 @@ def train_cfg(args, target: str) -> TrainConfig:
         line_k=args.line_k,
         epochs=args.epochs,
         descriptors=args.descriptors,
+        chgnet_descriptor=getattr(args, "chgnet_descriptor", False),
         pretrain_epochs=args.pretrain_epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -109,7 +109,7 @@ def cmd_default(args) -> None:
     groups = data.extra["group"]
     train, test = grouped_split(groups, 0.2, args.seed)
     cfg = train_cfg(args, "formation_energy_per_atom")
-    desc = descriptor_matrix(data.structures) if cfg.descriptors else None
+    desc, _ = descriptor_inputs(data.structures, cfg)
     graphs = make_graphs(data.structures, data.targets, desc, cfg.k, cfg.line_k)
     t0 = time.time()
     predictor = fit(
@@ -188,7 +188,10 @@ def cmd_perov5(args) -> None:
     torch.set_num_threads(args.threads)
     data = read_property_csv(args.csv, target="heat_ref")
     cfg = train_cfg(args, "heat_ref")
-    desc = descriptor_matrix(data.structures, workers=args.workers) if cfg.descriptors else None
+    desc, status = descriptor_inputs(data.structures, cfg, workers=args.workers)
+    refused = [f"{data.ids[i]}: {s}" for i, s in enumerate(status) if s != "ok"]
+    if refused:
+        raise SystemExit(f"CHGNet refused {len(refused)} structures, e.g. {refused[0]}")
     graphs = make_graphs(data.structures, data.targets, desc, cfg.k, cfg.line_k)
     t0 = time.time()
     predictor = fit(graphs, cfg, log=lambda m: print(m, flush=True))
@@ -197,7 +200,17 @@ def cmd_perov5(args) -> None:
     save_property_checkpoint(out, predictor, {"data": str(args.csv)})
     command = " ".join(["python", "tools/make_property_checkpoints.py", *sys.argv[1:]])
     variant = (
-        "ctg" + ("+desc" if cfg.descriptors else "") + ("+cdssl" if cfg.pretrain_epochs else "")
+        "ctg"
+        + ("+desc" if cfg.descriptors else "")
+        + ("+cdssl" if cfg.pretrain_epochs else "")
+        + ("+chgnet" if cfg.chgnet_descriptor else "")
+    )
+    uses_chgnet = (
+        "\n- Prediction needs CHGNet (`pip install -e '.[chgnet]'`): the model's input includes\n"
+        "  the CHGNet single-point formation energy of the cell as given (evaluators/property/\n"
+        "  potential.py); cells CHGNet refuses (a pair closer than 0.7 Å) get no prediction.\n"
+        if cfg.chgnet_descriptor
+        else ""
     )
     card = f"""# property-perov5: heat_ref of ABX3 perovskites
 
@@ -212,7 +225,7 @@ formation energy from the elements; do not mix with property-default).
 - Command: `{command}`
 - Metrics: training MAE {predictor.metrics["train_mae"]:.4f} eV/atom (last epoch; not an error on
   unseen cells).
-{cv_summary(args.cv_json, variant)}"""
+{cv_summary(args.cv_json, variant)}{uses_chgnet}"""
     (out / "MODEL_CARD.md").write_text(card)
     print(f"wrote {out}")
 
@@ -266,6 +279,12 @@ def main() -> None:
                 help="per-fold MAEs of benchmarks/property_perov5.py, quoted in the card",
             )
             p.add_argument("--workers", type=int, default=1, help="processes for descriptors")
+            p.add_argument(
+                "--chgnet-descriptor",
+                action="store_true",
+                help="hybridise with the CHGNet single-point formation energy (not for `default`: "
+                "its labels are CHGNet energies)",
+            )
         p.set_defaults(func=func)
     args = parser.parse_args()
     args.func(args)

@@ -52,7 +52,12 @@ def reference_energy_per_atom(structure: Structure) -> float:
 
 @lru_cache(maxsize=1)
 def _chgnet():
-    from chgnet.model import CHGNet
+    try:
+        from chgnet.model import CHGNet
+    except ImportError as exc:
+        raise InvdesignError(
+            "CHGNet is not installed; install the extra: pip install -e '.[chgnet]'"
+        ) from exc
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -61,10 +66,11 @@ def _chgnet():
 
 @lru_cache(maxsize=1)
 def _optimiser():
+    model = _chgnet()  # first: a clear error when CHGNet is not installed
     from chgnet.model import StructOptimizer
 
     with contextlib.redirect_stdout(io.StringIO()):
-        return StructOptimizer(model=_chgnet(), optimizer_class="FIRE", on_isolated_atoms="ignore")
+        return StructOptimizer(model=model, optimizer_class="FIRE", on_isolated_atoms="ignore")
 
 
 def _to_periodic_pymatgen(structure: Structure):

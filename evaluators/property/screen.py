@@ -21,6 +21,10 @@ from invdesign.io.atomic import atomic_path
 from invdesign.structure import Structure
 
 SUFFIXES = (".cif", ".xyz", ".extxyz")
+NO_PREDICTION = (
+    "no prediction: the model's descriptors cannot be computed for this structure "
+    "(e.g. CHGNet refuses a pair closer than 0.7 Å)"
+)
 COLUMNS = (
     "rank",
     "file",
@@ -112,17 +116,22 @@ def screen_folder(
         }
         for name, s, rec in zip(names, structures, records, strict=True)
     ]
-    if max_ef is not None:
-        kept = [r for r in rows if r["formation_energy_per_atom"] <= max_ef]
+    for row in rows:
+        if math.isnan(row["formation_energy_per_atom"]):
+            row["status"] = NO_PREDICTION
+    if max_ef is not None:  # rows without a prediction stay, ranked last
+        kept = [r for r in rows if not r["formation_energy_per_atom"] > max_ef]
         result.n_above_max = len(rows) - len(kept)
         rows = kept
-    rows.sort(key=lambda r: r["formation_energy_per_atom"])
+    rows.sort(
+        key=lambda r: (math.isnan(r["formation_energy_per_atom"]), r["formation_energy_per_atom"])
+    )
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     if check == "chgnet" and rows:
         from invdesign.evaluators.property.reference import ChgnetReference
 
-        best = rows[:top]
+        best = [r for r in rows if r["status"] == "ok"][:top]
         for row, rec in zip(
             best, ChgnetReference(relax=True).evaluate([r["_structure"] for r in best]), strict=True
         ):

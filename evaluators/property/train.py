@@ -4,6 +4,10 @@ trained one.
 `fit(graphs, cfg)` standardises targets (and descriptors) on the training graphs, optionally runs
 CDSSL pretraining, trains with AdamW + one-cycle schedule on an L1 loss, and returns a `Predictor`
 whose `predict(structures)` gives values in the target's unit.
+
+Descriptor hybridisation has two blocks, concatenated in this order when switched on: the seed-002
+structure descriptors (`cfg.descriptors`, module `descriptors`) and the CHGNet single-point
+formation energy (`cfg.chgnet_descriptor`, module `potential`). `descriptor_inputs` computes them.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 from invdesign.evaluators.property.cgcnn import CGCNN, CGCNNConfig
 from invdesign.evaluators.property.descriptors import N_DESCRIPTORS
 from invdesign.evaluators.property.model import CrysToGraph, CrysToGraphConfig
+from invdesign.evaluators.property.potential import N_POTENTIAL
 from invdesign.evaluators.property.pretrain import cdssl_pretrain
 from torch_geometric.loader import DataLoader
 
@@ -37,7 +42,8 @@ class TrainConfig:
     line_k: int | None = (
         4  # line graph over each centre's 4 nearest bonds (CPU budget; None = all 12)
     )
-    descriptors: bool = False
+    descriptors: bool = False  # seed-002 structure descriptors
+    chgnet_descriptor: bool = False  # CHGNet single-point formation energy (needs chgnet)
     element_features: bool = True  # CGCNN-style element features beside the learned embedding
     epochs: int = 10
     batch_size: int = 64
@@ -59,8 +65,33 @@ class TrainConfig:
         return asdict(self)
 
 
+def n_descriptor_inputs(cfg: TrainConfig) -> int:
+    """Width of the descriptor vector concatenated to the pooled representation (0: none)."""
+    return N_DESCRIPTORS * cfg.descriptors + N_POTENTIAL * cfg.chgnet_descriptor
+
+
+def descriptor_inputs(
+    structures: Sequence[Structure], cfg: TrainConfig, workers: int = 1
+) -> tuple[np.ndarray | None, list[str]]:
+    """Raw descriptor rows [n, n_descriptor_inputs(cfg)] (None when the model uses none) and one
+    status per structure: "ok", or why a row holds NaN (CHGNet refused the structure)."""
+    status = ["ok"] * len(structures)
+    if not n_descriptor_inputs(cfg):
+        return None, status
+    from invdesign.evaluators.property.descriptors import descriptor_matrix
+    from invdesign.evaluators.property.potential import potential_descriptors
+
+    blocks = []
+    if cfg.descriptors:
+        blocks.append(descriptor_matrix(structures, workers=workers))
+    if cfg.chgnet_descriptor:
+        values, status = potential_descriptors(structures)
+        blocks.append(values)
+    return np.concatenate(blocks, axis=1), status
+
+
 def build_network(cfg: TrainConfig) -> torch.nn.Module:
-    n_desc = N_DESCRIPTORS if cfg.descriptors else 0
+    n_desc = n_descriptor_inputs(cfg)
     if cfg.model == "cgcnn":
         return CGCNN(
             CGCNNConfig(
@@ -89,13 +120,13 @@ class Predictor:
     cfg: TrainConfig
     y_mean: float
     y_std: float
-    desc_mean: np.ndarray | None = None  # [N_DESCRIPTORS]
+    desc_mean: np.ndarray | None = None  # [n_descriptor_inputs(cfg)]
     desc_std: np.ndarray | None = None
     metrics: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)  # checkpoint config when loaded from disk
 
     def _prepare(self, batch):
-        if self.cfg.descriptors:
+        if n_descriptor_inputs(self.cfg):
             mean = torch.as_tensor(self.desc_mean, dtype=torch.float32)
             std = torch.as_tensor(self.desc_std, dtype=torch.float32)
             batch.desc = (batch.desc - mean) / std
@@ -112,12 +143,17 @@ class Predictor:
         return np.concatenate(out) * self.y_std + self.y_mean if out else np.zeros(0)
 
     def predict(self, structures: Sequence[Structure]) -> np.ndarray:
-        """[n] predictions for structures (graphs and descriptors built here)."""
+        """[n] predictions for structures (graphs and descriptors built here); NaN where a
+        descriptor cannot be computed (see `descriptor_inputs`)."""
         from invdesign.evaluators.property.data import make_graphs
-        from invdesign.evaluators.property.descriptors import descriptor_matrix
 
-        desc = descriptor_matrix(structures) if self.cfg.descriptors else None
-        return self.predict_graphs(make_graphs(structures, None, desc, self.cfg.k, self.cfg.line_k))
+        desc, _ = descriptor_inputs(structures, self.cfg)
+        values = self.predict_graphs(
+            make_graphs(structures, None, desc, self.cfg.k, self.cfg.line_k)
+        )
+        if desc is not None:
+            values[~np.isfinite(desc).all(axis=1)] = np.nan
+        return values
 
 
 def fit(
@@ -128,14 +164,23 @@ def fit(
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
 ) -> Predictor:
-    """Train on graphs carrying `y` [1] (and `desc` when cfg.descriptors). Seeded by cfg.seed."""
+    """Train on graphs carrying `y` [1] (and `desc` [1, n_descriptor_inputs(cfg)] when the model
+    uses descriptors). Seeded by cfg.seed."""
     torch.manual_seed(cfg.seed)
     graphs = list(graphs)
     y = np.array([float(g.y) for g in graphs])
     y_mean, y_std = float(y.mean()), float(y.std() or 1.0)
     desc_mean = desc_std = None
-    if cfg.descriptors:
+    if n_descriptor_inputs(cfg):
         desc = np.concatenate([g.desc.numpy() for g in graphs])
+        if desc.shape[1] != n_descriptor_inputs(cfg):
+            raise InvdesignError(
+                f"training graphs carry {desc.shape[1]} descriptors; the model expects "
+                f"{n_descriptor_inputs(cfg)}"
+            )
+        bad = int((~np.isfinite(desc).all(axis=1)).sum())
+        if bad:
+            raise InvdesignError(f"{bad} training structures have no descriptors (NaN)")
         desc_mean, desc_std = desc.mean(0), np.where(desc.std(0) > 1e-8, desc.std(0), 1.0)
     net = pretrained if pretrained is not None else build_network(cfg)
     if pretrained is None and cfg.pretrain_epochs:

@@ -45,7 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from invdesign.evaluators.property.screen import plot_screen, screen_folder, write_screen_csv
+    from invdesign.evaluators.property.screen import (
+        NO_PREDICTION,
+        plot_screen,
+        screen_folder,
+        write_screen_csv,
+    )
 
     result = screen_folder(
         args.dir, args.checkpoint, args.max_ef, args.check, args.top, args.device
@@ -55,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     for name, reason in result.failures:
         print(f"invdesign: skipped {name}: {reason}", file=sys.stderr)
     above = f", {result.n_above_max} above --max-ef" if args.max_ef is not None else ""
+    missing = sum(row["status"] == NO_PREDICTION for row in result.rows)
+    if missing:
+        above += f", {missing} without a prediction (ranked last)"
     print(
         f"ranked {len(result.rows)} candidates ({len(result.failures)} unreadable{above}) -> "
         f"{csv_path}, {png}"
