@@ -10,7 +10,7 @@ from ase.build import bulk
 from ase.io import write
 from invdesign.evaluators.property.checkpoint import save_property_checkpoint
 from invdesign.evaluators.property.data import make_graphs
-from invdesign.evaluators.property.train import TrainConfig, descriptor_inputs, fit
+from invdesign.evaluators.property.train import TrainConfig, fit, model_inputs
 
 from invdesign.cli.main import main
 from invdesign.structure import Structure
@@ -98,13 +98,16 @@ def test_screen_bad_checkpoint_exits_2(candidates, tmp_path, capsys):
 
 
 def test_screen_ranks_candidates_without_a_prediction_last(candidates, tmp_path, capsys):
-    """A model with the CHGNet descriptor cannot predict a structure CHGNet refuses: that file
+    """A model with CHGNet features cannot predict a structure CHGNet refuses: that file
     is kept, ranked last, with the reason, and the CHGNet check skips it."""
     structures = [Structure.from_ase(bulk("Cu", "fcc", a=3.5 + 0.05 * i)) for i in range(6)]
-    cfg = TrainConfig(hidden=8, heads=2, blocks=1, epochs=2, batch_size=3, chgnet_descriptor=True)
-    desc, _ = descriptor_inputs(structures, cfg)
+    cfg = TrainConfig(hidden=8, heads=2, blocks=1, epochs=2, batch_size=3, chgnet_features=True)
+    inputs = model_inputs(structures, cfg)
+    graphs = make_graphs(
+        structures, np.linspace(0, 1, 6), inputs.desc, atom_features=inputs.atom_fea
+    )
     folder = tmp_path / "ckpt-chgnet"
-    save_property_checkpoint(folder, fit(make_graphs(structures, np.linspace(0, 1, 6), desc), cfg))
+    save_property_checkpoint(folder, fit(graphs, cfg))
     (candidates / "close.xyz").write_text("2\n\nCu 0 0 0\nCu 0.5 0 0\n")
     out = tmp_path / "pred.csv"
     argv = ["screen", str(candidates), "--checkpoint", str(folder), "--out", str(out)]

@@ -29,7 +29,7 @@ from invdesign.evaluators.property.data import (
     read_property_csv,
     write_property_csv,
 )
-from invdesign.evaluators.property.train import TrainConfig, descriptor_inputs, fit
+from invdesign.evaluators.property.train import TrainConfig, fit, model_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_METALS = "Li,Mg,Al,Ti,Mn,Fe,Co,Ni,Cu,Zn,Zr,Ag,Sn,Pt"
@@ -94,7 +94,7 @@ def train_cfg(args, target: str) -> TrainConfig:
         line_k=args.line_k,
         epochs=args.epochs,
         descriptors=args.descriptors,
-        chgnet_descriptor=getattr(args, "chgnet_descriptor", False),
+        chgnet_features=getattr(args, "chgnet_features", False),
         pretrain_epochs=args.pretrain_epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -109,8 +109,8 @@ def cmd_default(args) -> None:
     groups = data.extra["group"]
     train, test = grouped_split(groups, 0.2, args.seed)
     cfg = train_cfg(args, "formation_energy_per_atom")
-    desc, _ = descriptor_inputs(data.structures, cfg)
-    graphs = make_graphs(data.structures, data.targets, desc, cfg.k, cfg.line_k)
+    inputs = model_inputs(data.structures, cfg)
+    graphs = make_graphs(data.structures, data.targets, inputs.desc, cfg.k, cfg.line_k)
     t0 = time.time()
     predictor = fit(
         [graphs[i] for i in train],
@@ -188,11 +188,13 @@ def cmd_perov5(args) -> None:
     torch.set_num_threads(args.threads)
     data = read_property_csv(args.csv, target="heat_ref")
     cfg = train_cfg(args, "heat_ref")
-    desc, status = descriptor_inputs(data.structures, cfg, workers=args.workers)
-    refused = [f"{data.ids[i]}: {s}" for i, s in enumerate(status) if s != "ok"]
+    inputs = model_inputs(data.structures, cfg, workers=args.workers)
+    refused = [f"{data.ids[i]}: {s}" for i, s in enumerate(inputs.status) if s != "ok"]
     if refused:
         raise SystemExit(f"CHGNet refused {len(refused)} structures, e.g. {refused[0]}")
-    graphs = make_graphs(data.structures, data.targets, desc, cfg.k, cfg.line_k)
+    graphs = make_graphs(
+        data.structures, data.targets, inputs.desc, cfg.k, cfg.line_k, inputs.atom_fea
+    )
     t0 = time.time()
     predictor = fit(graphs, cfg, log=lambda m: print(m, flush=True))
     seconds = time.time() - t0
@@ -203,13 +205,14 @@ def cmd_perov5(args) -> None:
         "ctg"
         + ("+desc" if cfg.descriptors else "")
         + ("+cdssl" if cfg.pretrain_epochs else "")
-        + ("+chgnet" if cfg.chgnet_descriptor else "")
+        + ("+chgnet" if cfg.chgnet_features else "")
     )
     uses_chgnet = (
-        "\n- Prediction needs CHGNet (`pip install -e '.[chgnet]'`): the model's input includes\n"
-        "  the CHGNet single-point formation energy of the cell as given (evaluators/property/\n"
-        "  potential.py); cells CHGNet refuses (a pair closer than 0.7 Å) get no prediction.\n"
-        if cfg.chgnet_descriptor
+        "- Prediction needs CHGNet (`pip install -e '.[chgnet]'`, CHGNet 0.3 weights): the model\n"
+        "  reads CHGNet's single-point formation energy, crystal feature and atom features of the\n"
+        "  cell as given (evaluators/property/potential.py); cells CHGNet refuses (a pair closer\n"
+        "  than 0.7 Å) get no prediction.\n"
+        if cfg.chgnet_features
         else ""
     )
     card = f"""# property-perov5: heat_ref of ABX3 perovskites
@@ -280,10 +283,10 @@ def main() -> None:
             )
             p.add_argument("--workers", type=int, default=1, help="processes for descriptors")
             p.add_argument(
-                "--chgnet-descriptor",
+                "--chgnet-features",
                 action="store_true",
-                help="hybridise with the CHGNet single-point formation energy (not for `default`: "
-                "its labels are CHGNet energies)",
+                help="hybridise with CHGNet's energy, crystal and atom features (not offered for "
+                "`default`: its labels are CHGNet energies)",
             )
         p.set_defaults(func=func)
     args = parser.parse_args()

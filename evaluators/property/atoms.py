@@ -91,6 +91,20 @@ def element_feature_table() -> np.ndarray:
     return table
 
 
+class AtomFeatureInput(nn.Module):
+    """atom_fea [N, n] -> [N, dim]: per-atom features from outside the model (CHGNet's atom
+    features, module `potential`), layer-normalised then mapped linearly (added to the embedding),
+    so no scaler has to travel with a checkpoint."""
+
+    def __init__(self, n: int, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(n)
+        self.linear = nn.Linear(n, dim)
+
+    def forward(self, atom_fea: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.norm(atom_fea))
+
+
 class ElementFeatures(nn.Module):
     """z [N] -> [N, dim]: a linear map of the element feature table (added to the models' learned
     embedding)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from invdesign.evaluators.property.atoms import N_ELEMENTS, ElementFeatures
+from invdesign.evaluators.property.atoms import N_ELEMENTS, AtomFeatureInput, ElementFeatures
 from invdesign.evaluators.property.graphs import edge_vectors
 from invdesign.evaluators.property.model import GaussianBasis
 from torch import nn
@@ -27,6 +27,7 @@ class CGCNNConfig:
     rbf_max: float = 8.0
     n_descriptors: int = 0
     element_features: bool = False  # add CGCNN's kind of element features to the embedding
+    n_atom_features: int = 0  # per-atom input features (`atom_fea`) added to the embedding
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,6 +39,9 @@ class CGCNN(nn.Module):
         self.config = cfg = config or CGCNNConfig()
         self.embed = nn.Embedding(N_ELEMENTS + 1, cfg.hidden)
         self.element_features = ElementFeatures(cfg.hidden) if cfg.element_features else None
+        self.atom_in = (
+            AtomFeatureInput(cfg.n_atom_features, cfg.hidden) if cfg.n_atom_features else None
+        )
         self.rbf = GaussianBasis(0.0, cfg.rbf_max, cfg.n_rbf)
         self.convs = nn.ModuleList(
             CGConv(cfg.hidden, dim=cfg.n_rbf, aggr="mean", batch_norm=True)
@@ -55,6 +59,8 @@ class CGCNN(nn.Module):
         x = self.embed(batch.z.clamp(max=N_ELEMENTS))  # [N, d]
         if self.element_features is not None:
             x = x + self.element_features(batch.z)
+        if self.atom_in is not None:
+            x = x + self.atom_in(batch.atom_fea)
         for conv in self.convs:
             x = nn.functional.softplus(conv(x, batch.edge_index, edge_attr))
         pooled = scatter(x, batch.batch, 0, dim_size=batch.num_graphs, reduce="mean")  # [B, d]

@@ -136,8 +136,10 @@ def make_graphs(
     descriptors: np.ndarray | None = None,
     k: int = 12,
     line_k: int | None = None,
+    atom_features: Sequence[np.ndarray] | None = None,
 ) -> list:
-    """One `CrystalGraph` per structure with optional `y` [1] and raw `desc` [1, N_DESCRIPTORS]."""
+    """One `CrystalGraph` per structure with optional `y` [1], raw `desc` [1, n_desc] and per-atom
+    `atom_fea` [n_atoms, n] (see `train.model_inputs`)."""
     import torch
     from invdesign.evaluators.property.graphs import build_graph
 
@@ -148,5 +150,7 @@ def make_graphs(
             graph.y = torch.tensor([float(targets[i])], dtype=torch.float32)
         if descriptors is not None:
             graph.desc = torch.as_tensor(descriptors[i], dtype=torch.float32).unsqueeze(0)
+        if atom_features is not None:
+            graph.atom_fea = torch.as_tensor(atom_features[i], dtype=torch.float32)
         graphs.append(graph)
     return graphs

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from invdesign.evaluators.property.atoms import N_ELEMENTS, ElementFeatures
+from invdesign.evaluators.property.atoms import N_ELEMENTS, AtomFeatureInput, ElementFeatures
 from invdesign.evaluators.property.graphs import N_LAP, N_RW, bond_cosines, edge_vectors
 from torch import nn
 from torch_geometric.utils import scatter, softmax, to_dense_batch
@@ -31,6 +31,7 @@ class CrysToGraphConfig:
     n_descriptors: int = 0  # 0: no hybridisation
     dropout: float = 0.0
     element_features: bool = False  # add CGCNN-style element features to the learned embedding
+    n_atom_features: int = 0  # per-atom input features (`atom_fea`) added to the embedding
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,6 +136,7 @@ class CrysToGraph(nn.Module):
         d = cfg.hidden
         self.embed = nn.Embedding(N_ELEMENTS + 1, d)
         self.element_features = ElementFeatures(d) if cfg.element_features else None
+        self.atom_in = AtomFeatureInput(cfg.n_atom_features, d) if cfg.n_atom_features else None
         self.rbf = GaussianBasis(0.0, cfg.rbf_max, cfg.n_rbf)
         self.abf = GaussianBasis(-1.0, 1.0, cfg.n_abf)
         self.edge_in = nn.Sequential(nn.Linear(cfg.n_rbf, d), nn.Softplus(), nn.Linear(d, d))
@@ -157,6 +159,8 @@ class CrysToGraph(nn.Module):
         x = self.embed(batch.z.clamp(max=N_ELEMENTS))  # [N, d]
         if self.element_features is not None:
             x = x + self.element_features(batch.z)
+        if self.atom_in is not None:
+            x = x + self.atom_in(batch.atom_fea)
         e = self.edge_in(self.rbf(vec.norm(dim=-1)))  # [E, d]
         t = self.angle_in(self.abf(bond_cosines(vec, batch.lg_index)))  # [T, d]
         for line_layer, graph_layer in zip(self.line_layers, self.graph_layers, strict=True):

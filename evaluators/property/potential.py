@@ -1,34 +1,56 @@
-"""Universal-potential descriptor for hybridisation: the CHGNet single-point formation energy per
-atom (eV/atom) of each structure as given (no relaxation), from the reference recipe in
-`reference` (MP elemental references, the same guards).
+"""Universal-potential features for hybridisation: what the pretrained CHGNet says about each
+structure as given (no relaxation), from the reference recipe in `reference` (MP elemental
+references, the same guards).
 
-A property model trained with `TrainConfig.chgnet_descriptor` concatenates this value to its pooled
-representation, beside or instead of the seed-002 descriptors, so the network learns a correction
-to a universal potential's energy rather than the whole energy. The descriptor costs one CHGNet
-energy call per structure (~20 ms for a 5-atom cell on 2 cores) at training and prediction time.
-Structures the recipe refuses (a pair closer than 0.7 Å, too many atoms, an element without a
-reference energy) get NaN and the reason.
+- graph level [N_POTENTIAL]: the single-point formation energy per atom (eV/atom) and the pooled
+  crystal feature (the 64 numbers CHGNet's energy head reads);
+- atom level [n_atoms, N_ATOM_POTENTIAL]: CHGNet's feature of each atom after its message passing.
+
+CHGNet 0.3's weights were trained on ~1.5 M Materials Project DFT calculations. A property model
+trained with `TrainConfig.chgnet_features` adds the atom features to its node embeddings and
+concatenates the graph-level block to its pooled representation (beside or instead of the seed-002
+descriptors), carrying that representation into a small data set. One CHGNet call per structure
+(~25 ms for a 5-atom cell on 2 cores) at training and prediction time. Structures the recipe
+refuses (a pair closer than 0.7 Å, too many atoms, an element without a reference energy) get NaN
+and the reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from invdesign.evaluators.property.reference import CRYSTAL_FEATURES, ChgnetReference
 
 from invdesign.structure import Structure
 
-POTENTIAL_NAMES: tuple[str, ...] = ("chgnet_formation_energy_per_atom",)
+POTENTIAL_NAMES: tuple[str, ...] = (
+    "chgnet_formation_energy_per_atom",
+    *(f"chgnet_crystal_fea_{i}" for i in range(CRYSTAL_FEATURES)),
+)
 N_POTENTIAL = len(POTENTIAL_NAMES)
+N_ATOM_POTENTIAL = CRYSTAL_FEATURES
 
 
-def potential_descriptors(structures: Sequence[Structure]) -> tuple[np.ndarray, list[str]]:
-    """[n, N_POTENTIAL] CHGNet single-point formation energies (eV/atom; NaN where refused) and
-    one status per structure ("ok" or the reason)."""
-    from invdesign.evaluators.property.reference import ChgnetReference
+@dataclass
+class PotentialFeatures:
+    """graph [n, N_POTENTIAL]; atoms: one [n_atoms_i, N_ATOM_POTENTIAL] per structure; status:
+    "ok" or why that structure's rows are NaN."""
 
+    graph: np.ndarray
+    atoms: list[np.ndarray]
+    status: list[str]
+
+
+def potential_features(structures: Sequence[Structure]) -> PotentialFeatures:
+    """CHGNet's graph- and atom-level features of each structure (see the module docstring)."""
     if not structures:
-        return np.zeros((0, N_POTENTIAL)), []
-    records = ChgnetReference(relax=False, batch_size=64).evaluate(structures)
-    values = np.array([[r["formation_energy_per_atom"]] for r in records], dtype=np.float64)
-    return values, [r["status"] for r in records]
+        return PotentialFeatures(np.zeros((0, N_POTENTIAL)), [], [])
+    records = ChgnetReference(relax=False, batch_size=64, features=True).evaluate(structures)
+    graph = np.array(
+        [[r["formation_energy_per_atom"], *r["crystal_fea"]] for r in records], dtype=np.float64
+    )
+    return PotentialFeatures(
+        graph, [r["atom_fea"] for r in records], [r["status"] for r in records]
+    )

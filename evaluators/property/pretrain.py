@@ -70,9 +70,10 @@ def cdssl_pretrain(
 
 def transfer_encoder(source: torch.nn.Module, target: torch.nn.Module) -> torch.nn.Module:
     """Copy every pretrained parameter except the property head into `target` (e.g. one built with
-    descriptor hybridisation, whose head input is wider). Returns `target`."""
+    descriptor hybridisation, whose head input is wider, or with per-atom input features, whose
+    input map `atom_in` stays as initialised). Returns `target`."""
     state = {k: v for k, v in source.state_dict().items() if not k.startswith("head.")}
     missing, unexpected = target.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("head.") for k in missing):
+    if unexpected or any(not k.startswith(("head.", "atom_in.")) for k in missing):
         raise ValueError(f"encoder mismatch: missing {missing}, unexpected {unexpected}")
     return target

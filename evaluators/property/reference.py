@@ -32,6 +32,7 @@ from invdesign.structure import Structure
 
 TABLE = Path(__file__).with_name("elemental_references.json")
 BOX_PADDING = 10.0  # Å of vacuum on each side of a particle
+CRYSTAL_FEATURES = 64  # width of CHGNet 0.3's pooled crystal feature
 
 
 @lru_cache(maxsize=1)
@@ -94,6 +95,7 @@ class ChgnetReference:
     max_atoms: int = 2000
     relax_max_atoms: int = 300  # larger particles: energy only, no forces
     batch_size: int = 16
+    features: bool = False  # also return CHGNet's crystal feature [64] and atom features [n, 64]
 
     def _check(self, structure: Structure) -> str | None:
         if structure.n_atoms > self.max_atoms:
@@ -117,7 +119,8 @@ class ChgnetReference:
 
     def evaluate(self, structures: Sequence[Structure]) -> list[dict[str, Any]]:
         """Per structure: formation_energy_per_atom, energy_per_atom (eV/atom), relax_steps,
-        status."""
+        status; with `features`, CHGNet's representation of the final structure: crystal_fea [64]
+        (pooled) and atom_fea [n_atoms, 64] (input order; NaN when skipped)."""
         records: list[dict[str, Any]] = []
         todo, pmgs = [], []
         for i, structure in enumerate(structures):
@@ -130,6 +133,9 @@ class ChgnetReference:
                     "status": problem or "ok",
                 }
             )
+            if self.features:
+                records[i]["crystal_fea"] = np.full(CRYSTAL_FEATURES, np.nan)
+                records[i]["atom_fea"] = np.full((structure.n_atoms, CRYSTAL_FEATURES), np.nan)
             if problem:
                 continue
             pmg = _to_periodic_pymatgen(structure)
@@ -140,11 +146,20 @@ class ChgnetReference:
         if pmgs:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                preds = _chgnet().predict_structure(pmgs, task="e", batch_size=self.batch_size)
+                preds = _chgnet().predict_structure(
+                    pmgs,
+                    task="e",
+                    batch_size=self.batch_size,
+                    return_crystal_feas=self.features,
+                    return_atom_feas=self.features,
+                )
             preds = [preds] if isinstance(preds, dict) else preds
             for i, pred in zip(todo, preds, strict=True):
                 energy = float(np.asarray(pred["e"]).reshape(-1)[0])
                 records[i]["energy_per_atom"] = energy
+                if self.features:
+                    records[i]["crystal_fea"] = np.asarray(pred["crystal_fea"], dtype=np.float64)
+                    records[i]["atom_fea"] = np.asarray(pred["atom_fea"], dtype=np.float64)
                 records[i]["formation_energy_per_atom"] = energy - reference_energy_per_atom(
                     structures[i]
                 )

@@ -5,9 +5,10 @@ trained one.
 CDSSL pretraining, trains with AdamW + one-cycle schedule on an L1 loss, and returns a `Predictor`
 whose `predict(structures)` gives values in the target's unit.
 
-Descriptor hybridisation has two blocks, concatenated in this order when switched on: the seed-002
-structure descriptors (`cfg.descriptors`, module `descriptors`) and the CHGNet single-point
-formation energy (`cfg.chgnet_descriptor`, module `potential`). `descriptor_inputs` computes them.
+Hybridisation inputs, each switched on by the config: the seed-002 structure descriptors
+(`cfg.descriptors`, module `descriptors`) and CHGNet's features (`cfg.chgnet_features`, module
+`potential`: energy + crystal feature beside the descriptors at the head, atom features added to
+the node embeddings). `model_inputs` computes them for a list of structures.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from invdesign.evaluators.property.cgcnn import CGCNN, CGCNNConfig
 from invdesign.evaluators.property.descriptors import N_DESCRIPTORS
 from invdesign.evaluators.property.model import CrysToGraph, CrysToGraphConfig
-from invdesign.evaluators.property.potential import N_POTENTIAL
+from invdesign.evaluators.property.potential import N_ATOM_POTENTIAL, N_POTENTIAL
 from invdesign.evaluators.property.pretrain import cdssl_pretrain
 from torch_geometric.loader import DataLoader
 
@@ -43,7 +44,7 @@ class TrainConfig:
         4  # line graph over each centre's 4 nearest bonds (CPU budget; None = all 12)
     )
     descriptors: bool = False  # seed-002 structure descriptors
-    chgnet_descriptor: bool = False  # CHGNet single-point formation energy (needs chgnet)
+    chgnet_features: bool = False  # CHGNet energy + crystal and atom features (needs chgnet)
     element_features: bool = True  # CGCNN-style element features beside the learned embedding
     epochs: int = 10
     batch_size: int = 64
@@ -67,27 +68,54 @@ class TrainConfig:
 
 def n_descriptor_inputs(cfg: TrainConfig) -> int:
     """Width of the descriptor vector concatenated to the pooled representation (0: none)."""
-    return N_DESCRIPTORS * cfg.descriptors + N_POTENTIAL * cfg.chgnet_descriptor
+    return N_DESCRIPTORS * cfg.descriptors + N_POTENTIAL * cfg.chgnet_features
 
 
-def descriptor_inputs(
+def n_atom_inputs(cfg: TrainConfig) -> int:
+    """Width of the per-atom input features added to the node embeddings (0: none)."""
+    return N_ATOM_POTENTIAL * cfg.chgnet_features
+
+
+@dataclass
+class ModelInputs:
+    """What a model needs beside the graph. desc: raw rows [n, n_descriptor_inputs(cfg)] or None;
+    atom_fea: per structure [n_atoms_i, n_atom_inputs(cfg)] or None; status: "ok", or why a
+    structure's inputs hold NaN (CHGNet refused it)."""
+
+    desc: np.ndarray | None
+    atom_fea: list[np.ndarray] | None
+    status: list[str]
+
+    def usable(self) -> np.ndarray:
+        """[n] bool: every input of the structure is finite."""
+        ok = np.ones(len(self.status), dtype=bool)
+        if self.desc is not None:
+            ok &= np.isfinite(self.desc).all(axis=1)
+        if self.atom_fea is not None:
+            ok &= np.array([np.isfinite(a).all() for a in self.atom_fea], dtype=bool)
+        return ok
+
+
+def model_inputs(
     structures: Sequence[Structure], cfg: TrainConfig, workers: int = 1
-) -> tuple[np.ndarray | None, list[str]]:
-    """Raw descriptor rows [n, n_descriptor_inputs(cfg)] (None when the model uses none) and one
-    status per structure: "ok", or why a row holds NaN (CHGNet refused the structure)."""
-    status = ["ok"] * len(structures)
-    if not n_descriptor_inputs(cfg):
-        return None, status
-    from invdesign.evaluators.property.descriptors import descriptor_matrix
-    from invdesign.evaluators.property.potential import potential_descriptors
-
+) -> ModelInputs:
+    """The hybridisation inputs `cfg` asks for (see the module docstring); `workers` > 1 computes
+    the seed-002 descriptors in a process pool."""
+    inputs = ModelInputs(None, None, ["ok"] * len(structures))
     blocks = []
     if cfg.descriptors:
+        from invdesign.evaluators.property.descriptors import descriptor_matrix
+
         blocks.append(descriptor_matrix(structures, workers=workers))
-    if cfg.chgnet_descriptor:
-        values, status = potential_descriptors(structures)
-        blocks.append(values)
-    return np.concatenate(blocks, axis=1), status
+    if cfg.chgnet_features:
+        from invdesign.evaluators.property.potential import potential_features
+
+        features = potential_features(structures)
+        blocks.append(features.graph)
+        inputs.atom_fea, inputs.status = features.atoms, features.status
+    if blocks:
+        inputs.desc = np.concatenate(blocks, axis=1)
+    return inputs
 
 
 def build_network(cfg: TrainConfig) -> torch.nn.Module:
@@ -99,6 +127,7 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
                 layers=max(cfg.blocks, 3),
                 n_descriptors=n_desc,
                 element_features=cfg.element_features,
+                n_atom_features=n_atom_inputs(cfg),
             )
         )
     return CrysToGraph(
@@ -108,6 +137,7 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
             blocks=cfg.blocks,
             n_descriptors=n_desc,
             element_features=cfg.element_features,
+            n_atom_features=n_atom_inputs(cfg),
         )
     )
 
@@ -143,16 +173,16 @@ class Predictor:
         return np.concatenate(out) * self.y_std + self.y_mean if out else np.zeros(0)
 
     def predict(self, structures: Sequence[Structure]) -> np.ndarray:
-        """[n] predictions for structures (graphs and descriptors built here); NaN where a
-        descriptor cannot be computed (see `descriptor_inputs`)."""
+        """[n] predictions for structures (graphs and inputs built here); NaN where an input
+        cannot be computed (see `model_inputs`)."""
         from invdesign.evaluators.property.data import make_graphs
 
-        desc, _ = descriptor_inputs(structures, self.cfg)
-        values = self.predict_graphs(
-            make_graphs(structures, None, desc, self.cfg.k, self.cfg.line_k)
+        inputs = model_inputs(structures, self.cfg)
+        graphs = make_graphs(
+            structures, None, inputs.desc, self.cfg.k, self.cfg.line_k, inputs.atom_fea
         )
-        if desc is not None:
-            values[~np.isfinite(desc).all(axis=1)] = np.nan
+        values = self.predict_graphs(graphs)
+        values[~inputs.usable()] = np.nan
         return values
 
 
@@ -164,8 +194,8 @@ def fit(
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
 ) -> Predictor:
-    """Train on graphs carrying `y` [1] (and `desc` [1, n_descriptor_inputs(cfg)] when the model
-    uses descriptors). Seeded by cfg.seed."""
+    """Train on graphs carrying `y` [1] (and `desc` [1, n_descriptor_inputs(cfg)] and `atom_fea`
+    [n_atoms, n_atom_inputs(cfg)] when the model uses them). Seeded by cfg.seed."""
     torch.manual_seed(cfg.seed)
     graphs = list(graphs)
     y = np.array([float(g.y) for g in graphs])
@@ -182,6 +212,11 @@ def fit(
         if bad:
             raise InvdesignError(f"{bad} training structures have no descriptors (NaN)")
         desc_mean, desc_std = desc.mean(0), np.where(desc.std(0) > 1e-8, desc.std(0), 1.0)
+    if n_atom_inputs(cfg):
+        if any(getattr(g, "atom_fea", None) is None for g in graphs):
+            raise InvdesignError("the model needs per-atom features (atom_fea) on every graph")
+        if not all(bool(torch.isfinite(g.atom_fea).all()) for g in graphs):
+            raise InvdesignError("training structures have no atom features (NaN)")
     net = pretrained if pretrained is not None else build_network(cfg)
     if pretrained is None and cfg.pretrain_epochs:
         cdssl_pretrain(
