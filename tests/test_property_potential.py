@@ -144,6 +144,8 @@ def test_structure_chgnet_refuses_gets_nan_and_training_on_it_is_refused():
 
 
 def test_cdssl_encoder_transfers_into_a_model_with_atom_features():
+    with pytest.raises(InvdesignError, match="CDSSL pretraining cannot see CHGNet features"):
+        TrainConfig(chgnet_features=True, pretrain_epochs=1)
     cfg = TrainConfig(chgnet_features=True, **TINY)
     plain = build_network(TrainConfig(**TINY))
     target = transfer_encoder(plain, build_network(cfg))

@@ -1,7 +1,7 @@
 """Property GNN evaluator: formation-energy prediction and screening, with a CHGNet second opinion.
 
 Modules: graphs (k-NN crystal graphs + line graphs), model (CrysToGraph-style), cgcnn (baseline),
-descriptors (seed-002 hybridisation), potential (CHGNet-energy descriptor), pretrain (CDSSL), data
+descriptors (seed-002 hybridisation), potential (CHGNet features), pretrain (CDSSL), data
 (CSV I/O), labels (CHGNet-labelled family sets), train, checkpoint, reference (CHGNet recipe),
 evaluator (`formation_energy`), screen (screening API).
 """

@@ -22,7 +22,7 @@ from invdesign.structure import Structure
 
 SUFFIXES = (".cif", ".xyz", ".extxyz")
 NO_PREDICTION = (
-    "no prediction: the model's descriptors cannot be computed for this structure "
+    "no prediction: the model's inputs cannot be computed for this structure "
     "(e.g. CHGNet refuses a pair closer than 0.7 Å)"
 )
 COLUMNS = (

@@ -61,6 +61,11 @@ class TrainConfig:
             raise InvdesignError(f"unknown property model {self.model!r}; choose one of {MODELS}")
         if self.model == "cgcnn" and self.pretrain_epochs:
             raise InvdesignError("CDSSL pretraining needs the crystograph model (per-bond head)")
+        if self.chgnet_features and self.pretrain_epochs:
+            raise InvdesignError(
+                "CDSSL pretraining cannot see CHGNet features (they describe the clean structure "
+                "it must recover): pretrain without them, then transfer_encoder"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -178,11 +183,13 @@ class Predictor:
         from invdesign.evaluators.property.data import make_graphs
 
         inputs = model_inputs(structures, self.cfg)
-        graphs = make_graphs(
-            structures, None, inputs.desc, self.cfg.k, self.cfg.line_k, inputs.atom_fea
-        )
+        usable = inputs.usable()
+        # zeros in place of NaN inputs, so nothing undefined enters a batch; those rows -> NaN
+        desc = None if inputs.desc is None else np.nan_to_num(inputs.desc)
+        atom_fea = None if inputs.atom_fea is None else [np.nan_to_num(a) for a in inputs.atom_fea]
+        graphs = make_graphs(structures, None, desc, self.cfg.k, self.cfg.line_k, atom_fea)
         values = self.predict_graphs(graphs)
-        values[~inputs.usable()] = np.nan
+        values[~usable] = np.nan
         return values
 
 
