@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import multiprocessing
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -345,14 +346,15 @@ def print_table(
 
 def merge_records(paths: list[Path]) -> dict:
     """One record from several --out files (folds or variants run separately): per variant and
-    baseline, the value of each fold (a later file wins a fold both hold); setups joined."""
+    baseline, the value of each fold (a later file wins a fold both hold); the distinct setups
+    (without their process layout and wall time) joined."""
     maes: dict[str, dict[int, float]] = {}
     baselines: dict[str, dict[int, float]] = {}
     seconds: dict[str, float] = {}
     setups = []
     for path in paths:
         run = json.loads(path.read_text())
-        setups.append(run["setup"])
+        setups.append(re.sub(r", \d+ fold processes x \d+ thread; wall \d+ s$", "", run["setup"]))
         for name, values in run["mae"].items():
             maes.setdefault(name, {}).update(zip(run["folds"], values, strict=True))
             seconds[name] = seconds.get(name, 0.0) + run["seconds"][name]

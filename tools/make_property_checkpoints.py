@@ -175,12 +175,20 @@ def cv_summary(path: Path | None, variant: str) -> str:
     rows = {**record["mae"], **{f"[{k}]": v for k, v in record.get("baselines", {}).items()}}
     table = ", ".join(f"{k} {np.mean(v):.3f}" for k, v in rows.items() if v)
     folds = len(record["mae"].get("cgcnn", []))
+    control = ""
+    if "chgnet" in variant and "cgcnn+chgnet" in record["mae"]:
+        control = (
+            f"  CGCNN given the same CHGNet features scores "
+            f"{np.mean(record['mae']['cgcnn+chgnet']):.3f} (plain CGCNN "
+            f"{np.mean(record['mae']['cgcnn']):.3f}): the gain is the features', not the\n"
+            f"  CrysToGraph architecture's.\n"
+        )
     return (
         f"- Cross-validation ({folds} folds of `benchmarks/property_perov5.py`, "
         f"from `{path.name}`;\n"
         f"  the same recipe per fold, trained on 4/5 of the rows): this checkpoint's variant\n"
         f"  `{variant}` MAE {np.mean(record['mae'][variant]):.3f} eV/atom. All rows (mean MAE,\n"
-        f"  eV/atom): {table}.\n  Setup: {record['setup']}.\n"
+        f"  eV/atom): {table}.\n  Setup: {record['setup']}.\n" + control
     )
 
 
