@@ -7,17 +7,18 @@ Run (CPU):
 Budget: every network gets the same 20 epochs (one-cycle AdamW, lr 2e-3, batch 64, width 32, CGCNN
 and CrysToGraph-style element features); the two CDSSL variants share one 5-epoch CDSSL encoder per
 fold, pretrained on the fold's training structures only (no labels). Folds run in 2 single-threaded
-processes: about 3,600 CPU-seconds in all, i.e. ~30 min wall when both cores are free (measured
-~2 CPU-s per 1,000 five-atom graphs per epoch for either model). Descriptors and graphs are
-cached in --cache (outside the repository); per-fold MAEs go to --out after every fold.
+processes (~2 CPU-s per 1,000 five-atom graphs per epoch for either model); the `seconds` of
+`results/property_perov5.json` add up to ~9,700 CPU-seconds for the eight variants on this
+shared 2-core machine. Descriptors and graphs are cached in --cache (outside the repository);
+per-fold MAEs go to --out after every fold; `--merge` joins runs of separate folds or variants.
 Baselines in brackets: the training mean, and ridge / gradient boosting (scikit-learn) on the
 seed-002 descriptors alone.
 
 The `+chgnet` variants hybridise with what the pretrained CHGNet says about the cell: its
 single-point formation energy and 64-number crystal feature beside the descriptors, its atom
 features added to the node embeddings (evaluators/property/potential.py; ~90 s for the 3,787
-cells, cached like the descriptors). `cgcnn+chgnet` is the control that shows
-how much of their gain is the descriptor's; `[linear(chgnet E_f)]`, `[ridge(chgnet)]` and
+cells, cached like the descriptors; they need CHGNet, the `chgnet` extra). `cgcnn+chgnet` is the
+control that shows how much of their gain is the features'; `[linear(chgnet E_f)]`, `[ridge(chgnet)]` and
 `[gbm(desc+chgnet)]` are the matching baselines without a graph network.
 """
 
