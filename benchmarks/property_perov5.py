@@ -18,8 +18,8 @@ The `+chgnet` variants hybridise with what the pretrained CHGNet says about the 
 single-point formation energy and 64-number crystal feature beside the descriptors, its atom
 features added to the node embeddings (evaluators/property/potential.py; ~90 s for the 3,787
 cells, cached like the descriptors; they need CHGNet, the `chgnet` extra). `cgcnn+chgnet` is the
-control that shows how much of their gain is the features'; `[linear(chgnet E_f)]`, `[ridge(chgnet)]` and
-`[gbm(desc+chgnet)]` are the matching baselines without a graph network.
+control that shows how much of their gain is the features'; `[linear(chgnet E_f)]`,
+`[ridge(chgnet)]` and `[gbm(desc+chgnet)]` are the matching baselines without a graph network.
 """
 
 from __future__ import annotations
