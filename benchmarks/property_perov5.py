@@ -108,13 +108,10 @@ def cached_graphs(args, chgnet: bool) -> tuple[np.ndarray, list, dict[str, np.nd
     return data.targets, graphs, blocks
 
 
-def uses_chgnet(variants: str) -> bool:
-    return "chgnet" in variants
-
-
-def with_descriptors(graphs: list, blocks: dict, names: list[str]) -> list:
-    """Copies of `graphs` carrying `desc` = the named blocks side by side, and `atom_fea` when
-    "chgnet" is named (or the graphs as they are when no block is named)."""
+def with_inputs(graphs: list, blocks: dict, names: list[str]) -> list:
+    """Copies of `graphs` carrying `desc` = the named blocks side by side (in the order of
+    `train.model_inputs`: descriptors, then CHGNet's), and `atom_fea` when "chgnet" is named (or
+    the graphs as they are when no block is named)."""
     if not names:
         return graphs
     desc = np.concatenate([blocks[n] for n in names], axis=1)
@@ -131,7 +128,8 @@ def with_descriptors(graphs: list, blocks: dict, names: list[str]) -> list:
 def baseline_maes(targets: np.ndarray, blocks: dict, folds: list, fold_ids) -> dict:
     """Trivial baselines on the same folds: the training mean, and ridge / gradient boosting on
     the seed-002 descriptors alone (scikit-learn; skipped when it is not installed), and, when
-    the CHGNet block is there, a linear fit to the CHGNet energy and boosting on both."""
+    the CHGNet block is there, a linear fit to its energy, ridge on the whole block and boosting
+    on descriptors + block."""
     maes: dict[str, list[float]] = {"mean": []}
     models = {}  # name: (model factory, input matrix)
     try:
@@ -170,7 +168,7 @@ def baseline_maes(targets: np.ndarray, blocks: dict, folds: list, fold_ids) -> d
 def run_fold(args: argparse.Namespace, f: int) -> tuple[int, dict, dict]:
     """Train and test every variant on fold f; returns (f, {variant: MAE}, {variant: seconds})."""
     torch.set_num_threads(args.threads)
-    targets, graphs, blocks = cached_graphs(args, uses_chgnet(args.variants))
+    targets, graphs, blocks = cached_graphs(args, "chgnet" in args.variants)
     order = np.random.default_rng(args.seed).permutation(len(graphs))
     test = np.array_split(order, args.folds)[f]
     train = np.setdiff1d(order, test)
@@ -193,7 +191,7 @@ def run_fold(args: argparse.Namespace, f: int) -> tuple[int, dict, dict]:
             target=args.target,
         )
         names = [n for n in ("desc", "chgnet") if n in variant]
-        variant_graphs = with_descriptors(graphs, blocks, names)
+        variant_graphs = with_inputs(graphs, blocks, names)
         train_g = [variant_graphs[i] for i in train]
         test_g = [variant_graphs[i] for i in test]
         pretrained = None
@@ -271,7 +269,7 @@ def main() -> None:
     variants = args.variants.split(",")
 
     start = time.time()
-    targets, graphs, blocks = cached_graphs(args, uses_chgnet(args.variants))
+    targets, graphs, blocks = cached_graphs(args, "chgnet" in args.variants)
     print(f"{len(graphs)} structures, graphs in {time.time() - start:.0f} s", flush=True)
     if args.prepare_only:
         return
