@@ -60,9 +60,9 @@ def _chgnet():
             "CHGNet is not installed; install the extra: pip install -e '.[chgnet]'"
         ) from exc
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        return CHGNet.load(verbose=False)
+        return CHGNet.load(verbose=False)  # prints its banner even when not verbose
 
 
 @lru_cache(maxsize=1)
