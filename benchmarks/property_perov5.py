@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from invdesign.evaluators.property.data import make_graphs, read_property_csv
 from invdesign.evaluators.property.descriptors import descriptor_matrix
-from invdesign.evaluators.property.potential import potential_features
+from invdesign.evaluators.property.potential import potential_features, require_all
 from invdesign.evaluators.property.pretrain import cdssl_pretrain, transfer_encoder
 from invdesign.evaluators.property.train import TrainConfig, build_network, fit
 
@@ -82,9 +82,7 @@ def cached_potential(data, cache: Path) -> tuple[np.ndarray, list[np.ndarray]]:
             starts = np.concatenate([[0], np.cumsum(counts)])
             return graph[: len(data)], [atoms[starts[i] : starts[i + 1]] for i in range(len(data))]
     features = potential_features(data.structures)
-    refused = [f"{data.ids[i]}: {s}" for i, s in enumerate(features.status) if s != "ok"]
-    if refused:
-        raise SystemExit(f"CHGNet refused {len(refused)} structures, e.g. {refused[0]}")
+    require_all(data.ids, features.status)
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(
         path,

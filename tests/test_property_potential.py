@@ -175,3 +175,11 @@ def test_shipped_perov5_checkpoint_predicts_its_training_cells(shared_data):
     error = np.abs(predictor.predict(data.structures) - data.targets)
     spread = np.abs(data.targets - data.targets.mean()).mean()
     assert error.mean() < 0.15 < spread  # its training MAE is 0.048; the mean predictor's 0.5
+
+
+def test_require_all_names_the_refused_structure():
+    from invdesign.evaluators.property.potential import require_all
+
+    require_all(["a", "b"], ["ok", "ok"])
+    with pytest.raises(InvdesignError, match="CHGNet refused 1 structures, e.g. b: skipped: pair"):
+        require_all(["a", "b"], ["ok", "skipped: pair closer than 0.7 Å (0.50 Å)"])

@@ -29,6 +29,7 @@ from invdesign.evaluators.property.data import (
     read_property_csv,
     write_property_csv,
 )
+from invdesign.evaluators.property.potential import require_all
 from invdesign.evaluators.property.train import TrainConfig, fit, model_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,9 +198,7 @@ def cmd_perov5(args) -> None:
     data = read_property_csv(args.csv, target="heat_ref")
     cfg = train_cfg(args, "heat_ref")
     inputs = model_inputs(data.structures, cfg, workers=args.workers)
-    refused = [f"{data.ids[i]}: {s}" for i, s in enumerate(inputs.status) if s != "ok"]
-    if refused:
-        raise SystemExit(f"CHGNet refused {len(refused)} structures, e.g. {refused[0]}")
+    require_all(data.ids, inputs.status)
     graphs = make_graphs(
         data.structures, data.targets, inputs.desc, cfg.k, cfg.line_k, inputs.atom_fea
     )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from invdesign.evaluators.property.reference import CRYSTAL_FEATURES, ChgnetReference
 
+from invdesign.errors import InvdesignError
 from invdesign.structure import Structure
 
 POTENTIAL_NAMES: tuple[str, ...] = (
@@ -41,6 +42,14 @@ class PotentialFeatures:
     graph: np.ndarray
     atoms: list[np.ndarray]
     status: list[str]
+
+
+def require_all(ids: Sequence[str], status: Sequence[str]) -> None:
+    """InvdesignError naming how many structures CHGNet refused and the first one's reason (for
+    training sets, where a structure without features cannot be used)."""
+    refused = [f"{name}: {s}" for name, s in zip(ids, status, strict=True) if s != "ok"]
+    if refused:
+        raise InvdesignError(f"CHGNet refused {len(refused)} structures, e.g. {refused[0]}")
 
 
 def potential_features(structures: Sequence[Structure]) -> PotentialFeatures:
