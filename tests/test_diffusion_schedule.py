@@ -116,6 +116,9 @@ def test_bad_scheduler_options_raise() -> None:
         schedule.build_sampler("euler", train, 10)
     with pytest.raises(ConfigError, match="steps must be in 1..100"):
         schedule.build_sampler("ddim", train, 500)
+    with pytest.raises(ConfigError, match="dpmsolver takes at most 99 steps"):
+        schedule.build_sampler("dpmsolver", train, 100)  # would repeat a timestep: NaN samples
+    assert len(set(schedule.build_sampler("dpmsolver", train, 99).timesteps.tolist())) == 99
     with pytest.raises(ConfigError, match="unknown beta_schedule"):
         schedule.build_train_scheduler(100, "cubic")
 
@@ -188,6 +191,42 @@ def test_predictor_corrector_with_an_exact_denoiser_recovers_the_data(sampler: s
     with pytest.raises(ConfigError, match="corrector_steps must be >= 0"):
         schedule.run_sampler(schedule.build_sampler(sampler, ve, 12), torus, torch.rand(1, 4, 3),
                              torus=True, corrector_steps=-1)
+
+
+@pytest.mark.parametrize("sampler", list(schedule.SAMPLERS))
+def test_reverse_process_started_part_way_runs_only_the_low_noise_steps(sampler: str) -> None:
+    """With `start_timestep` the loop runs the sampler's steps at or below it, from a state noised
+    to the first of them, lands on the data with an exact denoiser, and schedulers that count
+    their steps (DPM-Solver++) stay aligned with the timesteps they are given."""
+    ve = schedule.build_train_scheduler(400, "ve_geometric")
+    sigma = schedule.ve_sigmas(ve)
+    f0 = torch.rand(2, 4, 3)
+    seen: list[int] = []
+
+    def torus(f: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        seen.append(int(t[0]))
+        return periodic.wrapped_difference(f - f0) / sigma[t].view(-1, 1, 1)
+
+    scheduler = schedule.build_sampler(sampler, ve, 40)
+    first = schedule.first_timestep(scheduler, 150)
+    assert first <= 150 and (scheduler.timesteps > first).sum() > 0
+    start = periodic.wrap(f0 + sigma[first] * torch.randn(2, 4, 3))
+    out = schedule.run_sampler(scheduler, torus, start, torus=True, start_timestep=150,
+                               generator=torch.Generator().manual_seed(0))
+    assert seen == [int(t) for t in scheduler.timesteps if t <= 150]
+    if hasattr(scheduler, "step_index"):
+        assert scheduler.step_index == len(scheduler.timesteps)
+    torch.testing.assert_close(periodic.wrapped_difference(out - f0), torch.zeros_like(f0),
+                               atol=1e-4, rtol=0)
+
+
+def test_a_start_below_every_sampling_step_is_refused() -> None:
+    ve = schedule.build_train_scheduler(400, "ve_geometric")
+    scheduler = schedule.build_sampler("dpmsolver", ve, 2)  # linspace steps end above 0
+    last = int(scheduler.timesteps[-1])
+    assert last > 0
+    with pytest.raises(ConfigError, match="no sampling step at or below"):
+        schedule.first_timestep(scheduler, last - 1)
 
 
 def test_langevin_steps_sample_a_gaussian_from_its_score() -> None:

@@ -89,6 +89,10 @@ def build_sampler(name: str, train_scheduler: DDPMScheduler, steps: int):
     n_train = train_scheduler.config.num_train_timesteps
     if not 1 <= steps <= n_train:
         raise ConfigError(f"sampling steps must be in 1..{n_train}, got {steps}")
+    if name == "dpmsolver" and steps == n_train:  # linspace spacing then repeats a timestep,
+        raise ConfigError(  # a zero step that DPM-Solver++ divides by (NaN samples)
+            f"dpmsolver takes at most {n_train - 1} steps (got {steps}); use ddpm for all {n_train}"
+        )
     config = dict(train_scheduler.config)
     keep = {
         "num_train_timesteps",
@@ -125,6 +129,7 @@ def run_sampler(
     corrector_steps: int = 0,
     snr: float = 0.1,
     mask: torch.Tensor | None = None,
+    start_timestep: int | None = None,
 ) -> torch.Tensor:
     """The reverse process with a diffusers scheduler, optionally predictor-corrector.
 
@@ -147,6 +152,10 @@ def run_sampler(
             costs one more network call per step; see `langevin_step`.
         snr: the corrector's signal-to-noise ratio (its step size).
         mask: [B, M] real atoms, for the corrector's per-structure norms (None: all atoms).
+        start_timestep: begin the reverse process part-way (SDEdit, Meng et al. 2022; truncated
+            diffusion, Zheng et al. 2023): only the scheduler's timesteps <= this training step
+            are run, and `x` must already be noised to the first of them (`first_timestep`).
+            None: the whole schedule.
 
     Returns:
         [B, M, 3] the final state x_0 (wrapped into [0, 1) on the torus).
@@ -155,7 +164,10 @@ def run_sampler(
         raise ConfigError(f"corrector_steps must be >= 0, got {corrector_steps}")
     abar = scheduler.alphas_cumprod.to(x.device)
     betas = scheduler.betas.to(x.device)
-    timesteps = scheduler.timesteps
+    begin = 0 if start_timestep is None else first_index(scheduler, start_timestep)
+    if begin and hasattr(scheduler, "set_begin_index"):  # schedulers that count their steps
+        scheduler.set_begin_index(begin)
+    timesteps = scheduler.timesteps[begin:]
     for i, t in enumerate(timesteps):
         t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
         # corrector: the score of the state is -eps / (noise std of the state's own coordinates)
@@ -177,6 +189,22 @@ def run_sampler(
         x_vp = scheduler.step(eps, t, x * a_now.sqrt(), generator=generator).prev_sample
         x = _wrap_state(x_vp / a_next.sqrt(), scheduler)
     return x
+
+
+def first_index(scheduler, start_timestep: int) -> int:
+    """Index of the first of the scheduler's timesteps at or below training step
+    `start_timestep` (the scheduler's timesteps descend)."""
+    below = (scheduler.timesteps <= start_timestep).nonzero()
+    if len(below) == 0:
+        raise ConfigError(
+            f"no sampling step at or below training step {start_timestep}: use more steps"
+        )
+    return int(below[0])
+
+
+def first_timestep(scheduler, start_timestep: int) -> int:
+    """The training step the reverse process started at `start_timestep` begins from."""
+    return int(scheduler.timesteps[first_index(scheduler, start_timestep)])
 
 
 def _wrap_state(y: torch.Tensor, scheduler) -> torch.Tensor:
