@@ -151,3 +151,56 @@ def test_unavailable_device_is_a_one_line_error(tmp_path, tiny_checkpoint, capsy
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "CUDA is not available" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_diffusion_checkpoint(tmp_path_factory) -> Path:
+    """An untrained small xPDF -> pos_abs diffusion checkpoint (pipeline plumbing only)."""
+    import invdesign.generators.diffusion  # noqa: F401  (registers 'diffusion')
+    from invdesign.generators.base import build_generator
+    from invdesign.generators.checkpoint import save_checkpoint
+
+    from invdesign.tasks import TaskSpec
+
+    torch.manual_seed(0)
+    gen = build_generator("diffusion", TaskSpec.parse("xPDF->pos_abs"), cond_dim=16,
+                          species_dim=8, time_dim=16, scalar_dim=8, vector_dim=4, n_layers=1,
+                          radial_hidden=16, n_radial=8, num_train_timesteps=50, k_neighbors=4,
+                          species_vocab=[8, 30], sampler="ddpm", sampling_steps=20)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_diffusion", gen)
+
+
+def test_sampler_and_steps_reach_a_diffusion_model(tmp_path, tiny_diffusion_checkpoint) -> None:
+    out = tmp_path / "run"
+    code = main(["sample", "--pdf", str(ZNO), "--checkpoint", str(tiny_diffusion_checkpoint),
+                 "--n", "2", "--sampler", "ddim", "--steps", "3", "--out", str(out)])
+    assert code == 0
+    result = sample(ZNO, checkpoint=tiny_diffusion_checkpoint, n=2, sampler="ddim", steps=3)
+    infos = [c.structure.info for c in result.candidates
+             if c.structure.info["source"] == "generator"]
+    assert infos and all(i["sampler"] == "ddim" and i["steps"] == 3 for i in infos)
+    default = sample(ZNO, checkpoint=tiny_diffusion_checkpoint, n=2)
+    infos = [c.structure.info for c in default.candidates
+             if c.structure.info["source"] == "generator"]
+    assert infos and all(i["sampler"] == "ddpm" and i["steps"] == 20 for i in infos)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--steps", "5"], "--steps: only diffusion models take sampler options"),
+    (["--sampler", "ddim"], "--sampler: only diffusion models take sampler options"),
+])
+def test_sampler_options_on_other_models_are_a_one_line_error(tmp_path, tiny_checkpoint, capsys,
+                                                              options, message) -> None:
+    code = main(["sample", "--pdf", str(ZNO), "--checkpoint", str(tiny_checkpoint), *options,
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().splitlines()[-1].count(message) == 1
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_bad_steps_are_a_one_line_error(tmp_path, tiny_diffusion_checkpoint, capsys) -> None:
+    code = main(["sample", "--pdf", str(ZNO), "--checkpoint", str(tiny_diffusion_checkpoint),
+                 "--steps", "0", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "sampling steps must be in 1..50, got 0" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()

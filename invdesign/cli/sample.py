@@ -54,6 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", type=Path, help="output folder (default sample_<input name>)")
     run.add_argument("--force", action="store_true", help="replace an existing --out")
     run.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    run.add_argument("--sampler", choices=("ddpm", "ddim", "dpmsolver"),
+                     help="diffusion models: the sampler (default: the checkpoint's)")
+    run.add_argument("--steps", type=int, metavar="K",
+                     help="diffusion models: sampling steps (default: the checkpoint's)")
     parser.set_defaults(func=main)
 
 
@@ -82,6 +86,7 @@ def main(args: argparse.Namespace) -> int:
         refine=args.refine, refine_top=args.refine_top, device=args.device, out=out,
         force=args.force, fit_range=tuple(args.fit_range) if args.fit_range else None,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
+        sampler=args.sampler, steps=args.steps,
     )
     print(report(result, taken=False))  # the taken values were printed as progress
     return 0

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from invdesign import elements
 from invdesign.debye.cutter import cut_sphere
+from invdesign.errors import InvdesignError
 from invdesign.pipeline.packings import packing_candidates
 from invdesign.pipeline.result import UNIT_CELL_KEY
 from invdesign.pipeline.sizing import SizeEstimate
@@ -86,10 +88,17 @@ def plan_route(task: TaskSpec, size: SizeEstimate | None,
                  f"{diameter:.0f} Å spheres", diameter)
 
 
-def from_generator(generator, condition: Condition, n: int, seed: int) -> list[Structure]:
-    """`n` structures sampled from `generator` for a one-item `condition`, reproducible by seed."""
+def from_generator(generator, condition: Condition, n: int, seed: int,
+                   sampling: dict[str, Any] | None = None) -> list[Structure]:
+    """`n` structures sampled from `generator` for a one-item `condition`, reproducible by seed.
+    `sampling`: the diffusion sampler's options ('sampler', 'steps'); other generators take none."""
+    options = {k: v for k, v in (sampling or {}).items() if v is not None}
+    if options and generator.name != "diffusion":
+        given = ", ".join(f"--{k}" for k in options)
+        raise InvdesignError(f"{given}: only diffusion models take sampler options; this run "
+                             f"samples the {generator.name} model {generator.task.name}")
     rng = torch.Generator(device="cpu").manual_seed(int(seed))
-    structures = generator.sample(condition, n, generator=rng)[0]
+    structures = generator.sample(condition, n, generator=rng, **options)[0]
     for s in structures:
         s.info.setdefault("source", "generator")
     return structures

@@ -76,8 +76,9 @@ def sampled_generator(route: Route, generator, plan: Plan, device: str):
 
 
 def produce(plan: Plan, route: Route, generator, inputs: dict[str, ModelInput], comp, size,
-            seed, device, say) -> Iterator[Structure]:
-    """The candidates of `plan`, yielded one by one (cut particles as they are cut)."""
+            seed, device, say, sampling=None) -> Iterator[Structure]:
+    """The candidates of `plan`, yielded one by one (cut particles as they are cut); `sampling`:
+    the diffusion sampler's options (`candidates.from_generator`)."""
     from invdesign.conditions import prepare_condition
     from invdesign.pipeline.templates import template_candidates
 
@@ -86,7 +87,7 @@ def produce(plan: Plan, route: Route, generator, inputs: dict[str, ModelInput], 
         condition = prepare_condition({inp.name: (inp.grid, inp.values)
                                        for inp in inputs.values()},
                                       generator.task, composition=comp)
-        structures = from_generator(generator, condition, plan.n_model, seed)
+        structures = from_generator(generator, condition, plan.n_model, seed, sampling)
         if route.name == "unit_cell":
             assert diameter is not None
             say(f"cutting {len(structures)} sampled unit cells to {diameter:.0f} Å particles")

@@ -98,6 +98,8 @@ def sample(
     refine_top: int = 3,
     n_plotted: int = defaults.N_PLOTTED,
     progress: Progress | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
 ) -> SampleResult:
     """Candidate structures that explain measured pattern(s), ranked by Rw.
 
@@ -116,6 +118,8 @@ def sample(
         metal_core: model only the metals of the composition (drop a ligand shell).
         n_plotted: candidates shown in fit.png and written as .fgr.
         progress: called with one line per step (the CLI prints them).
+        sampler, steps: diffusion models only: the sampler ('ddpm', 'ddim', 'dpmsolver') and its
+            number of steps (None: the checkpoint's defaults).
     """
     say = progress or (lambda _msg: None)
     if n < 1:
@@ -126,7 +130,8 @@ def sample(
     folder = OutputFolder(out, force, protect=inputs) if out is not None else None
     try:
         result = _run(patterns, composition, model, checkpoint, n, seed, refine, device, folder,
-                      fit_range, metal_core, refine_top, n_plotted, say)
+                      fit_range, metal_core, refine_top, n_plotted, say,
+                      {"sampler": sampler, "steps": steps})
         if folder is not None:
             result.out = str(folder.commit())
         return result
@@ -136,7 +141,7 @@ def sample(
 
 
 def _run(patterns, composition, model, checkpoint, n, seed, refine, device, folder, fit_range,
-         metal_core, refine_top, n_plotted, say) -> SampleResult:
+         metal_core, refine_top, n_plotted, say, sampling) -> SampleResult:
     taken = taken_values(patterns)
     comp, comp_source = resolve_composition(composition, patterns, metal_core)
     taken["composition"] = f"{format_fractions(comp)} ({comp_source})"
@@ -175,7 +180,7 @@ def _run(patterns, composition, model, checkpoint, n, seed, refine, device, fold
         used_model = "packings"
     else:
         used_model = "crystal_types"
-    produced = produce(plan, route, sampled, inputs, comp, size, seed, device, say)
+    produced = produce(plan, route, sampled, inputs, comp, size, seed, device, say, sampling)
 
     candidates: list[Candidate] = []
     for i, structure in enumerate(produced):
