@@ -307,3 +307,86 @@ def test_noise_prediction_error_against_predicting_zero(which: str,
     assert gen.noise_level(0) < gen.noise_level(gen.train_scheduler.config.num_train_timesteps - 1)
     with pytest.raises(InvdesignError, match="timestep"):
         gen.noise_prediction_error(batch, 10_000)
+
+
+PRIOR = {**TINY, "prior": "mlp", "prior_hparams": {"hidden": 16, "aux_hidden": 16},
+         "sampler": "ddpm", "sampling_steps": 50, "prior_sigma": 0.01, "prior_train_sigma": 0.05}
+
+
+@pytest.fixture(scope="module")
+def prior_gen() -> Generator:
+    torch.manual_seed(0)
+    return build_generator("diffusion", TaskSpec.parse("saxs->unit_cell_pos_frac", MAX_ATOMS),
+                           **PRIOR)
+
+
+def test_prior_sample_starts_from_the_prior_estimate(prior_gen: Generator) -> None:
+    """Count, species and cell come from the MLP prior; the coordinates stay within a few
+    prior_sigma of its estimate (an untrained denoiser moves them by about the noise it removes),
+    where the whole reverse process from uniform noise lands anywhere in the cell."""
+    cond = _condition(prior_gen.task, 3)
+    cond.cell_params = torch.tensor([[4.0, 4.0, 5.0, 90.0, 90.0, 120.0]]).expand(3, 6)
+    out = prior_gen.sample(cond, 1, generator=torch.Generator().manual_seed(0))
+    first = prior_gen.prior.sample(cond, 1, generator=torch.Generator().manual_seed(0))
+    for [s], [p] in zip(out, first, strict=True):
+        assert s.info["prior"] == "mlp"
+        assert sorted(s.species.tolist()) == sorted(p.species.tolist())
+        np.testing.assert_allclose(s.cell_parameters(), p.cell_parameters(), atol=1e-4)
+        gap = np.mod(s.frac_positions[:, None] - p.frac_positions[None] + 0.5, 1.0) - 0.5
+        assert np.abs(gap).max(-1).min(1).max() < 0.08  # every atom next to a prior atom
+    free = build_generator("diffusion", prior_gen.task, **{**PRIOR, "prior": "none"})
+    free.load_state_dict(prior_gen.state_dict(), strict=False)
+    same = Condition(cond.patterns, None, cond.cell_params,
+                     torch.tensor([p.n_atoms for [p] in first]))
+    far = free.sample(same, 1, generator=torch.Generator().manual_seed(0))
+    gaps = [np.mod(s.frac_positions[:, None] - p.frac_positions[None] + 0.5, 1.0) - 0.5
+            for [s], [p] in zip(far, first, strict=True)]
+    assert max(float(np.abs(g).max(-1).min(1).max()) for g in gaps) > 0.08
+
+
+def test_prior_loss_trains_the_prior_and_the_denoiser(prior_gen: Generator) -> None:
+    prior_gen.zero_grad()
+    prior_gen.train()
+    losses = prior_gen.loss(_batch(prior_gen.task))
+    assert set(losses) == {"diffusion", "prior", "prior_coord_mae", "loss"}
+    torch.testing.assert_close(losses["loss"], losses["diffusion"] + losses["prior"])
+    losses["loss"].backward()
+    assert prior_gen.prior.coords[0].weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in prior_gen.denoiser.parameters())
+    clone = build_generator("diffusion", prior_gen.task, **prior_gen.hparams())
+    clone.load_state_dict(prior_gen.state_dict(), strict=True)
+
+
+def test_prior_denoiser_trains_only_at_low_noise(prior_gen: Generator) -> None:
+    """The noise in the training targets of a prior model never exceeds prior_train_sigma's
+    step: the noise-prediction MSE of an all-zero predictor is the same as a plain model's at
+    those steps, and the loss is drawn from those steps only."""
+    gen = prior_gen
+    seen: list[int] = []
+    original = gen._noise_and_prediction
+
+    def spy(batch, cond, t, noise):
+        seen.extend(t.tolist())
+        return original(batch, cond, t, noise)
+
+    gen._noise_and_prediction = spy  # type: ignore[method-assign]
+    try:
+        gen.train()
+        for _ in range(20):
+            gen.loss(_batch(gen.task))
+    finally:
+        del gen._noise_and_prediction
+    limit = int((gen.sigmas <= PRIOR["prior_train_sigma"]).sum())
+    assert 0 < limit < TINY["num_train_timesteps"]
+    assert max(seen) < limit and len(set(seen)) > 1
+
+
+def test_bad_prior_options_raise() -> None:
+    cell = TaskSpec.parse("saxs->unit_cell_pos_frac", MAX_ATOMS)
+    with pytest.raises(InvdesignError, match="prior must be one of"):
+        build_generator("diffusion", cell, **{**PRIOR, "prior": "vae"})
+    with pytest.raises(InvdesignError, match="prior 'mlp' is for unit-cell tasks"):
+        build_generator("diffusion", TaskSpec.parse("xPDF->pos_abs", MAX_ATOMS), **PRIOR)
+    with pytest.raises(InvdesignError, match="prior_sigma <= prior_train_sigma"):
+        build_generator("diffusion", cell, **{**PRIOR, "prior_sigma": 0.1})

@@ -14,6 +14,13 @@ Coordinates are denoised by an e3nn network (`denoisers.py`) under a diffusers n
 Sampling runs any diffusers sampler, optionally with Langevin corrector steps between its steps
 (predictor-corrector, `corrector_steps`; DiffCSP samples fractional coordinates this way).
 
+Unit cells can also be generated from a regression prior (`prior='mlp'`): a CHILI MLP trained
+jointly with the denoiser gives the count, species, cell and a first estimate of the coordinates;
+the estimate is noised to `prior_sigma` and the reverse process runs from there (the regression
+mean plus a diffusion of the residual, as in residual corrective diffusion, Mardani et al. 2023,
+sampled like SDEdit, Meng et al. 2022). The denoiser then trains only at noise levels up to
+`prior_train_sigma`, the part of the schedule it is used on.
+
 Losses: masked noise-prediction MSE over real atoms, plus weighted count, composition and cell
 losses.
 """
@@ -35,6 +42,7 @@ from invdesign.generators.diffusion.heads import (
     compatible_counts,
     counts_from_fractions,
 )
+from invdesign.generators.mlp.model import MLPGenerator
 
 from invdesign import elements
 from invdesign.errors import InvdesignError
@@ -54,6 +62,9 @@ NET_KEYS = (
     "msg_vector_dim",
 )
 
+
+#: Regression priors a unit-cell diffusion model can start its reverse process from.
+PRIORS = ("none", "mlp")
 
 #: `max_radius` read from training data = this x the largest atom-to-centroid distance there.
 MAX_RADIUS_MARGIN = 1.25
@@ -106,7 +117,14 @@ class DiffusionGenerator(Generator):
             their signal-to-noise ratio (predictor-corrector sampling, `schedule.langevin_step`;
             0 steps = none).
         sample_batch: structures denoised together when sampling.
-        count_weight, species_weight, cell_weight: weights of the head losses.
+        count_weight, species_weight, cell_weight: weights of the head losses (not trained with a
+            prior, which gives the count, species and cell).
+        prior: unit cells only, 'none' or 'mlp': sample from the regression prior's estimate
+            (module docstring). prior_hparams: keyword arguments of the prior's `MLPGenerator`.
+        prior_sigma: noise (fractional units) added to the prior's estimate; the reverse process
+            starts at the training step with this noise level.
+        prior_train_sigma: with a prior, the denoiser trains on noise levels up to this one only.
+        prior_weight: weight of the prior's loss in the total.
     """
 
     def __init__(
@@ -145,6 +163,11 @@ class DiffusionGenerator(Generator):
         count_weight: float = 0.1,
         species_weight: float = 0.1,
         cell_weight: float = 0.1,
+        prior: str = "none",
+        prior_hparams: dict[str, Any] | None = None,
+        prior_sigma: float = 0.01,
+        prior_train_sigma: float = 0.05,
+        prior_weight: float = 1.0,
     ) -> None:
         super().__init__(task)
         self._hparams = {
@@ -171,6 +194,12 @@ class DiffusionGenerator(Generator):
             num_train_timesteps, beta_schedule, sigma_min, sigma_max
         )
         self.register_buffer("sigmas", schedule.ve_sigmas(self.train_scheduler), persistent=False)
+        self.prior = self._build_prior(prior, prior_hparams, prior_sigma, prior_train_sigma)
+        # training steps the denoiser learns: all, or those up to prior_train_sigma
+        self._train_steps = (
+            num_train_timesteps if self.prior is None
+            else int((self.sigmas <= prior_train_sigma).sum())
+        )
         net = {k: self._hparams[k] for k in NET_KEYS}
         self.encoder = PatternEncoder(task.patterns, cond_dim)
         self.count_head = CountHead(cond_dim, task.max_atoms)
@@ -192,6 +221,33 @@ class DiffusionGenerator(Generator):
                 frame_vectors,
                 net,
             )
+
+    def _build_prior(
+        self,
+        prior: str,
+        prior_hparams: dict[str, Any] | None,
+        prior_sigma: float,
+        prior_train_sigma: float,
+    ) -> MLPGenerator | None:
+        if prior not in PRIORS:
+            raise InvdesignError(f"prior must be one of {', '.join(PRIORS)}, not {prior!r}")
+        if prior == "none":
+            return None
+        if self.task.kind != "unit_cell":
+            raise InvdesignError(
+                "prior 'mlp' is for unit-cell tasks: the MLP's particle estimate is no closer to "
+                "the particle than the noise a prior sample would start from"
+            )
+        smallest = float(self.sigmas[0])
+        if not smallest <= prior_sigma <= prior_train_sigma <= float(self.sigmas[-1]):
+            raise InvdesignError(
+                f"need {smallest:.3g} <= prior_sigma <= prior_train_sigma <= "
+                f"{float(self.sigmas[-1]):.3g} (the schedule's noise levels), got {prior_sigma}, "
+                f"{prior_train_sigma}"
+            )
+        return MLPGenerator(
+            self.task, species_vocab=self._hparams["species_vocab"], **(prior_hparams or {})
+        )
 
     @classmethod
     def hparams_from_data(cls, data: Any) -> dict[str, Any]:
@@ -215,17 +271,25 @@ class DiffusionGenerator(Generator):
         cond = self.encoder(batch.condition.patterns)  # [B, C]
         mask, species = batch.mask, batch.species  # [B, M]
         b = mask.shape[0]
-        n_steps = self.train_scheduler.config.num_train_timesteps
         # evaluation draws the same timesteps and noise for the same batch every time, so the
         # validation loss compares weights, not draws (early stopping and best-weight selection)
         rng = None if self.training else torch.Generator().manual_seed(
             int(batch.n_atoms.sum()) * 7919 + b)
-        t = torch.randint(0, n_steps, (b,), generator=rng).to(mask.device)
+        t = torch.randint(0, self._train_steps, (b,), generator=rng).to(mask.device)
         noise = torch.randn(batch.target.shape, generator=rng).to(batch.target)  # [B, M, 3]
         pred, eps = self._noise_and_prediction(batch, cond, t, noise)
         err = ((pred - eps) ** 2).sum(-1)  # [B, M]
+        diffusion = (err * mask).sum() / (3 * mask.sum())
+        if self.prior is not None:  # the prior gives count, species and cell: no head losses
+            prior = self.prior.loss(batch)
+            return {
+                "diffusion": diffusion,
+                "prior": prior["loss"],
+                "prior_coord_mae": prior["coord_mae"],
+                "loss": diffusion + self._hparams["prior_weight"] * prior["loss"],
+            }
         out = {
-            "diffusion": (err * mask).sum() / (3 * mask.sum()),
+            "diffusion": diffusion,
             "count": self.count_head.loss(cond, batch.n_atoms),
             "composition": self.composition_head.loss(cond, species, mask),
         }
@@ -309,20 +373,26 @@ class DiffusionGenerator(Generator):
         if n < 1:
             raise InvdesignError(f"number of samples must be positive, got {n}")
         sampler = sampler or self._hparams["sampler"]
-        steps = int(steps or self._hparams["sampling_steps"])
+        steps = int(self._hparams["sampling_steps"] if steps is None else steps)
         schedule.build_sampler(sampler, self.train_scheduler, steps)  # validates the options early
         was_training = self.training
         self.eval()
-        device = self.device
-        condition = condition.to(device)
+        condition = condition.to(self.device)
         cond = self.encoder(condition.patterns)  # [B, C]
-        n_atoms = self._counts(condition, cond, n, generator)  # [B * n]
-        species = self._species(condition, cond, n_atoms, n, generator)  # B * n arrays
-        cells = self._cells(condition, cond).repeat_interleave(n, 0) if self.periodic else None
+        if self.prior is None:
+            n_atoms = self._counts(condition, cond, n, generator)  # [B * n]
+            species = self._species(condition, cond, n_atoms, n, generator)  # B * n arrays
+            cells = self._cells(condition, cond).repeat_interleave(n, 0) if self.periodic else None
+            starts = None
+        else:  # count, species, cell and the coordinates' first estimate from the prior
+            first = [s for items in self.prior.sample(condition, n, generator) for s in items]
+            species = [s.species for s in first]
+            cells = torch.as_tensor(np.stack([s.cell_parameters() for s in first])).to(cond)
+            starts = [s.frac_positions for s in first]
         cond = cond.repeat_interleave(n, 0)  # [B * n, C]
         coords: list[np.ndarray] = []
         chunk = int(self._hparams["sample_batch"])
-        for start in range(0, len(n_atoms), chunk):
+        for start in range(0, len(species), chunk):
             sl = slice(start, start + chunk)
             coords += self._denoise(
                 cond[sl],
@@ -331,9 +401,11 @@ class DiffusionGenerator(Generator):
                 sampler,
                 steps,
                 generator,
+                None if starts is None else starts[sl],
             )
         self.train(was_training)
-        info = {"generator": self.name, "sampler": sampler, "steps": steps}
+        info = {"generator": self.name, "sampler": sampler, "steps": steps,
+                "prior": self._hparams["prior"]}
         out: list[list[Structure]] = []
         for k, (z, xyz) in enumerate(zip(species, coords, strict=True)):
             if k % n == 0:
@@ -422,8 +494,11 @@ class DiffusionGenerator(Generator):
         sampler: str,
         steps: int,
         generator: torch.Generator | None,
+        starts: list[np.ndarray] | None = None,
     ) -> list[np.ndarray]:
-        """The reverse process for one chunk; per structure [n, 3] fractional or Å coordinates."""
+        """The reverse process for one chunk; per structure [n, 3] fractional or Å coordinates.
+        `starts`: the prior's fractional coordinates per structure, noised to `prior_sigma` and
+        denoised from there (None: the whole reverse process from noise)."""
         device, dtype = cond.device, cond.dtype
         b, m = len(species), max(len(z) for z in species)
         mask = torch.zeros(b, m, dtype=torch.bool)
@@ -441,13 +516,18 @@ class DiffusionGenerator(Generator):
         if self.periodic:
             assert cells is not None
             cell = periodic.cell_from_parameters(cells)
-            x = torch.rand(b, m, 3, generator=generator).to(device, dtype)
+            if starts is None:
+                x = torch.rand(b, m, 3, generator=generator).to(device, dtype)
+                begin = None
+            else:
+                x, begin = self._noised_starts(starts, mask, scheduler, generator)
             x = schedule.run_sampler(
                 scheduler,
                 lambda f, t: self.denoiser(f, t, z, mask, cond, cell),
                 x,
                 torus=True,
                 generator=generator,
+                start_timestep=begin,
                 **corrector,
             )
         else:
@@ -464,6 +544,25 @@ class DiffusionGenerator(Generator):
             )
             x = x * self.denoiser.coord_scale
         return [x[i, : len(zi)].double().cpu().numpy() for i, zi in enumerate(species)]
+
+    def _noised_starts(
+        self,
+        starts: list[np.ndarray],
+        mask: torch.Tensor,
+        scheduler,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, int]:
+        """The prior's fractional coordinates as a padded [B, M, 3] state noised to the first
+        sampling step at or below `prior_sigma`, and the training step the reverse process starts
+        at."""
+        begin = int((self.sigmas <= self._hparams["prior_sigma"]).sum()) - 1
+        first = schedule.first_timestep(scheduler, begin)
+        x0 = torch.zeros(mask.shape + (3,), dtype=self.sigmas.dtype)
+        for i, f in enumerate(starts):
+            x0[i, : len(f)] = torch.as_tensor(f, dtype=x0.dtype)
+        noise = torch.randn(x0.shape, generator=generator) * mask.cpu().unsqueeze(-1)
+        x = periodic.wrap(x0 + float(self.sigmas[first]) * noise)
+        return x.to(mask.device), begin
 
     def _origin(self, species: np.ndarray, xyz: np.ndarray) -> np.ndarray:
         """[3] Å, the point of a sampled particle [n, 3] that becomes the origin (`centre`)."""
