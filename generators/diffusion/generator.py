@@ -22,7 +22,7 @@ sampled like SDEdit, Meng et al. 2022). The denoiser then trains only at noise l
 `prior_train_sigma`, the part of the schedule it is used on.
 
 Losses: masked noise-prediction MSE over real atoms, plus weighted count, composition and cell
-losses.
+losses (with a prior: plus the prior's own loss instead; the heads are then built but unused).
 """
 
 from __future__ import annotations
@@ -267,7 +267,8 @@ class DiffusionGenerator(Generator):
 
     # ------------------------------------------------------------------ training
     def loss(self, batch: TaskBatch) -> dict[str, torch.Tensor]:
-        """'diffusion' (noise MSE per real coordinate), 'count', 'composition', ('cell'), 'loss'."""
+        """'diffusion' (noise MSE per real coordinate), 'count', 'composition', ('cell'), 'loss';
+        with a prior 'diffusion', 'prior' (the MLP's total loss), 'prior_coord_mae', 'loss'."""
         cond = self.encoder(batch.condition.patterns)  # [B, C]
         mask, species = batch.mask, batch.species  # [B, M]
         b = mask.shape[0]
