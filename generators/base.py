@@ -36,6 +36,8 @@ class Generator(nn.Module, ABC):
     """
 
     name: ClassVar[str] = ""
+    #: keyword options `sample` takes beyond the contract's (the diffusion model: sampler, steps)
+    sampling_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, task: TaskSpec) -> None:
         super().__init__()

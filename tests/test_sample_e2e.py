@@ -204,3 +204,8 @@ def test_bad_steps_are_a_one_line_error(tmp_path, tiny_diffusion_checkpoint, cap
     err = capsys.readouterr().err
     assert code == 2 and "sampling steps must be in 1..50, got 0" in err
     assert "Traceback" not in err and not (tmp_path / "run").exists()
+    code = main(["sample", "--pdf", str(ZNO), "--checkpoint", str(tiny_diffusion_checkpoint),
+                 "--sampler", "euler", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown sampler 'euler'; choose from ddpm, ddim, dpmsolver" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()

@@ -127,6 +127,8 @@ class DiffusionGenerator(Generator):
         prior_weight: weight of the prior's loss in the total.
     """
 
+    sampling_options = ("sampler", "steps")
+
     def __init__(
         self,
         task: TaskSpec,

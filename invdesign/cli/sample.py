@@ -54,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", type=Path, help="output folder (default sample_<input name>)")
     run.add_argument("--force", action="store_true", help="replace an existing --out")
     run.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    run.add_argument("--sampler", choices=("ddpm", "ddim", "dpmsolver"),
-                     help="diffusion models: the sampler (default: the checkpoint's)")
+    run.add_argument("--sampler", metavar="NAME", help="diffusion models: ddpm, ddim or "
+                     "dpmsolver (default: the checkpoint's)")
     run.add_argument("--steps", type=int, metavar="K",
                      help="diffusion models: sampling steps (default: the checkpoint's)")
     parser.set_defaults(func=main)

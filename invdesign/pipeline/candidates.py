@@ -91,10 +91,12 @@ def plan_route(task: TaskSpec, size: SizeEstimate | None,
 def from_generator(generator, condition: Condition, n: int, seed: int,
                    sampling: dict[str, Any] | None = None) -> list[Structure]:
     """`n` structures sampled from `generator` for a one-item `condition`, reproducible by seed.
-    `sampling`: the diffusion sampler's options ('sampler', 'steps'); other generators take none."""
+    `sampling`: options of the generator's `sample` (its `sampling_options`: the diffusion model's
+    'sampler' and 'steps'); None values are left out."""
     options = {k: v for k, v in (sampling or {}).items() if v is not None}
-    if options and generator.name != "diffusion":
-        given = ", ".join(f"--{k}" for k in options)
+    unknown = [k for k in options if k not in generator.sampling_options]
+    if unknown:
+        given = ", ".join(f"--{k}" for k in unknown)
         raise InvdesignError(f"{given}: only diffusion models take sampler options; this run "
                              f"samples the {generator.name} model {generator.task.name}")
     rng = torch.Generator(device="cpu").manual_seed(int(seed))
