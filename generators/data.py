@@ -23,7 +23,7 @@ from invdesign.conditions import minmax, on_model_grid
 from invdesign.data.dataset import ChiliDataset
 from invdesign.data.splits import split_indices
 from invdesign.errors import InvdesignError
-from invdesign.tasks import Condition, TaskBatch, TaskSpec
+from invdesign.tasks import TARGETS, Condition, TaskBatch, TaskSpec
 
 CHILI_INPUTS = ("saxs", "xrd", "xPDF")
 _MEMORY: dict[tuple[str, str, str, int], TaskData] = {}
@@ -41,6 +41,9 @@ class TaskData:
         indices: [N] graph indices of the dataset; meta: per graph source and size_key.
         pattern_range: name -> [N, 2] (min, max - min) of each stored pattern before normalising,
             so `raw_pattern` gives the values back (e.g. for Rw against a simulated pattern).
+        parent: particle tasks only, the unit cells the particles were cut from, as unit-cell task
+            data of the same graphs (same patterns; at least CHILI's 20 atoms of padding), e.g.
+            for a generator that predicts the crystal and cuts the particle from it.
     """
 
     task: TaskSpec
@@ -53,6 +56,7 @@ class TaskData:
     indices: list[int]
     meta: list[dict[str, Any]] = field(default_factory=list)
     pattern_range: dict[str, torch.Tensor] = field(default_factory=dict)
+    parent: TaskData | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -72,6 +76,7 @@ class TaskData:
             list(indices),
             [self.meta[int(r)] for r in rows],
             {k: v[rows] for k, v in self.pattern_range.items()},
+            None if self.parent is None else self.parent.subset(indices),
         )
 
     def concat(self, other: TaskData) -> TaskData:
@@ -79,6 +84,13 @@ class TaskData:
         -1 - index, since they count in another dataset."""
         if other.task != self.task:
             raise InvdesignError(f"cannot join {other.task.name} data to {self.task.name} data")
+        parent = None
+        if self.parent is not None and other.parent is not None:
+            if other.parent.task != self.parent.task:  # padded to another size: pad both
+                task = max(self.parent.task, other.parent.task, key=lambda t: t.max_atoms)
+                parent = self.parent.padded(task).concat(other.parent.padded(task))
+            else:
+                parent = self.parent.concat(other.parent)
         return TaskData(
             self.task,
             {k: torch.cat([v, other.patterns[k]]) for k, v in self.patterns.items()},
@@ -90,6 +102,18 @@ class TaskData:
             self.indices + [-1 - i for i in other.indices],
             self.meta + other.meta,
             {k: torch.cat([v, other.pattern_range[k]]) for k, v in self.pattern_range.items()},
+            parent,
+        )
+
+    def padded(self, task: TaskSpec) -> TaskData:
+        """The same rows as data of `task` (same target, at least as many atoms of padding)."""
+        if task.target != self.task.target or task.max_atoms < self.target.shape[1]:
+            raise InvdesignError(f"cannot pad {self.task.name} data to {task.name} data")
+        m = task.max_atoms
+        return TaskData(
+            task, self.patterns, _pad(self.target, m), _pad(self.mask, m), _pad(self.species, m),
+            self.n_atoms, self.cell_params, self.indices, self.meta, self.pattern_range,
+            self.parent,
         )
 
     def raw_pattern(self, name: str, row: int) -> np.ndarray:
@@ -128,6 +152,7 @@ class TaskData:
             self.n_atoms[rows],
             self.cell_params[rows],
             [self.meta[int(r)] for r in rows],
+            None if self.parent is None else self.parent.batch(rows, condition_on),
         )
 
     def species_vocab(self) -> list[int]:
@@ -147,16 +172,19 @@ def load_task_data(ds: ChiliDataset, task: TaskSpec, indices: list[int] | None =
     cached = _MEMORY.get(key)
     if cached is not None and set(indices) <= set(cached.indices):
         return cached.subset(indices)
+    particle = task.kind == "particle"
     pos_field, species_field = (
         ("unit_cell_pos_frac", "unit_cell_x") if task.kind == "unit_cell" else ("pos_abs", "x")
     )
-    # One field set per target (the task's patterns + CHILI's three inputs), so the on-disk cache of
-    # `cache_task_arrays` serves every Table 5 task of a target after one pass over the files.
+    # One field set per target (the task's patterns + CHILI's three inputs; particles also their
+    # parent cells), so the on-disk cache of `cache_task_arrays` serves every Table 5 task of a
+    # target after one pass over the files.
     fields = [
         *dict.fromkeys([*task.patterns, *CHILI_INPUTS]),
         pos_field,
         species_field,
         "cell_params",
+        *(["unit_cell_pos_frac", "unit_cell_x"] if particle else []),
     ]
     arrays = ds.cache_task_arrays(indices, fields)
     patterns, ranges = {}, {}
@@ -167,24 +195,26 @@ def load_task_data(ds: ChiliDataset, task: TaskSpec, indices: list[int] | None =
         patterns[name] = torch.as_tensor(minmax(values), dtype=torch.float32)
         lo = values.min(axis=1)
         ranges[name] = torch.as_tensor(np.stack([lo, values.max(axis=1) - lo], axis=1))
-    target, mask, species = _sorted_padded(arrays[pos_field], arrays[species_field], task.max_atoms)
-    data = TaskData(
-        task=task,
-        patterns=patterns,
-        target=target,
-        mask=mask,
-        species=species,
-        n_atoms=mask.sum(1),
-        cell_params=torch.as_tensor(np.stack(arrays["cell_params"]), dtype=torch.float32).reshape(
-            -1, 6
-        ),
-        indices=list(indices),
-        meta=[
-            {"index": i, "source": ds.records[i].source, "size_key": ds.records[i].size_key}
-            for i in indices
-        ],
-        pattern_range=ranges,
-    )
+    cell_params = torch.as_tensor(
+        np.stack(arrays["cell_params"]), dtype=torch.float32
+    ).reshape(-1, 6)
+    meta = [
+        {"index": i, "source": ds.records[i].source, "size_key": ds.records[i].size_key}
+        for i in indices
+    ]
+
+    def part(task: TaskSpec, pos: str, feats: str, parent: TaskData | None) -> TaskData:
+        target, mask, species = _sorted_padded(arrays[pos], arrays[feats], task.max_atoms)
+        return TaskData(task, patterns, target, mask, species, mask.sum(1), cell_params,
+                        list(indices), meta, ranges, parent)
+
+    parent = None
+    if particle:
+        largest = max(len(a) for a in arrays["unit_cell_pos_frac"])
+        cells = TaskSpec(task.patterns, "unit_cell_pos_frac",
+                         max(TARGETS["unit_cell_pos_frac"], largest))
+        parent = part(cells, "unit_cell_pos_frac", "unit_cell_x", None)
+    data = part(task, pos_field, species_field, parent)
     _MEMORY[key] = data
     return data
 
@@ -227,6 +257,12 @@ def load_task_part(
 
 def _where(ds: ChiliDataset) -> str:
     return ", ".join(str(folder) for folder in getattr(ds, "data_roots", [ds.data_root]))
+
+
+def _pad(t: torch.Tensor, m: int) -> torch.Tensor:
+    """`t` [N, M, ...] zero-padded along dim 1 to m >= M."""
+    extra = torch.zeros((t.shape[0], m - t.shape[1], *t.shape[2:]), dtype=t.dtype)
+    return torch.cat([t, extra], dim=1)
 
 
 def _sorted_padded(

@@ -122,6 +122,8 @@ class TaskBatch:
         n_atoms: [B] long.
         cell_params: [B, 6] parent-cell parameters (a, b, c Å; angles deg).
         meta: per item identifiers (source file, particle size), not used by models.
+        parent: particle tasks, the parent unit cells of the items as a unit-cell batch (same
+            condition); None otherwise.
     """
 
     condition: Condition
@@ -131,6 +133,7 @@ class TaskBatch:
     n_atoms: torch.Tensor
     cell_params: torch.Tensor
     meta: list[dict[str, Any]] = field(default_factory=list)
+    parent: TaskBatch | None = None
 
     def to(self, device: torch.device | str) -> TaskBatch:
         return TaskBatch(
@@ -141,4 +144,5 @@ class TaskBatch:
             self.n_atoms.to(device),
             self.cell_params.to(device),
             self.meta,
+            None if self.parent is None else self.parent.to(device),
         )

@@ -390,3 +390,90 @@ def test_bad_prior_options_raise() -> None:
         build_generator("diffusion", TaskSpec.parse("xPDF->pos_abs", MAX_ATOMS), **PRIOR)
     with pytest.raises(InvdesignError, match="prior_sigma <= prior_train_sigma"):
         build_generator("diffusion", cell, **{**PRIOR, "prior_sigma": 0.1})
+
+
+CELL_PRIOR = {**TINY, "prior": "cell", "prior_hparams": {"hidden": 16, "aux_hidden": 16},
+              "prior_max_atoms": MAX_ATOMS, "sampler": "ddpm", "sampling_steps": 50,
+              "species_vocab": [8, 12], "prior_sigma": 0.0, "prior_train_sigma": 1.0}
+
+
+def test_cut_to_count_is_the_cutters_sphere_nearest_the_count() -> None:
+    from invdesign.generators.diffusion.generator import cut_to_count
+
+    from invdesign.debye.cutter import cut_particles
+    from invdesign.testing import rock_salt_cell
+
+    cell = rock_salt_cell()
+    radii = np.arange(1.5, 8.0, 0.25)
+    spheres = cut_particles(cell, [4.0, 6.0], [12])
+    for sphere in spheres:
+        got = cut_to_count(cell, sphere.n_atoms + 1, radii)
+        assert got.n_atoms == sphere.n_atoms  # the nearest count the cutter can give
+        np.testing.assert_allclose(np.sort(np.linalg.norm(got.positions, axis=1)),
+                                   np.sort(np.linalg.norm(sphere.positions, axis=1)), atol=1e-5)
+        assert np.linalg.norm(got.positions, axis=1).min() < 1e-6  # a metal at the origin
+    collapsed = Structure.from_cell_parameters(np.array([12, 8]), np.array([[0, 0, 0],
+                                               [0.5, 0.5, 0.5]]), np.array([0.2, 0.2, 0.2,
+                                                                            90, 90, 90]))
+    stand_in = cut_to_count(collapsed, 9, radii)  # no supercell of ~10^8 atoms is built
+    assert stand_in.n_atoms == 9 and np.linalg.norm(stand_in.positions, axis=1).min() == 0
+
+
+def _cell_prior_gen(monkeypatch: pytest.MonkeyPatch, **options) -> DiffusionGenerator:
+    """A cell-prior generator whose prior always predicts rock salt (the cut is then real)."""
+    from invdesign.testing import rock_salt_cell
+
+    torch.manual_seed(0)
+    gen = build_generator("diffusion", TaskSpec.parse("xPDF->pos_abs", 200),
+                          **{**CELL_PRIOR, **options})
+
+    def rock_salt(condition, n, generator=None):
+        return [[rock_salt_cell() for _ in range(n)] for _ in range(condition.batch_size)]
+
+    monkeypatch.setattr(gen.prior, "sample", rock_salt)
+    return gen
+
+
+def test_cell_prior_samples_are_cuts_of_the_prior_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prior_sigma 0: the sample is the cut sphere nearest the count, in the cut's frame; with
+    prior_sigma > 0 the denoiser moves its atoms by about that noise and keeps the frame."""
+    from invdesign.generators.diffusion.generator import CUT_LARGEST, CUT_STEP, cut_to_count
+
+    from invdesign.testing import rock_salt_cell
+
+    cond = _condition(TaskSpec.parse("xPDF->pos_abs", 200), 2)
+    cond.n_atoms = torch.tensor([19, 43])
+    gen = _cell_prior_gen(monkeypatch)
+    out = gen.sample(cond, 1, generator=torch.Generator().manual_seed(0))
+    for [s], n in zip(out, cond.n_atoms.tolist(), strict=True):
+        cut = cut_to_count(rock_salt_cell(), n, np.arange(1.5, CUT_LARGEST + 1e-9, CUT_STEP))
+        assert s.info["prior"] == "cell" and s.n_atoms == cut.n_atoms
+        np.testing.assert_allclose(np.sort(np.linalg.norm(s.positions, axis=1)),
+                                   np.sort(np.linalg.norm(cut.positions, axis=1)), atol=1e-6)
+    noisy = _cell_prior_gen(monkeypatch, prior_sigma=0.3)
+    moved = noisy.sample(cond, 1, generator=torch.Generator().manual_seed(0))
+    for [s], [c] in zip(moved, out, strict=True):
+        assert s.n_atoms == c.n_atoms
+        gap = np.linalg.norm(s.positions[:, None] - c.positions[None], axis=-1).min(1)
+        assert 0 < gap.max() < 3.0  # refined, not redrawn
+        assert np.linalg.norm(s.positions.mean(0) - c.positions.mean(0)) < 0.3
+
+
+def test_cell_prior_loss_trains_the_prior_on_the_parent_cells() -> None:
+    gen = build_generator("diffusion", TaskSpec.parse("xPDF->pos_abs", MAX_ATOMS), **CELL_PRIOR)
+    gen.train()
+    parent = _batch(TaskSpec.parse("xPDF->unit_cell_pos_frac", MAX_ATOMS))
+    plain = _batch(TaskSpec.parse("xPDF->pos_abs", MAX_ATOMS))
+    with pytest.raises(InvdesignError, match="parent unit cells"):
+        gen.loss(plain)
+    plain.parent = parent
+    losses = gen.loss(plain)
+    assert set(losses) == {"diffusion", "prior", "prior_coord_mae", "count", "loss"}
+    torch.testing.assert_close(
+        losses["loss"], losses["diffusion"] + losses["prior"] + 0.1 * losses["count"])
+    losses["loss"].backward()
+    assert gen.prior.coords[0].weight.grad.abs().sum() > 0
+    assert gen.prior.task.target == "unit_cell_pos_frac"
+    with pytest.raises(InvdesignError, match="prior 'cell' is for particle tasks"):
+        build_generator("diffusion", TaskSpec.parse("xPDF->unit_cell_pos_frac", MAX_ATOMS),
+                        **CELL_PRIOR)

@@ -21,6 +21,14 @@ mean plus a diffusion of the residual, as in residual corrective diffusion, Mard
 sampled like SDEdit, Meng et al. 2022). The denoiser then trains only at noise levels up to
 `prior_train_sigma`, the part of the schedule it is used on.
 
+Particles can come from a crystallographic prior (`prior='cell'`): a CHILI MLP trained jointly on
+the particles' parent unit cells predicts the crystal from the pattern, DebyeCalculator's cutter
+(the one CHILI's particles were made with) cuts from it the sphere whose atom count is nearest the
+count head's draw, and the denoiser (trained at noise up to `prior_train_sigma` Å) refines that
+particle from `prior_sigma` Å (0: the cut as is). A cut lies in the crystal's frame, centred on a
+metal, as CHILI's particles are, which a sample from noise cannot be (the pattern does not fix the
+orientation).
+
 Losses: masked noise-prediction MSE over real atoms, plus weighted count, composition and cell
 losses (with a prior: plus the prior's own loss instead; the heads are then built but unused).
 """
@@ -63,8 +71,17 @@ NET_KEYS = (
 )
 
 
-#: Regression priors a unit-cell diffusion model can start its reverse process from.
-PRIORS = ("none", "mlp")
+#: Priors the reverse process can start from: 'mlp' (unit cells, the regression estimate) and
+#: 'cell' (particles, cut from a predicted unit cell).
+PRIORS = ("none", "mlp", "cell")
+
+#: Metal-sphere radii (Å) tried when cutting a particle from the prior's cell: 1.5 Å upwards in
+#: steps of `CUT_STEP` to `max_radius` (or `CUT_LARGEST`).
+CUT_STEP = 0.25
+CUT_LARGEST = 15.0
+#: Cells whose cutting supercell (DebyeCalculator's: the largest diameter + 5 Å per axis) would
+#: hold more atoms than this (e.g. a collapsed cell from an untrained prior) are not handed to it.
+MAX_CUT_ATOMS = 50_000
 
 #: `max_radius` read from training data = this x the largest atom-to-centroid distance there.
 MAX_RADIUS_MARGIN = 1.25
@@ -74,6 +91,37 @@ def largest_radius(target: torch.Tensor, mask: torch.Tensor) -> float:
     """Largest atom-to-centroid distance (Å) over particles: target [N, M, 3], mask [N, M]."""
     centred = remove_mean(target.double(), mask)
     return float((centred.norm(dim=-1) * mask).max())
+
+
+def cut_to_count(cell: Structure, n_atoms: int, radii: np.ndarray) -> Structure:
+    """The particle cut from `cell` whose atom count is nearest `n_atoms` (ties: the smaller
+    sphere), central metal at the origin.
+
+    The cut is DebyeCalculator's (`invdesign.debye.cutter.cut_particles`, the cell's metals as
+    metals, every species when it has none), one call for all `radii`. Where it yields nothing (a
+    cell it cannot cut, or one too small for its supercell, `MAX_CUT_ATOMS`), the `n_atoms` atoms
+    of a 5 x 5 x 5 supercell nearest the cell's first atom stand in, that atom at the origin.
+    """
+    from invdesign.debye.cutter import cut_particles
+
+    present = sorted({int(z) for z in cell.species})
+    metals = [z for z in present if elements.is_metal(z)] or present
+    span = 2.0 * float(np.max(radii)) + 5.0
+    supercell = cell.n_atoms * np.prod(np.ceil(span / cell.cell_parameters()[:3]))
+    cuts = []
+    if supercell <= MAX_CUT_ATOMS:
+        try:
+            cuts = cut_particles(cell, [float(r) for r in radii], metals)
+        except (InvdesignError, RuntimeError, ValueError):
+            cuts = []
+    if cuts:
+        return min(cuts, key=lambda p: abs(p.n_atoms - n_atoms))
+    shifts = np.stack(np.meshgrid(*[np.arange(-2, 3)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    frac = (cell.frac_positions[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
+    xyz = frac @ cell.cell - cell.positions[0]
+    keep = np.argsort(np.linalg.norm(xyz, axis=1), kind="stable")[:n_atoms]
+    species = np.tile(cell.species, len(shifts))[keep]
+    return Structure(species, xyz[keep], None, "particle")
 
 
 def nearest_to_origin(frac: np.ndarray) -> np.ndarray:
@@ -119,10 +167,13 @@ class DiffusionGenerator(Generator):
         sample_batch: structures denoised together when sampling.
         count_weight, species_weight, cell_weight: weights of the head losses (not trained with a
             prior, which gives the count, species and cell).
-        prior: unit cells only, 'none' or 'mlp': sample from the regression prior's estimate
-            (module docstring). prior_hparams: keyword arguments of the prior's `MLPGenerator`.
-        prior_sigma: noise (fractional units) added to the prior's estimate; the reverse process
-            starts at the training step with this noise level.
+        prior: 'none', 'mlp' (unit cells: the regression prior's estimate) or 'cell' (particles:
+            cut from the prior's unit cell; module docstring). prior_hparams: keyword arguments
+            of the prior's `MLPGenerator`. prior_max_atoms: 'cell' only, the largest parent cell
+            (read from the training data).
+        prior_sigma: noise (fractional units, or Å for particles) added to the prior's sample;
+            the reverse process starts at the training step with this noise level. Particles: 0
+            = no refinement.
         prior_train_sigma: with a prior, the denoiser trains on noise levels up to this one only.
         prior_weight: weight of the prior's loss in the total.
     """
@@ -170,6 +221,7 @@ class DiffusionGenerator(Generator):
         prior_sigma: float = 0.01,
         prior_train_sigma: float = 0.05,
         prior_weight: float = 1.0,
+        prior_max_atoms: int = 20,
     ) -> None:
         super().__init__(task)
         self._hparams = {
@@ -196,11 +248,17 @@ class DiffusionGenerator(Generator):
             num_train_timesteps, beta_schedule, sigma_min, sigma_max
         )
         self.register_buffer("sigmas", schedule.ve_sigmas(self.train_scheduler), persistent=False)
+        # noise per coordinate at each training step, in the task's units (fractional or Å)
+        levels = (
+            self.sigmas if task.kind == "unit_cell"
+            else (1 - self.train_scheduler.alphas_cumprod).sqrt().float() * coord_scale
+        )
+        self.register_buffer("noise_levels", levels, persistent=False)
         self.prior = self._build_prior(prior, prior_hparams, prior_sigma, prior_train_sigma)
         # training steps the denoiser learns: all, or those up to prior_train_sigma
         self._train_steps = (
             num_train_timesteps if self.prior is None
-            else int((self.sigmas <= prior_train_sigma).sum())
+            else int((self.noise_levels <= prior_train_sigma).sum())
         )
         net = {k: self._hparams[k] for k in NET_KEYS}
         self.encoder = PatternEncoder(task.patterns, cond_dim)
@@ -235,21 +293,28 @@ class DiffusionGenerator(Generator):
             raise InvdesignError(f"prior must be one of {', '.join(PRIORS)}, not {prior!r}")
         if prior == "none":
             return None
-        if self.task.kind != "unit_cell":
+        if prior == "mlp" and self.task.kind != "unit_cell":
             raise InvdesignError(
                 "prior 'mlp' is for unit-cell tasks: the MLP's particle estimate is no closer to "
-                "the particle than the noise a prior sample would start from"
+                "the particle than the noise a prior sample would start from (particles: 'cell')"
             )
-        smallest = float(self.sigmas[0])
-        if not smallest <= prior_sigma <= prior_train_sigma <= float(self.sigmas[-1]):
+        if prior == "cell" and self.task.kind != "particle":
+            raise InvdesignError("prior 'cell' is for particle tasks (unit cells: 'mlp')")
+        levels = self.noise_levels
+        smallest = 0.0 if prior == "cell" else float(levels[0])
+        if not (smallest <= prior_sigma <= prior_train_sigma
+                and float(levels[0]) <= prior_train_sigma <= float(levels[-1])):
             raise InvdesignError(
-                f"need {smallest:.3g} <= prior_sigma <= prior_train_sigma <= "
-                f"{float(self.sigmas[-1]):.3g} (the schedule's noise levels), got {prior_sigma}, "
-                f"{prior_train_sigma}"
+                f"need {smallest:.3g} <= prior_sigma <= prior_train_sigma, {float(levels[0]):.3g} "
+                f"<= prior_train_sigma <= {float(levels[-1]):.3g} (the schedule's noise levels), "
+                f"got {prior_sigma}, {prior_train_sigma}"
             )
-        return MLPGenerator(
-            self.task, species_vocab=self._hparams["species_vocab"], **(prior_hparams or {})
-        )
+        task = self.task
+        if prior == "cell":
+            limit = int(self._hparams["prior_max_atoms"])
+            task = TaskSpec(task.patterns, "unit_cell_pos_frac", limit)
+        vocab = self._hparams["species_vocab"]
+        return MLPGenerator(task, species_vocab=vocab, **(prior_hparams or {}))
 
     @classmethod
     def hparams_from_data(cls, data: Any) -> dict[str, Any]:
@@ -258,6 +323,9 @@ class DiffusionGenerator(Generator):
         out: dict[str, Any] = {"species_vocab": data.species_vocab()}
         if data.task.kind == "particle":
             out["max_radius"] = MAX_RADIUS_MARGIN * largest_radius(data.target, data.mask)
+            parent = getattr(data, "parent", None)  # TaskData of particles: their unit cells
+            if parent is not None:
+                out["prior_max_atoms"] = parent.task.max_atoms
         return out
 
     def hparams(self) -> dict[str, Any]:
@@ -270,7 +338,8 @@ class DiffusionGenerator(Generator):
     # ------------------------------------------------------------------ training
     def loss(self, batch: TaskBatch) -> dict[str, torch.Tensor]:
         """'diffusion' (noise MSE per real coordinate), 'count', 'composition', ('cell'), 'loss';
-        with a prior 'diffusion', 'prior' (the MLP's total loss), 'prior_coord_mae', 'loss'."""
+        with a prior 'diffusion', 'prior' (the MLP's total loss), 'prior_coord_mae', ('count' for
+        'cell': the count head picks the sphere to cut), 'loss'."""
         cond = self.encoder(batch.condition.patterns)  # [B, C]
         mask, species = batch.mask, batch.species  # [B, M]
         b = mask.shape[0]
@@ -283,14 +352,25 @@ class DiffusionGenerator(Generator):
         pred, eps = self._noise_and_prediction(batch, cond, t, noise)
         err = ((pred - eps) ** 2).sum(-1)  # [B, M]
         diffusion = (err * mask).sum() / (3 * mask.sum())
-        if self.prior is not None:  # the prior gives count, species and cell: no head losses
-            prior = self.prior.loss(batch)
-            return {
+        if self.prior is not None:  # the prior gives species and cell (and count for unit cells)
+            if self.periodic:
+                prior = self.prior.loss(batch)
+            elif batch.parent is None:
+                raise InvdesignError("prior 'cell' trains on the particles' parent unit cells, "
+                                     "which this batch lacks")
+            else:
+                prior = self.prior.loss(batch.parent)
+            out = {
                 "diffusion": diffusion,
                 "prior": prior["loss"],
                 "prior_coord_mae": prior["coord_mae"],
-                "loss": diffusion + self._hparams["prior_weight"] * prior["loss"],
             }
+            total = diffusion + self._hparams["prior_weight"] * prior["loss"]
+            if not self.periodic:
+                out["count"] = self.count_head.loss(cond, batch.n_atoms)
+                total = total + self._hparams["count_weight"] * out["count"]
+            out["loss"] = total
+            return out
         out = {
             "diffusion": diffusion,
             "count": self.count_head.loss(cond, batch.n_atoms),
@@ -327,10 +407,7 @@ class DiffusionGenerator(Generator):
     def noise_level(self, timestep: int) -> float:
         """Standard deviation per coordinate of the noise added at training step `timestep`: Å for
         particles (sqrt(1 - abar) x coord_scale), fractional units for unit cells (sigma_t)."""
-        if self.periodic:
-            return float(self.sigmas[timestep])
-        abar = self.train_scheduler.alphas_cumprod[timestep]
-        return float((1 - abar).sqrt()) * self.denoiser.coord_scale
+        return float(self.noise_levels[timestep])
 
     @torch.no_grad()
     def noise_prediction_error(
@@ -387,6 +464,20 @@ class DiffusionGenerator(Generator):
             species = self._species(condition, cond, n_atoms, n, generator)  # B * n arrays
             cells = self._cells(condition, cond).repeat_interleave(n, 0) if self.periodic else None
             starts = None
+        elif not self.periodic:  # particles cut from the prior's crystals
+            crystals = self.prior.sample(
+                Condition(condition.patterns, condition.composition, condition.cell_params, None),
+                n, generator)
+            n_atoms = self._counts(condition, cond, n, generator)
+            top = float(self._hparams["max_radius"] or CUT_LARGEST)
+            radii = np.arange(1.5, max(top, 1.5) + 1e-9, CUT_STEP)
+            cuts = [
+                cut_to_count(c, int(k), radii)
+                for c, k in zip((c for items in crystals for c in items), n_atoms.tolist(),
+                                strict=True)
+            ]
+            species = [c.species for c in cuts]
+            starts, cells = [c.positions for c in cuts], None
         else:  # count, species, cell and the coordinates' first estimate from the prior
             first = [s for items in self.prior.sample(condition, n, generator) for s in items]
             species = [s.species for s in first]
@@ -413,7 +504,7 @@ class DiffusionGenerator(Generator):
         for k, (z, xyz) in enumerate(zip(species, coords, strict=True)):
             if k % n == 0:
                 out.append([])
-            if not self.periodic:
+            if not self.periodic and starts is None:  # cuts are in the data's frame already
                 xyz = xyz - self._origin(z, xyz)
             elif self._hparams["cell_origin"] == "atom":
                 xyz = np.mod(xyz - nearest_to_origin(xyz), 1.0)
@@ -500,8 +591,8 @@ class DiffusionGenerator(Generator):
         starts: list[np.ndarray] | None = None,
     ) -> list[np.ndarray]:
         """The reverse process for one chunk; per structure [n, 3] fractional or Å coordinates.
-        `starts`: the prior's fractional coordinates per structure, noised to `prior_sigma` and
-        denoised from there (None: the whole reverse process from noise)."""
+        `starts`: the prior's coordinates per structure (fractional, or Å), noised to
+        `prior_sigma` and denoised from there (None: the whole reverse process from noise)."""
         device, dtype = cond.device, cond.dtype
         b, m = len(species), max(len(z) for z in species)
         mask = torch.zeros(b, m, dtype=torch.bool)
@@ -533,6 +624,8 @@ class DiffusionGenerator(Generator):
                 start_timestep=begin,
                 **corrector,
             )
+        elif starts is not None:
+            return self._refine_particles(starts, z, mask, cond, scheduler, generator, corrector)
         else:
             x = remove_mean(torch.randn(b, m, 3, generator=generator).to(device, dtype), mask)
             x = schedule.run_sampler(
@@ -558,7 +651,7 @@ class DiffusionGenerator(Generator):
         """The prior's fractional coordinates as a padded [B, M, 3] state noised to the first
         sampling step at or below `prior_sigma`, and the training step the reverse process starts
         at."""
-        begin = int((self.sigmas <= self._hparams["prior_sigma"]).sum()) - 1
+        begin = int((self.noise_levels <= self._hparams["prior_sigma"]).sum()) - 1
         first = schedule.first_timestep(scheduler, begin)
         x0 = torch.zeros(mask.shape + (3,), dtype=self.sigmas.dtype)
         for i, f in enumerate(starts):
@@ -566,6 +659,44 @@ class DiffusionGenerator(Generator):
         noise = torch.randn(x0.shape, generator=generator) * mask.cpu().unsqueeze(-1)
         x = periodic.wrap(x0 + float(self.sigmas[first]) * noise)
         return x.to(mask.device), begin
+
+    def _refine_particles(
+        self,
+        starts: list[np.ndarray],
+        z: torch.Tensor,
+        mask: torch.Tensor,
+        cond: torch.Tensor,
+        scheduler,
+        generator: torch.Generator | None,
+        corrector: dict[str, Any],
+    ) -> list[np.ndarray]:
+        """Particles cut from the prior's crystals (Å), each noised to `prior_sigma` about its
+        centroid and denoised from there, the centroid put back (so the frame stays the cut's);
+        returned as they are with prior_sigma 0 or below the schedule's smallest noise."""
+        begin = int((self.noise_levels <= self._hparams["prior_sigma"]).sum()) - 1
+        if begin < 0:
+            return [np.asarray(s, dtype=np.float64) for s in starts]
+        scale = self.denoiser.coord_scale
+        x0 = torch.zeros(mask.shape + (3,))
+        for i, s in enumerate(starts):
+            x0[i, : len(s)] = torch.as_tensor(s, dtype=x0.dtype)
+        cpu_mask = mask.cpu()
+        weights = cpu_mask.unsqueeze(-1).to(x0.dtype)
+        centroid = (x0 * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True)
+        noise = remove_mean(torch.randn(x0.shape, generator=generator), cpu_mask)
+        first = torch.tensor([schedule.first_timestep(scheduler, begin)])
+        x = self.train_scheduler.add_noise(remove_mean(x0, cpu_mask) / scale, noise, first)
+        x = schedule.run_sampler(
+            scheduler,
+            lambda y, t: self.denoiser(y, t, z, mask, cond),
+            x.to(cond.device, cond.dtype),
+            project=lambda y: remove_mean(y, mask),
+            generator=generator,
+            start_timestep=begin,
+            **corrector,
+        )
+        x = x.double().cpu() * scale + centroid.double()
+        return [x[i, : len(s)].numpy() for i, s in enumerate(starts)]
 
     def _origin(self, species: np.ndarray, xyz: np.ndarray) -> np.ndarray:
         """[3] Å, the point of a sampled particle [n, 3] that becomes the origin (`centre`)."""
