@@ -419,6 +419,31 @@ def test_cut_to_count_is_the_cutters_sphere_nearest_the_count() -> None:
     assert stand_in.n_atoms == 9 and np.linalg.norm(stand_in.positions, axis=1).min() == 0
 
 
+def test_likely_cut_takes_the_count_heads_favourite_sphere() -> None:
+    from invdesign.generators.diffusion.generator import likely_cut, sphere_cuts
+
+    from invdesign.testing import rock_salt_cell
+
+    cell, radii = rock_salt_cell(), np.arange(1.5, 8.0, 0.25)
+    cuts = sphere_cuts(cell, radii)
+    counts = [c.n_atoms for c in cuts]
+    assert counts == sorted(set(counts)) and len(counts) > 3
+    favourite = counts[2]
+    log_p = np.full(200, -30.0)
+    log_p[favourite - 1] = 0.0  # the head is sure of a count the cutter can give
+    log_p[favourite] = -1.0  # and likes a count it cannot give next best
+    assert likely_cut(cell, log_p, radii, draw=False).n_atoms == favourite
+    drawn = {likely_cut(cell, log_p, radii, True, torch.Generator().manual_seed(k)).n_atoms
+             for k in range(5)}
+    assert drawn == {favourite}
+    log_p[counts[0] - 1] = 0.0  # two favourites: draws reach both, never a third
+    drawn = {likely_cut(cell, log_p, radii, True, torch.Generator().manual_seed(k)).n_atoms
+             for k in range(40)}
+    assert drawn == {counts[0], favourite}
+    small = likely_cut(cell, log_p[: counts[1]], radii, draw=False)  # max_atoms below favourite
+    assert small.n_atoms == counts[0]
+
+
 def _cell_prior_gen(monkeypatch: pytest.MonkeyPatch, **options) -> DiffusionGenerator:
     """A cell-prior generator whose prior always predicts rock salt (the cut is then real)."""
     from invdesign.testing import rock_salt_cell

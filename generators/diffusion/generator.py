@@ -23,11 +23,11 @@ sampled like SDEdit, Meng et al. 2022). The denoiser then trains only at noise l
 
 Particles can come from a crystallographic prior (`prior='cell'`): a CHILI MLP trained jointly on
 the particles' parent unit cells predicts the crystal from the pattern, DebyeCalculator's cutter
-(the one CHILI's particles were made with) cuts from it the sphere whose atom count is nearest the
-count head's draw, and the denoiser (trained at noise up to `prior_train_sigma` Å) refines that
-particle from `prior_sigma` Å (0: the cut as is). A cut lies in the crystal's frame, centred on a
-metal, as CHILI's particles are, which a sample from noise cannot be (the pattern does not fix the
-orientation).
+(the one CHILI's particles were made with) cuts spheres of growing radius from it, the count head
+picks the one whose atom count it finds most likely (or draws one), and the denoiser (trained at
+noise up to `prior_train_sigma` Å) refines that particle from `prior_sigma` Å (0: the cut as is).
+A cut lies in the crystal's frame, centred on a metal, as CHILI's particles are, which a sample
+from noise cannot be (the pattern does not fix the orientation).
 
 Losses: masked noise-prediction MSE over real atoms, plus weighted count, composition and cell
 losses (with a prior: plus the prior's own loss instead; the heads are then built but unused).
@@ -93,35 +93,65 @@ def largest_radius(target: torch.Tensor, mask: torch.Tensor) -> float:
     return float((centred.norm(dim=-1) * mask).max())
 
 
-def cut_to_count(cell: Structure, n_atoms: int, radii: np.ndarray) -> Structure:
-    """The particle cut from `cell` whose atom count is nearest `n_atoms` (ties: the smaller
-    sphere), central metal at the origin.
-
-    The cut is DebyeCalculator's (`invdesign.debye.cutter.cut_particles`, the cell's metals as
-    metals, every species when it has none), one call for all `radii`. Where it yields nothing (a
-    cell it cannot cut, or one too small for its supercell, `MAX_CUT_ATOMS`), the `n_atoms` atoms
-    of a 5 x 5 x 5 supercell nearest the cell's first atom stand in, that atom at the origin.
-    """
+def sphere_cuts(cell: Structure, radii: np.ndarray) -> list[Structure]:
+    """The particles DebyeCalculator's cutter (`invdesign.debye.cutter.cut_particles`, the cell's
+    metals as metals, every species when it has none) cuts from `cell` at `radii`, one per
+    distinct atom count, ascending; central metal at the origin. Empty for a cell it cannot cut or
+    one whose cutting supercell would exceed `MAX_CUT_ATOMS` atoms."""
     from invdesign.debye.cutter import cut_particles
 
     present = sorted({int(z) for z in cell.species})
     metals = [z for z in present if elements.is_metal(z)] or present
     span = 2.0 * float(np.max(radii)) + 5.0
-    supercell = cell.n_atoms * np.prod(np.ceil(span / cell.cell_parameters()[:3]))
-    cuts = []
-    if supercell <= MAX_CUT_ATOMS:
-        try:
-            cuts = cut_particles(cell, [float(r) for r in radii], metals)
-        except (InvdesignError, RuntimeError, ValueError):
-            cuts = []
-    if cuts:
-        return min(cuts, key=lambda p: abs(p.n_atoms - n_atoms))
+    if cell.n_atoms * np.prod(np.ceil(span / cell.cell_parameters()[:3])) > MAX_CUT_ATOMS:
+        return []
+    try:
+        cuts = cut_particles(cell, [float(r) for r in radii], metals)
+    except (InvdesignError, RuntimeError, ValueError):
+        return []
+    distinct: dict[int, Structure] = {}
+    for cut in cuts:  # ascending radius: the smallest sphere of each count
+        distinct.setdefault(cut.n_atoms, cut)
+    return [distinct[n] for n in sorted(distinct)]
+
+
+def nearest_atoms(cell: Structure, n_atoms: int) -> Structure:
+    """The `n_atoms` atoms of a 5 x 5 x 5 supercell of `cell` nearest its first atom, that atom at
+    the origin: the stand-in particle of a cell the cutter cannot cut."""
     shifts = np.stack(np.meshgrid(*[np.arange(-2, 3)] * 3, indexing="ij"), -1).reshape(-1, 3)
     frac = (cell.frac_positions[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
     xyz = frac @ cell.cell - cell.positions[0]
     keep = np.argsort(np.linalg.norm(xyz, axis=1), kind="stable")[:n_atoms]
     species = np.tile(cell.species, len(shifts))[keep]
     return Structure(species, xyz[keep], None, "particle")
+
+
+def cut_to_count(cell: Structure, n_atoms: int, radii: np.ndarray) -> Structure:
+    """The sphere cut from `cell` (`sphere_cuts`) whose atom count is nearest `n_atoms` (ties: the
+    smaller sphere); `nearest_atoms` where the cutter yields nothing."""
+    cuts = sphere_cuts(cell, radii)
+    if not cuts:
+        return nearest_atoms(cell, n_atoms)
+    return min(cuts, key=lambda p: abs(p.n_atoms - n_atoms))
+
+
+def likely_cut(
+    cell: Structure,
+    log_p: np.ndarray,
+    radii: np.ndarray,
+    draw: bool,
+    generator: torch.Generator | None = None,
+) -> Structure:
+    """The sphere cut from `cell` that a count distribution `log_p` [max_atoms] (class k = k + 1
+    atoms) finds most likely, or (`draw`) one drawn in proportion to it, among the cuts of at most
+    max_atoms atoms; `nearest_atoms` at the distribution's mode where there is none."""
+    cuts = [c for c in sphere_cuts(cell, radii) if c.n_atoms <= len(log_p)]
+    if not cuts:
+        return nearest_atoms(cell, int(np.argmax(log_p)) + 1)
+    scores = torch.as_tensor([float(log_p[c.n_atoms - 1]) for c in cuts], dtype=torch.float64)
+    if not draw:
+        return cuts[int(scores.argmax())]
+    return cuts[int(torch.multinomial(scores.softmax(0), 1, generator=generator))]
 
 
 def nearest_to_origin(frac: np.ndarray) -> np.ndarray:
@@ -468,14 +498,7 @@ class DiffusionGenerator(Generator):
             crystals = self.prior.sample(
                 Condition(condition.patterns, condition.composition, condition.cell_params, None),
                 n, generator)
-            n_atoms = self._counts(condition, cond, n, generator)
-            top = float(self._hparams["max_radius"] or CUT_LARGEST)
-            radii = np.arange(1.5, max(top, 1.5) + 1e-9, CUT_STEP)
-            cuts = [
-                cut_to_count(c, int(k), radii)
-                for c, k in zip((c for items in crystals for c in items), n_atoms.tolist(),
-                                strict=True)
-            ]
+            cuts = self._cuts(condition, cond, crystals, generator)
             species = [c.species for c in cuts]
             starts, cells = [c.positions for c in cuts], None
         else:  # count, species, cell and the coordinates' first estimate from the prior
@@ -518,6 +541,25 @@ class DiffusionGenerator(Generator):
             else:
                 out[-1].append(Structure(z, xyz, None, "particle", dict(info)))
         return out
+
+    def _cuts(
+        self,
+        condition: Condition,
+        cond: torch.Tensor,
+        crystals: list[list[Structure]],
+        generator: torch.Generator | None,
+    ) -> list[Structure]:
+        """One particle per crystal (B lists of n), cut to the given count or, without one, the
+        sphere the count head finds most likely (candidate 0) or draws (candidates 1..n-1)."""
+        top = float(self._hparams["max_radius"] or CUT_LARGEST)
+        radii = np.arange(1.5, max(top, 1.5) + 1e-9, CUT_STEP)
+        if condition.n_atoms is not None:
+            counts = condition.n_atoms.long().cpu().tolist()
+            return [cut_to_count(c, int(k), radii)
+                    for items, k in zip(crystals, counts, strict=True) for c in items]
+        log_p = self.count_head(cond).log_softmax(-1).double().cpu().numpy()
+        return [likely_cut(c, log_p[i], radii, k > 0, generator)
+                for i, items in enumerate(crystals) for k, c in enumerate(items)]
 
     def _counts(
         self, condition: Condition, cond: torch.Tensor, n: int, generator: torch.Generator | None
