@@ -326,6 +326,29 @@ def test_particle_data_carries_the_parent_cells(tiny_root):
     assert joined.parent is not None and len(joined.parent) == 2 * len(part)
 
 
+def test_joined_particle_data_pads_parent_cells_to_the_larger_size(tiny_root, tmp_path):
+    """Augmentation data whose parent cells exceed 20 atoms joins data padded to 20: both parents
+    are padded to the larger size and keep their atoms."""
+    from invdesign.generators.data import load_task_data
+
+    from invdesign.data.dataset import ChiliDataset
+
+    big = tmp_path / "big"
+    big.mkdir()
+    write_chili_file(big / "Big.h5", toy_record(name="Big", n_unit_cell=24,
+                                                particle_atoms=(7,), seed=3))
+    task = TaskSpec.parse("xPDF->pos_abs")
+    small = load_task_data(ChiliDataset(tiny_root), task)
+    extra = load_task_data(ChiliDataset(big), task)
+    assert small.parent.task.max_atoms == 20 and extra.parent.task.max_atoms == 24
+    joined = small.concat(extra)
+    assert joined.parent.task.max_atoms == 24 and joined.parent.target.shape[1] == 24
+    assert joined.parent.n_atoms.tolist() == small.parent.n_atoms.tolist() + [24]
+    assert torch.equal(joined.parent.target[: len(small), :20], small.parent.target)
+    assert not joined.parent.mask[: len(small), 20:].any()
+    assert torch.equal(joined.parent.target[-1], extra.parent.target[0])
+
+
 def test_diffusion_with_a_cell_prior_trains_saves_and_samples_particles(tiny_root, tmp_path):
     """`prior: cell` end to end: the prior learns the parent cells from the particle data, the
     checkpoint rebuilds it, and samples are particles cut from its cells."""

@@ -98,15 +98,13 @@ def sphere_cuts(cell: Structure, radii: np.ndarray) -> list[Structure]:
     metals as metals, every species when it has none) cuts from `cell` at `radii`, one per
     distinct atom count, ascending; central metal at the origin. Empty for a cell it cannot cut or
     one whose cutting supercell would exceed `MAX_CUT_ATOMS` atoms."""
-    from invdesign.debye.cutter import cut_particles
+    from invdesign.debye.cutter import cut_particles, default_metals
 
-    present = sorted({int(z) for z in cell.species})
-    metals = [z for z in present if elements.is_metal(z)] or present
     span = 2.0 * float(np.max(radii)) + 5.0
     if cell.n_atoms * np.prod(np.ceil(span / cell.cell_parameters()[:3])) > MAX_CUT_ATOMS:
         return []
     try:
-        cuts = cut_particles(cell, [float(r) for r in radii], metals)
+        cuts = cut_particles(cell, [float(r) for r in radii], default_metals(cell))
     except (InvdesignError, RuntimeError, ValueError):
         return []
     distinct: dict[int, Structure] = {}

@@ -121,16 +121,21 @@ def cut_particles(
     return particles
 
 
+def default_metals(unit_cell: Structure) -> list[int]:
+    """The atomic numbers a cut treats as metals: the cell's metal species, or every species when
+    it has none."""
+    from invdesign import elements
+
+    present = sorted({int(z) for z in unit_cell.species})
+    return [z for z in present if elements.is_metal(z)] or present
+
+
 def cut_sphere(unit_cell: Structure, radius: float, device: str = "cpu") -> Structure | None:
     """One particle of metal radius `radius` Å cut from `unit_cell`, its metal species as the
     metals (every species when it has none); None when the cell yields no particle (e.g. a
     collapsed generated cell)."""
-    from invdesign import elements
-
-    present = sorted({int(z) for z in unit_cell.species})
-    metals = [z for z in present if elements.is_metal(z)] or present
     try:
-        particles = cut_particles(unit_cell, [radius], metals, device=device)
+        particles = cut_particles(unit_cell, [radius], default_metals(unit_cell), device=device)
     except InvdesignError:
         return None
     return particles[0] if particles else None
