@@ -475,6 +475,11 @@ def test_cell_prior_samples_are_cuts_of_the_prior_cell(monkeypatch: pytest.Monke
         assert s.info["prior"] == "cell" and s.n_atoms == cut.n_atoms
         np.testing.assert_allclose(np.sort(np.linalg.norm(s.positions, axis=1)),
                                    np.sort(np.linalg.norm(cut.positions, axis=1)), atol=1e-6)
+    # a unit-cell-only option leaves particle cuts alone (no wrapping into [0, 1))
+    same = _cell_prior_gen(monkeypatch, cell_origin="atom").sample(
+        cond, 1, generator=torch.Generator().manual_seed(0))
+    for [s], [c] in zip(same, out, strict=True):
+        np.testing.assert_allclose(s.positions, c.positions)
     noisy = _cell_prior_gen(monkeypatch, prior_sigma=0.3)
     moved = noisy.sample(cond, 1, generator=torch.Generator().manual_seed(0))
     for [s], [c] in zip(moved, out, strict=True):

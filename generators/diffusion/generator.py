@@ -30,7 +30,8 @@ A cut lies in the crystal's frame, centred on a metal, as CHILI's particles are,
 from noise cannot be (the pattern does not fix the orientation).
 
 Losses: masked noise-prediction MSE over real atoms, plus weighted count, composition and cell
-losses (with a prior: plus the prior's own loss instead; the heads are then built but unused).
+losses; with a prior, plus the prior's own loss instead (the count head still trains with 'cell',
+where it picks the sphere; the other heads are then built but unused).
 """
 
 from __future__ import annotations
@@ -150,6 +151,14 @@ def likely_cut(
     if not draw:
         return cuts[int(scores.argmax())]
     return cuts[int(torch.multinomial(scores.softmax(0), 1, generator=generator))]
+
+
+def _padded(rows: list[np.ndarray], shape: torch.Size) -> torch.Tensor:
+    """Per-structure coordinates [n_i, 3] as one zero-padded float32 tensor [*shape, 3]."""
+    out = torch.zeros(*shape, 3)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.as_tensor(r, dtype=out.dtype)
+    return out
 
 
 def nearest_to_origin(frac: np.ndarray) -> np.ndarray:
@@ -525,8 +534,9 @@ class DiffusionGenerator(Generator):
         for k, (z, xyz) in enumerate(zip(species, coords, strict=True)):
             if k % n == 0:
                 out.append([])
-            if not self.periodic and starts is None:  # cuts are in the data's frame already
-                xyz = xyz - self._origin(z, xyz)
+            if not self.periodic:
+                if starts is None:  # cuts from the prior are in the data's frame already
+                    xyz = xyz - self._origin(z, xyz)
             elif self._hparams["cell_origin"] == "atom":
                 xyz = np.mod(xyz - nearest_to_origin(xyz), 1.0)
             # atoms in ascending |r| of the task coordinates, the order CHILI sorts targets in
@@ -691,11 +701,9 @@ class DiffusionGenerator(Generator):
         """The prior's fractional coordinates as a padded [B, M, 3] state noised to the first
         sampling step at or below `prior_sigma`, and the training step the reverse process starts
         at."""
-        begin = int((self.noise_levels <= self._hparams["prior_sigma"]).sum()) - 1
+        begin = self._prior_begin()
         first = schedule.first_timestep(scheduler, begin)
-        x0 = torch.zeros(mask.shape + (3,), dtype=self.sigmas.dtype)
-        for i, f in enumerate(starts):
-            x0[i, : len(f)] = torch.as_tensor(f, dtype=x0.dtype)
+        x0 = _padded(starts, mask.shape)
         noise = torch.randn(x0.shape, generator=generator) * mask.cpu().unsqueeze(-1)
         x = periodic.wrap(x0 + float(self.sigmas[first]) * noise)
         return x.to(mask.device), begin
@@ -713,19 +721,16 @@ class DiffusionGenerator(Generator):
         """Particles cut from the prior's crystals (Å), each noised to `prior_sigma` about its
         centroid and denoised from there, the centroid put back (so the frame stays the cut's);
         returned as they are with prior_sigma 0 or below the schedule's smallest noise."""
-        begin = int((self.noise_levels <= self._hparams["prior_sigma"]).sum()) - 1
+        begin = self._prior_begin()
         if begin < 0:
             return [np.asarray(s, dtype=np.float64) for s in starts]
         scale = self.denoiser.coord_scale
-        x0 = torch.zeros(mask.shape + (3,))
-        for i, s in enumerate(starts):
-            x0[i, : len(s)] = torch.as_tensor(s, dtype=x0.dtype)
         cpu_mask = mask.cpu()
-        weights = cpu_mask.unsqueeze(-1).to(x0.dtype)
-        centroid = (x0 * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True)
+        x0 = _padded(starts, mask.shape)
+        centred = remove_mean(x0, cpu_mask)
         noise = remove_mean(torch.randn(x0.shape, generator=generator), cpu_mask)
         first = torch.tensor([schedule.first_timestep(scheduler, begin)])
-        x = self.train_scheduler.add_noise(remove_mean(x0, cpu_mask) / scale, noise, first)
+        x = self.train_scheduler.add_noise(centred / scale, noise, first)
         x = schedule.run_sampler(
             scheduler,
             lambda y, t: self.denoiser(y, t, z, mask, cond),
@@ -735,8 +740,12 @@ class DiffusionGenerator(Generator):
             start_timestep=begin,
             **corrector,
         )
-        x = x.double().cpu() * scale + centroid.double()
+        x = x.double().cpu() * scale + (x0 - centred).double()  # the centroid back
         return [x[i, : len(s)].numpy() for i, s in enumerate(starts)]
+
+    def _prior_begin(self) -> int:
+        """The last training step whose noise is at most `prior_sigma` (-1: none is)."""
+        return int((self.noise_levels <= self._hparams["prior_sigma"]).sum()) - 1
 
     def _origin(self, species: np.ndarray, xyz: np.ndarray) -> np.ndarray:
         """[3] Å, the point of a sampled particle [n, 3] that becomes the origin (`centre`)."""
