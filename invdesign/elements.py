@@ -90,6 +90,28 @@ def is_metal(z: int) -> bool:
     return 1 <= int(z) <= 103 and symbol(int(z)) not in NON_METALS
 
 
+@cache
+def electronegativity(z: int) -> float:
+    """Pauling electronegativity of element `z` (pymatgen's table); nan where it has none."""
+    from pymatgen.core.periodic_table import Element
+
+    _check_z(int(z))
+    value = Element.from_Z(int(z)).X
+    return float(value) if value == value else float("nan")
+
+
+def cation_species(species: np.ndarray | list[int]) -> list[int]:
+    """The species of a compound a particle cut treats as metals, sorted: its metals, or, with
+    none (a metalloid oxide such as SiO2), every species but the most electronegative (every
+    species of a one-element compound)."""
+    present = sorted({int(z) for z in species})
+    metals = [z for z in present if is_metal(z)]
+    if metals or len(present) < 2:
+        return metals or present
+    anion = max(present, key=lambda z: np.nan_to_num(electronegativity(z), nan=-1.0))
+    return [z for z in present if z != anion]
+
+
 def node_features(z: np.ndarray) -> np.ndarray:
     """CHILI node features for atomic numbers `z` [n] -> [n, 4] float32:
     atomic_number, atomic_radius (pm), atomic_weight (u), electron_affinity (eV)."""

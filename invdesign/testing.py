@@ -66,6 +66,35 @@ def rock_salt_cell(a: float = 4.2, metal: int = 12, anion: int = 8) -> Structure
     return Structure.from_fractional(species, frac, np.eye(3) * a)
 
 
+def caesium_chloride_cell(a: float = 3.2, metal: int = 12, anion: int = 8) -> Structure:
+    """Caesium-chloride cell (2 atoms, a in Å): metal at 1a, anion at 1b."""
+    return Structure.from_fractional([metal, anion], [[0, 0, 0], [0.5, 0.5, 0.5]], np.eye(3) * a)
+
+
+class CellRows:
+    """Unit cells as the padded rows of unit-cell task data (`target` fractional coordinates,
+    `mask`, `species`, `cell_params`; atoms in a random order unless `shuffle` is False): what
+    the prototype library reads, without building a dataset."""
+
+    def __init__(self, cells: Sequence[Structure], shuffle: bool = True) -> None:
+        import torch
+
+        m = max(c.n_atoms for c in cells)
+        self.mask = torch.zeros(len(cells), m, dtype=torch.bool)
+        self.target = torch.zeros(len(cells), m, 3)
+        self.species = torch.zeros(len(cells), m, dtype=torch.long)
+        self.cell_params = torch.tensor(np.stack([c.cell_parameters() for c in cells]))
+        rng = np.random.default_rng(0)
+        for i, c in enumerate(cells):
+            order = rng.permutation(c.n_atoms) if shuffle else np.arange(c.n_atoms)
+            self.mask[i, : c.n_atoms] = True
+            self.target[i, : c.n_atoms] = torch.as_tensor(c.frac_positions[order])
+            self.species[i, : c.n_atoms] = torch.as_tensor(c.species[order])
+
+    def __len__(self) -> int:
+        return len(self.mask)
+
+
 def simple_cubic_cell(a: float = 3.0, z: int = 29) -> Structure:
     """One atom in a cubic cell of edge `a` Å: six periodic neighbours at distance a."""
     return Structure.from_fractional([z], [[0.0, 0.0, 0.0]], np.eye(3) * a)

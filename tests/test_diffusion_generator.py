@@ -398,7 +398,7 @@ CELL_PRIOR = {**TINY, "prior": "cell", "prior_hparams": {"hidden": 16, "aux_hidd
 
 
 def test_cut_to_count_is_the_cutters_sphere_nearest_the_count() -> None:
-    from invdesign.generators.diffusion.generator import cut_to_count
+    from invdesign.generators.diffusion.cuts import cut_to_count
 
     from invdesign.debye.cutter import cut_particles
     from invdesign.testing import rock_salt_cell
@@ -420,7 +420,7 @@ def test_cut_to_count_is_the_cutters_sphere_nearest_the_count() -> None:
 
 
 def test_likely_cut_takes_the_count_heads_favourite_sphere() -> None:
-    from invdesign.generators.diffusion.generator import likely_cut, sphere_cuts
+    from invdesign.generators.diffusion.cuts import likely_cut, sphere_cuts
 
     from invdesign.testing import rock_salt_cell
 
@@ -462,7 +462,7 @@ def _cell_prior_gen(monkeypatch: pytest.MonkeyPatch, **options) -> DiffusionGene
 def test_cell_prior_samples_are_cuts_of_the_prior_cell(monkeypatch: pytest.MonkeyPatch) -> None:
     """prior_sigma 0: the sample is the cut sphere nearest the count, in the cut's frame; with
     prior_sigma > 0 the denoiser moves its atoms by about that noise and keeps the frame."""
-    from invdesign.generators.diffusion.generator import CUT_LARGEST, CUT_STEP, cut_to_count
+    from invdesign.generators.diffusion.cuts import CUT_LARGEST, CUT_STEP, cut_to_count
 
     from invdesign.testing import rock_salt_cell
 

@@ -42,18 +42,28 @@ import numpy as np
 import torch
 from invdesign.generators.base import Generator, register_generator
 from invdesign.generators.diffusion import periodic, schedule
+from invdesign.generators.diffusion.cuts import CUT_LARGEST, CUT_STEP, cut_to_count, likely_cut
 from invdesign.generators.diffusion.denoisers import ParticleDenoiser, PeriodicDenoiser, remove_mean
 from invdesign.generators.diffusion.encoders import PatternEncoder
 from invdesign.generators.diffusion.heads import (
     CellHead,
     CompositionHead,
     CountHead,
+    PrototypeHead,
     compatible_counts,
     counts_from_fractions,
+)
+from invdesign.generators.diffusion.prototypes import (
+    Prototype,
+    build_crystal,
+    fit_lattice,
+    prototype_labels,
+    prototype_library,
 )
 from invdesign.generators.mlp.model import MLPGenerator
 
 from invdesign import elements
+from invdesign.data.patterns import pattern_spec
 from invdesign.errors import InvdesignError
 from invdesign.structure import Structure
 from invdesign.tasks import Condition, TaskBatch, TaskSpec
@@ -72,17 +82,10 @@ NET_KEYS = (
 )
 
 
-#: Priors the reverse process can start from: 'mlp' (unit cells, the regression estimate) and
-#: 'cell' (particles, cut from a predicted unit cell).
-PRIORS = ("none", "mlp", "cell")
-
-#: Metal-sphere radii (Å) tried when cutting a particle from the prior's cell: 1.5 Å upwards in
-#: steps of `CUT_STEP` to `max_radius` (or `CUT_LARGEST`).
-CUT_STEP = 0.25
-CUT_LARGEST = 15.0
-#: Cells whose cutting supercell (DebyeCalculator's: the largest diameter + 5 Å per axis) would
-#: hold more atoms than this (e.g. a collapsed cell from an untrained prior) are not handed to it.
-MAX_CUT_ATOMS = 50_000
+#: Priors the reverse process can start from: 'mlp' (unit cells, the regression estimate), 'cell'
+#: (particles, cut from a predicted unit cell) and 'prototype' (both: a training prototype fitted
+#: to the pattern, particles cut from it).
+PRIORS = ("none", "mlp", "cell", "prototype")
 
 #: `max_radius` read from training data = this x the largest atom-to-centroid distance there.
 MAX_RADIUS_MARGIN = 1.25
@@ -92,65 +95,6 @@ def largest_radius(target: torch.Tensor, mask: torch.Tensor) -> float:
     """Largest atom-to-centroid distance (Å) over particles: target [N, M, 3], mask [N, M]."""
     centred = remove_mean(target.double(), mask)
     return float((centred.norm(dim=-1) * mask).max())
-
-
-def sphere_cuts(cell: Structure, radii: np.ndarray) -> list[Structure]:
-    """The particles DebyeCalculator's cutter (`invdesign.debye.cutter.cut_particles`, the cell's
-    metals as metals, every species when it has none) cuts from `cell` at `radii`, one per
-    distinct atom count, ascending; central metal at the origin. Empty for a cell it cannot cut or
-    one whose cutting supercell would exceed `MAX_CUT_ATOMS` atoms."""
-    from invdesign.debye.cutter import cut_particles, default_metals
-
-    span = 2.0 * float(np.max(radii)) + 5.0
-    if cell.n_atoms * np.prod(np.ceil(span / cell.cell_parameters()[:3])) > MAX_CUT_ATOMS:
-        return []
-    try:
-        cuts = cut_particles(cell, [float(r) for r in radii], default_metals(cell))
-    except (InvdesignError, RuntimeError, ValueError):
-        return []
-    distinct: dict[int, Structure] = {}
-    for cut in cuts:  # ascending radius: the smallest sphere of each count
-        distinct.setdefault(cut.n_atoms, cut)
-    return [distinct[n] for n in sorted(distinct)]
-
-
-def nearest_atoms(cell: Structure, n_atoms: int) -> Structure:
-    """The `n_atoms` atoms of a 5 x 5 x 5 supercell of `cell` nearest its first atom, that atom at
-    the origin: the stand-in particle of a cell the cutter cannot cut."""
-    shifts = np.stack(np.meshgrid(*[np.arange(-2, 3)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    frac = (cell.frac_positions[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
-    xyz = frac @ cell.cell - cell.positions[0]
-    keep = np.argsort(np.linalg.norm(xyz, axis=1), kind="stable")[:n_atoms]
-    species = np.tile(cell.species, len(shifts))[keep]
-    return Structure(species, xyz[keep], None, "particle")
-
-
-def cut_to_count(cell: Structure, n_atoms: int, radii: np.ndarray) -> Structure:
-    """The sphere cut from `cell` (`sphere_cuts`) whose atom count is nearest `n_atoms` (ties: the
-    smaller sphere); `nearest_atoms` where the cutter yields nothing."""
-    cuts = sphere_cuts(cell, radii)
-    if not cuts:
-        return nearest_atoms(cell, n_atoms)
-    return min(cuts, key=lambda p: abs(p.n_atoms - n_atoms))
-
-
-def likely_cut(
-    cell: Structure,
-    log_p: np.ndarray,
-    radii: np.ndarray,
-    draw: bool,
-    generator: torch.Generator | None = None,
-) -> Structure:
-    """The sphere cut from `cell` that a count distribution `log_p` [max_atoms] (class k = k + 1
-    atoms) finds most likely, or (`draw`) one drawn in proportion to it, among the cuts of at most
-    max_atoms atoms; `nearest_atoms` at the distribution's mode where there is none."""
-    cuts = [c for c in sphere_cuts(cell, radii) if c.n_atoms <= len(log_p)]
-    if not cuts:
-        return nearest_atoms(cell, int(np.argmax(log_p)) + 1)
-    scores = torch.as_tensor([float(log_p[c.n_atoms - 1]) for c in cuts], dtype=torch.float64)
-    if not draw:
-        return cuts[int(scores.argmax())]
-    return cuts[int(torch.multinomial(scores.softmax(0), 1, generator=generator))]
 
 
 def _padded(rows: list[np.ndarray], shape: torch.Size) -> torch.Tensor:
@@ -255,6 +199,8 @@ class DiffusionGenerator(Generator):
         cell_weight: float = 0.1,
         prior: str = "none",
         prior_hparams: dict[str, Any] | None = None,
+        prototypes: list[dict[str, Any]] | None = None,
+        prior_top_k: int = 3,
         prior_sigma: float = 0.01,
         prior_train_sigma: float = 0.05,
         prior_weight: float = 1.0,
@@ -292,9 +238,10 @@ class DiffusionGenerator(Generator):
         )
         self.register_buffer("noise_levels", levels, persistent=False)
         self.prior = self._build_prior(prior, prior_hparams, prior_sigma, prior_train_sigma)
+        self.prototypes = self._build_prototypes(prior, prototypes, prior_top_k)
         # training steps the denoiser learns: all, or those up to prior_train_sigma
         self._train_steps = (
-            num_train_timesteps if self.prior is None
+            num_train_timesteps if prior == "none"
             else int((self.noise_levels <= prior_train_sigma).sum())
         )
         net = {k: self._hparams[k] for k in NET_KEYS}
@@ -302,6 +249,9 @@ class DiffusionGenerator(Generator):
         self.count_head = CountHead(cond_dim, task.max_atoms)
         self.composition_head = CompositionHead(cond_dim, self._hparams["species_vocab"])
         self.cell_head = CellHead(cond_dim) if task.kind == "unit_cell" else None
+        self.prototype_head = (
+            PrototypeHead(cond_dim, len(self.prototypes)) if self.prototypes else None
+        )
         if task.kind == "unit_cell":
             self.denoiser: ParticleDenoiser | PeriodicDenoiser = PeriodicDenoiser(
                 cond_dim, 118, species_dim, time_dim, task.max_atoms, n_freq, net
@@ -326,6 +276,7 @@ class DiffusionGenerator(Generator):
         prior_sigma: float,
         prior_train_sigma: float,
     ) -> MLPGenerator | None:
+        """The MLP of prior 'mlp' or 'cell' (None otherwise), after checking the prior's options."""
         if prior not in PRIORS:
             raise InvdesignError(f"prior must be one of {', '.join(PRIORS)}, not {prior!r}")
         if prior == "none":
@@ -338,7 +289,7 @@ class DiffusionGenerator(Generator):
         if prior == "cell" and self.task.kind != "particle":
             raise InvdesignError("prior 'cell' is for particle tasks (unit cells: 'mlp')")
         levels = self.noise_levels
-        smallest = 0.0 if prior == "cell" else float(levels[0])
+        smallest = 0.0 if prior in ("cell", "prototype") else float(levels[0])
         if not (smallest <= prior_sigma <= prior_train_sigma
                 and float(levels[0]) <= prior_train_sigma <= float(levels[-1])):
             raise InvdesignError(
@@ -346,6 +297,8 @@ class DiffusionGenerator(Generator):
                 f"<= prior_train_sigma <= {float(levels[-1]):.3g} (the schedule's noise levels), "
                 f"got {prior_sigma}, {prior_train_sigma}"
             )
+        if prior == "prototype":
+            return None
         task = self.task
         if prior == "cell":
             limit = int(self._hparams["prior_max_atoms"])
@@ -353,16 +306,35 @@ class DiffusionGenerator(Generator):
         vocab = self._hparams["species_vocab"]
         return MLPGenerator(task, species_vocab=vocab, **(prior_hparams or {}))
 
+    def _build_prototypes(
+        self, prior: str, library: list[dict[str, Any]] | None, top_k: int
+    ) -> list[Prototype]:
+        """The prototype library of prior 'prototype' ([] otherwise; the hyper-parameter is then
+        dropped, so configs without it stay small)."""
+        if prior != "prototype":
+            self._hparams["prototypes"] = None
+            return []
+        if not library:
+            raise InvdesignError(
+                "prior 'prototype' needs the training cells' prototypes (read from the training "
+                "data when training; the particle tasks' data must carry their parent cells)"
+            )
+        if top_k < 1:
+            raise InvdesignError(f"prior_top_k must be positive, got {top_k}")
+        return [Prototype.from_dict(d) for d in library]
+
     @classmethod
     def hparams_from_data(cls, data: Any) -> dict[str, Any]:
-        """Hyper-parameters read from the training data: the species vocabulary and, for
-        particles, `max_radius`."""
+        """Hyper-parameters read from the training data: the species vocabulary, the prototype
+        library of its cells (particles: their parent cells) and, for particles, `max_radius`."""
         out: dict[str, Any] = {"species_vocab": data.species_vocab()}
+        cells = data if data.task.kind == "unit_cell" else getattr(data, "parent", None)
+        if cells is not None:
+            out["prototypes"] = [p.to_dict() for p in prototype_library(cells)]
         if data.task.kind == "particle":
             out["max_radius"] = MAX_RADIUS_MARGIN * largest_radius(data.target, data.mask)
-            parent = getattr(data, "parent", None)  # TaskData of particles: their unit cells
-            if parent is not None:
-                out["prior_max_atoms"] = parent.task.max_atoms
+            if cells is not None:
+                out["prior_max_atoms"] = cells.task.max_atoms
         return out
 
     def hparams(self) -> dict[str, Any]:
@@ -389,6 +361,8 @@ class DiffusionGenerator(Generator):
         pred, eps = self._noise_and_prediction(batch, cond, t, noise)
         err = ((pred - eps) ** 2).sum(-1)  # [B, M]
         diffusion = (err * mask).sum() / (3 * mask.sum())
+        if self.prototype_head is not None:
+            return self._prototype_loss(batch, cond, diffusion)
         if self.prior is not None:  # the prior gives species and cell (and count for unit cells)
             if self.periodic:
                 prior = self.prior.loss(batch)
@@ -420,6 +394,29 @@ class DiffusionGenerator(Generator):
             out["cell"] = self.cell_head.loss(cond, batch.cell_params)
             total = total + h["cell_weight"] * out["cell"]
         out["loss"] = total
+        return out
+
+    def _prototype_loss(
+        self, batch: TaskBatch, cond: torch.Tensor, diffusion: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Prior 'prototype': the denoiser's loss (low noise only), the count and composition
+        heads' (the composition names the prototype's elements) and the prototype classifier's."""
+        assert self.prototype_head is not None
+        cells = batch if self.periodic else batch.parent
+        if cells is None:
+            raise InvdesignError("prior 'prototype' trains on the particles' parent unit cells, "
+                                 "which this batch lacks")
+        labels = torch.as_tensor(prototype_labels(cells, self.prototypes), device=cond.device)
+        h = self._hparams
+        out = {
+            "diffusion": diffusion,
+            "count": self.count_head.loss(cond, batch.n_atoms),
+            "composition": self.composition_head.loss(cond, batch.species, batch.mask),
+            "prototype": self.prototype_head.loss(cond, labels),
+        }
+        out["loss"] = (diffusion + h["count_weight"] * out["count"]
+                       + h["species_weight"] * out["composition"]
+                       + h["prior_weight"] * out["prototype"])
         return out
 
     def _noise_and_prediction(
@@ -496,7 +493,18 @@ class DiffusionGenerator(Generator):
         self.eval()
         condition = condition.to(self.device)
         cond = self.encoder(condition.patterns)  # [B, C]
-        if self.prior is None:
+        if self.prototype_head is not None:  # a fitted training prototype (particles: cut)
+            crystals = self._prototype_crystals(condition, cond, n)
+            if self.periodic:
+                first = [c for items in crystals for c in items]
+                species = [c.species for c in first]
+                cells = torch.as_tensor(np.stack([c.cell_parameters() for c in first])).to(cond)
+                starts = [c.frac_positions for c in first]
+            else:
+                cuts = self._cuts(condition, cond, crystals, generator)
+                species = [c.species for c in cuts]
+                starts, cells = [c.positions for c in cuts], None
+        elif self.prior is None:
             n_atoms = self._counts(condition, cond, n, generator)  # [B * n]
             species = self._species(condition, cond, n_atoms, n, generator)  # B * n arrays
             cells = self._cells(condition, cond).repeat_interleave(n, 0) if self.periodic else None
@@ -568,6 +576,55 @@ class DiffusionGenerator(Generator):
         log_p = self.count_head(cond).log_softmax(-1).double().cpu().numpy()
         return [likely_cut(c, log_p[i], radii, k > 0, generator)
                 for i, items in enumerate(crystals) for k, c in enumerate(items)]
+
+    def _prototype_crystals(
+        self, condition: Condition, cond: torch.Tensor, n: int
+    ) -> list[list[Structure]]:
+        """B lists of n unit cells: the `prior_top_k` prototypes the classifier finds likeliest
+        (unit cells: among those of the given atom count, if any), each with the elements the
+        composition (given, or the head's) names and the lattice scale whose cut's simulated
+        pattern fits the input best (`prototypes.fit_lattice`); candidate j is the j-th best fit
+        (cycling)."""
+        assert self.prototype_head is not None
+        name = self.task.patterns[0]
+        spec = pattern_spec(name)
+        values = condition.patterns[name].double().cpu().numpy()
+        probs = self.prototype_head(cond).double().cpu().numpy()
+        pairs = self._element_pairs(condition, cond)
+        counts = (None if condition.n_atoms is None or not self.periodic
+                  else condition.n_atoms.long().cpu().tolist())
+        top_k, device = int(self._hparams["prior_top_k"]), str(self.device)
+        out = []
+        for b, (cation, anion) in enumerate(pairs):
+            order = [int(k) for k in np.argsort(-probs[b], kind="stable")]
+            if counts is not None:
+                order = [k for k in order if self.prototypes[k].n_atoms == counts[b]] or order
+            fits = sorted(
+                (*reversed(fit_lattice(self.prototypes[k], cation, anion, values[b], spec,
+                                       device)), k)
+                for k in order[:top_k]
+            )
+            out.append([build_crystal(self.prototypes[k], cation, anion, scale)
+                        for _, scale, k in (fits[j % len(fits)] for j in range(n))])
+        return out
+
+    def _element_pairs(self, condition: Condition, cond: torch.Tensor) -> list[tuple[int, int]]:
+        """(cation, anion) atomic numbers per condition item for a prototype's sites, from the two
+        most abundant species of the given composition, else of the composition head's
+        (`elements.cation_species` tells which is the cation; one species fills both)."""
+        if condition.composition is not None:
+            comps = [(np.array(list(c), dtype=np.int64), np.array(list(c.values()), dtype=float))
+                     for c in condition.composition]
+        else:
+            vocab = np.array(self.composition_head.vocab, dtype=np.int64)
+            comps = [(vocab, p.double().numpy()) for p in self.composition_head.fractions(cond)]
+        out = []
+        for zs, fr in comps:
+            top = [int(z) for z in zs[np.argsort(-fr, kind="stable")][:2]]
+            cations = elements.cation_species(top)
+            anions = [z for z in top if z not in cations]
+            out.append((cations[0], anions[0] if anions else top[-1]))
+        return out
 
     def _counts(
         self, condition: Condition, cond: torch.Tensor, n: int, generator: torch.Generator | None
@@ -663,6 +720,8 @@ class DiffusionGenerator(Generator):
             if starts is None:
                 x = torch.rand(b, m, 3, generator=generator).to(device, dtype)
                 begin = None
+            elif self._prior_begin() < 0:  # prior_sigma 0: the prior's cell as it is
+                return [np.mod(np.asarray(f, dtype=np.float64), 1.0) for f in starts]
             else:
                 x, begin = self._noised_starts(starts, mask, scheduler, generator)
             x = schedule.run_sampler(

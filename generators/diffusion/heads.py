@@ -5,6 +5,7 @@
   (fraction of atoms of each species); integer counts for n atoms by largest remainder.
 - `CellHead`: the six cell parameters (a, b, c in Å; alpha, beta, gamma in deg), regressed as ln
   lengths and angles / 90 deg.
+- `PrototypeHead`: logits over a library of crystal prototypes (`prototypes.py`).
 """
 
 from __future__ import annotations
@@ -126,3 +127,23 @@ class CellHead(nn.Module):
 
     def loss(self, cond: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         return F.smooth_l1_loss(self.net(cond), self.encode(params), beta=0.1)
+
+
+class PrototypeHead(nn.Module):
+    """Pattern embedding [B, C] -> logits [B, P] over a prototype library; trained with the
+    cross-entropy of each structure's prototype (label -1, no prototype, is left out)."""
+
+    def __init__(self, cond_dim: int, n_prototypes: int, hidden: int = 128) -> None:
+        super().__init__()
+        if n_prototypes < 1:
+            raise InvdesignError("a prototype head needs at least one prototype")
+        self.net = _mlp(cond_dim, hidden, n_prototypes)
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        return self.net(cond)
+
+    def loss(self, cond: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = self(cond)
+        if not bool((labels >= 0).any()):
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits, labels, ignore_index=-1)

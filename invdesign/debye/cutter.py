@@ -122,17 +122,17 @@ def cut_particles(
 
 
 def default_metals(unit_cell: Structure) -> list[int]:
-    """The atomic numbers a cut treats as metals: the cell's metal species, or every species when
-    it has none."""
+    """The atomic numbers a cut treats as metals: the cell's metal species or, with none, every
+    species but the most electronegative (`elements.cation_species`; CHILI-3K cuts its metalloid
+    oxides, SiO2 or TeO2, with the metalloid as the metal and O as the ligand)."""
     from invdesign import elements
 
-    present = sorted({int(z) for z in unit_cell.species})
-    return [z for z in present if elements.is_metal(z)] or present
+    return elements.cation_species(unit_cell.species)
 
 
 def cut_sphere(unit_cell: Structure, radius: float, device: str = "cpu") -> Structure | None:
     """One particle of metal radius `radius` Å cut from `unit_cell`, its metal species as the
-    metals (every species when it has none); None when the cell yields no particle (e.g. a
+    metals (`default_metals`); None when the cell yields no particle (e.g. a
     collapsed generated cell)."""
     try:
         particles = cut_particles(unit_cell, [radius], default_metals(unit_cell), device=device)
