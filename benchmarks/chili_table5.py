@@ -76,7 +76,7 @@ def run_one(args: argparse.Namespace, task: str, split: str, seed: int) -> dict[
     return {
         "task": task,
         "split": split,
-        "model": args.label,
+        "model": args.model,
         "seed": seed,
         "chili_mae": test["chili_mae"],
         "matched_mae": test["matched_mae"],
@@ -251,9 +251,6 @@ def main() -> None:
     parser.add_argument(
         "--model", default="mlp", help="generator config prefix (configs/<model>_*.yaml)"
     )
-    parser.add_argument(
-        "--label", help="the rows' model name (default: --model), e.g. 'diffusion+prototype' for "
-        "a variant set by --override")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--splits", nargs="+", default=["chili_random", "grouped"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44])
@@ -269,7 +266,6 @@ def main() -> None:
     parser.add_argument("--table", type=Path, default=RESULTS / "chili3k_table5.md")
     parser.add_argument("--markdown-only", action="store_true", help="only rewrite the table")
     args = parser.parse_args()
-    args.label = args.label or args.model
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     rows = load_rows(args.results)
     if not args.markdown_only:

@@ -4,8 +4,10 @@
         [--steps N] [--threads 2] [--config configs/diffusion_xpdf_pos_abs.yaml]
 
 Without a checkpoint the network is built untrained from the config's hyper-parameters (speed does
-not depend on the weights). The atom count is fixed at 200 through `Condition.n_atoms`; the default
-sampler and steps are the model's. Prints one line per repeat and the best figure.
+not depend on the weights); a config with the prototype prior needs a checkpoint (its library
+comes from training data). The atom count is fixed at 200 through `Condition.n_atoms` (a prior
+that cuts particles from a crystal gives the cut nearest it); the default sampler and steps are
+the model's. Prints one line per repeat and the best figure.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def load_model(checkpoint: str | None, config: Path):
         return load_checkpoint(checkpoint)
     cfg = OmegaConf.load(config)
     hparams = OmegaConf.to_container(cfg.generator.hparams, resolve=True)
+    if hparams.get("prior") == "prototype":
+        raise SystemExit(f"{config}: the prototype prior's library comes from training data; "
+                         "give --checkpoint")
     return build_generator("diffusion", TaskSpec.parse(cfg.task.name), **hparams)
 
 
@@ -55,7 +60,8 @@ def main() -> None:
     sampler = args.sampler or model.hparams()["sampler"]
     steps = args.steps or model.hparams()["sampling_steps"]
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"task {task.name}; {args.n} samples x {args.atoms} atoms; sampler {sampler}, "
+    print(f"task {task.name}; prior {model.hparams().get('prior')}; "
+          f"{args.n} samples x {args.atoms} atoms; sampler {sampler}, "
           f"{steps} steps; {args.threads} threads; {n_params} parameters")
     best = 0.0
     for repeat in range(args.repeats):
@@ -63,7 +69,9 @@ def main() -> None:
         out = model.sample(cond, args.n, generator=torch.Generator().manual_seed(repeat),
                            sampler=sampler, steps=steps)
         seconds = time.perf_counter() - start
-        assert len(out[0]) == args.n and out[0][0].n_atoms == args.atoms
+        cut = model.hparams().get("prior") in ("cell", "prototype")
+        assert len(out[0]) == args.n
+        assert abs(out[0][0].n_atoms - args.atoms) <= (0.2 * args.atoms if cut else 0)
         rate = args.n / seconds
         best = max(best, rate)
         print(f"repeat {repeat}: {seconds:.1f} s, {rate:.2f} structures/s")

