@@ -15,6 +15,7 @@ from invdesign import elements
 from invdesign.data.dataset import ChiliDataset
 from invdesign.data.patterns import pattern_spec
 from invdesign.debye.calculator import simulate
+from invdesign.debye.cutter import default_metals
 from invdesign.structure import Structure
 from invdesign.tasks import TaskSpec
 from invdesign.testing import CellRows, caesium_chloride_cell, make_tiny_chili3k, rock_salt_cell
@@ -27,6 +28,9 @@ def test_cation_species_are_the_metals_else_all_but_the_most_electronegative() -
     assert elements.cation_species([6]) == [6]
     assert elements.cation_species([22, 8, 38]) == [22, 38]
     assert elements.electronegativity(8) == pytest.approx(3.44)
+    # cuts of a metal-free cell keep the anion as the ligand, as CHILI-3K's build cut SiO2
+    assert default_metals(caesium_chloride_cell(metal=14)) == [14]
+    assert default_metals(rock_salt_cell(metal=30)) == [30]
 
 
 def test_library_groups_cells_of_one_type_whatever_their_metal_and_scale() -> None:

@@ -110,7 +110,7 @@ def largest_radius(target: torch.Tensor, mask: torch.Tensor) -> float:
 def reference_elements(vocab: list[int] | tuple[int, ...]) -> tuple[int, int]:
     """(cation, anion) standing in for unknown elements on a prototype's sites: the cation of
     median atomic number among the vocabulary's cations (`elements.cation_species`) and the most
-    electronegative of its other species (oxygen when it has none); CHILI-3K: Zn, O."""
+    electronegative of its other species (oxygen when it has none); CHILI-3K: Mo, O."""
     cations = elements.cation_species(list(vocab))
     others = [int(z) for z in vocab if int(z) not in cations]
     anion = max(others, key=lambda z: np.nan_to_num(elements.electronegativity(z), nan=-1.0),
@@ -615,8 +615,8 @@ class DiffusionGenerator(Generator):
         self, condition: Condition, cond: torch.Tensor, n: int
     ) -> list[list[Structure]]:
         """B lists of n unit cells: the `prior_top_k` prototypes the classifier finds likeliest
-        (unit cells: among those of the given atom count, if any), each with the elements the
-        composition (given, or the head's) names and the lattice scale whose cut's simulated
+        (unit cells: among those of the given atom count, if any), each with the elements of
+        `_element_pairs` and the lattice scale whose cut's simulated
         pattern fits the input best (`prototypes.fit_lattice`); candidate j is the j-th best fit
         (cycling)."""
         assert self.prototype_head is not None

@@ -18,7 +18,7 @@ prototype prior has little to offer.
   are compared after the best affine map): the relative residual, 0 = identical shape.
 - `fit_lattice`: the lattice scale whose particle's simulated pattern fits a pattern best (a
   coarse then a fine scan of one factor on all lengths; the particles are sphere cuts of the
-  prototype at a few radii, scaled with the lattice).
+  prototype at `FIT_RADII`, scaled with the lattice).
 - `best_cut`: the sphere cut from a crystal whose simulated pattern fits a pattern best (the
   particle size, when no atom count is given).
 """
