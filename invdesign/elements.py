@@ -8,6 +8,7 @@ pm), atomic_weight (u), electron_affinity (eV)]`.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from functools import cache, lru_cache
 from importlib import resources
 
@@ -100,6 +101,12 @@ def electronegativity(z: int) -> float:
     return float(value) if value == value else float("nan")
 
 
+def most_electronegative(species: Sequence[int]) -> int:
+    """The species of highest Pauling electronegativity (those without one, noble gases, last)."""
+    return max((int(z) for z in species),
+               key=lambda z: np.nan_to_num(electronegativity(z), nan=-1.0))
+
+
 def cation_species(species: np.ndarray | list[int]) -> list[int]:
     """The species of a compound a particle cut treats as metals, sorted: its metals, or, with
     none (a metalloid oxide such as SiO2), every species but the most electronegative (every
@@ -108,7 +115,7 @@ def cation_species(species: np.ndarray | list[int]) -> list[int]:
     metals = [z for z in present if is_metal(z)]
     if metals or len(present) < 2:
         return metals or present
-    anion = max(present, key=lambda z: np.nan_to_num(electronegativity(z), nan=-1.0))
+    anion = most_electronegative(present)
     return [z for z in present if z != anion]
 
 

@@ -113,9 +113,16 @@ def reference_elements(vocab: list[int] | tuple[int, ...]) -> tuple[int, int]:
     electronegative of its other species (oxygen when it has none); CHILI-3K: Mo, O."""
     cations = elements.cation_species(list(vocab))
     others = [int(z) for z in vocab if int(z) not in cations]
-    anion = max(others, key=lambda z: np.nan_to_num(elements.electronegativity(z), nan=-1.0),
-                default=8)
+    anion = elements.most_electronegative(others) if others else 8
     return cations[(len(cations) - 1) // 2], anion
+
+
+def _composition_arrays(
+    compositions: list[dict[int, float]],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per composition {atomic number: fraction}, (atomic numbers [k] int64, fractions [k])."""
+    return [(np.array(list(c), dtype=np.int64), np.array(list(c.values()), dtype=float))
+            for c in compositions]
 
 
 def _padded(rows: list[np.ndarray], shape: torch.Size) -> torch.Tensor:
@@ -652,9 +659,7 @@ class DiffusionGenerator(Generator):
         if condition.composition is None:
             return [reference_elements(self._hparams["species_vocab"])] * condition.batch_size
         out = []
-        for comp in condition.composition:
-            zs = np.array(list(comp), dtype=np.int64)
-            fr = np.array(list(comp.values()), dtype=float)
+        for zs, fr in _composition_arrays(condition.composition):
             top = [int(z) for z in zs[np.argsort(-fr, kind="stable")][:2]]
             cations = elements.cation_species(top)
             anions = [z for z in top if z not in cations]
@@ -689,10 +694,7 @@ class DiffusionGenerator(Generator):
     ) -> list[np.ndarray]:
         """Per structure [n_atoms] atomic numbers, random order (counts by largest remainder)."""
         if condition.composition is not None:
-            comps = [
-                (np.array(list(c), dtype=np.int64), np.array(list(c.values()), dtype=float))
-                for c in condition.composition
-            ]
+            comps = _composition_arrays(condition.composition)
             for zs, fr in comps:
                 if (
                     len(zs) == 0

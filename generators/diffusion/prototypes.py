@@ -175,6 +175,13 @@ def misfit(target: np.ndarray, calc: np.ndarray) -> float:
     return min(float(np.linalg.norm(t - design @ coef)) / spread, 1.0)
 
 
+def scaled_misfit(particle: Structure, scale: float, target: np.ndarray, spec: PatternSpec,
+                  device: str = "cpu") -> float:
+    """`misfit` of the simulated `spec` pattern of `particle` with its coordinates times `scale`."""
+    scaled = Structure(particle.species, particle.positions * scale, None, "particle")
+    return misfit(target, simulate(scaled, spec, device)[1])
+
+
 def fit_lattice(
     proto: Prototype,
     cation_z: int,
@@ -197,8 +204,7 @@ def fit_lattice(
     hi = proto.hi / a0 * (1 + RANGE_MARGIN)
 
     def score(cut: Structure, s: float) -> float:
-        scaled = Structure(cut.species, cut.positions * s, None, "particle")
-        return misfit(target, simulate(scaled, spec, device)[1])
+        return scaled_misfit(cut, s, target, spec, device)
 
     coarse = np.geomspace(lo, hi, COARSE_POINTS)
     best = min(((score(c, s), s, k) for k, c in enumerate(cuts) for s in coarse))
@@ -235,10 +241,7 @@ def best_cut(
     if first is None:
         return None
     factors = np.exp(np.linspace(-SIZE_SCALE_SPAN, SIZE_SCALE_SPAN, SIZE_SCALE_POINTS))
-    _, factor = min(
-        (misfit(target, simulate(Structure(first.species, first.positions * f, None, "particle"),
-                                 spec, device)[1]), f)
-        for f in factors)
+    _, factor = min((scaled_misfit(first, f, target, spec, device), f) for f in factors)
     if factor == 1.0:
         return first
     params = crystal.cell_parameters()
