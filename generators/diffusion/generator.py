@@ -521,8 +521,13 @@ class DiffusionGenerator(Generator):
         self.eval()
         condition = condition.to(self.device)
         cond = self.encoder(condition.patterns)  # [B, C]
-        if self.prototype_head is not None:  # a fitted training prototype (particles: cut)
-            crystals = self._prototype_crystals(condition, cond, n)
+        if self.prior is None and self.prototype_head is None:
+            n_atoms = self._counts(condition, cond, n, generator)  # [B * n]
+            species = self._species(condition, cond, n_atoms, n, generator)  # B * n arrays
+            cells = self._cells(condition, cond).repeat_interleave(n, 0) if self.periodic else None
+            starts = None
+        else:  # the prior's crystals: unit cells as they are, particles cut from them
+            crystals = self._prior_crystals(condition, cond, n, generator)
             if self.periodic:
                 first = [c for items in crystals for c in items]
                 species = [c.species for c in first]
@@ -532,23 +537,6 @@ class DiffusionGenerator(Generator):
                 cuts = self._cuts(condition, cond, crystals, generator)
                 species = [c.species for c in cuts]
                 starts, cells = [c.positions for c in cuts], None
-        elif self.prior is None:
-            n_atoms = self._counts(condition, cond, n, generator)  # [B * n]
-            species = self._species(condition, cond, n_atoms, n, generator)  # B * n arrays
-            cells = self._cells(condition, cond).repeat_interleave(n, 0) if self.periodic else None
-            starts = None
-        elif not self.periodic:  # particles cut from the prior's crystals
-            crystals = self.prior.sample(
-                Condition(condition.patterns, condition.composition, condition.cell_params, None),
-                n, generator)
-            cuts = self._cuts(condition, cond, crystals, generator)
-            species = [c.species for c in cuts]
-            starts, cells = [c.positions for c in cuts], None
-        else:  # count, species, cell and the coordinates' first estimate from the prior
-            first = [s for items in self.prior.sample(condition, n, generator) for s in items]
-            species = [s.species for s in first]
-            cells = torch.as_tensor(np.stack([s.cell_parameters() for s in first])).to(cond)
-            starts = [s.frac_positions for s in first]
         cond = cond.repeat_interleave(n, 0)  # [B * n, C]
         coords: list[np.ndarray] = []
         chunk = int(self._hparams["sample_batch"])
@@ -585,6 +573,19 @@ class DiffusionGenerator(Generator):
             else:
                 out[-1].append(Structure(z, xyz, None, "particle", dict(info)))
         return out
+
+    def _prior_crystals(
+        self, condition: Condition, cond: torch.Tensor, n: int, generator: torch.Generator | None
+    ) -> list[list[Structure]]:
+        """B lists of n unit cells from the prior: the fitted prototypes, or the MLP's samples
+        (for particles without the count, which picks the cut, not the cell)."""
+        if self.prototype_head is not None:
+            return self._prototype_crystals(condition, cond, n)
+        assert self.prior is not None
+        if not self.periodic:
+            condition = Condition(condition.patterns, condition.composition,
+                                  condition.cell_params, None)
+        return self.prior.sample(condition, n, generator)
 
     def _cuts(
         self,

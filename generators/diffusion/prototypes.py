@@ -105,9 +105,10 @@ def cation_flags(species: np.ndarray) -> np.ndarray:
     return np.isin(np.asarray(species, dtype=np.int64), cations)
 
 
-def signature(frac: np.ndarray, species: np.ndarray, angles: np.ndarray) -> tuple:
-    """A hashable key equal for two cells of the same prototype (sites to 0.01, angles to 1 deg)."""
-    f, m = _canonical(np.asarray(frac, dtype=np.float64), cation_flags(species))
+def signature(frac: np.ndarray, cation: np.ndarray, angles: np.ndarray) -> tuple:
+    """A hashable key equal for two cells of the same prototype: sites (to 0.01) with their cation
+    flags [n] (`cation_flags`), angles (to 1 deg)."""
+    f, m = _canonical(np.asarray(frac, dtype=np.float64), np.asarray(cation, dtype=bool))
     sites = tuple((bool(a), *np.round(b, SITE_DECIMALS).tolist())
                   for a, b in zip(m, f, strict=True))
     return len(f), tuple(np.round(angles, ANGLE_DECIMALS).tolist()), sites
@@ -128,7 +129,7 @@ def prototype_library(data: Any) -> list[Prototype]:
     groups: dict[tuple, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     seen: set[tuple] = set()
     for frac, species, params in _cells(data):
-        key = signature(frac, species, params[3:])
+        key = signature(frac, cation_flags(species), params[3:])
         cell_key = (key, tuple(sorted(species.tolist())), tuple(np.round(params[:3], 4).tolist()))
         if cell_key in seen:
             continue
@@ -147,12 +148,11 @@ def prototype_library(data: Any) -> list[Prototype]:
 
 def prototype_labels(data: Any, library: Sequence[Prototype]) -> np.ndarray:
     """[N] index in `library` of each cell of unit-cell task data or batch (-1: no prototype)."""
-    index = {}
+    index: dict[tuple, int] = {}
     for k, p in enumerate(library):
-        species = np.where(p.cation, 26, 8)  # any cation and anion: the signature reads roles
-        index.setdefault(signature(p.frac, species, p.angles), k)
-    return np.array([index.get(signature(f, z, c[3:]), -1) for f, z, c in _cells(data)],
-                    dtype=np.int64)
+        index.setdefault(signature(p.frac, p.cation, p.angles), k)
+    return np.array([index.get(signature(f, cation_flags(z), c[3:]), -1)
+                     for f, z, c in _cells(data)], dtype=np.int64)
 
 
 def build_crystal(proto: Prototype, cation_z: int, anion_z: int, scale: float = 1.0) -> Structure:
@@ -197,20 +197,17 @@ def fit_lattice(
     with the lattice (a cut of the scaled cell, but for which ligands the cutter keeps); the scale
     is scanned over the prototype's length range, then finely about the best."""
     crystal = build_crystal(proto, cation_z, anion_z)
-    cuts = sphere_cuts(crystal, np.asarray(FIT_RADII)) or [nearest_atoms(crystal, 64)]
-    cuts = [c for c in cuts if c.n_atoms >= 2] or [nearest_atoms(crystal, 64)]
+    cuts = ([c for c in sphere_cuts(crystal, np.asarray(FIT_RADII)) if c.n_atoms >= 2]
+            or [nearest_atoms(crystal, 64)])
     a0 = float(proto.lengths[0])
     lo = proto.lo / a0 * (1 - RANGE_MARGIN)
     hi = proto.hi / a0 * (1 + RANGE_MARGIN)
 
-    def score(cut: Structure, s: float) -> float:
-        return scaled_misfit(cut, s, target, spec, device)
-
     coarse = np.geomspace(lo, hi, COARSE_POINTS)
-    best = min(((score(c, s), s, k) for k, c in enumerate(cuts) for s in coarse))
-    _, s0, k0 = best
+    _, s0, k0 = min((scaled_misfit(c, s, target, spec, device), s, k)
+                    for k, c in enumerate(cuts) for s in coarse)
     fine = s0 * np.exp(np.linspace(-FINE_SPAN, FINE_SPAN, FINE_POINTS))
-    value, scale = min((score(cuts[k0], s), s) for s in fine)
+    value, scale = min((scaled_misfit(cuts[k0], s, target, spec, device), s) for s in fine)
     return float(scale), float(value)
 
 
