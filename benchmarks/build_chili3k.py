@@ -15,7 +15,7 @@ import argparse
 import resource
 import time
 
-from invdesign.build.chili3k import CHILI_RADII, build_chili3k
+from invdesign.data.build.chili3k import CHILI_RADII, build_chili3k
 
 
 def peak_memory_gb() -> tuple[float, float]:

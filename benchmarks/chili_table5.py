@@ -58,9 +58,8 @@ def config_path(model: str, task: str) -> Path:
 
 
 def run_one(args: argparse.Namespace, task: str, split: str, seed: int) -> dict[str, Any]:
-    from invdesign.generators.training import train
-
-    from invdesign.config import load_config
+    from invdesign.training.config import load_config
+    from invdesign.training.train import train
 
     overrides = [
         f"seed={seed}",
@@ -108,11 +107,11 @@ def run_one(args: argparse.Namespace, task: str, split: str, seed: int) -> dict[
 def run_uniform(args: argparse.Namespace, task: str, split: str, seed: int) -> dict[str, Any]:
     """The reference row: uniform random structures at the true count (see the module docstring)."""
     import numpy as np
-    from invdesign.evaluators import metrics
-    from invdesign.generators.data import load_task_split
 
+    from invdesign.core.tasks import TaskSpec
+    from invdesign.data.datamodule import load_task_split
     from invdesign.data.dataset import ChiliDataset
-    from invdesign.tasks import TaskSpec
+    from invdesign.evaluators.metrics import structure as metrics
 
     spec = TaskSpec.parse(task)
     ds = ChiliDataset(args.data)

@@ -24,11 +24,11 @@ import argparse
 import time
 
 import torch
-from invdesign.generators.checkpoint import load_checkpoint
-from invdesign.generators.data import load_task_part
-from invdesign.generators.diffusion.denoisers import remove_mean
 
+from invdesign.data.datamodule import load_task_part
 from invdesign.data.dataset import ChiliDataset
+from invdesign.generators.checkpoint import load_checkpoint
+from invdesign.generators.diffusion.denoisers import remove_mean
 
 TIMESTEPS = (2, 5, 10, 20, 50, 100, 200, 400, 700)
 

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import torch
-from invdesign.generators.base import build_generator
 from omegaconf import OmegaConf
 
-from invdesign.data.patterns import pattern_spec
-from invdesign.tasks import Condition, TaskSpec
+from invdesign.core.patterns import pattern_spec
+from invdesign.core.tasks import Condition, TaskSpec
+from invdesign.generators.base import build_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from ase.build import bulk
 from ase.cluster import Decahedron, Icosahedron, Octahedron
-from invdesign.evaluators.forward import ForwardEvaluator, refine
 
+from invdesign.core.structure import Structure
+from invdesign.evaluators.forward import ForwardEvaluator, refine
 from invdesign.io import read_pattern
-from invdesign.structure import Structure
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "measured"
 

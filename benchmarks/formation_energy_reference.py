@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from ase.build import bulk
 from ase.spacegroup import crystal
-from invdesign.evaluators.property.reference import ChgnetReference
 
-from invdesign.structure import Structure
+from invdesign.core.structure import Structure
+from invdesign.evaluators.property.reference import ChgnetReference
 
 ROOT = Path(__file__).resolve().parents[1]
 

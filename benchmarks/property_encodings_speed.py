@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 from ase.cluster import Octahedron
+
 from invdesign.evaluators.property.graphs import N_LAP, finite_knn, positional_encoding
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from invdesign.evaluators.property.data import make_graphs, read_property_csv
 from invdesign.evaluators.property.descriptors import descriptor_matrix
 from invdesign.evaluators.property.potential import potential_features, require_all

@@ -1,7 +1,7 @@
 """Segmentation round trip over the CHILI-3K unit cells: voxelisation -> Algorithm S1 -> atoms.
 
 Every CHILI-3K unit cell with <= 20 atoms (12 crystal types x 53 metals, built by
-`invdesign.build.crystal_types.unit_cell`, or read from CHILI HDF5 files with --h5-dir) is
+`invdesign.crystals.crystal_types.unit_cell`, or read from CHILI HDF5 files with --h5-dir) is
 voxelised (`generators/vae/voxels.py`), segmented (`generators/vae/segmentation.py`) and matched to
 the true atoms by a periodic Hungarian match. Prints: atom count exactly right on what fraction of
 cells (target >= 95 %), the matched position error in voxels (target < 1 voxel), species right on
@@ -28,15 +28,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from invdesign.generators.vae.roundtrip import RoundTrip, roundtrip
 
-from invdesign.structure import Structure
+from invdesign.core.structure import Structure
+from invdesign.generators.vae.roundtrip import RoundTrip, roundtrip
 
 MAX_ATOMS = 20
 
 
 def builder_cells() -> Iterator[Structure]:
-    from invdesign.build.crystal_types import CHILI3K_METALS, CRYSTAL_TYPES, unit_cell
+    from invdesign.crystals.crystal_types import CHILI3K_METALS, CRYSTAL_TYPES, unit_cell
 
     for ctype in CRYSTAL_TYPES:
         for metal in CHILI3K_METALS:

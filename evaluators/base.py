@@ -11,8 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from invdesign.errors import InvdesignError
-from invdesign.structure import Structure
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
 
 _REGISTRY: dict[str, type[Evaluator]] = {}
 

@@ -24,11 +24,11 @@ import torch
 from ase.cluster import Octahedron
 from ase.io import write
 
-from invdesign.build.crystal_types import unit_cell
-from invdesign.debye.calculator import Instrument, MeasuredGridCalculator
-from invdesign.debye.cutter import cut_particles
+from invdesign.core.structure import Structure
+from invdesign.crystals.crystal_types import unit_cell
 from invdesign.io.atomic import atomic_write_text
-from invdesign.structure import Structure
+from invdesign.physics.calculator import Instrument, MeasuredGridCalculator
+from invdesign.physics.cutter import cut_particles
 
 HERE = Path(__file__).resolve().parent
 GRID = np.round(np.arange(0.0, 30.0 + 1e-9, 0.01), 4)  # r in Å

@@ -21,9 +21,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from invdesign.errors import InvdesignError
-from invdesign.structure import Structure
-from invdesign.tasks import Condition, TaskBatch, TaskSpec
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.core.tasks import Condition, TaskBatch, TaskSpec
 
 _REGISTRY: dict[str, type[Generator]] = {}
 

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from invdesign.generators.base import Generator, build_generator
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from invdesign.errors import CheckpointError, InvdesignError
+from invdesign.core.errors import CheckpointError, InvdesignError
+from invdesign.core.tasks import TaskSpec
+from invdesign.generators.base import Generator, build_generator
 from invdesign.io.atomic import atomic_path
-from invdesign.tasks import TaskSpec
 
 FILE_NAME = "model.safetensors"
 FORMAT = "invdesign-generator"

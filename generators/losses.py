@@ -7,7 +7,7 @@ padded slots carry no loss. CHILI trains with SmoothL1 (beta 1) averaged over al
 of the batch and reports the L1 mean. Atoms at equal distance (symmetry-equivalent shells) have no
 defined order: the sort is stable, so ties keep their stored order, which the model cannot know;
 this sets a floor under the sorted error that the assignment-matched metrics
-(`invdesign.evaluators.metrics`) do not have.
+(`invdesign.evaluators.metrics.structure`) do not have.
 """
 
 from __future__ import annotations

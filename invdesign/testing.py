@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from invdesign.structure import Structure
+from invdesign.core.structure import Structure
 
 TINY_METALS: tuple[str, ...] = ("Zn", "Ti")
 TINY_TYPES: tuple[str, ...] = ("RockSalt", "Wurtzite")
@@ -30,7 +30,7 @@ def make_tiny_chili3k(
 ) -> Path:
     """Build a tiny CHILI-3K selection into `folder` (one file per metal x type, all six patterns
     unless `simulate` is False) in this process, and return the folder. A few seconds."""
-    from invdesign.build.chili3k import build_chili3k
+    from invdesign.data.build.chili3k import build_chili3k
 
     build_chili3k(
         folder,
@@ -52,7 +52,7 @@ def make_tiny_clusters(
     """Build a tiny mono-metallic cluster set (`invdesign data build clusters`) into `folder`:
     spheres only for the default metals (hcp Mg, bcc V: no polyhedra), with all six patterns, in
     this process. Returns the folder. A few seconds."""
-    from invdesign.build.clusters import build_clusters
+    from invdesign.data.build.clusters import build_clusters
 
     build_clusters(folder, metals=metals, radii=radii, workers=1, progress=False)
     return Path(folder)

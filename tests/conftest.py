@@ -32,10 +32,9 @@ def shared_data() -> Path:
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """An untrained small xPDF -> pos_abs MLP checkpoint (for pipeline tests, not model tests)."""
     import invdesign.generators.mlp  # noqa: F401  (registers 'mlp')
+    from invdesign.core.tasks import TaskSpec
     from invdesign.generators.base import build_generator
     from invdesign.generators.checkpoint import save_checkpoint
-
-    from invdesign.tasks import TaskSpec
 
     torch.manual_seed(0)
     gen = build_generator("mlp", TaskSpec.parse("xPDF->pos_abs"), hidden=16, aux_hidden=16,

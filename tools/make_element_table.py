@@ -1,4 +1,4 @@
-"""Regenerate `invdesign/resources/elements.csv` from the `mendeleev` package.
+"""Regenerate `invdesign/core/resources/elements.csv` from the `mendeleev` package.
 
 Run: `python tools/make_element_table.py`. The table is shipped so that importing invdesign does not
 open mendeleev's database (2 s per process, paid again in every worker of a parallel build).

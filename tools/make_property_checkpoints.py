@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from invdesign.evaluators.property.checkpoint import save_property_checkpoint
 from invdesign.evaluators.property.data import (
     PropertyData,
@@ -37,14 +38,13 @@ DEFAULT_METALS = "Li,Mg,Al,Ti,Mn,Fe,Co,Ni,Cu,Zn,Zr,Ag,Sn,Pt"
 
 
 def cmd_labels(args) -> None:
+    from invdesign.crystals.crystal_types import CRYSTAL_TYPES
     from invdesign.evaluators.property.labels import (
         label_sources,
         label_sources_unrelaxed,
         particle_sources,
         unit_cell_sources,
     )
-
-    from invdesign.build.crystal_types import CRYSTAL_TYPES
 
     metals = args.metals.split(",")
     sources = unit_cell_sources(list(CRYSTAL_TYPES), metals) + particle_sources(

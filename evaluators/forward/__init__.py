@@ -8,8 +8,8 @@ from invdesign.evaluators.forward.evaluator import (
     fit_window,
     instrument_of,
 )
-from invdesign.evaluators.forward.metrics import fit_scale, pearson, rw
 from invdesign.evaluators.forward.refine import RefineResult, refine
+from invdesign.evaluators.metrics.pattern import fit_scale, pearson, rw
 
 __all__ = ["DEFAULT_FIT_RANGE", "FitCurve", "ForwardEvaluator", "RefineResult", "fit_scale",
            "fit_window", "instrument_of", "pearson", "refine", "rw"]

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from invdesign.evaluators.base import Evaluator, register_evaluator
-from invdesign.evaluators.forward.metrics import pearson, rw
 
-from invdesign.debye.calculator import Instrument, MeasuredGridCalculator
-from invdesign.errors import InvdesignError
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.evaluators.base import Evaluator, register_evaluator
+from invdesign.evaluators.metrics.pattern import pearson, rw
 from invdesign.io.measured import MeasuredPattern
-from invdesign.structure import Structure
+from invdesign.physics.calculator import Instrument, MeasuredGridCalculator
 
 DEFAULT_FIT_RANGE = (1.5, 30.0)  # Å, for PDFs
 

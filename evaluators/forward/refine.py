@@ -24,16 +24,16 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from invdesign.core import elements
+from invdesign.core.structure import Structure
 from invdesign.evaluators.forward.evaluator import (
     DEFAULT_FIT_RANGE,
     ForwardEvaluator,
     check_finite,
 )
-from invdesign.evaluators.forward.metrics import rw
-
-from invdesign import elements
+from invdesign.evaluators.metrics.pattern import rw
 from invdesign.io.measured import MeasuredPattern
-from invdesign.structure import Structure
 
 BISO_GRID = np.array([0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0, 1.25, 1.5, 2.0])  # Å^2
 QDAMP_GRID = np.array([0.0, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08])  # Å^-1

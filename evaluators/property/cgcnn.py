@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from invdesign.evaluators.property.atoms import N_ELEMENTS, AtomFeatureInput, ElementFeatures
-from invdesign.evaluators.property.graphs import edge_vectors
-from invdesign.evaluators.property.model import GaussianBasis
 from torch import nn
 from torch_geometric.nn import CGConv
 from torch_geometric.utils import scatter
+
+from invdesign.evaluators.property.atoms import N_ELEMENTS, AtomFeatureInput, ElementFeatures
+from invdesign.evaluators.property.graphs import edge_vectors
+from invdesign.evaluators.property.model import GaussianBasis
 
 
 @dataclass

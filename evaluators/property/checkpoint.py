@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from invdesign.errors import CheckpointError
+from invdesign.core.errors import CheckpointError
 from invdesign.io.atomic import atomic_path, atomic_write_text
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -43,8 +43,9 @@ def save_property_checkpoint(
 
 def load_property_checkpoint(path: str | os.PathLike, device: str = "cpu"):
     """A `train.Predictor` from a checkpoint folder (or a file inside it)."""
-    from invdesign.evaluators.property.train import Predictor, TrainConfig, build_network
     from safetensors.torch import load_file
+
+    from invdesign.evaluators.property.train import Predictor, TrainConfig, build_network
 
     path = Path(path)
     folder = path.parent if path.is_file() else path

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from invdesign.errors import DataFormatError, InvdesignError
+from invdesign.core.errors import DataFormatError, InvdesignError
+from invdesign.core.structure import Structure
 from invdesign.io.atomic import atomic_path
-from invdesign.structure import Structure
 
 DEFAULT_TARGET = "formation_energy_per_atom"
 
@@ -141,6 +141,7 @@ def make_graphs(
     """One `CrystalGraph` per structure with optional `y` [1], raw `desc` [1, n_desc] and per-atom
     `atom_fea` [n_atoms, n] (see `train.model_inputs`)."""
     import torch
+
     from invdesign.evaluators.property.graphs import build_graph
 
     graphs = []

@@ -16,9 +16,9 @@ import warnings
 
 import numpy as np
 
-from invdesign import elements
+from invdesign.core import elements
+from invdesign.core.structure import Structure
 from invdesign.data.layout import CRYSTAL_SYSTEMS, crystal_system_from_number
-from invdesign.structure import Structure
 
 DESCRIPTOR_NAMES: tuple[str, ...] = (
     "niggli_a",

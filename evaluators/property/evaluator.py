@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from invdesign.evaluators.base import Evaluator, register_evaluator
 
 import invdesign
-from invdesign.errors import CheckpointError
-from invdesign.structure import Structure
+from invdesign.core.errors import CheckpointError
+from invdesign.core.structure import Structure
+from invdesign.evaluators.base import Evaluator, register_evaluator
 
 DEFAULT_CHECKPOINT = (
     Path(invdesign.__file__).resolve().parents[1] / "checkpoints" / "property-default"

@@ -25,7 +25,7 @@ import torch
 from scipy.sparse.linalg import eigsh
 from torch_geometric.data import Data
 
-from invdesign.structure import Structure
+from invdesign.core.structure import Structure
 
 DEFAULT_K = 12
 N_LAP = 4  # Laplacian eigenvectors kept (zero-padded for small graphs)

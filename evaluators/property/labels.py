@@ -1,10 +1,11 @@
 """Label sets made with the CHGNet reference: structures of the families our generators produce.
 
 Inputs are raw (unrelaxed) CHILI-3K unit cells (crystal type x metal, from
-`invdesign.build.crystal_types`) and small mono-metallic particles (ase.cluster icosahedra/octahedra
-at the metal's nearest-neighbour distance), plus Gaussian-perturbed copies; every copy is labelled
-with the formation energy of the RELAXED structure (CHGNet recipe, FIRE), so a GNN trained on them
-predicts the relaxed formation energy of a raw generated structure in one shot. Each source (crystal
+`invdesign.crystals.crystal_types`) and small mono-metallic particles (ase.cluster
+icosahedra/octahedra at the metal's nearest-neighbour distance), plus Gaussian-perturbed copies;
+every copy is labelled with the formation energy of the RELAXED structure (CHGNet recipe, FIRE), so
+a GNN trained on them predicts the relaxed formation energy of a raw generated structure in one
+shot. Each source (crystal
 type x metal, or particle) keeps one `group` so splits can hold whole sources out.
 """
 
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from invdesign import elements
-from invdesign.structure import Structure
+from invdesign.core import elements
+from invdesign.core.structure import Structure
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Source:
 
 
 def unit_cell_sources(crystal_types: Sequence[str], metals: Sequence[str]) -> list[Source]:
-    from invdesign.build.crystal_types import unit_cell
+    from invdesign.crystals.crystal_types import unit_cell
 
     return [Source(f"{t}_{m}", f"{t}_{m}", unit_cell(t, m)) for t in crystal_types for m in metals]
 
@@ -43,7 +44,7 @@ def particle_sources(
     """Per metal: 13-/55-atom icosahedra and a 38-atom truncated octahedron (fcc spacing)."""
     from ase.cluster import Icosahedron, Octahedron
 
-    from invdesign.build.clusters import nearest_neighbour_distance
+    from invdesign.data.build.clusters import nearest_neighbour_distance
 
     out = []
     for metal in metals:

@@ -14,10 +14,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from invdesign.evaluators.property.atoms import N_ELEMENTS, AtomFeatureInput, ElementFeatures
-from invdesign.evaluators.property.graphs import N_LAP, N_RW, bond_cosines, edge_vectors
 from torch import nn
 from torch_geometric.utils import scatter, softmax, to_dense_batch
+
+from invdesign.evaluators.property.atoms import N_ELEMENTS, AtomFeatureInput, ElementFeatures
+from invdesign.evaluators.property.graphs import N_LAP, N_RW, bond_cosines, edge_vectors
 
 
 @dataclass

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from invdesign.evaluators.property.reference import CRYSTAL_FEATURES, ChgnetReference
 
-from invdesign.errors import InvdesignError
-from invdesign.structure import Structure
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.evaluators.property.reference import CRYSTAL_FEATURES, ChgnetReference
 
 POTENTIAL_NAMES: tuple[str, ...] = (
     "chgnet_formation_energy_per_atom",

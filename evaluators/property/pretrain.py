@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from invdesign.evaluators.property.graphs import edge_vectors, standardised_distances
 from torch_geometric.loader import DataLoader
+
+from invdesign.evaluators.property.graphs import edge_vectors, standardised_distances
 
 
 def cdssl_targets(batch) -> torch.Tensor:

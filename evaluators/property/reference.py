@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from invdesign.evaluators.base import Evaluator, register_evaluator
 
-from invdesign.errors import InvdesignError
-from invdesign.structure import Structure
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.evaluators.base import Evaluator, register_evaluator
 
 TABLE = Path(__file__).with_name("elemental_references.json")
 BOX_PADDING = 10.0  # Å of vacuum on each side of a particle

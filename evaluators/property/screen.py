@@ -16,9 +16,9 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from invdesign.errors import InvdesignError
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
 from invdesign.io.atomic import atomic_path
-from invdesign.structure import Structure
 
 SUFFIXES = (".cif", ".xyz", ".extxyz")
 NO_PREDICTION = (

@@ -18,15 +18,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from torch_geometric.loader import DataLoader
+
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
 from invdesign.evaluators.property.cgcnn import CGCNN, CGCNNConfig
 from invdesign.evaluators.property.descriptors import N_DESCRIPTORS
 from invdesign.evaluators.property.model import CrysToGraph, CrysToGraphConfig
 from invdesign.evaluators.property.potential import N_ATOM_POTENTIAL, N_POTENTIAL
 from invdesign.evaluators.property.pretrain import cdssl_pretrain
-from torch_geometric.loader import DataLoader
-
-from invdesign.errors import InvdesignError
-from invdesign.structure import Structure
 
 MODELS = ("crystograph", "cgcnn")
 

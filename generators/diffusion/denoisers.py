@@ -22,11 +22,12 @@ import math
 from typing import Any
 
 import torch
+from torch import nn
+
 from invdesign.generators.diffusion import periodic
 from invdesign.generators.diffusion.encoders import TimeEmbedding
 from invdesign.generators.diffusion.graph import full_graph, knn_graph
 from invdesign.generators.diffusion.network import EquivariantDenoiser
-from torch import nn
 
 
 def remove_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
-from invdesign.data.patterns import pattern_spec
+from invdesign.core.patterns import pattern_spec
 
 
 class PatternConv(nn.Module):

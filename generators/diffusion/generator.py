@@ -49,9 +49,23 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from invdesign.core import elements
+from invdesign.core.errors import InvdesignError
+from invdesign.core.patterns import pattern_spec
+from invdesign.core.structure import Structure
+from invdesign.core.tasks import Condition, TaskBatch, TaskSpec
+from invdesign.crystals.cuts import CUT_LARGEST, CUT_STEP, cut_to_count, likely_cut
+from invdesign.crystals.prototypes import (
+    Prototype,
+    best_cut,
+    build_crystal,
+    fit_lattice,
+    prototype_labels,
+    prototype_library,
+)
 from invdesign.generators.base import Generator, register_generator
 from invdesign.generators.diffusion import periodic, schedule
-from invdesign.generators.diffusion.cuts import CUT_LARGEST, CUT_STEP, cut_to_count, likely_cut
 from invdesign.generators.diffusion.denoisers import ParticleDenoiser, PeriodicDenoiser, remove_mean
 from invdesign.generators.diffusion.encoders import PatternEncoder
 from invdesign.generators.diffusion.heads import (
@@ -62,21 +76,7 @@ from invdesign.generators.diffusion.heads import (
     compatible_counts,
     counts_from_fractions,
 )
-from invdesign.generators.diffusion.prototypes import (
-    Prototype,
-    best_cut,
-    build_crystal,
-    fit_lattice,
-    prototype_labels,
-    prototype_library,
-)
 from invdesign.generators.mlp.model import MLPGenerator
-
-from invdesign import elements
-from invdesign.data.patterns import pattern_spec
-from invdesign.errors import InvdesignError
-from invdesign.structure import Structure
-from invdesign.tasks import Condition, TaskBatch, TaskSpec
 
 NET_KEYS = (
     "scalar_dim",

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from invdesign.errors import InvdesignError
+from invdesign.core.errors import InvdesignError
 
 
 def _mlp(dim_in: int, hidden: int, dim_out: int) -> nn.Sequential:

@@ -3,7 +3,7 @@
 Fractional coordinates live on the 3-torus [0, 1)^3: a lattice translation (an integer added to a
 fractional coordinate) leaves the crystal unchanged. Every function here is invariant (or
 equivariant) under such shifts. Cells are row vectors in Å (`cart = frac @ cell`), as in
-`invdesign.structure.Structure`.
+`invdesign.core.structure.Structure`.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from invdesign.errors import ConfigError
+from invdesign.core.errors import ConfigError
 
 SAMPLERS: dict[str, type] = {
     "ddpm": DDPMScheduler,

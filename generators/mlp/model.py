@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from invdesign.generators.base import Generator, register_generator
-from invdesign.generators.losses import masked_sorted_loss
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from invdesign.data.patterns import pattern_spec
-from invdesign.structure import Structure
-from invdesign.tasks import Condition, TaskBatch, TaskSpec
+from invdesign.core.patterns import pattern_spec
+from invdesign.core.structure import Structure
+from invdesign.core.tasks import Condition, TaskBatch, TaskSpec
+from invdesign.generators.base import Generator, register_generator
+from invdesign.generators.losses import masked_sorted_loss
 
 CELL_SCALE = torch.tensor([10.0, 10.0, 10.0, 90.0, 90.0, 90.0])
 

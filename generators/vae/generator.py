@@ -23,17 +23,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from ase.geometry import cellpar_to_cell
+from scipy.optimize import linear_sum_assignment
+
+from invdesign.core.errors import InvdesignError
+from invdesign.core.patterns import pattern_spec
+from invdesign.core.structure import Structure
+from invdesign.core.tasks import Condition, TaskBatch, TaskSpec
 from invdesign.generators.base import Generator, register_generator
 from invdesign.generators.mlp.model import counts_from_fractions, plausible_cell
 from invdesign.generators.vae.model import CELL_SCALE, CellHead, DensityVAE, PatternEncoder, UNet3D
 from invdesign.generators.vae.segmentation import Segmentation, segment
 from invdesign.generators.vae.voxels import radius_voxels, voxelise
-from scipy.optimize import linear_sum_assignment
-
-from invdesign.data.patterns import pattern_spec
-from invdesign.errors import InvdesignError
-from invdesign.structure import Structure
-from invdesign.tasks import Condition, TaskBatch, TaskSpec
 
 _CACHE_LIMIT = 8192  # voxelised training cells kept in memory (CHILI-3K has 636 distinct cells)
 FILL_DISTANCE = 1.5  # Å: atoms added to reach a given count keep this far from the others

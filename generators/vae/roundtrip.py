@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from invdesign.generators.vae.segmentation import Segmentation, segment
-from invdesign.generators.vae.voxels import DEFAULT_SHAPE, VoxelGrid, radius_voxels, voxelise
 from scipy.optimize import linear_sum_assignment
 
-from invdesign.structure import Structure
+from invdesign.core.structure import Structure
+from invdesign.generators.vae.segmentation import Segmentation, segment
+from invdesign.generators.vae.voxels import DEFAULT_SHAPE, VoxelGrid, radius_voxels, voxelise
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from skimage.measure import label
 from skimage.morphology import ball, convex_hull_image, dilation, erosion
 from skimage.segmentation import watershed
 
-from invdesign.errors import InvdesignError
+from invdesign.core.errors import InvdesignError
 
 MIN_CONVEXITY = 0.8
 MAX_ITERS = 5

@@ -22,8 +22,8 @@ from functools import cache
 
 import numpy as np
 
-from invdesign.errors import InvdesignError
-from invdesign.structure import Structure
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
 
 DEFAULT_SHAPE = (32, 32, 32)
 FALLBACK_RADIUS = 1.20  # Å, icsg3d's value for elements without a tabulated ionic radius

@@ -60,7 +60,7 @@ def _finish(summary) -> int:
 
 
 def _chili3k(args: argparse.Namespace) -> int:
-    from invdesign.build.chili3k import build_chili3k
+    from invdesign.data.build.chili3k import build_chili3k
 
     return _finish(
         build_chili3k(
@@ -76,7 +76,7 @@ def _chili3k(args: argparse.Namespace) -> int:
 
 
 def _cifs(args: argparse.Namespace) -> int:
-    from invdesign.build.cifs import build_cifs
+    from invdesign.data.build.cifs import build_cifs
 
     return _finish(
         build_cifs(
@@ -91,7 +91,7 @@ def _cifs(args: argparse.Namespace) -> int:
 
 
 def _clusters(args: argparse.Namespace) -> int:
-    from invdesign.build.clusters import build_clusters
+    from invdesign.data.build.clusters import build_clusters
 
     return _finish(
         build_clusters(

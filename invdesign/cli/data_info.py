@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from invdesign.errors import InvdesignError
+from invdesign.core.errors import InvdesignError
 from invdesign.io.atomic import atomic_write_text
 
 

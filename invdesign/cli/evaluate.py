@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from invdesign.errors import InvdesignError
+from invdesign.core.errors import InvdesignError
 from invdesign.io.atomic import atomic_write_text
 
 COLUMNS = (
@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from invdesign.generators.evaluation import evaluate_checkpoint
+    from invdesign.training.evaluate import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(
         args.checkpoint, args.data, args.split, args.split_kind, args.device

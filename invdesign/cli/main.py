@@ -14,10 +14,10 @@ import importlib
 import sys
 
 from invdesign import __version__
-from invdesign.errors import InvdesignError
+from invdesign.core.errors import InvdesignError
 
 #: Subcommand modules under invdesign.cli with their one-line help, in the order `invdesign --help`
-#: lists them. The help must equal the one the module registers (tests/test_cli_main.py checks).
+#: lists them. The help must equal the one the module registers (tests/cli/test_main.py checks).
 COMMANDS: dict[str, str] = {
     "data": "build CHILI-style datasets and print their statistics",
     "train": "train a generator from an experiment config (configs/*.yaml)",

@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from invdesign.errors import InvdesignError
+    from invdesign.core.errors import InvdesignError
     from invdesign.io.measured import read_pattern
     from invdesign.pipeline.report import report
     from invdesign.pipeline.run import sample

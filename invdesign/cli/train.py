@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from invdesign.cli.evaluate import format_metrics
-    from invdesign.config import load_config
-    from invdesign.generators.training import train
+    from invdesign.training.config import load_config
+    from invdesign.training.train import train
 
     folders, overrides = split_data_args(args.data or [], args.overrides)
     cfg = load_config(args.config, overrides, folders or None)
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         f"train/val/test graphs"
     )
     if result.checkpoint is not None:
-        from invdesign.generators.model_card import write_model_card
+        from invdesign.training.model_card import write_model_card
 
         command = "invdesign " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         card = write_model_card(result.checkpoint.parent, result.config, result.metrics, command)

@@ -26,12 +26,12 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.data import Dataset as PygDataset
 
+from invdesign.core.errors import InvdesignError
+from invdesign.core.tasks import TARGETS
 from invdesign.data.hdf5_io import read_chili_file
 from invdesign.data.index import IndexReport, IndexRow, build_index
 from invdesign.data.layout import ChiliRecord, GraphArrays, crystal_system_number, size_key
 from invdesign.data.task_arrays import load_task_arrays
-from invdesign.errors import InvdesignError
-from invdesign.tasks import TARGETS
 
 
 class ChiliDataset(PygDataset):

@@ -13,10 +13,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from invdesign.core.errors import InvdesignError
+from invdesign.core.patterns import PATTERNS
 from invdesign.data.hdf5_io import NP_SIZE, decode_text, require
 from invdesign.data.layout import crystal_system_number
-from invdesign.data.patterns import PATTERNS
-from invdesign.errors import InvdesignError
 
 # field -> (dataset name, dtype, shape) inside a graph group
 _GRAPH = {

@@ -14,9 +14,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from invdesign.core.errors import DataFormatError
+from invdesign.core.patterns import PATTERNS
 from invdesign.data.layout import ChiliRecord, GraphArrays, ParticleEntry, size_key
-from invdesign.data.patterns import PATTERNS
-from invdesign.errors import DataFormatError
 
 _GRAPH_FIELDS = {
     "node_features": "NodeFeatures",

@@ -21,8 +21,8 @@ from typing import Any
 import h5py
 from tqdm import tqdm
 
+from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.data.hdf5_io import NP_SIZE, decode_text, open_h5, require, sorted_size_keys
-from invdesign.errors import DataFormatError, InvdesignError
 from invdesign.io.atomic import atomic_write_text
 
 INDEX_NAME = ".invdesign-index.json"

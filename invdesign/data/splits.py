@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from invdesign.errors import InvdesignError
+from invdesign.core.errors import InvdesignError
 
 if TYPE_CHECKING:
     from invdesign.data.dataset import ChiliDataset

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from invdesign.core.errors import InvdesignError
 from invdesign.data.index import IndexRow, build_index
 from invdesign.data.layout import CRYSTAL_SYSTEMS
 from invdesign.data.splits import chili_random_split
-from invdesign.errors import InvdesignError
 
 if TYPE_CHECKING:
     from invdesign.data.dataset import ChiliDataset

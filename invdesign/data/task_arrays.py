@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from invdesign.core.errors import InvdesignError
 from invdesign.data.fields import FIELDS, read_field
 from invdesign.data.hdf5_io import open_h5
-from invdesign.errors import InvdesignError
 from invdesign.io.atomic import atomic_path
 
 if TYPE_CHECKING:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from invdesign.core.patterns import PATTERNS
 from invdesign.data.layout import (
     ChiliRecord,
     GraphArrays,
     ParticleEntry,
     crystal_system_from_number,
 )
-from invdesign.data.patterns import PATTERNS
 
 
 def toy_graph(

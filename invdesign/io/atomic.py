@@ -5,7 +5,8 @@ way stays unreadable to the group and others whatever the umask. Here the tempor
 with `os.open(..., 0o666)`, so the kernel applies the umask (0644 under umask 022, 0640 under 027).
 
 The temporary file is `.<name>.<random>.part` in the target's folder (same file system, so the final
-rename is atomic; hidden, and matched by the `.*.part` clean-up of `invdesign.build.runner`). The
+rename is atomic; hidden, and matched by the `.*.part` clean-up of
+`invdesign.data.build.runner`). The
 target is replaced only when writing succeeded; on any error, KeyboardInterrupt included, the
 temporary file is removed and an existing target is left as it was. Parent folders are not created.
 

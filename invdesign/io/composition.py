@@ -6,8 +6,8 @@ filter (ligand shells of S, C, H, O, P, ... are dropped when only the metal core
 
 from __future__ import annotations
 
-from invdesign import elements
-from invdesign.errors import InvdesignError
+from invdesign.core import elements
+from invdesign.core.errors import InvdesignError
 
 
 def parse_composition(text: str) -> dict[str, float]:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from invdesign.errors import DataFormatError, InvdesignError
+from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.io.composition import metal_core, parse_composition
 from invdesign.io.headers import HeaderInfo, is_data_line, parse_header, split_header
 

@@ -10,21 +10,18 @@ Three routes, chosen by `plan_route` from the model's task and the size read off
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from invdesign import elements
-from invdesign.debye.cutter import cut_sphere
-from invdesign.errors import InvdesignError
-from invdesign.pipeline.packings import packing_candidates
-from invdesign.pipeline.result import UNIT_CELL_KEY
+from invdesign.core import elements
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.core.tasks import Condition, TaskSpec
+from invdesign.crystals.packings import packing_candidates
 from invdesign.pipeline.sizing import SizeEstimate
-from invdesign.structure import Structure
-from invdesign.tasks import Condition, TaskSpec
 
 #: Default diameter (Å) for cutting cells when no PDF says how large the particle is.
 DEFAULT_DIAMETER = 30.0
@@ -106,35 +103,8 @@ def from_generator(generator, condition: Condition, n: int, seed: int,
     return structures
 
 
-#: Sampled cells denser than this (Å^3 per atom) or with atoms closer than `MIN_CELL_DISTANCE` Å
-#: are collapsed: cutting them would give huge, meaningless particles, so they are skipped.
-MIN_VOLUME_PER_ATOM = 5.0
-MIN_CELL_DISTANCE = 0.7
-
-
-def sane_cell(cell: Structure) -> bool:
-    """A sampled unit cell worth cutting (not collapsed)."""
-    volume = abs(float(np.linalg.det(cell.cell)))
-    return volume / max(cell.n_atoms, 1) >= MIN_VOLUME_PER_ATOM and \
-        cell.min_distance() >= MIN_CELL_DISTANCE
-
-
-def cut_cells(cells: list[Structure], diameter: float, device: str = "cpu") -> Iterator[Structure]:
-    """Each sane cell cut to a sphere of `diameter` Å (metals = the cell's metal species);
-    collapsed cells (see `sane_cell`) are skipped."""
-    for cell in cells:
-        if not sane_cell(cell):
-            continue
-        p = cut_sphere(cell, diameter / 2.0, device)
-        if p is not None:
-            p.info.update({"source": "unit_cell", "cell": " ".join(
-                f"{v:.3f}" for v in cell.cell_parameters()), "diameter": round(diameter, 2),
-                UNIT_CELL_KEY: cell})
-            yield p
-
-
 def from_packings(composition: dict[int, float], size: SizeEstimate, diameter: float, n: int,
                   seed: int) -> list[Structure]:
-    """`n` metal particles from known packings (see `invdesign.pipeline.packings`)."""
+    """`n` metal particles from known packings (see `invdesign.crystals.packings`)."""
     return packing_candidates(composition, size.nn_distance, diameter, n,
                               bulk_sample=size.bulk, seed=seed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from invdesign.errors import CheckpointError
+from invdesign.core.errors import CheckpointError
 
 #: Shipped checkpoint (folder under `checkpoints/`) used without `--model`/`--checkpoint`:
 #: the MLP for xPDF -> pos_abs (its MODEL_CARD.md names the training data). Metals larger than

@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from invdesign.errors import InvdesignError
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.core.tasks import TaskSpec
 from invdesign.evaluators.forward import DEFAULT_FIT_RANGE, ForwardEvaluator, refine, rw
 from invdesign.evaluators.forward.evaluator import check_finite
 from invdesign.evaluators.forward.refine import BISO_GRID, QDAMP_GRID
 from invdesign.pipeline.result import Candidate, Fit
-from invdesign.structure import Structure
-from invdesign.tasks import TaskSpec
 
 ORDER = ("pdf", "xrd", "saxs")
 #: Task pattern names per measured kind and radiation.

@@ -18,13 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from invdesign.conditions import minmax, to_model_grid
-from invdesign.data.patterns import pattern_spec
-from invdesign.errors import DataFormatError, InvdesignError
+from invdesign.core.conditions import minmax, to_model_grid
+from invdesign.core.errors import DataFormatError, InvdesignError
+from invdesign.core.patterns import pattern_spec
+from invdesign.core.tasks import TaskSpec
 from invdesign.io.measured import MeasuredPattern, check_covers
 from invdesign.pipeline.forward import pattern_names
 from invdesign.pipeline.sizing import SizeEstimate
-from invdesign.tasks import TaskSpec
 
 KINDS = ("pdf", "xrd", "saxs")
 #: Further header values shown with the instrument values (r range, rpoly, data format).
@@ -125,7 +125,7 @@ def read_patterns(measured: Any) -> dict[str, Any]:
 def resolve_composition(composition: str | Mapping | None, patterns: dict[str, Any],
                         metal_core: bool = False) -> tuple[dict[int, float] | None, str]:
     """Atomic number -> fraction, and where it came from ('argument', '<source>, FILE', 'model')."""
-    from invdesign import elements
+    from invdesign.core import elements
     from invdesign.io.composition import metal_core as core_of
     from invdesign.io.composition import parse_composition
 
@@ -171,7 +171,7 @@ def taken_values(patterns: dict[str, Any]) -> dict[str, str]:
 
 
 def format_fractions(comp: dict[int, float] | None) -> str:
-    from invdesign import elements
+    from invdesign.core import elements
 
     if not comp:
         return "from the model"

@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from invdesign.errors import InvdesignError
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.crystals.cuts import UNIT_CELL_KEY
 from invdesign.io.atomic import atomic_path, atomic_write_text, make_temp_dir
 from invdesign.io.measured import MeasuredPattern
 from invdesign.io.plots import plot_model_input
 from invdesign.pipeline.inputs import ModelInput
-from invdesign.pipeline.result import UNIT_CELL_KEY, Candidate, Fit, SampleResult
-from invdesign.structure import Structure
+from invdesign.pipeline.result import Candidate, Fit, SampleResult
 
 
 class OutputFolder:

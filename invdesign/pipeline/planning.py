@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from invdesign.errors import InvdesignError
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.crystals.cuts import cut_cells
 from invdesign.pipeline import defaults
-from invdesign.pipeline.candidates import Route, cut_cells, from_generator, from_packings
+from invdesign.pipeline.candidates import Route, from_generator, from_packings
 from invdesign.pipeline.inputs import ModelInput
-from invdesign.structure import Structure
 
 
 def load_generator(path: Path, device: str = "cpu"):
@@ -41,7 +42,7 @@ class Plan:
 
 def make_plan(route: Route, generator, ckpt: Path, comp, size, n: int) -> Plan:
     """Split `n` between the model and known structures (see `candidates` and `templates`)."""
-    from invdesign.pipeline.templates import matching_types
+    from invdesign.crystals.templates import matching_types
 
     if route.name == "packings":
         return Plan(0, n, None, f"{n} from known metallic packings")
@@ -79,8 +80,8 @@ def produce(plan: Plan, route: Route, generator, inputs: dict[str, ModelInput], 
             seed, device, say, sampling=None) -> Iterator[Structure]:
     """The candidates of `plan`, yielded one by one (cut particles as they are cut); `sampling`:
     the diffusion sampler's options (`candidates.from_generator`)."""
-    from invdesign.conditions import prepare_condition
-    from invdesign.pipeline.templates import template_candidates
+    from invdesign.core.conditions import prepare_condition
+    from invdesign.crystals.templates import template_candidates
 
     diameter = route.diameter or (size.diameter if size is not None else None)
     if plan.n_model:

@@ -11,14 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from invdesign import elements
-from invdesign.structure import Structure
+from invdesign.core import elements
+from invdesign.core.structure import Structure
 
 #: A candidate is valid when no two atoms are closer than this fraction of the sum of their
 #: atomic (Slater) radii.
 MIN_DISTANCE_FRACTION = 0.7
-#: `Structure.info` key of the unit cell (a periodic `Structure`) a particle was cut from.
-UNIT_CELL_KEY = "unit_cell"
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from invdesign.errors import DataFormatError, InvdesignError
+from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.pipeline import defaults
 from invdesign.pipeline.candidates import (
     Route,

@@ -1,0 +1,1 @@
+"""invdesign/training"""

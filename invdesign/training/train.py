@@ -1,0 +1,271 @@
+"""Training glue: a thin LightningModule around any `Generator`, and `train(cfg)`.
+
+    result = train(load_config("configs/mlp_xpdf_pos_abs.yaml", data_root="/work/data/chili3k"))
+    result.metrics["test"]["chili_mae"]
+
+`train` seeds everything (`cfg.seed`), builds the data module and the generator (hyper-parameters
+from the config, plus any the generator reads from the training data, e.g. the MLP's species
+vocabulary), trains with early stopping on `trainer.monitor` (patience `trainer.patience`) under a
+wall-clock cap (`trainer.max_time_minutes`, Lightning's `max_time`), optionally averages the
+weights (`trainer.ema_decay`), restores the best validation weights, evaluates on the validation
+and test parts and, given an output folder, writes the checkpoint (`model.safetensors` carrying the
+resolved config and metrics), `metrics.json` and `config.yaml`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging
+from omegaconf import DictConfig, OmegaConf
+
+from invdesign.core.errors import ConfigError
+from invdesign.core.tasks import TaskBatch
+from invdesign.data.datamodule import ChiliTaskDataModule
+from invdesign.generators.base import Generator, build_generator, generator_class
+from invdesign.generators.checkpoint import save_checkpoint
+from invdesign.io.atomic import atomic_write_text
+from invdesign.training.config import data_roots, task_spec, to_container
+from invdesign.training.evaluate import evaluate_generator
+
+
+class GeneratorModule(L.LightningModule):
+    """Runs `generator.loss` on batches; the optimiser comes from the config.
+
+    Loss parts are averaged over each epoch (weighted by batch size) here and logged once per epoch
+    as `train/<part>` and `val/<part>`: Lightning's per-step `self.log` costs milliseconds per call,
+    more than a step of a small model.
+    """
+
+    def __init__(self, generator: Generator, optimizer: dict[str, Any]) -> None:
+        super().__init__()
+        self.generator = generator
+        self.optimizer_cfg = dict(optimizer)
+        self._sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "val": {}}
+        self._counts = {"train": 0, "val": 0}
+
+    def _step(self, batch: TaskBatch, stage: str) -> torch.Tensor:
+        losses = self.generator.loss(batch)
+        b = batch.target.shape[0]
+        sums = self._sums[stage]
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0.0) + value.detach() * b
+        self._counts[stage] += b
+        return losses["loss"]
+
+    def running_means(self, stage: str) -> dict[str, float]:
+        """The loss parts averaged over the batches of `stage` seen so far in this epoch."""
+        n = max(self._counts[stage], 1)
+        return {key: float(total) / n for key, total in self._sums[stage].items()}
+
+    def _log_epoch(self, stage: str) -> None:
+        for key, mean in self.running_means(stage).items():
+            self.log(f"{stage}/{key}", mean, prog_bar=key == "loss")
+        self._sums[stage], self._counts[stage] = {}, 0
+
+    def training_step(self, batch: TaskBatch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: TaskBatch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        name = self.optimizer_cfg.get("name", "adam").lower()
+        lr = float(self.optimizer_cfg.get("lr", 1e-3))
+        wd = float(self.optimizer_cfg.get("weight_decay", 0.0))
+        params = self.generator.parameters()
+        fused = bool(self.optimizer_cfg.get("fused", False)) or None
+        if name == "adam":
+            return torch.optim.Adam(params, lr=lr, weight_decay=wd, fused=fused)
+        if name == "adamw":
+            return torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=fused)
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+
+
+class BestWeights(Callback):
+    """Keeps a copy of the weights validation ran with at the best value of `monitor` and restores
+    them when fitting ends.
+
+    The weights are taken when validation starts, so a weight-averaging callback placed before
+    this one (it swaps the averaged weights in for validation) has them kept instead of the raw
+    ones."""
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+        self.best = float("inf")
+        self.best_epoch = -1
+        self.state: dict[str, torch.Tensor] | None = None
+        self._validated: dict[str, torch.Tensor] | None = None
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated = copy.deepcopy(pl_module.state_dict())
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            raise ConfigError(
+                f"trainer.monitor {self.monitor!r} is not logged; available: "
+                f"{', '.join(sorted(trainer.callback_metrics))}"
+            )
+        if float(value) < self.best:
+            self.best, self.best_epoch = float(value), trainer.current_epoch
+            self.state = self._validated
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.state is not None:
+            pl_module.load_state_dict(self.state)
+
+
+class EpochReport(Callback):
+    """Calls `say` with one line per validated epoch: the epoch's train and validation loss, the
+    best value of the monitored metric so far (from `best`) and the elapsed time."""
+
+    def __init__(self, say: Callable[[str], None], best: BestWeights) -> None:
+        self.say, self.best = say, best
+        self.start = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        # validation runs before the epoch's training losses are logged: take their running means
+        train = pl_module.running_means("train").get("loss")
+        val = trainer.callback_metrics.get("val/loss")
+        parts = [f"{name} {float(value):.4g}" for name, value in
+                 (("train/loss", train), ("val/loss", val)) if value is not None]
+        self.say(f"epoch {trainer.current_epoch}: {', '.join(parts)}; best {self.best.monitor} "
+                 f"{self.best.best:.4g} at epoch {self.best.best_epoch}; "
+                 f"{time.perf_counter() - self.start:.0f} s")
+
+
+@dataclass
+class TrainResult:
+    """What `train` produced: the trained generator (best validation weights), metrics per split
+    part, the checkpoint written (if any), and how training went."""
+
+    generator: Generator
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    checkpoint: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def train(
+    cfg: DictConfig,
+    out_dir: str | os.PathLike | None = None,
+    evaluate_parts: tuple[str, ...] = ("val", "test"),
+    progress: Callable[[str], None] | None = None,
+    rw_items: int = 0,
+) -> TrainResult:
+    """Train the experiment `cfg` (see `invdesign.training.config`); write outputs to `out_dir` (or
+    `cfg.out_dir`). `progress`, if given, receives one line per epoch (see `EpochReport`);
+    `rw_items` > 0 adds the forward-simulation Rw of that many test samples (`evaluate_generator`).
+    """
+    if OmegaConf.is_missing(cfg.data, "root") or not cfg.data.root:
+        raise ConfigError("data.root is not set (give --data DIR [DIR ...] or data.root=...)")
+    task = task_spec(cfg)
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(int(cfg.trainer.num_threads))
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    roots = data_roots(cfg)
+    dm = ChiliTaskDataModule(
+        roots[0] if len(roots) == 1 else roots,
+        task,
+        cfg.split.kind,
+        int(cfg.split.seed),
+        int(cfg.data.batch_size),
+        int(cfg.data.eval_batch_size),
+        tuple(cfg.data.condition_on),
+        int(cfg.data.num_workers),
+        list(cfg.data.augment),
+    )
+    dm.setup("fit")
+    cls = generator_class(cfg.generator.name)
+    from_data = (
+        cls.hparams_from_data(dm.parts["train"]) if hasattr(cls, "hparams_from_data") else {}
+    )
+    hparams = {**from_data, **OmegaConf.to_container(cfg.generator.hparams, resolve=True)}
+    generator = build_generator(cfg.generator.name, task, **hparams)
+    module = GeneratorModule(generator, OmegaConf.to_container(cfg.optimizer, resolve=True))
+    best = BestWeights(cfg.trainer.monitor)
+    stopper = EarlyStopping(cfg.trainer.monitor, patience=int(cfg.trainer.patience), mode="min")
+    callbacks: list[Callback] = [best, stopper]
+    if cfg.trainer.ema_decay:  # before BestWeights: validation must see the averaged weights
+        callbacks.insert(0, EMAWeightAveraging(decay=float(cfg.trainer.ema_decay)))
+    if progress is not None:
+        callbacks.append(EpochReport(progress, best))
+    trainer = L.Trainer(
+        max_epochs=int(cfg.trainer.max_epochs),
+        max_time=timedelta(minutes=float(cfg.trainer.max_time_minutes)),
+        accelerator=cfg.trainer.accelerator,
+        devices=int(cfg.trainer.devices),
+        fast_dev_run=bool(cfg.trainer.fast_dev_run),
+        limit_train_batches=float(cfg.trainer.limit_train_batches),
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=int(cfg.trainer.log_every_n_steps),
+    )
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    seconds = time.perf_counter() - start
+    generator = module.generator.cpu().eval()
+    cond_on = tuple(cfg.data.condition_on)
+    metrics: dict[str, Any] = {
+        part: evaluate_generator(generator, dm.parts[part], int(cfg.data.eval_batch_size), cond_on,
+                                 rw_items=rw_items if part == "test" else 0)
+        for part in evaluate_parts
+    }
+    info = {
+        "epochs": trainer.current_epoch,
+        "best_epoch": best.best_epoch,
+        "best_" + cfg.trainer.monitor.replace("/", "_"): best.best,
+        "stopped_early": bool(stopper.stopped_epoch),
+        "train_seconds": round(seconds, 1),
+        "n_train": len(dm.parts["train"]),
+        "n_augment": dm.n_augment,
+        "n_val": len(dm.parts["val"]),
+        "n_test": len(dm.parts["test"]),
+        "n_parameters": sum(p.numel() for p in generator.parameters()),
+        "data_files": dm.n_files,
+        "data_fingerprint": dm.data_fingerprint,
+    }
+    metrics["training"] = info
+    config = to_container(cfg)
+    result = TrainResult(generator, metrics, config, None, info)
+    out = out_dir if out_dir is not None else cfg.out_dir
+    if out:
+        result.checkpoint = write_outputs(Path(out), generator, config, metrics)
+    return result
+
+
+def write_outputs(
+    out: Path, generator: Generator, config: dict[str, Any], metrics: dict[str, Any]
+) -> Path:
+    """Checkpoint + metrics.json + config.yaml in `out`; returns the checkpoint file."""
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = save_checkpoint(out, generator, config, metrics)
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
+    return ckpt

@@ -1,0 +1,210 @@
+"""`invdesign sample` end to end on the shipped examples: outputs, seeds, refusals, atomicity."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import invdesign.generators.mlp  # noqa: F401  (registers 'mlp' without importing every generator)
+from invdesign.cli.main import main
+from invdesign.core.errors import InvdesignError
+from invdesign.io.measured import read_pattern
+from invdesign.pipeline import sample
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PT = EXAMPLES / "Pt_truncoct_2nm.gr"  # 260 atoms: beyond the particle model's limit -> packings
+ZNO = EXAMPLES / "ZnO_wurtzite_1nm.gr"  # small oxide: sampled by the particle model
+REQUIRED = ["rank", "rw", "rw_refined", "scale", "n_atoms", "composition", "nn_distance",
+            "min_distance", "valid", "model", "checkpoint_hash", "seed", "versions"]
+
+
+def test_sample_writes_all_outputs(tmp_path, tiny_checkpoint, capsys) -> None:
+    out = tmp_path / "run"
+    code = main(["sample", "--pdf", str(PT), "--checkpoint", str(tiny_checkpoint), "--n", "4",
+                 "--out", str(out)])
+    assert code == 0
+    names = sorted(p.name for p in out.iterdir())
+    for expected in ["candidate_000.xyz", "candidate_003.xyz", "summary.csv", "summary.json",
+                     "fit.png", "fit_rank1.fgr", "input_pdf.png"]:
+        assert expected in names
+    with open(out / "summary.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and all(col in rows[0] for col in REQUIRED)
+    assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4]
+    rws = [float(r["rw"]) for r in rows]
+    assert rws == sorted(rws)
+    assert all(r["rw_refined"] == "" for r in rows)  # no --refine
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seed"] == 0 and "packings" in summary["how"]
+    assert summary["taken"]["pdf.qmax"] == "25 (header)"
+    assert (out / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The .fgr reads back (pdfgui layout): Gcalc + Gdiff is the measured G(r) on the fit range.
+    fgr = read_pattern(out / "fit_rank1.fgr")
+    data = read_pattern(PT)
+    on_range = (data.x >= fgr.x[0] - 1e-9) & (data.x <= fgr.x[-1] + 1e-9)
+    assert np.allclose(fgr.y, data.y[on_range], atol=2e-5 * np.abs(data.y).max())
+    printed = capsys.readouterr()
+    assert "pdf.qdamp: 0.04 (default)" in printed.err  # what was taken from where
+    assert printed.err.count("qdamp not in the header; using 0.04") == 1  # the warning, once
+    assert "composition: Pt1 (header" in printed.err
+    assert printed.out.splitlines()[3].split()[0] == "rank"  # the ranked table
+
+
+def test_same_seed_same_candidates(tiny_checkpoint) -> None:
+    pattern = read_pattern(ZNO)
+
+    def run(seed: int):
+        result = sample({"pdf": pattern}, checkpoint=tiny_checkpoint, n=3, seed=seed)
+        assert result.how.startswith("3 candidates, seed")
+        assert "2 sampled from the model, 1 from the CHILI-3K crystal types" in result.how
+        return sorted((c.index, c.structure.info["source"], c.structure.species.tolist(),
+                       c.structure.positions.tobytes()) for c in result.candidates)
+
+    first = run(0)
+    assert run(0) == first
+    assert run(1) != first
+
+
+def test_existing_out_without_force_fails_and_keeps_it(tmp_path, tiny_checkpoint, capsys) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    code = main(["sample", "--pdf", str(PT), "--checkpoint", str(tiny_checkpoint), "--n", "1",
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "--force" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("# only words\nr G\nno numbers here\n", "numeric"),
+    ("\n".join(f"{0.1 * i:.1f} {np.nan if i == 12 else 1.0}" for i in range(30)), "NaN"),
+    ("\n".join(f"{0.1 * (i if i != 15 else 3):.1f} 1.0" for i in range(30)), "increasing"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, tiny_checkpoint, capsys, content,
+                                         problem) -> None:
+    bad = tmp_path / "bad.gr"
+    bad.write_text(content)
+    out = tmp_path / "run"
+    code = main(["sample", "--pdf", str(bad), "--checkpoint", str(tiny_checkpoint), "--out",
+                 str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and problem in err and "bad.gr" in err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_error_mid_run_leaves_no_partial_output(tmp_path, tiny_checkpoint) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    seen: list[str] = []
+
+    def fail_after_first_candidate(line: str) -> None:
+        seen.append(line)
+        if line.startswith("candidate 1/"):  # written the moment it exists, out of sight
+            assert len(list(tmp_path.glob(".run.*.partial/candidate_000.xyz"))) == 1
+        if line.startswith("candidate 2/"):
+            raise InvdesignError("stopped on purpose")
+
+    with pytest.raises(InvdesignError, match="on purpose"):
+        sample(read_pattern(PT), checkpoint=tiny_checkpoint, n=3, out=out, force=True,
+               progress=fail_after_first_candidate)
+    assert any(line.startswith("candidate 1/") for line in seen)  # a candidate had been written
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_small_metal_particle_mixes_model_and_packings(tmp_path, tiny_checkpoint) -> None:
+    from invdesign.core.structure import Structure
+    from invdesign.crystals.packings import lattice_sphere
+    from invdesign.physics.calculator import Instrument, MeasuredGridCalculator
+
+    atoms = lattice_sphere("fcc", 78, 2.775, 10.0)  # 43 atoms: within the model's 200
+    r = np.round(np.arange(0.0, 20.0, 0.01), 2)
+    g = MeasuredGridCalculator(Instrument(qmax=24.0), r)([Structure(atoms.numbers,
+                                                                    atoms.positions)])[0]
+    plain = tmp_path / "pt_small.dat"  # plain two columns, no header: composition as argument
+    plain.write_text("\n".join(f"{a:.2f} {b:.6g}" for a, b in zip(r, g.numpy(), strict=True)))
+    result = sample(read_pattern(plain, qmax=24.0), composition="Pt",
+                    checkpoint=tiny_checkpoint, n=4)
+    sources = sorted(c.structure.info["source"] for c in result.candidates)
+    assert sources == ["generator", "generator", "packing", "packing"]
+    assert "2 sampled from the model, 2 from known metallic packings" in result.how
+    assert result.taken["composition"] == "Pt1 (argument)"
+    best = result.best
+    assert best.structure.info["source"] == "packing" and best.rw < 0.5
+
+
+def test_unavailable_device_is_a_one_line_error(tmp_path, tiny_checkpoint, capsys) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here, so --device cuda is not an error")
+    code = main(["sample", "--pdf", str(PT), "--checkpoint", str(tiny_checkpoint), "--device",
+                 "cuda", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "CUDA is not available" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_diffusion_checkpoint(tmp_path_factory) -> Path:
+    """An untrained small xPDF -> pos_abs diffusion checkpoint (pipeline plumbing only)."""
+    import invdesign.generators.diffusion  # noqa: F401  (registers 'diffusion')
+    from invdesign.core.tasks import TaskSpec
+    from invdesign.generators.base import build_generator
+    from invdesign.generators.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    gen = build_generator("diffusion", TaskSpec.parse("xPDF->pos_abs"), cond_dim=16,
+                          species_dim=8, time_dim=16, scalar_dim=8, vector_dim=4, n_layers=1,
+                          radial_hidden=16, n_radial=8, num_train_timesteps=50, k_neighbors=4,
+                          species_vocab=[8, 30], sampler="ddpm", sampling_steps=20)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_diffusion", gen)
+
+
+def test_sampler_and_steps_reach_a_diffusion_model(tmp_path, tiny_diffusion_checkpoint) -> None:
+    out = tmp_path / "run"
+    code = main(["sample", "--pdf", str(ZNO), "--checkpoint", str(tiny_diffusion_checkpoint),
+                 "--n", "2", "--sampler", "ddim", "--steps", "3", "--out", str(out)])
+    assert code == 0
+    result = sample(ZNO, checkpoint=tiny_diffusion_checkpoint, n=2, sampler="ddim", steps=3)
+    infos = [c.structure.info for c in result.candidates
+             if c.structure.info["source"] == "generator"]
+    assert infos and all(i["sampler"] == "ddim" and i["steps"] == 3 for i in infos)
+    default = sample(ZNO, checkpoint=tiny_diffusion_checkpoint, n=2)
+    infos = [c.structure.info for c in default.candidates
+             if c.structure.info["source"] == "generator"]
+    assert infos and all(i["sampler"] == "ddpm" and i["steps"] == 20 for i in infos)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--steps", "5"], "--steps: only diffusion models take sampler options"),
+    (["--sampler", "ddim"], "--sampler: only diffusion models take sampler options"),
+])
+def test_sampler_options_on_other_models_are_a_one_line_error(tmp_path, tiny_checkpoint, capsys,
+                                                              options, message) -> None:
+    code = main(["sample", "--pdf", str(ZNO), "--checkpoint", str(tiny_checkpoint), *options,
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip().splitlines()[-1].count(message) == 1
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_bad_steps_are_a_one_line_error(tmp_path, tiny_diffusion_checkpoint, capsys) -> None:
+    code = main(["sample", "--pdf", str(ZNO), "--checkpoint", str(tiny_diffusion_checkpoint),
+                 "--steps", "0", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "sampling steps must be in 1..50, got 0" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
+    code = main(["sample", "--pdf", str(ZNO), "--checkpoint", str(tiny_diffusion_checkpoint),
+                 "--sampler", "euler", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown sampler 'euler'; choose from ddpm, ddim, dpmsolver" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
