@@ -16,6 +16,10 @@ temporary file is removed and an existing target is left as it was. Parent folde
   h5py in mode "w") or for streaming through `open(tmp, "w")` (csv, `np.savez` to a file object).
 - `make_temp_dir(path)`: an empty hidden folder beside `path` with the umask-derived mode
   (`tempfile.mkdtemp` gives 0700), for writing a whole folder and renaming it into place.
+
+A device, FIFO or socket at `path` is never renamed over: `atomic_path` refuses it with an
+`InvdesignError`. The checks a command's `--out` needs (inputs, locks, `--force`, signals) are in
+`invdesign.io.outputs`.
 """
 
 from __future__ import annotations
@@ -28,20 +32,34 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from invdesign.core.errors import InvdesignError
+
 _TRIES = 100
 _MAX_STEM = 200  # keeps `.<name>.<16 hex>.part` under the usual 255-byte limit of a file name
 
 
-def _temp_name(path: Path, suffix: str) -> Path:
+def temp_name(path: Path, suffix: str) -> Path:
+    """`.<name>.<16 random hex><suffix>` beside `path` (not created)."""
     return path.with_name(f".{path.name[:_MAX_STEM]}.{secrets.token_hex(8)}{suffix}")
 
 
-def _create_temp_file(path: Path) -> tuple[Path, int]:
+def refuse_special(path: Path) -> None:
+    """Raise `InvdesignError` if `path` is a device, FIFO or socket (a rename would replace it)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InvdesignError("not a regular file (a device, FIFO or socket); refusing to "
+                             "replace it", path)
+
+
+def create_temp_file(path: Path) -> tuple[Path, int]:
     """Create an unused, empty `.<name>.<random>.part` beside `path` with mode 0o666 & ~umask;
     returns it and the permission bits it got."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _ in range(_TRIES):
-        tmp = _temp_name(path, ".part")
+        tmp = temp_name(path, ".part")
         try:
             fd = os.open(tmp, flags, 0o666)
         except FileExistsError:
@@ -66,7 +84,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     `open(tmp, "wb")` instead.
     """
     path = Path(path)
-    tmp, mode = _create_temp_file(path)
+    refuse_special(path)
+    tmp, mode = create_temp_file(path)
     try:
         yield tmp
         # a writer may have put its own file at `tmp` (safetensors >= 0.8 writes a 0600 temporary
@@ -104,7 +123,7 @@ def make_temp_dir(path: str | os.PathLike, suffix: str = ".partial") -> Path:
     (e.g. 0755) and return it. The caller fills it, renames it to `path` and removes it on error."""
     path = Path(path)
     for _ in range(_TRIES):
-        tmp = _temp_name(path, suffix)
+        tmp = temp_name(path, suffix)
         try:
             tmp.mkdir(0o777)
         except FileExistsError:

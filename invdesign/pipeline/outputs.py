@@ -2,92 +2,93 @@
 
 Everything goes into a hidden temporary folder beside `--out`; candidates are written there as
 they are produced, and `OutputFolder.commit()` renames the folder into place at the end. On an
-error the temporary folder is removed, so `--out` is either complete or untouched, and an existing
-`--out` is replaced only with `force` and only once the new one is complete.
+error, SIGTERM or SIGINT the temporary folder is removed, so `--out` is either complete or
+untouched, and an existing `--out` is replaced only with `force` and only once the new one is
+complete (see `invdesign.io.outputs`).
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
-import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
 from invdesign.crystals.cuts import UNIT_CELL_KEY
-from invdesign.io.atomic import atomic_path, atomic_write_text, make_temp_dir
+from invdesign.io.atomic import atomic_path, atomic_write_text
 from invdesign.io.measured import MeasuredPattern
+from invdesign.io.outputs import Output, write_error
 from invdesign.io.plots import plot_model_input
 from invdesign.pipeline.inputs import ModelInput
 from invdesign.pipeline.result import Candidate, Fit, SampleResult
 
+T = TypeVar("T")
+
+
+def _writes(method: Callable[..., T]) -> Callable[..., T]:
+    """An OSError while writing into the folder (full disk, quota, permissions changed under us)
+    becomes one line naming `--out`."""
+
+    @functools.wraps(method)
+    def wrapper(self: OutputFolder, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            raise write_error(exc, self.out) from None
+
+    return wrapper
+
 
 class OutputFolder:
-    """A run's output folder, written atomically.
+    """A run's output folder, written atomically under `invdesign.io.outputs.Output` (resolved
+    paths, no overlap with inputs, a lock, `--force` to replace, SIGTERM/SIGINT clean-up).
 
     Args:
         out: the folder the user asked for.
         force: replace an existing `out` (only at `commit`).
-        protect: input files that must never be inside a folder this run replaces.
+        protect: input files and folders that `out` must not be, hold or lie inside.
     """
 
     def __init__(self, out: str | os.PathLike, force: bool = False,
                  protect: Iterable[str | os.PathLike] = ()) -> None:
-        self.out = Path(out).absolute()
-        if self.out.exists():
-            if not self.out.is_dir():
-                raise InvdesignError("output path exists and is not a folder", self.out)
-            if not force:
-                raise InvdesignError("output folder exists; use --force to replace it", self.out)
-            for path in protect:
-                if self.out in Path(path).absolute().parents:
-                    raise InvdesignError(f"output folder holds the input file {path}; "
-                                         "choose another --out", self.out)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = make_temp_dir(self.out)  # `.<name>.<random>.partial`, mode 0o777 & ~umask
-        self.committed = False
+        self._output = Output(out, inputs=protect, force=force, folder=True)
+        self.out = self._output.out
+        assert self._output.tmp is not None
+        self.tmp = self._output.tmp  # `.<name>.<random>.partial`, mode 0o777 & ~umask
+
+    @property
+    def committed(self) -> bool:
+        return self._output.committed
 
     # ------------------------------------------------------------------ life cycle
     def __enter__(self) -> OutputFolder:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None or not self.committed:
-            self.discard()
+        self._output.__exit__(exc_type, exc, tb)
 
     def commit(self) -> Path:
         """Move the complete folder into place (replacing an old one last) and return it."""
-        backup = None
-        if self.out.exists():
-            backup = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
-            os.replace(self.out, backup)
-        try:
-            os.replace(self.tmp, self.out)
-        except OSError:
-            if backup is not None:
-                os.replace(backup, self.out)
-            raise
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-        self.committed = True
-        return self.out
+        return self._output.commit()
 
     def discard(self) -> None:
-        """Remove the temporary folder (nothing of this run remains)."""
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        """Remove the temporary folder and the lock (nothing of this run remains)."""
+        self._output.discard()
 
     # ------------------------------------------------------------------ writers
+    @_writes
     def _write_text(self, name: str, text: str) -> str:
         atomic_write_text(self.tmp / name, text)
         return name
 
+    @_writes
     def write_structure(self, stem: str, structure: Structure,
                         comment: dict[str, Any] | None = None) -> list[str]:
         """`stem.xyz` (extended XYZ; periodic cells carry their lattice) and, for unit cells,
@@ -104,6 +105,7 @@ class OutputFolder:
                 write(part, atoms, format=fmt)
         return names
 
+    @_writes
     def write_candidate(self, candidate: Candidate) -> list[str]:
         """The candidate as produced, written the moment it exists; a particle cut from a unit
         cell also gets that cell (`candidate_NNN_cell.cif` and `.xyz`)."""
@@ -115,6 +117,7 @@ class OutputFolder:
         candidate.files = names + [n for n in candidate.files if n not in names]
         return names
 
+    @_writes
     def write_input_plot(self, pattern: MeasuredPattern, model_input: ModelInput,
                          used: bool = True) -> str:
         """`input_<kind>.png`: the measured pattern against what the model receives."""
@@ -127,6 +130,7 @@ class OutputFolder:
         plot_model_input(pattern, model_input.grid, model_input.values, self.tmp / name, label)
         return name
 
+    @_writes
     def write_refined(self, candidate: Candidate) -> list[str]:
         """The refined structure beside the produced one."""
         if candidate.refined is None:
@@ -136,6 +140,7 @@ class OutputFolder:
         candidate.files += names
         return names
 
+    @_writes
     def write_summary(self, result: SampleResult) -> list[str]:
         """`summary.csv` (one row per candidate, best first) and `summary.json` (run + rows)."""
         rows = result.rows()
@@ -151,6 +156,7 @@ class OutputFolder:
         self._write_text("summary.json", text)
         return ["summary.csv", "summary.json"]
 
+    @_writes
     def write_fgr(self, name: str, fit: Fit, header: dict[str, Any]) -> str:
         """A pdfgui-style fit file: header lines, then `r Gcalc dr dGcalc Gdiff` columns."""
         lines = [f"History written: {time.ctime()}", "produced by invdesign", "##### PDFgui fit"]
@@ -160,6 +166,7 @@ class OutputFolder:
                   for r, g, d in zip(fit.x, fit.calculated, fit.difference, strict=True)]
         return self._write_text(name, "\n".join(lines) + "\n")
 
+    @_writes
     def write_fit_plot(self, candidates: Sequence[Candidate], name: str = "fit.png",
                        xlabel: str = "r (Å)", ylabel: str = "G(r) (Å$^{-2}$)") -> str | None:
         """Data, fit and difference curve of each candidate (Rw in the legend), one panel each."""

@@ -127,6 +127,7 @@ def sample(
     _check_device(device)
     patterns = read_patterns(measured_patterns)
     inputs = [p.path for p in patterns.values() if getattr(p, "path", None)]
+    inputs += [checkpoint] if checkpoint is not None else []  # --out must not replace them
     folder = OutputFolder(out, force, protect=inputs) if out is not None else None
     try:
         result = _run(patterns, composition, model, checkpoint, n, seed, refine, device, folder,
