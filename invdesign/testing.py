@@ -12,8 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from invdesign.core.structure import Structure
+from invdesign.data.build.chili3k import build_chili3k
+from invdesign.data.build.clusters import build_clusters
 
 TINY_METALS: tuple[str, ...] = ("Zn", "Ti")
 TINY_TYPES: tuple[str, ...] = ("RockSalt", "Wurtzite")
@@ -30,7 +33,6 @@ def make_tiny_chili3k(
 ) -> Path:
     """Build a tiny CHILI-3K selection into `folder` (one file per metal x type, all six patterns
     unless `simulate` is False) in this process, and return the folder. A few seconds."""
-    from invdesign.data.build.chili3k import build_chili3k
 
     build_chili3k(
         folder,
@@ -52,7 +54,6 @@ def make_tiny_clusters(
     """Build a tiny mono-metallic cluster set (`invdesign data build clusters`) into `folder`:
     spheres only for the default metals (hcp Mg, bcc V: no polyhedra), with all six patterns, in
     this process. Returns the folder. A few seconds."""
-    from invdesign.data.build.clusters import build_clusters
 
     build_clusters(folder, metals=metals, radii=radii, workers=1, progress=False)
     return Path(folder)
@@ -77,7 +78,6 @@ class CellRows:
     the prototype library reads, without building a dataset."""
 
     def __init__(self, cells: Sequence[Structure], shuffle: bool = True) -> None:
-        import torch
 
         m = max(c.n_atoms for c in cells)
         self.mask = torch.zeros(len(cells), m, dtype=torch.bool)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from invdesign.core import elements
 from invdesign.core.structure import Structure
@@ -220,7 +221,6 @@ def _guard_pairs(structure: Structure, guard: float, alpha: float, reach: float
         pairs: [m, 2] long atom indices (i < j); limits: [m] Å, `guard` x the sum of the two Slater
         radii, at most 0.9 x the pair's starting distance.
     """
-    from scipy.spatial import cKDTree
 
     radii = np.nan_to_num(np.asarray(elements.atomic_radius(structure.species), dtype=float),
                           nan=1.0).reshape(-1)
@@ -243,7 +243,6 @@ def _violation(xyz: torch.Tensor, pairs: torch.Tensor, limits: torch.Tensor) -> 
 
 def _min_distance(positions: np.ndarray) -> float:
     """Smallest interatomic distance in Å of a particle (inf for one atom), via a k-d tree."""
-    from scipy.spatial import cKDTree
 
     if len(positions) < 2:
         return float("inf")

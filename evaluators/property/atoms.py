@@ -18,6 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from pymatgen.core import Element
 from torch import nn
 
 N_ELEMENTS = 100
@@ -35,7 +36,6 @@ N_ELEMENT_FEATURES = 18 + 7 + len(BLOCKS) + N_BINS * len(BINNED)
 
 
 def _properties(z: int) -> dict[str, float | None]:
-    from pymatgen.core import Element
 
     element = Element.from_Z(z)
     with warnings.catch_warnings():

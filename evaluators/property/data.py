@@ -20,9 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+from pymatgen.core import Structure as PmgStructure
+from pymatgen.io.cif import CifWriter
 
 from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.core.structure import Structure
+from invdesign.evaluators.property.graphs import build_graph
 from invdesign.io.atomic import atomic_path
 
 DEFAULT_TARGET = "formation_energy_per_atom"
@@ -55,7 +59,6 @@ class PropertyData:
 
 def structure_from_cif(text: str, kind: str = "unit_cell") -> Structure:
     """Parse one CIF string with pymatgen; `kind="particle"` drops the (vacuum) cell."""
-    from pymatgen.core import Structure as PmgStructure
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -68,7 +71,6 @@ def structure_from_cif(text: str, kind: str = "unit_cell") -> Structure:
 
 def structure_to_cif(structure: Structure, box_padding: float = 10.0) -> str:
     """CIF text of a unit cell, or of a particle centred in a cubic vacuum box (padding Å/side)."""
-    from pymatgen.io.cif import CifWriter
 
     if not structure.is_periodic:
         pos = structure.positions - structure.positions.min(0) + box_padding
@@ -140,9 +142,7 @@ def make_graphs(
 ) -> list:
     """One `CrystalGraph` per structure with optional `y` [1], raw `desc` [1, n_desc] and per-atom
     `atom_fea` [n_atoms, n] (see `train.model_inputs`)."""
-    import torch
 
-    from invdesign.evaluators.property.graphs import build_graph
 
     graphs = []
     for i, structure in enumerate(structures):

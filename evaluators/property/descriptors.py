@@ -13,12 +13,16 @@ the lattice, symmetry and volume entries are 0, and coordination/bonds use neigh
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from scipy.spatial import Voronoi
 
 from invdesign.core import elements
 from invdesign.core.structure import Structure
 from invdesign.data.layout import CRYSTAL_SYSTEMS, crystal_system_from_number
+from invdesign.evaluators.property.graphs import build_graph, edge_vectors
 
 DESCRIPTOR_NAMES: tuple[str, ...] = (
     "niggli_a",
@@ -72,7 +76,6 @@ def voronoi_faces(structure: Structure, cutoff: float = 6.0) -> list[tuple[np.nd
     cell, too slow for the
     CPU budget of the perov5 benchmark.
     """
-    from scipy.spatial import Voronoi
 
     pmg = structure.to_pymatgen()
     faces = []
@@ -126,7 +129,6 @@ def _cutoff_block(structure: Structure) -> tuple[list[float], list[float]]:
 
 def _symmetry_block(pmg) -> list[float]:
     """Structural complexity (bits per atom, bits per cell) and crystal-system one-hot [7]."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     try:
         with warnings.catch_warnings():
@@ -143,7 +145,6 @@ def _symmetry_block(pmg) -> list[float]:
 
 
 def _knn_block(structure: Structure) -> list[float]:
-    from invdesign.evaluators.property.graphs import build_graph, edge_vectors
 
     graph = build_graph(structure)
     if graph.edge_index.shape[1] == 0:
@@ -183,7 +184,6 @@ def structure_descriptors(structure: Structure) -> np.ndarray:
 def descriptor_matrix(structures, workers: int = 1) -> np.ndarray:
     """[n_structures, N_DESCRIPTORS]; `workers` > 1 uses a process pool."""
     if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers) as pool:
             rows = list(pool.map(structure_descriptors, structures, chunksize=16))

@@ -12,6 +12,7 @@ import invdesign
 from invdesign.core.errors import CheckpointError
 from invdesign.core.structure import Structure
 from invdesign.evaluators.base import Evaluator, register_evaluator
+from invdesign.evaluators.property.checkpoint import load_property_checkpoint
 
 DEFAULT_CHECKPOINT = (
     Path(invdesign.__file__).resolve().parents[1] / "checkpoints" / "property-default"
@@ -36,7 +37,6 @@ class FormationEnergyEvaluator(Evaluator):
     """
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu") -> None:
-        from invdesign.evaluators.property.checkpoint import load_property_checkpoint
 
         self.checkpoint = Path(checkpoint) if checkpoint else default_checkpoint()
         self.predictor = load_property_checkpoint(self.checkpoint, device=device)

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import eigsh
 from torch_geometric.data import Data
+from torch_geometric.utils import scatter
 
 from invdesign.core.structure import Structure
 
@@ -223,7 +224,6 @@ def standardised_distances(
     Args:
         dist: [E] Å; batch_of_edge: [E] graph index of each edge.
     """
-    from torch_geometric.utils import scatter
 
     count = scatter(torch.ones_like(dist), batch_of_edge, 0, dim_size=n_graphs, reduce="sum")
     mean = scatter(dist, batch_of_edge, 0, dim_size=n_graphs, reduce="sum") / count.clamp_min(1)

@@ -17,9 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from ase.cluster import Icosahedron, Octahedron
 
 from invdesign.core import elements
 from invdesign.core.structure import Structure
+from invdesign.crystals.crystal_types import unit_cell
+from invdesign.data.build.clusters import nearest_neighbour_distance
+from invdesign.evaluators.property.reference import ChgnetReference
 
 
 @dataclass
@@ -32,7 +36,6 @@ class Source:
 
 
 def unit_cell_sources(crystal_types: Sequence[str], metals: Sequence[str]) -> list[Source]:
-    from invdesign.crystals.crystal_types import unit_cell
 
     return [Source(f"{t}_{m}", f"{t}_{m}", unit_cell(t, m)) for t in crystal_types for m in metals]
 
@@ -42,9 +45,7 @@ def particle_sources(
     shapes: Sequence[str] = ("ico13", "octa38", "ico55"),
 ) -> list[Source]:
     """Per metal: 13-/55-atom icosahedra and a 38-atom truncated octahedron (fcc spacing)."""
-    from ase.cluster import Icosahedron, Octahedron
 
-    from invdesign.data.build.clusters import nearest_neighbour_distance
 
     out = []
     for metal in metals:
@@ -94,7 +95,6 @@ def label_sources(
     raw_formation_energy_per_atom,
     relax_steps, status}; sources CHGNet skips (guards) are kept with NaN labels and their reason.
     """
-    from invdesign.evaluators.property.reference import ChgnetReference
 
     rng = np.random.default_rng(seed)
     relaxed = ChgnetReference(relax=True, steps=steps, fmax=fmax)
@@ -139,7 +139,6 @@ def label_sources_unrelaxed(
     """Cheap variant: every structure (raw and perturbed copies) labelled with its OWN unrelaxed
     CHGNet formation energy, evaluated in batches (no forces).
     Same row layout as `label_sources`."""
-    from invdesign.evaluators.property.reference import ChgnetReference
 
     rng = np.random.default_rng(seed)
     rows = []

@@ -54,7 +54,7 @@ def reference_energy_per_atom(structure: Structure) -> float:
 @lru_cache(maxsize=1)
 def _chgnet():
     try:
-        from chgnet.model import CHGNet
+        from chgnet.model import CHGNet  # noqa: PLC0415 - lazy: CHGNet is an optional extra (`.[chgnet]`)
     except ImportError as exc:
         raise InvdesignError(
             "CHGNet is not installed; install the extra: pip install -e '.[chgnet]'"
@@ -68,7 +68,7 @@ def _chgnet():
 @lru_cache(maxsize=1)
 def _optimiser():
     model = _chgnet()  # first: a clear error when CHGNet is not installed
-    from chgnet.model import StructOptimizer
+    from chgnet.model import StructOptimizer  # noqa: PLC0415 - lazy: CHGNet is an optional extra (`.[chgnet]`)
 
     with contextlib.redirect_stdout(io.StringIO()):
         return StructOptimizer(model=model, optimizer_class="FIRE", on_isolated_atoms="ignore")

@@ -23,9 +23,14 @@ from torch_geometric.loader import DataLoader
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
 from invdesign.evaluators.property.cgcnn import CGCNN, CGCNNConfig
-from invdesign.evaluators.property.descriptors import N_DESCRIPTORS
+from invdesign.evaluators.property.data import make_graphs
+from invdesign.evaluators.property.descriptors import N_DESCRIPTORS, descriptor_matrix
 from invdesign.evaluators.property.model import CrysToGraph, CrysToGraphConfig
-from invdesign.evaluators.property.potential import N_ATOM_POTENTIAL, N_POTENTIAL
+from invdesign.evaluators.property.potential import (
+    N_ATOM_POTENTIAL,
+    N_POTENTIAL,
+    potential_features,
+)
 from invdesign.evaluators.property.pretrain import cdssl_pretrain
 
 MODELS = ("crystograph", "cgcnn")
@@ -109,11 +114,9 @@ def model_inputs(
     inputs = ModelInputs(None, None, ["ok"] * len(structures))
     blocks = []
     if cfg.descriptors:
-        from invdesign.evaluators.property.descriptors import descriptor_matrix
 
         blocks.append(descriptor_matrix(structures, workers=workers))
     if cfg.chgnet_features:
-        from invdesign.evaluators.property.potential import potential_features
 
         features = potential_features(structures)
         blocks.append(features.graph)
@@ -180,7 +183,6 @@ class Predictor:
     def predict(self, structures: Sequence[Structure]) -> np.ndarray:
         """[n] predictions for structures (graphs and inputs built here); NaN where an input
         cannot be computed (see `model_inputs`)."""
-        from invdesign.evaluators.property.data import make_graphs
 
         inputs = model_inputs(structures, self.cfg)
         usable = inputs.usable()

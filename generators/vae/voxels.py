@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+from ase.geometry import cell_to_cellpar
+from pymatgen.core import Element
 
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
@@ -32,7 +34,6 @@ _GAUSS_CUTOFF = 3.5  # density is truncated at this many sigmas
 
 @cache
 def _ionic_radius(z: int) -> float:
-    from pymatgen.core import Element
 
     radii = [float(v) for v in Element.from_Z(int(z)).ionic_radii.values()]
     return float(np.mean(radii)) if radii else FALLBACK_RADIUS
@@ -71,7 +72,6 @@ class VoxelGrid:
 
     def cell_parameters(self) -> np.ndarray:
         """[6] a, b, c (Å), alpha, beta, gamma (deg)."""
-        from ase.geometry import cell_to_cellpar
 
         return cell_to_cellpar(self.cell)
 

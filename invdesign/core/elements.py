@@ -94,7 +94,7 @@ def is_metal(z: int) -> bool:
 @cache
 def electronegativity(z: int) -> float:
     """Pauling electronegativity of element `z` (pymatgen's table); nan where it has none."""
-    from pymatgen.core.periodic_table import Element
+    from pymatgen.core.periodic_table import Element  # noqa: PLC0415 - lazy: heavy library
 
     _check_z(int(z))
     value = Element.from_Z(int(z)).X

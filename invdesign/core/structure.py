@@ -85,7 +85,7 @@ class Structure:
     ) -> Structure:
         """Unit cell from fractional coordinates and `params` = (a, b, c in Å, alpha, beta, gamma
         in deg)."""
-        from ase.geometry import cellpar_to_cell
+        from ase.geometry import cellpar_to_cell  # noqa: PLC0415 - lazy: heavy library
 
         cell = cellpar_to_cell(np.asarray(params, float))
         return cls.from_fractional(species, frac, cell, **info)
@@ -136,7 +136,7 @@ class Structure:
 
     def cell_parameters(self) -> np.ndarray:
         """[6] a, b, c (Å), alpha, beta, gamma (deg)."""
-        from ase.geometry import cell_to_cellpar
+        from ase.geometry import cell_to_cellpar  # noqa: PLC0415 - lazy: heavy library
 
         if self.cell is None:
             raise InvdesignError("a particle has no cell parameters")
@@ -151,7 +151,7 @@ class Structure:
         if self.n_atoms < 2 and not self.is_periodic:
             return float("inf")
         if self.is_periodic:
-            from ase.neighborlist import neighbor_list
+            from ase.neighborlist import neighbor_list  # noqa: PLC0415 - lazy: heavy library
 
             cutoff = max(6.0, float(self.cell_parameters()[:3].max()))
             d = neighbor_list("d", self.to_ase(), cutoff=cutoff)
@@ -161,15 +161,15 @@ class Structure:
 
     # ----------------------------------------------------------------- conversions
     def to_ase(self) -> ase.Atoms:
-        from ase import Atoms
+        from ase import Atoms  # noqa: PLC0415 - lazy: heavy library
 
         if self.is_periodic:
             return Atoms(numbers=self.species, positions=self.positions, cell=self.cell, pbc=True)
         return Atoms(numbers=self.species, positions=self.positions, pbc=False)
 
     def to_pymatgen(self) -> pymatgen.core.Structure | pymatgen.core.Molecule:
-        from pymatgen.core import Lattice, Molecule
-        from pymatgen.core import Structure as PmgStructure
+        from pymatgen.core import Lattice, Molecule  # noqa: PLC0415 - lazy: heavy library
+        from pymatgen.core import Structure as PmgStructure  # noqa: PLC0415 - lazy: heavy library
 
         if self.is_periodic:
             return PmgStructure(Lattice(self.cell), self.species.tolist(), self.positions,
@@ -180,8 +180,8 @@ class Structure:
         """torch-geometric `Data` with `z` [n], `x` [n, 4] CHILI node features, `pos` [n, 3] Å
         and, for unit cells, `cell` [1, 3, 3] Å and `pos_frac` [n, 3]. No edges: graph builders add
         them."""
-        import torch
-        from torch_geometric.data import Data
+        import torch  # noqa: PLC0415 - lazy: heavy library
+        from torch_geometric.data import Data  # noqa: PLC0415 - lazy: heavy library
 
         data = Data(
             z=torch.as_tensor(self.species, dtype=torch.long),

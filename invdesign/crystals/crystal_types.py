@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+from ase.spacegroup import crystal
+from pymatgen.core import Composition
 
 from invdesign.core import elements
 from invdesign.core.errors import InvdesignError
@@ -278,7 +280,6 @@ def radius_pm(symbol: str) -> float:
 def formula_radius_sum(formula: str) -> float:
     """Sum of `radius_pm` over every atom of a formula unit ('Mg(OH)2' -> r_Mg + 2 r_O + 2 r_H), in
     pm."""
-    from pymatgen.core import Composition
 
     comp = Composition(formula)
     return float(sum(amount * radius_pm(el.symbol) for el, amount in comp.items()))
@@ -336,7 +337,6 @@ def unit_cell(crystal_type: str, metal: str) -> Structure:
     Returns a `Structure` (kind 'unit_cell', positions [n, 3] Å) with info `crystal_type`, `metal`,
     `name`.
     """
-    from ase.spacegroup import crystal
 
     ctype = get_crystal_type(crystal_type)
     check_metal(metal)

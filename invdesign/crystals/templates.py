@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from invdesign.core import elements
 from invdesign.core.structure import Structure
+from invdesign.crystals.crystal_types import CHILI3K_METALS, CRYSTAL_TYPES, unit_cell
 from invdesign.crystals.cuts import cut_cells
 from invdesign.crystals.packings import SIZE_STEPS
 
@@ -21,7 +22,6 @@ RATIO_TOLERANCE = 0.05
 
 def matching_types(composition: dict[int, float] | None) -> list[str]:
     """CHILI-3K crystal types of a one-metal oxide with the composition's O:M ratio ([] if none)."""
-    from invdesign.crystals.crystal_types import CHILI3K_METALS, CRYSTAL_TYPES
 
     if not composition or set(composition) - {OXYGEN} == set() or OXYGEN not in composition:
         return []
@@ -37,7 +37,6 @@ def template_candidates(composition: dict[int, float], diameter: float, n: int,
                         device: str = "cpu") -> Iterator[Structure]:
     """Up to `n` particles: each matching crystal type cut at `diameter` Å, then at the other
     `SIZE_STEPS` multiples of it. Yields them as they are cut."""
-    from invdesign.crystals.crystal_types import unit_cell
 
     types = matching_types(composition)
     if not types:

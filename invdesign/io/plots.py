@@ -21,10 +21,10 @@ def plot_model_input(pattern: MeasuredPattern, model_x: np.ndarray, model_y: np.
         model_y: [L] the values the model receives on that grid (e.g. min-max normalised).
         out: png path; written atomically (temporary file + rename).
     """
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 - lazy: matplotlib loads only when a plot is written (CLI start-up)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - lazy: as above
 
     out = Path(out)
     y = pattern.y

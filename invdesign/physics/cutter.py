@@ -17,12 +17,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from invdesign.core import elements
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
 
 
 def _to_cif(unit_cell: Structure, folder: str) -> str:
-    from ase.io import write
+    from ase.io import write  # noqa: PLC0415 - lazy: CIF writing loads ase.io only when cutting
 
     path = os.path.join(folder, "cell.cif")
     write(path, unit_cell.to_ase(), format="cif")
@@ -32,7 +33,8 @@ def _to_cif(unit_cell: Structure, folder: str) -> str:
 def _generate(
     cif: str, radii: list[float], metals: list[int], ligands: list[int], device: str
 ) -> list:
-    from debyecalculator.utility.generate import generate_nanoparticles
+    # lazy: DebyeCalculator's import is slow and only cuts need it
+    from debyecalculator.utility.generate import generate_nanoparticles  # noqa: PLC0415
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -108,7 +110,6 @@ def cut_particles(
                 for r in radii
                 if (out := _generate_or_none(cif, [r], metals, ligands, device))
             ]
-    from invdesign.core import elements
 
     particles = []
     for radius, nano in pairs:
@@ -125,7 +126,6 @@ def default_metals(unit_cell: Structure) -> list[int]:
     """The atomic numbers a cut treats as metals: the cell's metal species or, with none, every
     species but the most electronegative (`elements.cation_species`; CHILI-3K cuts its metalloid
     oxides, SiO2 or TeO2, with the metalloid as the metal and O as the ligand)."""
-    from invdesign.core import elements
 
     return elements.cation_species(unit_cell.species)
 

@@ -25,6 +25,7 @@ from invdesign.crystals.crystal_types import unit_cell as make_unit_cell
 from invdesign.data.build.record import make_record
 from invdesign.data.build.runner import BuildSummary, Outcome, output_path, run_tasks
 from invdesign.data.hdf5_io import write_chili_file
+from invdesign.physics.cutter import cut_particles
 
 CHILI_RADII: tuple[float, ...] = (5.0, 10.0, 15.0, 20.0, 25.0)
 
@@ -61,7 +62,6 @@ class Chili3kSource:
 
 def build_chili3k_source(source: Chili3kSource, out_dir: Path) -> Outcome:
     """Build one CHILI-3K file `out_dir/<name>.h5` (atomic write). Pure function of `source`."""
-    from invdesign.physics.cutter import cut_particles
 
     cell = make_unit_cell(source.crystal_type, source.metal)
     metal_z = elements.atomic_number(source.metal)

@@ -18,6 +18,7 @@ from invdesign.data.build.cif_cleaning import clean_cif
 from invdesign.data.build.record import make_record
 from invdesign.data.build.runner import BuildSummary, Outcome, output_path, run_tasks
 from invdesign.data.hdf5_io import write_chili_file
+from invdesign.physics.cutter import cut_particles
 
 METAL_NUMBERS: tuple[int, ...] = tuple(elements.atomic_number(s) for s in CHILI100K_METALS)
 LIGAND_NUMBERS: tuple[int, ...] = tuple(elements.atomic_number(s) for s in CHILI100K_NON_METALS)
@@ -41,7 +42,6 @@ class CifSource:
 def build_cif_source(source: CifSource, out_dir: Path) -> Outcome:
     """Clean one CIF and, if usable, write `out_dir/<stem>.h5` (atomic). Pure function of
     `source`."""
-    from invdesign.physics.cutter import cut_particles
 
     cleaned = clean_cif(source.path)
     if not cleaned.ok:

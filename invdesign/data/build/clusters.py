@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from ase.build import bulk
+from ase.cluster import Decahedron, Icosahedron, Octahedron
+from ase.data import reference_states
 
 from invdesign.core import elements
 from invdesign.core.errors import InvdesignError
@@ -31,6 +34,7 @@ from invdesign.data.build.chili3k import check_radii
 from invdesign.data.build.record import make_record
 from invdesign.data.build.runner import BuildSummary, Outcome, output_path, run_tasks
 from invdesign.data.hdf5_io import write_chili_file
+from invdesign.physics.cutter import cut_particles
 
 SPHERE_RADII: tuple[float, ...] = (3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 12.5, 15.0, 20.0)
 LATTICES: dict[str, tuple[str, ...]] = {
@@ -61,7 +65,6 @@ class ClusterSource:
 
 def nearest_neighbour_distance(metal: str) -> float:
     """Nearest-neighbour distance (Å) of the metal's ASE reference crystal (fcc, bcc or hcp)."""
-    from ase.data import reference_states
 
     ref = reference_states[elements.atomic_number(metal)]
     a = ref["a"]
@@ -71,8 +74,6 @@ def nearest_neighbour_distance(metal: str) -> float:
 def bulk_cell(lattice: str, metal: str) -> Structure:
     """Conventional cell (fcc/bcc/sc cubic, hcp hexagonal) with the reference lattice
     constant(s)."""
-    from ase.build import bulk
-    from ase.data import reference_states
 
     ref = reference_states[elements.atomic_number(metal)]
     if lattice == "sc":
@@ -91,7 +92,6 @@ def bulk_cell(lattice: str, metal: str) -> Structure:
 def polyhedra(shape: str, metal: str) -> list[Structure]:
     """The ase.cluster particles of one shape for an fcc metal, centred on the atom nearest the
     centroid."""
-    from ase.cluster import Decahedron, Icosahedron, Octahedron
 
     a = bulk_cell("fcc", metal).cell[0, 0]
     if shape == "Icosahedron":
@@ -118,7 +118,6 @@ def polyhedra(shape: str, metal: str) -> list[Structure]:
 def build_cluster_source(source: ClusterSource, out_dir: Path) -> Outcome:
     """Build one cluster file `out_dir/<shape>_<metal>.h5` (atomic write). Pure function of
     `source`."""
-    from invdesign.physics.cutter import cut_particles
 
     if source.shape in LATTICES:
         cell = bulk_cell(source.shape, source.metal)

@@ -10,6 +10,8 @@ for finite particles.
 from __future__ import annotations
 
 import numpy as np
+from ase.neighborlist import neighbor_list
+from scipy.spatial import cKDTree
 
 from invdesign.core import elements
 from invdesign.core.structure import Structure
@@ -25,12 +27,10 @@ def _pairs(
     """Directed pairs (i, j, d) with d < c_i + c_j (per-atom cutoffs) or d < cutoff (a scalar)."""
     cut = np.broadcast_to(np.asarray(cutoffs, dtype=float), (structure.n_atoms,))
     if structure.is_periodic:
-        from ase.neighborlist import neighbor_list
 
         return neighbor_list(
             "ijd", structure.to_ase(), np.ascontiguousarray(cut), self_interaction=False
         )
-    from scipy.spatial import cKDTree
 
     pos = structure.positions
     pairs = cKDTree(pos).query_pairs(2.0 * float(cut.max()), output_type="ndarray").reshape(-1, 2)
@@ -47,7 +47,6 @@ def _min_distance(structure: Structure) -> float:
         return structure.min_distance()
     if structure.n_atoms < 2:
         return float("inf")
-    from scipy.spatial import cKDTree
 
     d, _ = cKDTree(structure.positions).query(structure.positions, k=2)
     return float(d[:, 1].min())

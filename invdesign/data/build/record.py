@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import spglib
+from ase.spacegroup import Spacegroup
 
 from invdesign.core.patterns import PATTERNS
 from invdesign.core.structure import Structure
 from invdesign.data.build.graphs import graph_arrays
 from invdesign.data.layout import ChiliRecord, ParticleEntry, crystal_system_from_number, size_key
+from invdesign.physics.calculator import simulate_all
 
 SYMPREC = 1e-3
 
@@ -21,8 +24,6 @@ def space_group(unit_cell: Structure, symprec: float = SYMPREC) -> tuple[int, st
     CHILI labels with `ase.spacegroup.get_spacegroup(symprec=1e-3)`, which is spglib underneath;
     ASE's symbol spelling is kept so labels match the official files.
     """
-    import spglib
-    from ase.spacegroup import Spacegroup
 
     dataset = spglib.get_symmetry_dataset(
         (unit_cell.cell, unit_cell.frac_positions, unit_cell.species), symprec=symprec
@@ -83,7 +84,6 @@ def _size(particle: Structure) -> float:
 
 
 def _patterns(particle: Structure, device: str) -> dict[str, np.ndarray]:
-    from invdesign.physics.calculator import simulate_all
 
     return {
         name: values.astype(np.float32)
