@@ -13,8 +13,8 @@
   pattern is the same in every one), and a unit cell's fractional coordinates an arbitrary origin,
   so a generator that is invariant to rotations or lattice translations (the equivariant diffusion
   model) places a correct structure in a random frame; `matched_errors` then scores even the true
-  structure, randomly rotated, at about 0.7 Å on CHILI-3K particles. The aligned version takes
-  the minimum over rotations and reflections about the centroid (particles: 1,024 orientations
+  structure, randomly rotated, far from zero (`benchmarks/results/chili3k_table5_NOTES.md`). The
+  aligned version takes the minimum over rotations and reflections about the centroid (particles: 1,024 orientations
   and their mirror images scored by nearest-atom distance, the best refined by iterative closest
   point with Kabsch steps through scipy's `Rotation.align_vectors`, finished with Hungarian
   pairing) or over origin shifts (unit cells: every shift that lays one predicted atom on one

@@ -72,9 +72,8 @@ def voronoi_faces(structure: Structure, cutoff: float = 6.0) -> list[tuple[np.nd
     """Voronoi faces of every atom of a unit cell: (neighbour distances [m] Å, face areas [m] Å^2).
 
     Same faces as pymatgen's `VoronoiNN(weight="area")`, computed with one scipy (qhull) call per
-    atom on its periodic neighbourhood; VoronoiNN's per-face Python loops cost 0.1-0.3 s per small
-    cell, too slow for the
-    CPU budget of the perov5 benchmark.
+    atom on its periodic neighbourhood; VoronoiNN's per-face Python loops are too slow for the CPU
+    budget of the perov5 benchmark (`benchmarks/results/property_perov5_NOTES.md`).
     """
 
     pmg = structure.to_pymatgen()
