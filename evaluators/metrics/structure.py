@@ -9,16 +9,16 @@
   0.03 apart). Gives the per-coordinate MAE, the RMSD and, when species are given, the fraction of
   matched pairs with the right species.
 - `aligned_errors`: `matched_errors` after the best rigid alignment the structure's symmetry of
-  description allows. A particle's absolute coordinates carry an arbitrary orientation (its
-  pattern is the same in every one), and a unit cell's fractional coordinates an arbitrary origin,
-  so a generator that is invariant to rotations or lattice translations (the equivariant diffusion
-  model) places a correct structure in a random frame; `matched_errors` then scores even the true
+  description allows. A particle's absolute coordinates carry an arbitrary orientation (its pattern
+  is the same in every one), and a unit cell's fractional coordinates an arbitrary origin, so a
+  generator that is invariant to rotations or lattice translations (the equivariant diffusion model)
+  places a correct structure in a random frame; `matched_errors` then scores even the true
   structure, randomly rotated, far from zero (`benchmarks/results/chili3k_table5_NOTES.md`). The
-  aligned version takes the minimum over rotations and reflections about the centroid (particles: 1,024 orientations
-  and their mirror images scored by nearest-atom distance, the best refined by iterative closest
-  point with Kabsch steps through scipy's `Rotation.align_vectors`, finished with Hungarian
-  pairing) or over origin shifts (unit cells: every shift that lays one predicted atom on one
-  true atom, the best refined). It never exceeds the unaligned value.
+  aligned version takes the minimum over rotations and reflections about the centroid (particles:
+  1,024 orientations and their mirror images scored by nearest-atom distance, the best refined by
+  iterative closest point with Kabsch steps through scipy's `Rotation.align_vectors`, finished with
+  Hungarian pairing) or over origin shifts (unit cells: every shift that lays one predicted atom on
+  one true atom, the best refined). It never exceeds the unaligned value.
 - `count_accuracy`, `species_accuracy`: exact-count rate, and composition agreement.
 
 Inputs are numpy arrays; coordinates [n, 3].
