@@ -1,5 +1,6 @@
 """Forward simulation: candidates' patterns on the measured grid (DebyeCalculator), Rw and Pearson r
-(`ForwardEvaluator`, registered as 'forward'), and gradient-based refinement (`refine`)."""
+(`ForwardEvaluator`, registered as 'forward' when the package is imported: the registry does it
+on the first lookup of 'forward'), and gradient-based refinement (`refine`)."""
 
 from invdesign.evaluators.forward.evaluator import (
     DEFAULT_FIT_RANGE,

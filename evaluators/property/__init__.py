@@ -4,6 +4,9 @@ Modules: graphs (k-NN crystal graphs + line graphs), model (CrysToGraph-style), 
 descriptors (seed-002 hybridisation), potential (CHGNet features), pretrain (CDSSL), data
 (CSV I/O), labels (CHGNet-labelled family sets), train, checkpoint, reference (CHGNet recipe),
 evaluator (`formation_energy`), screen (screening API).
+
+Importing the package registers the evaluators 'formation_energy' and 'chgnet_formation_energy'
+(`invdesign.evaluators.base.evaluator_class` imports it on their first lookup).
 """
 
 from invdesign.evaluators.property.evaluator import FormationEnergyEvaluator
