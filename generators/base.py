@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from invdesign.core.errors import InvdesignError
+from invdesign.core.schema import check_fields, signature_hints, takes_any_keyword
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import Condition, TaskBatch, TaskSpec
 
@@ -38,6 +39,9 @@ class Generator(nn.Module, ABC):
     name: ClassVar[str] = ""
     #: keyword options `sample` takes beyond the contract's (the diffusion model: sampler, steps)
     sampling_options: ClassVar[tuple[str, ...]] = ()
+    #: a typed record of the hyper-parameters whose `from_dict(values)` refuses unknown keys,
+    #: wrong types and out-of-range values; None: the constructor's signature is the schema
+    hparams_schema: ClassVar[Any] = None
 
     def __init__(self, task: TaskSpec) -> None:
         super().__init__()
@@ -60,6 +64,24 @@ class Generator(nn.Module, ABC):
     @abstractmethod
     def hparams(self) -> dict[str, Any]:
         """JSON-able constructor keyword arguments (besides `task`)."""
+
+    @classmethod
+    def check_hparams(cls, hparams: Any, where: str = "hparams") -> None:
+        """Refuse stored hyper-parameters before any tensor is allocated: keys the constructor
+        does not take, values of the wrong type, non-finite numbers, integers outside sane bounds
+        (`core.schema`), then `hparams_schema.from_dict` when the class has one.
+
+        Raises:
+            InvdesignError: one line naming `where` and the key.
+        """
+        hints = signature_hints(cls.__init__, skip=("self", "task"))
+        other = takes_any_keyword(cls.__init__) and cls.hparams_schema is None
+        check_fields(hparams, hints, where, other_keys=other)
+        if cls.hparams_schema is not None:
+            try:
+                cls.hparams_schema.from_dict(hparams)
+            except InvdesignError as exc:
+                raise InvdesignError(exc.message, where) from None
 
     @property
     def device(self) -> torch.device:

@@ -6,6 +6,11 @@ the resolved experiment config and the metrics. `load_checkpoint` rebuilds the g
 file alone. No pickle is involved.
 
 A checkpoint path may be the `.safetensors` file or the folder holding `model.safetensors`.
+
+Metadata is untrusted input (a file can be edited): `read_metadata` checks its entries' types, and
+`load_checkpoint` checks the hyper-parameters against the generator class (`check_hparams`: known
+keys, types, bounds) and the model's size on the `meta` device against `max_parameters`, all before
+any weight is allocated.
 """
 
 from __future__ import annotations
@@ -20,13 +25,22 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from invdesign.core.errors import CheckpointError, InvdesignError
+from invdesign.core.schema import MAX_INT, count_parameters_meta
 from invdesign.core.tasks import TaskSpec
-from invdesign.generators.base import Generator, build_generator
+from invdesign.generators.base import Generator, generator_class
 from invdesign.io.atomic import atomic_path
 
 FILE_NAME = "model.safetensors"
 FORMAT = "invdesign-generator"
 VERSION = 1
+#: refuse to build a generator with more parameters (plus buffers) than this, unless
+#: `load_checkpoint(max_parameters=...)` raises it; the shipped models have under 2 million
+MAX_PARAMETERS = 100_000_000
+#: metadata entries and the JSON type each must have
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "format": str, "version": int, "generator": str, "task": dict, "hparams": dict,
+    "config": dict, "metrics": dict,
+}
 
 
 def _file(path: str | os.PathLike) -> Path:
@@ -97,19 +111,65 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         meta = json.loads(header["invdesign"])
     except ValueError:
         raise CheckpointError("checkpoint metadata is not valid JSON", file) from None
-    if meta.get("format") != FORMAT or not isinstance(meta.get("task"), dict):
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError("not an invdesign generator checkpoint (wrong format entry)", file)
-    if int(meta.get("version", 0)) > VERSION:
+    unknown = sorted(set(meta) - set(_META_TYPES))
+    if unknown:
         raise CheckpointError(
-            f"checkpoint format version {meta['version']} is newer than this "
-            f"invdesign understands ({VERSION})",
+            f"unknown checkpoint metadata {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(_META_TYPES)}",
+            file,
+        )
+    for key, kind in _META_TYPES.items():
+        value = meta.get(key, {} if kind is dict else None)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(
+                f"checkpoint metadata {key!r} must be a JSON {_json_name(kind)}, not "
+                f"{type(value).__name__} {value!r:.40}",
+                file,
+            )
+    if not 1 <= meta["version"] <= VERSION:
+        raise CheckpointError(
+            f"checkpoint format version {meta['version']} is not one this invdesign "
+            f"understands (1..{VERSION})",
             file,
         )
     return meta
 
 
+def _json_name(kind: type | tuple[type, ...]) -> str:
+    return {str: "string", int: "integer", dict: "object"}[kind]  # type: ignore[index]
+
+
+def _task(meta: dict[str, Any], file: Path) -> TaskSpec:
+    """The checkpoint's task, its entries type-checked (max_atoms sizes the output layers)."""
+    task = meta["task"]
+    patterns, target, max_atoms = (task.get(k) for k in ("patterns", "target", "max_atoms"))
+    if (
+        not isinstance(patterns, list)
+        or not all(isinstance(p, str) for p in patterns)
+        or not isinstance(target, str)
+        or not isinstance(max_atoms, int)
+        or isinstance(max_atoms, bool)
+        or not 1 <= max_atoms <= MAX_INT
+        or set(task) - {"patterns", "target", "max_atoms"}
+    ):
+        raise CheckpointError(
+            "checkpoint task entry is invalid: need patterns (list of names), target (name) and "
+            f"max_atoms (integer 1..{MAX_INT}), got {json.dumps(task)[:80]}",
+            file,
+        )
+    try:
+        return TaskSpec.from_dict(task)
+    except InvdesignError as exc:
+        raise CheckpointError(f"checkpoint task entry is invalid ({exc})", file) from None
+
+
 def load_checkpoint(
-    path: str | os.PathLike, task: TaskSpec | str | None = None, device: str | torch.device = "cpu"
+    path: str | os.PathLike,
+    task: TaskSpec | str | None = None,
+    device: str | torch.device = "cpu",
+    max_parameters: int = MAX_PARAMETERS,
 ) -> Generator:
     """Rebuild a generator from its checkpoint file alone, in eval mode on `device`.
 
@@ -122,17 +182,28 @@ def load_checkpoint(
     """
     file = _file(path)
     meta = read_metadata(file)
-    try:
-        saved = TaskSpec.from_dict(meta["task"])
-    except (InvdesignError, KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint task entry is invalid ({exc})", file) from None
+    saved = _task(meta, file)
     if task is not None:
         wanted = TaskSpec.parse(task) if isinstance(task, str) else task
         if (wanted.patterns, wanted.target) != (saved.patterns, saved.target):
             raise CheckpointError(f"checkpoint is for task {saved.name}, not {wanted.name}", file)
+    hparams = meta["hparams"]
     try:
-        generator = build_generator(meta["generator"], saved, **meta.get("hparams", {}))
+        cls = generator_class(meta["generator"])
+        cls.check_hparams(hparams)
+        n_params = count_parameters_meta(lambda: cls(saved, **hparams))
     except InvdesignError as exc:
+        raise CheckpointError(f"cannot rebuild generator: {exc.message}", file) from None
+    if n_params is not None and n_params > max_parameters:
+        raise CheckpointError(
+            f"generator {meta['generator']!r} with these hparams has {n_params:,} parameters, "
+            f"above the limit of {max_parameters:,} (load_checkpoint(max_parameters=...) "
+            "raises it)",
+            file,
+        )
+    try:
+        generator = cls(saved, **hparams)
+    except (InvdesignError, TypeError, ValueError, KeyError, RuntimeError, MemoryError) as exc:
         raise CheckpointError(f"cannot rebuild generator: {exc}", file) from None
     with safe_open(str(file), framework="pt", device="cpu") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
