@@ -1,8 +1,8 @@
 """CHILI Table 5 on rebuilt CHILI-3K: six structure-generation tasks x two splits x three seeds.
 
-Each run trains `configs/<model>_<pattern>_<target>.yaml` with the given seed (CHILI: 42, 43, 44) on
-the CHILI random split and on the grouped split (split seed 42 for both), early stopping with
-CHILI's patience of 50 epochs on the validation coordinate MAE, under a wall-clock cap per run
+Each run trains `configs/experiment/<model>_<pattern>_<target>.yaml` with the given seed (CHILI: 42,
+43, 44) on the CHILI random split and on the grouped split (split seed 42 for both), early stopping
+with CHILI's patience of 50 epochs on the validation coordinate MAE, under a wall-clock cap per run
 (`--max-time-minutes`; CHILI: 60), and evaluates the best-validation weights on the test part. Rows
 are merged into `benchmarks/results/chili3k_table5.json` (key: task, split, model, seed; other
 models' rows are kept) after every run, and `chili3k_table5.md` is rewritten from all rows, beside
@@ -54,7 +54,7 @@ KEY = ("task", "split", "model", "seed")
 def config_path(model: str, task: str) -> Path:
     pattern, target = task.split("->")
     short = "unit_cell" if target == "unit_cell_pos_frac" else target
-    return ROOT / "configs" / f"{model}_{pattern.lower()}_{short}.yaml"
+    return ROOT / "configs" / "experiment" / f"{model}_{pattern.lower()}_{short}.yaml"
 
 
 def run_one(args: argparse.Namespace, task: str, split: str, seed: int) -> dict[str, Any]:
@@ -248,7 +248,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="folder of the rebuilt CHILI-3K *.h5 files")
     parser.add_argument(
-        "--model", default="mlp", help="generator config prefix (configs/<model>_*.yaml)"
+        "--model", default="mlp", help="generator config prefix (configs/experiment/<model>_*.yaml)"
     )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
     parser.add_argument("--splits", nargs="+", default=["chili_random", "grouped"])

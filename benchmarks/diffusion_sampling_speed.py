@@ -1,7 +1,7 @@
 """Diffusion sampling speed: structures per second for 16 samples of a 200-atom particle.
 
     python benchmarks/diffusion_sampling_speed.py [--checkpoint FILE] [--sampler dpmsolver]
-        [--steps N] [--threads 2] [--config configs/diffusion_xpdf_pos_abs.yaml]
+        [--steps N] [--threads 2] [--config configs/experiment/diffusion_xpdf_pos_abs.yaml]
 
 Without a checkpoint the network is built untrained from the config's hyper-parameters (speed does
 not depend on the weights); a config with the prototype prior needs a checkpoint (its library
@@ -42,7 +42,9 @@ def load_model(checkpoint: str | None, config: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--config", type=Path, default=ROOT / "configs/diffusion_xpdf_pos_abs.yaml")
+    parser.add_argument(
+        "--config", type=Path, default=ROOT / "configs/experiment/diffusion_xpdf_pos_abs.yaml"
+    )
     parser.add_argument("--sampler", default=None, help="ddpm, ddim or dpmsolver (model default)")
     parser.add_argument("--steps", type=int, default=None, help="model default when omitted")
     parser.add_argument("--threads", type=int, default=2)

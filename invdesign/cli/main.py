@@ -20,7 +20,7 @@ from invdesign.core.errors import InvdesignError
 #: lists them. The help must equal the one the module registers (tests/cli/test_main.py checks).
 COMMANDS: dict[str, str] = {
     "data": "build CHILI-style datasets and print their statistics",
-    "train": "train a generator from an experiment config (configs/*.yaml)",
+    "train": "train a generator from an experiment config (configs/experiment/*.yaml)",
     "evaluate": "evaluate a generator checkpoint on a CHILI folder "
     "(CHILI MAE, matched MAE/RMSD, ...)",
     "sample": "candidate structures for a measured PDF/XRD/SAXS, fitted and ranked",

@@ -12,12 +12,13 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train",
-        help="train a generator from an experiment config (configs/*.yaml)",
+        help="train a generator from an experiment config (configs/experiment/*.yaml)",
         description="Train the generator an experiment YAML describes; write the checkpoint "
         "(model.safetensors with its config and metrics), metrics.json and config.yaml.",
     )
     parser.add_argument(
-        "--config", type=Path, required=True, metavar="FILE", help="experiment YAML (see configs/)"
+        "--config", type=Path, required=True, metavar="FILE",
+        help="experiment YAML (configs/experiment/)",
     )
     parser.add_argument(
         "--data",

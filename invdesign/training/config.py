@@ -1,17 +1,33 @@
-"""Experiment configuration: one YAML per experiment, validated against a schema, read-only after
-load.
+"""Experiment configuration: an experiment file composed from config groups, validated against a
+schema, interpolations resolved, read-only after load.
 
-The schema is a set of dataclasses read by OmegaConf (structured config): unknown keys and wrongly
-typed values are rejected when the YAML is merged; `validate` then checks values (task name, split
-kind, generator name, positive numbers). Overrides use OmegaConf's dotlist syntax, e.g.
-`trainer.max_epochs=5 split.kind=grouped`.
+An experiment file (`configs/experiment/<name>.yaml`) lists groups and adds its own keys:
 
-    cfg = load_config("configs/mlp_xpdf_pos_abs.yaml", ["trainer.max_epochs=5"], "/data")
+    defaults:
+      - data/chili3k
+      - task/xpdf_pos_abs
+      - split/chili_random
+      - generator/mlp
+      - trainer/mlp
+    name: mlp_xpdf_pos_abs
+
+Each entry names `configs/<group>/<option>.yaml`, a fragment of the experiment (top-level keys),
+merged in list order, the experiment's own keys last (`compose`); a file without `defaults` is
+a whole experiment. The schema is a set of dataclasses read by OmegaConf (structured config):
+unknown keys and wrongly typed values are rejected when a fragment is merged; resolvers
+(`${oc.env:...}`) are refused (`refuse_resolvers`) and `${key}` interpolations resolved at load
+(`resolve`); `validate` then checks values (task name, split kind, ranges) and the generator's
+hyper-parameters (`Generator.check_hparams`). Overrides use OmegaConf's dotlist syntax,
+e.g. `trainer.max_epochs=5 split.kind=grouped`.
+
+    cfg = load_config("configs/experiment/mlp_xpdf_pos_abs.yaml", ["trainer.max_epochs=5"], "/data")
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +38,17 @@ from omegaconf.errors import OmegaConfBaseException
 
 from invdesign.core.errors import ConfigError, InvdesignError
 from invdesign.core.tasks import TaskSpec
+from invdesign.generators.base import generator_class
 
 SPLIT_KINDS = ("chili_random", "grouped")
 #: One data folder or several.
 DataRoot = str | os.PathLike | Sequence[str | os.PathLike]
 CONDITION_EXTRAS = ("composition", "cell", "n_atoms")
+#: The repository's config groups: where `defaults` entries are looked up last.
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+_GROUP_ENTRY = re.compile(r"[A-Za-z0-9_]+(/[A-Za-z0-9_][A-Za-z0-9_.-]*)+")
+#: `${name:` opens a resolver call (`${oc.env:HOME}`); `${a.b}` is a plain interpolation.
+_RESOLVER_CALL = re.compile(r"\$\{\s*[A-Za-z_][\w.]*\s*:")
 
 
 @dataclass
@@ -119,7 +141,39 @@ def _merge(base: DictConfig, other: Any, where: str) -> DictConfig:
         return OmegaConf.merge(base, other)  # type: ignore[return-value]
     except OmegaConfBaseException as exc:
         msg = str(exc).splitlines()[0]
-        raise ConfigError(f"invalid configuration: {msg}", where) from None
+        key = getattr(exc, "full_key", None)
+        raise ConfigError(f"{key}: {msg}" if key else f"invalid configuration: {msg}",
+                          where) from None
+
+
+def _build(
+    fragments: Sequence[tuple[str, Any]],
+    overrides: list[str] | None,
+    data_root: DataRoot | None,
+    where: str,
+) -> DictConfig:
+    """The schema, each (file, values) fragment merged over it in order, then the dotlist
+    overrides and `data_root`; interpolations refused or resolved, values validated, frozen."""
+    cfg = OmegaConf.structured(ExperimentConfig)
+    for origin, values in fragments:
+        cfg = _merge(cfg, values, origin)
+    if overrides:
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
+        try:
+            dot = OmegaConf.from_dotlist(list(overrides))
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"bad override: {str(exc).splitlines()[0]}") from None
+        cfg = _merge(cfg, dot, "overrides")
+    refuse_resolvers(cfg, where)
+    if data_root is not None:
+        items = [data_root] if isinstance(data_root, str | os.PathLike) else list(data_root)
+        cfg.data.root = str(items[0]) if len(items) == 1 else [str(d) for d in items]
+    resolve(cfg, where)
+    validate(cfg, where)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
 
 
 def config_from_dict(
@@ -130,22 +184,7 @@ def config_from_dict(
 ) -> DictConfig:
     """Schema-checked, validated, read-only config from a plain dict (+ dotlist overrides);
     `data_root` (one folder or a list) replaces `data.root`."""
-    cfg = _merge(OmegaConf.structured(ExperimentConfig), values, where)
-    if overrides:
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
-        try:
-            dot = OmegaConf.from_dotlist(list(overrides))
-        except OmegaConfBaseException as exc:
-            raise ConfigError(f"bad override: {str(exc).splitlines()[0]}") from None
-        cfg = _merge(cfg, dot, "overrides")
-    if data_root is not None:
-        items = [data_root] if isinstance(data_root, str | os.PathLike) else list(data_root)
-        cfg.data.root = str(items[0]) if len(items) == 1 else [str(d) for d in items]
-    validate(cfg, where)
-    OmegaConf.set_readonly(cfg, True)
-    return cfg
+    return _build([(where, values)], overrides, data_root, where)
 
 
 def load_config(
@@ -153,22 +192,115 @@ def load_config(
     overrides: list[str] | None = None,
     data_root: DataRoot | None = None,
 ) -> DictConfig:
-    """Read an experiment YAML, apply overrides and `data_root`, validate, freeze."""
+    """Read an experiment YAML (its `defaults` list composed, see `compose`), apply overrides and
+    `data_root`, resolve interpolations, validate, freeze."""
     path = Path(path)
+    return _build(compose(path), overrides, data_root, str(path))
+
+
+def _read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
-        raise ConfigError("config file does not exist", path)
+        moved = path.parent / "experiment" / path.name
+        hint = f"; experiments are in {moved.parent}/" if moved.is_file() else ""
+        raise ConfigError(f"config file does not exist{hint}", path)
     try:
         raw = OmegaConf.load(path)
     except Exception as exc:  # yaml errors come in several types
         raise ConfigError(f"not a readable YAML file ({str(exc).splitlines()[0]})", path) from None
     if not isinstance(raw, DictConfig):
         raise ConfigError("a config file must hold a mapping", path)
-    return config_from_dict(raw, overrides, data_root, where=str(path))
+    return raw
+
+
+def compose(path: str | os.PathLike) -> list[tuple[str, DictConfig]]:
+    """The fragments an experiment file is made of, in merge order: for each entry of its
+    `defaults` list (e.g. `generator/mlp`, the file `<configs>/generator/mlp.yaml`, itself
+    composed the same way) its fragments, then the file's own keys. `<configs>` is the folder
+    above `experiment/` (or the file's own folder), then the repository's `configs/`. Group files
+    hold top-level keys of the experiment (`generator:`, `trainer:`, ...), so one group may set
+    several sections. A file without `defaults` is one fragment."""
+    path = Path(path)
+    root = path.parent.parent if path.parent.name == "experiment" else path.parent
+    return _compose(path, root, ())
+
+
+def _compose(path: Path, root: Path, chain: tuple[Path, ...]) -> list[tuple[str, DictConfig]]:
+    raw = _read_yaml(path)
+    if "defaults" not in raw:
+        return [(str(path), raw)]
+    entries = raw.pop("defaults")
+    if not isinstance(entries, ListConfig) or not all(
+        isinstance(e, str) and _GROUP_ENTRY.fullmatch(e) for e in entries
+    ):
+        raise ConfigError(
+            "defaults must be a list of group/option names such as generator/mlp", path)
+    fragments: list[tuple[str, DictConfig]] = []
+    for entry in entries:
+        file = next((r / f"{entry}.yaml" for r in (root, REPO_CONFIGS)
+                     if (r / f"{entry}.yaml").is_file()), None)
+        if file is None:
+            raise ConfigError(f"defaults entry {entry!r}: no {root / entry}.yaml", path)
+        if file.resolve() in chain:
+            raise ConfigError(f"defaults entry {entry!r} includes itself", path)
+        fragments += _compose(file, root, (*chain, path.resolve()))
+    return [*fragments, (str(path), raw)]
+
+
+def refuse_resolvers(cfg: DictConfig, where: str = "config") -> None:
+    """Refuse resolvers (`${oc.env:...}` and the like): an experiment must not depend on the
+    environment, nor store it in a checkpoint."""
+    for key, value in _leaves(OmegaConf.to_container(cfg, resolve=False)):
+        if isinstance(value, str) and _RESOLVER_CALL.search(value):
+            raise ConfigError(
+                f"{key}: resolvers such as ${{oc.env:...}} are not allowed in experiment "
+                f"configs ({value!r}); write the value itself", where)
+
+
+def resolve(cfg: DictConfig, where: str = "config") -> None:
+    """Resolve every `${key}` interpolation in place, so that a dangling one fails here, before
+    training, and the config stored with a checkpoint holds values only."""
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(f"{key}: {msg}" if key else msg, where) from None
+
+
+def _leaves(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of plain nested dicts and lists."""
+    if isinstance(node, dict):
+        items = [(f"{prefix}.{k}" if prefix else str(k), v) for k, v in node.items()]
+    elif isinstance(node, list):
+        items = [(f"{prefix}[{i}]", v) for i, v in enumerate(node)]
+    else:
+        return [(prefix, node)]
+    return [leaf for key, value in items for leaf in _leaves(value, key)]
+
+
+#: (key, smallest, largest) of the numbers the schema types but cannot bound; None: no bound.
+RANGES: tuple[tuple[str, float | None, float | None], ...] = (
+    ("seed", 0, 2**32 - 1),
+    ("split.seed", 0, 2**32 - 1),
+    ("data.batch_size", 1, 100_000),
+    ("data.eval_batch_size", 1, 100_000),
+    ("data.num_workers", 0, 256),
+    ("task.max_atoms", 1, 100_000),
+    ("optimizer.weight_decay", 0, None),
+    ("trainer.max_epochs", 1, None),
+    ("trainer.patience", 1, None),
+    ("trainer.devices", 1, 1024),
+    ("trainer.num_threads", 1, 1024),
+    ("trainer.log_every_n_steps", 1, None),
+)
+#: Keys that must be finite and above zero.
+POSITIVE = ("optimizer.lr", "trainer.max_time_minutes", "trainer.limit_train_batches")
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 def validate(cfg: DictConfig, where: str = "config") -> None:
     """Value checks the schema cannot express; raises `ConfigError` naming the key."""
-    from invdesign.generators.base import generator_class
 
     def fail(msg: str) -> None:
         raise ConfigError(msg, where)
@@ -192,24 +324,39 @@ def validate(cfg: DictConfig, where: str = "config") -> None:
                 f"data.condition_on: unknown extra {extra!r}; "
                 f"choose from {', '.join(CONDITION_EXTRAS)}"
             )
-    try:
-        generator_class(cfg.generator.name)
-    except InvdesignError as exc:
-        fail(f"generator.name: {exc}")
-    for key, value in (
-        ("data.batch_size", cfg.data.batch_size),
-        ("trainer.max_epochs", cfg.trainer.max_epochs),
-        ("optimizer.lr", cfg.optimizer.lr),
-        ("trainer.max_time_minutes", cfg.trainer.max_time_minutes),
-    ):
-        if value <= 0:
+    for key, low, high in RANGES:
+        value = OmegaConf.select(cfg, key)
+        if value is not None and (
+            not math.isfinite(value) or (low is not None and value < low)
+            or (high is not None and value > high)
+        ):
+            bound = f"at least {low}" if high is None else f"in [{low}, {high}]"
+            fail(f"{key} must be {bound}, got {value}")
+    for key in POSITIVE:
+        value = OmegaConf.select(cfg, key)
+        if not (math.isfinite(value) and value > 0):
             fail(f"{key} must be positive, got {value}")
+    if cfg.trainer.limit_train_batches > 1.0:
+        fail(f"trainer.limit_train_batches is a fraction in (0, 1], got "
+             f"{cfg.trainer.limit_train_batches}")
     if not 0.0 <= cfg.trainer.ema_decay < 1.0:
         fail(f"trainer.ema_decay must be in [0, 1), got {cfg.trainer.ema_decay}")
-    if cfg.trainer.patience < 1:
-        fail(f"trainer.patience must be at least 1, got {cfg.trainer.patience}")
-    if cfg.optimizer.name.lower() not in ("adam", "adamw", "sgd"):
+    if not cfg.trainer.monitor.startswith("val/"):
+        fail(f"trainer.monitor must name a validation metric (val/...), not "
+             f"{cfg.trainer.monitor!r}")
+    if cfg.trainer.accelerator not in ACCELERATORS:
+        fail(f"trainer.accelerator must be one of {', '.join(ACCELERATORS)}, not "
+             f"{cfg.trainer.accelerator!r}")
+    if cfg.optimizer.name.lower() not in OPTIMIZERS:
         fail(f"optimizer.name must be adam, adamw or sgd, not {cfg.optimizer.name!r}")
+    try:
+        cls = generator_class(cfg.generator.name)
+    except InvdesignError as exc:
+        fail(f"generator.name: {exc}")
+    try:  # the generator's own check: its signature or typed hparams_schema, sane sizes
+        cls.check_hparams(OmegaConf.to_container(cfg.generator.hparams), where)
+    except InvdesignError as exc:
+        fail(f"generator.hparams: {exc.message}")
 
 
 def data_roots(cfg: DictConfig) -> list[str]:

@@ -1,6 +1,7 @@
 """Training glue: a thin LightningModule around any `Generator`, and `train(cfg)`.
 
-    result = train(load_config("configs/mlp_xpdf_pos_abs.yaml", data_root="/work/data/chili3k"))
+    cfg = load_config("configs/experiment/mlp_xpdf_pos_abs.yaml", data_root="/work/data/chili3k")
+    result = train(cfg)
     result.metrics["test"]["chili_mae"]
 
 `train` seeds everything (`cfg.seed`), builds the data module and the generator (hyper-parameters

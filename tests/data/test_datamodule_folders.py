@@ -14,7 +14,7 @@ from invdesign.generators.checkpoint import read_metadata
 from invdesign.testing import make_tiny_chili3k, make_tiny_clusters
 from invdesign.training.config import data_roots, load_config
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mlp_xpdf_pos_abs.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "experiment" / "mlp_xpdf_pos_abs.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from invdesign.training.config import config_from_dict, load_config
 from invdesign.training.evaluate import evaluate_checkpoint
 from invdesign.training.train import train
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "experiment").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,8 @@ def test_loading_for_another_task_fails_clearly(trained, tmp_path):
 
 
 # An MLP config on the CHILI random split: the card must name that split.
-MLP_CLI_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "mlp_xpdf_pos_abs.yaml"
+MLP_CLI_CONFIG = (Path(__file__).resolve().parents[2] / "configs" / "experiment"
+                  / "mlp_xpdf_pos_abs.yaml")
 
 
 def test_cli_train_and_evaluate(tiny_root, tmp_path, capsys):
