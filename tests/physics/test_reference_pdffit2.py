@@ -35,6 +35,7 @@ from invdesign.core import elements
 from invdesign.core.structure import Structure
 from invdesign.evaluators.metrics.pattern import rw
 from invdesign.physics.calculator import Instrument, MeasuredGridCalculator
+from invdesign.physics.cutter import cut_sphere
 
 REFERENCES = Path(__file__).resolve().parents[1] / "references" / "pdffit2"
 QMIN = 0.5  # Å^-1: below the first Bragg peak of all three crystals (2.2 Å^-1, ZnO (100))
@@ -176,6 +177,18 @@ def test_sphere_matches_pdffit2(name: str) -> None:
     value, scale = rw_and_scale(ref.g, ours)
     assert value < GEOMETRY_RW_TOL[name], f"{name}: Rw {value:.4f}"
     assert abs(scale - 2.0) < 0.02, f"{name}: scale {scale:.4f} (DebyeCalculator's G is half)"
+
+
+def test_project_cutter_ni_sphere_matches_pdffit2() -> None:
+    """`physics.cutter.cut_sphere` cuts the same 1289-atom Ni sphere (measured Rw 0.0268). For the
+    oxides it keeps every O bonded to a kept metal, out to a 34 Å particle, which a 30 Å envelope
+    fits less well (measured Rw 0.066 MgO, 0.045 ZnO, neutrons): by design, so not asserted."""
+    ref = read_reference("ni_sphere30_xray")
+    particle = cut_sphere(ref.cell, ref.spdiameter / 2)
+    assert particle is not None and particle.n_atoms == sphere(ref.cell, 30.0).n_atoms == 1289
+    calc, _ = _simulated("ni_sphere30_xray", 30.0)
+    value, _ = rw_and_scale(ref.g, calc.transform(calc.raw([particle]))[0].double().numpy())
+    assert value < GEOMETRY_RW_TOL["ni_sphere30_xray"], f"Rw {value:.4f}"
 
 
 @pytest.mark.parametrize("name", [*GEOMETRY_RW_TOL, *XRAY_RW_TOL])
