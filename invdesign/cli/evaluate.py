@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 from invdesign.core.errors import InvdesignError
 from invdesign.io.atomic import atomic_write_text
+from invdesign.io.outputs import Output
 
 COLUMNS = (
     "n_samples",
@@ -51,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="split kind (default: the one in the checkpoint's config)",
     )
     parser.add_argument("--out", type=Path, metavar="FILE", help="write the metrics JSON here")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.set_defaults(func=run)
 
@@ -58,12 +61,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from invdesign.training.evaluate import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(
-        args.checkpoint, args.data, args.split, args.split_kind, args.device
-    )
-    print(format_metrics({args.split: metrics}))
-    if args.out is not None:
-        write_json(args.out, metrics)
+    with contextlib.ExitStack() as stack:
+        # --out is checked and locked before the evaluation starts, written when it ends
+        out = None if args.out is None else stack.enter_context(
+            Output(args.out, [args.checkpoint, args.data], args.force))
+        metrics = evaluate_checkpoint(
+            args.checkpoint, args.data, args.split, args.split_kind, args.device
+        )
+        print(format_metrics({args.split: metrics}))
+        if out is not None:
+            assert out.tmp is not None
+            write_json(out.tmp, metrics)
+            out.commit()
     return 0
 
 

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="property checkpoint folder (default: checkpoints/property-default)",
     )
     parser.add_argument("--out", type=Path, required=True, help="CSV of ranked predictions")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --out CSV and its plot")
     parser.add_argument(
         "--max-ef",
         type=float,
@@ -45,18 +47,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from invdesign.core.errors import InvdesignError
     from invdesign.evaluators.property.screen import (
         NO_PREDICTION,
         plot_screen,
         screen_folder,
         write_screen_csv,
     )
+    from invdesign.io.outputs import Output
 
-    result = screen_folder(
-        args.dir, args.checkpoint, args.max_ef, args.check, args.top, args.device
-    )
-    csv_path = write_screen_csv(result, args.out)
-    png = plot_screen(result, csv_path.with_suffix(".png"))
+    if args.out.suffix.lower() == ".png":
+        raise InvdesignError("--out is the CSV; its plot goes beside it as .png", args.out)
+    inputs = [args.dir] + ([args.checkpoint] if args.checkpoint is not None else [])
+    # both outputs checked and locked before the screening starts; the plot's Output leaves the
+    # signals to the CSV's (committed first, so the handlers are restored in order)
+    with Output(args.out, inputs, args.force) as csv_out, \
+            Output(args.out.with_suffix(".png"), inputs, args.force,
+                   handle_signals=False) as png_out:
+        result = screen_folder(
+            args.dir, args.checkpoint, args.max_ef, args.check, args.top, args.device
+        )
+        assert csv_out.tmp is not None and png_out.tmp is not None
+        write_screen_csv(result, csv_out.tmp)
+        plot_screen(result, png_out.tmp)
+        png = png_out.commit()
+        csv_path = csv_out.commit()
     for name, reason in result.failures:
         print(f"invdesign: skipped {name}: {reason}", file=sys.stderr)
     above = f", {result.n_above_max} above --max-ef" if args.max_ef is not None else ""

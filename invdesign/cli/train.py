@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="output folder (overrides out_dir; default: no files written)",
     )
+    parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -49,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     folders, overrides = split_data_args(args.data or [], args.overrides)
     cfg = load_config(args.config, overrides, folders or None)
+    command = "invdesign " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = train(cfg, out_dir=args.out,
-                   progress=lambda line: print(line, file=sys.stderr, flush=True))
+                   progress=lambda line: print(line, file=sys.stderr, flush=True),
+                   force=args.force, protect=[args.config], command=command)
     print(format_metrics({k: v for k, v in result.metrics.items() if k != "training"}))
     info = result.info
     print(
@@ -58,11 +61,8 @@ def run(args: argparse.Namespace) -> int:
         f"{info['train_seconds']} s, {info['n_train']}/{info['n_val']}/{info['n_test']} "
         f"train/val/test graphs"
     )
-    if result.checkpoint is not None:
-        from invdesign.training.model_card import write_model_card
-
-        command = "invdesign " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        card = write_model_card(result.checkpoint.parent, result.config, result.metrics, command)
+    if result.checkpoint is not None:  # the model card was written with it (train's command)
+        card = result.checkpoint.parent / "MODEL_CARD.md"
         print(f"checkpoint: {result.checkpoint}\nmodel card: {card}")
     return 0
 

@@ -94,6 +94,8 @@ def check_separate(out: Path, inputs: Iterable[PathLike], option: str = "--out")
     """Refuse an output (resolved) that is, contains or is inside one of `inputs`, or that is or
     contains the current folder."""
     for given in inputs:
+        if given is None or str(given) == "":
+            continue
         inp = resolve(given)
         if out == inp:
             raise InvdesignError(f"{option} is the input {given}; choose another {option}", out)

@@ -19,7 +19,7 @@ import copy
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -36,8 +36,10 @@ from invdesign.data.datamodule import ChiliTaskDataModule
 from invdesign.generators.base import Generator, build_generator, generator_class
 from invdesign.generators.checkpoint import save_checkpoint
 from invdesign.io.atomic import atomic_write_text
+from invdesign.io.outputs import Output
 from invdesign.training.config import data_roots, task_spec, to_container
 from invdesign.training.evaluate import evaluate_generator
+from invdesign.training.model_card import write_model_card
 
 
 class GeneratorModule(L.LightningModule):
@@ -175,11 +177,42 @@ def train(
     evaluate_parts: tuple[str, ...] = ("val", "test"),
     progress: Callable[[str], None] | None = None,
     rw_items: int = 0,
+    force: bool = False,
+    protect: Iterable[str | os.PathLike] = (),
+    command: str | None = None,
 ) -> TrainResult:
     """Train the experiment `cfg` (see `invdesign.training.config`); write outputs to `out_dir` (or
     `cfg.out_dir`). `progress`, if given, receives one line per epoch (see `EpochReport`);
     `rw_items` > 0 adds the forward-simulation Rw of that many test samples (`evaluate_generator`).
+
+    The output folder is checked and locked before training (`invdesign.io.outputs.Output`: not
+    an input, i.e. a data folder or a `protect` path; an existing non-empty one only with `force`),
+    written out of sight and swapped in when complete. `command`, if given, also writes
+    `MODEL_CARD.md` (naming that command) into it.
     """
+    out = out_dir if out_dir is not None else cfg.out_dir
+    output = None
+    if out:
+        roots = [] if OmegaConf.is_missing(cfg.data, "root") else data_roots(cfg)
+        output = Output(out, [*protect, *roots, *cfg.data.augment], force, folder=True)
+    try:
+        result = _fit(cfg, evaluate_parts, progress, rw_items)
+        if output is not None:
+            with output:  # an OSError writing it becomes one line naming the folder
+                assert output.tmp is not None
+                ckpt = write_outputs(output.tmp, result.generator, result.config, result.metrics)
+                if command is not None:
+                    write_model_card(output.tmp, result.config, result.metrics, command)
+                result.checkpoint = output.commit() / ckpt.name
+        return result
+    finally:
+        if output is not None and not output.committed:
+            output.discard()
+
+
+def _fit(cfg: DictConfig, evaluate_parts: tuple[str, ...],
+         progress: Callable[[str], None] | None, rw_items: int) -> TrainResult:
+    """Everything of `train` but writing the outputs."""
     if OmegaConf.is_missing(cfg.data, "root") or not cfg.data.root:
         raise ConfigError("data.root is not set (give --data DIR [DIR ...] or data.root=...)")
     task = task_spec(cfg)
@@ -254,11 +287,7 @@ def train(
     }
     metrics["training"] = info
     config = to_container(cfg)
-    result = TrainResult(generator, metrics, config, None, info)
-    out = out_dir if out_dir is not None else cfg.out_dir
-    if out:
-        result.checkpoint = write_outputs(Path(out), generator, config, metrics)
-    return result
+    return TrainResult(generator, metrics, config, None, info)
 
 
 def write_outputs(

@@ -82,9 +82,11 @@ def build_cifs(
     """Build every usable CIF of `cif_dir` into `out`; rejected files are listed with their reason
     in `out/build_report.tsv`. Raises InvdesignError when no CIF at all is usable."""
     radii = check_radii(radii)
-    sources = [CifSource(str(p), radii, simulate, device) for p in list_cifs(cif_dir)]
-    summary = run_tasks(
-        sources, build_cif_source, out, workers=workers, desc="CIFs", progress=progress
+    files = list_cifs(cif_dir)
+    sources = [CifSource(str(p), radii, simulate, device) for p in files]
+    summary = run_tasks(  # `out` may sit in `cif_dir` (it only gets .h5 files) but hold no CIF
+        sources, build_cif_source, out, workers=workers, desc="CIFs", progress=progress,
+        inputs=files,
     )
     if summary.count("written") + summary.count("exists") == 0:
         first = next(o for o in summary.outcomes if o.status in ("rejected", "failed"))

@@ -3,7 +3,9 @@
 A task is a small frozen, picklable object with a `name`; a work function is a top-level function
 `work(task, out_dir) -> Outcome` that writes `out_dir/<name>.h5` (atomically, via
 `write_chili_file`) and depends on nothing but its inputs, so the same pair can be fanned out to any
-cluster engine. The runner skips tasks whose file exists, removes temporary `.part` files an
+cluster engine. The runner locks the output folder (`invdesign.io.outputs.locked_folder`: resolved,
+not an input, one build at a time), skips tasks whose file exists and opens as a complete CHILI file
+(a truncated or corrupt one is rebuilt, and the report says so), removes temporary `.part` files an
 interrupted run left, shows a progress bar, and writes a report (`build_report.tsv`: name, status,
 reason) in task order.
 """
@@ -18,8 +20,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from invdesign.core.errors import InvdesignError
+from invdesign.core.errors import DataFormatError, InvdesignError
+from invdesign.data.hdf5_io import open_h5, require
 from invdesign.io.atomic import atomic_write_text
+from invdesign.io.outputs import locked_folder
 
 REPORT_NAME = "build_report.tsv"
 Status = Literal["written", "exists", "rejected", "failed"]
@@ -52,11 +56,47 @@ class BuildSummary:
 
     def line(self) -> str:
         parts = [f"{self.count(s)} {s}" for s in ("written", "exists", "rejected", "failed")]
+        rebuilt = sum(o.reason.startswith(REBUILT) for o in self.outcomes)
+        if rebuilt:
+            parts[0] += f" ({rebuilt} rebuilt over a broken file)"
         return ", ".join(parts) + f" (report: {self.report})"
 
 
 def output_path(out_dir: Path, name: str) -> Path:
     return Path(out_dir) / f"{name}.h5"
+
+
+REBUILT = "rebuilt: "
+_GLOBAL_KEYS = ("CellParameters", "CrystalType", "SpaceGroupSymbol", "SpaceGroupNumber",
+                "CrystalSystem", "ElementsPresent")
+_GRAPH_KEYS = ("NodeFeatures", "EdgeFeatures", "EdgeDirections", "FractionalCoordinates",
+               "AbsoluteCoordinates")
+
+
+def broken_reason(path: Path) -> str | None:
+    """None if `path` opens as a complete CHILI file (the groups and datasets of the official
+    layout, see `invdesign.data.hdf5_io`), else why not (truncated, corrupt, groups missing)."""
+    try:
+        with open_h5(path) as h5:
+            labels = require(h5, "GlobalLabels", path)
+            for key in _GLOBAL_KEYS:
+                require(labels, key, path)
+            graphs = [require(h5, "UnitCellGraph", path)]
+            graphs += list(require(h5, "DiscreteParticleGraphs", path).values())
+            require(h5, "ScatteringData", path)
+            for graph in graphs:
+                for key in _GRAPH_KEYS:
+                    require(graph, key, path)
+    except DataFormatError as exc:
+        return exc.message
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py's errors on a bad file
+        return f"unreadable ({type(exc).__name__}: {exc})".replace("\n", " ")
+    return None
+
+
+def _is_done(path: Path) -> bool:
+    """`path` exists and is a complete CHILI file."""
+    return path.exists() and broken_reason(path) is None
 
 
 def _init_worker() -> None:
@@ -98,6 +138,7 @@ def run_tasks(
     workers: int = 1,
     desc: str = "build",
     progress: bool = True,
+    inputs: Sequence[str | os.PathLike] = (),
 ) -> BuildSummary:
     """Run `work(task, out_dir)` for every task without an output file yet.
 
@@ -109,48 +150,65 @@ def run_tasks(
         workers: processes; 1 runs in this process.
         desc: progress-bar label.
         progress: show a tqdm progress bar.
+        inputs: source files or folders `out_dir` must not be, hold or lie inside.
     """
-    from tqdm.auto import tqdm
-
     workers = check_workers(workers)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_partials(out_dir)
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise InvdesignError("builder tasks must have unique names")
+    with locked_folder(out_dir, inputs) as out:
+        return _run_locked(tasks, work, out, workers, desc, progress)
+
+
+def _run_locked(tasks: Sequence[Any], work: Callable[[Any, Path], Outcome], out_dir: Path,
+                workers: int, desc: str, progress: bool) -> BuildSummary:
+    from tqdm.auto import tqdm
+
+    _remove_partials(out_dir)
+    names = [t.name for t in tasks]
     results: dict[str, Outcome] = {}
-    todo = []
+    todo, broken = [], {}
     for task in tasks:
-        if output_path(out_dir, task.name).exists():
+        path = output_path(out_dir, task.name)
+        reason = broken_reason(path) if path.exists() else "absent"
+        if reason is None:
             results[task.name] = Outcome(task.name, "exists")
         else:
             todo.append(task)
+            if reason != "absent":
+                broken[task.name] = reason
     bar = tqdm(total=len(todo), desc=desc, disable=not progress or not todo, smoothing=0.05)
     if workers == 1 or len(todo) <= 1:
         for task in todo:
-            results[task.name] = _safe(work, task, out_dir)
+            results[task.name] = _safe(work, task, out_dir, task.name in broken)
             bar.update(1)
     else:
         with ProcessPoolExecutor(
             max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker
         ) as pool:
-            futures = {pool.submit(_safe, work, task, out_dir): task.name for task in todo}
+            futures = {pool.submit(_safe, work, task, out_dir, task.name in broken): task.name
+                       for task in todo}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 bar.update(1)
     bar.close()
+    for name, reason in broken.items():
+        if results[name].status == "written":
+            results[name] = Outcome(name, "written", f"{REBUILT}{reason}")
     outcomes = [results[n] for n in names]
     report = write_report(out_dir / REPORT_NAME, outcomes)
     return BuildSummary(outcomes, report)
 
 
-def _safe(work: Callable[[Any, Path], Outcome], task: Any, out_dir: Path) -> Outcome:
+def _safe(work: Callable[[Any, Path], Outcome], task: Any, out_dir: Path,
+          broken: bool = False) -> Outcome:
     """Run one task; an unexpected error becomes a 'failed' outcome instead of ending the build.
 
-    A file that appeared since the task was queued (another run, a moved folder) is not rebuilt.
+    A file that appeared since the task was queued (a moved folder) is not rebuilt; with `broken`
+    (the file was found broken when queued) only a complete file counts.
     """
-    if output_path(out_dir, task.name).exists():
+    path = output_path(out_dir, task.name)
+    if _is_done(path) if broken else path.exists():
         return Outcome(task.name, "exists")
     try:
         return work(task, out_dir)

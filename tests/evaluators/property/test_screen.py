@@ -90,8 +90,11 @@ def test_screen_missing_folder_exits_2_with_one_line(tmp_path, capsys):
 
 
 def test_screen_bad_checkpoint_exits_2(candidates, tmp_path, capsys):
+    not_a_checkpoint = tmp_path / "empty"  # not tmp_path: --out must not lie inside an input
+    not_a_checkpoint.mkdir()
     code = main(
-        ["screen", str(candidates), "--checkpoint", str(tmp_path), "--out", str(tmp_path / "p.csv")]
+        ["screen", str(candidates), "--checkpoint", str(not_a_checkpoint), "--out",
+         str(tmp_path / "p.csv")]
     )
     assert code == 2
     assert "not a property checkpoint" in capsys.readouterr().err
@@ -108,7 +111,8 @@ def test_screen_ranks_candidates_without_a_prediction_last(candidates, tmp_path,
     )
     folder = tmp_path / "ckpt-chgnet"
     save_property_checkpoint(folder, fit(graphs, cfg))
-    (candidates / "close.xyz").write_text("2\n\nCu 0 0 0\nCu 0.5 0 0\n")
+    # H-H at 0.5 Å: valid (0.7 x the H radii is 0.35 Å) but closer than CHGNet accepts
+    (candidates / "close.xyz").write_text("2\n\nH 0 0 0\nH 0.5 0 0\n")
     out = tmp_path / "pred.csv"
     argv = ["screen", str(candidates), "--checkpoint", str(folder), "--out", str(out)]
     assert main([*argv, "--check", "chgnet", "--top", "10"]) == 0
