@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from invdesign.testing import skip_unless_ci
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
@@ -24,7 +26,7 @@ def shared_data() -> Path:
     """../shared/data beside the repository; tests that need it skip with a reason if absent."""
     path = SHARED / "data"
     if not path.is_dir():
-        pytest.skip(f"real data folder {path} is absent (CI places ../shared beside the checkout)")
+        skip_unless_ci(f"real data folder {path} is absent (CI places ../shared beside the repo)")
     return path
 
 
