@@ -6,15 +6,15 @@ PDFfit2 computes the PDF of the periodic crystal, multiplied by the shape functi
 diameter `spdiameter`; we simulate the discrete sphere of the same crystal (every atom within
 spdiameter / 2 of a central metal) by the Debye equation, with the same qmax, qdamp and biso
 (PDFfit2's Uiso = biso / 8 pi^2) on the same r grid. The two models differ at the surface (atoms
-cut whole vs a continuous envelope), in the q range (PDFfit2 transforms 0..qmax of the crystal,
-we QMIN..qmax of the particle, leaving out its small-angle scattering) and in the peak profile
-(PDFfit2 divides a Gaussian in r by r, the Debye equation by r_ij, which puts PDFfit2's peaks
-lower by about 2 Uiso / r: the 0.002-0.004 Å by which ours lie higher). So the agreement is close,
-not exact: Rw after a least-squares scale (`metrics.pattern.rw`) is held below tolerances set
-from the measured values, and the first three peak positions agree to 0.01 Å. Neutrons for the
-oxides test geometry alone; with X-rays PDFfit2 weights pairs by f(0), DebyeCalculator by f(q),
-so their Rw is larger (its own tolerances). Negative controls: a PDFfit2 crystal 1 % larger and
-our qdamp doubled must both fail the check.
+cut whole vs a continuous envelope), in the q range (PDFfit2 transforms 0..qmax of the crystal, we
+QMIN..qmax of the particle, leaving out its small-angle scattering) and in the peak profile (our
+peaks lie 0.002-0.004 Å higher, consistent with 2 Uiso / r: a Gaussian in r divided by r, as
+PDFfit2's profile, peaks that much below one divided by r_ij, as the Debye equation's). So the
+agreement is close, not exact: Rw after a least-squares scale (`metrics.pattern.rw`) is held below
+tolerances set from the measured values, and the first three peak positions agree to 0.01 Å.
+Neutrons for the oxides test geometry alone; with X-rays PDFfit2 weights pairs by f(0),
+DebyeCalculator by f(q), so their Rw is larger (its own tolerances). Negative controls: a PDFfit2
+crystal 1 % larger and our qdamp doubled must both fail the check.
 
 DebyeCalculator's G(r) is half the usual G(r) = 4 pi r (rho - rho0) (its pair sum counts each pair
 once: F(q) of a dimer at d is sin(q d) / 2d, not sin(q d) / d), so the fitted scale is 2.
@@ -52,7 +52,7 @@ GEOMETRY_RW_TOL = {
 }
 XRAY_RW_TOL = {  # and X-ray form factors f(q) (ours) vs f(0) (PDFfit2)
     "mgo_sphere30_xray": 0.13,  # measured 0.0948
-    "zno_sphere30_xray": 0.18,  # measured 0.1288 (fitted scale 1.82: O's f(q) falls faster)
+    "zno_sphere30_xray": 0.18,  # measured 0.1288 (fitted scale 1.82: other pair weights)
 }
 # our 30 Å sphere vs PDFfit2's bulk crystal x gamma0(r; 30 Å), r < 10 Å (measured 0.0293, 0.0324,
 # 0.0395), and a 40 Å Ni sphere vs bulk x gamma0(r; 40 Å) (measured 0.0278)
