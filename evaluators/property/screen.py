@@ -4,7 +4,9 @@ best with the CHGNet recipe, and write a CSV + plot.
 `screen_folder(folder, ...) -> ScreenResult`; `write_screen_csv(result, out)`; `plot_screen(result,
 png)`. Candidate files: *.cif (unit cells) and *.xyz / *.extxyz (particles, or unit cells when the
 file has a lattice), found recursively. A file that cannot be read is listed with its reason and
-skipped.
+skipped; a structure that is not a valid candidate (overlapping atoms, a particle of fewer than 2
+atoms: `invdesign.core.geometry.invalid_reason`) is not predicted, ranked last with status
+'invalid: reason'. A folder without any valid candidate is refused (`InvdesignError`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from invdesign.core.errors import InvdesignError
+from invdesign.core.geometry import invalid_reason
 from invdesign.core.structure import Structure
 from invdesign.io.atomic import atomic_path
 
@@ -25,6 +28,8 @@ NO_PREDICTION = (
     "no prediction: the model's inputs cannot be computed for this structure "
     "(e.g. CHGNet refuses a pair closer than 0.7 Å)"
 )
+#: Status of a structure that is not predicted because it is not a valid candidate.
+INVALID = "invalid: "
 COLUMNS = (
     "rank",
     "file",
@@ -103,22 +108,29 @@ def screen_folder(
             names.append(str(path.relative_to(folder)))
         except InvdesignError as exc:
             result.failures.append((str(path.relative_to(folder)), exc.message))
-    records = evaluator.evaluate(structures) if structures else []
-    rows = [
-        {
+    reasons = [invalid_reason(s, min_atoms=1 if s.is_periodic else 2) for s in structures]
+    if structures and all(reasons):
+        first = next(i for i, why in enumerate(reasons) if why)
+        raise InvdesignError(f"no valid candidate to screen ({len(structures)} invalid; "
+                             f"{names[first]}: {reasons[first]})", folder)
+    if not structures:
+        name, why = result.failures[0]
+        raise InvdesignError(f"no readable candidate to screen ({name}: {why})", folder)
+    valid = [s for s, why in zip(structures, reasons, strict=True) if why is None]
+    records = iter(evaluator.evaluate(valid))
+    rows = []
+    for name, s, why in zip(names, structures, reasons, strict=True):
+        energy = math.nan if why else next(records)["formation_energy_per_atom"]
+        status = INVALID + why if why else NO_PREDICTION if math.isnan(energy) else "ok"
+        rows.append({
             "file": name,
             "formula": s.formula,
             "n_atoms": s.n_atoms,
-            "formation_energy_per_atom": rec["formation_energy_per_atom"],
+            "formation_energy_per_atom": energy,
             "chgnet_formation_energy_per_atom": math.nan,
-            "status": "ok",
+            "status": status,
             "_structure": s,
-        }
-        for name, s, rec in zip(names, structures, records, strict=True)
-    ]
-    for row in rows:
-        if math.isnan(row["formation_energy_per_atom"]):
-            row["status"] = NO_PREDICTION
+        })
     if max_ef is not None:  # rows without a prediction stay, ranked last
         kept = [r for r in rows if not r["formation_energy_per_atom"] > max_ef]
         result.n_above_max = len(rows) - len(kept)

@@ -17,6 +17,7 @@ from ase.cluster import Decahedron, Icosahedron, Octahedron
 from ase.data import reference_states
 
 from invdesign.core import elements
+from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
 
 LATTICES = ("fcc", "hcp", "bcc")
@@ -97,6 +98,9 @@ def assign_species(atoms: Atoms, composition: dict[int, float], rng: np.random.G
     n = len(atoms)
     zs = sorted(composition)
     frac = np.array([composition[z] for z in zs], dtype=np.float64)
+    if frac.size == 0 or not (np.isfinite(frac).all() and (frac > 0).all()):
+        raise InvdesignError(f"composition fractions must be finite and positive, got "
+                             f"{dict(zip(zs, frac.tolist(), strict=True))}")
     counts = np.floor(frac / frac.sum() * n).astype(int)
     counts[np.argsort(-(frac / frac.sum() * n - counts))[: n - counts.sum()]] += 1
     species = np.repeat(zs, counts)
@@ -128,7 +132,12 @@ def packing_candidates(composition: dict[int, float], nn: float, diameter: float
         seed: placement of the species of an alloy.
     Returns:
         particles centred at the origin; `info` holds shape, diameter (Å) and nn (Å).
+    Raises:
+        InvdesignError: fractions, `nn` or `diameter` not finite and positive.
     """
+    for name, value in (("nearest-neighbour distance", nn), ("diameter", diameter)):
+        if not (np.isfinite(value) and value > 0):
+            raise InvdesignError(f"packings need a finite, positive {name} (Å), got {value}")
     rng = np.random.default_rng(seed)
     host = max(composition, key=composition.get)
     plan: Sequence[tuple[str, float, float]] = list(packing_plan(host, bulk_sample))

@@ -6,8 +6,13 @@ filter (ligand shells of S, C, H, O, P, ... are dropped when only the metal core
 
 from __future__ import annotations
 
+import math
+
 from invdesign.core import elements
 from invdesign.core.errors import InvdesignError
+
+#: Largest amount of one element in a composition (atoms per formula unit or per particle).
+MAX_AMOUNT = 1e6
 
 
 def parse_composition(text: str) -> dict[str, float]:
@@ -29,8 +34,33 @@ def parse_composition(text: str) -> dict[str, float]:
     unknown = [el for el in out if not _is_element(el)]
     if unknown:
         raise InvdesignError(f"composition {text!r}: unknown element {unknown[0]!r}")
-    if not out or any(amount <= 0 for amount in out.values()):
-        raise InvdesignError(f"composition {text!r} has no positive amounts")
+    return check_amounts(out, repr(str(text)))
+
+
+def check_amounts(composition: dict[str, object], what: str) -> dict[str, float]:
+    """element -> amount as floats, each finite, positive and at most `MAX_AMOUNT`.
+
+    Args:
+        composition: element symbol -> amount (number or numeric text).
+        what: how to name the composition in the message (its text, or 'composition').
+    Raises:
+        `InvdesignError` naming the composition, the element and the amount.
+    """
+    if not composition:
+        raise InvdesignError(f"composition {what} has no positive amounts")
+    out = {}
+    for el, amount in composition.items():
+        if not _is_element(str(el)):
+            raise InvdesignError(f"composition {what}: unknown element {el!r}")
+        try:
+            value = float(amount)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            raise InvdesignError(f"composition {what}: amount of {el} is not a number "
+                                 f"({amount!r})") from None
+        if not (math.isfinite(value) and 0 < value <= MAX_AMOUNT):
+            raise InvdesignError(f"composition {what}: amount of {el} is {value:g}; amounts must "
+                                 f"be finite, positive and at most {MAX_AMOUNT:g}")
+        out[str(el)] = value
     return out
 
 

@@ -21,7 +21,8 @@ from typing import Any, Literal
 import numpy as np
 
 from invdesign.core.errors import DataFormatError, InvdesignError
-from invdesign.io.composition import metal_core, parse_composition
+from invdesign.core.validate import finite_in_range
+from invdesign.io.composition import check_amounts, metal_core, parse_composition
 from invdesign.io.headers import HeaderInfo, is_data_line, parse_header, split_header
 
 Kind = Literal["pdf", "xrd", "saxs"]
@@ -39,6 +40,14 @@ DEFAULT_RADIATION = "xray"
 OVERRIDES: tuple[str, ...] = ("qmin", "qmax", "qdamp", "biso", "radiation", "wavelength",
                               "composition", "x_unit", "metal_core")
 MIN_POINTS = 10
+#: Plausible ranges of the instrument values (header or option); anything else is refused.
+QDAMP_RANGE = (0.0, 1.0)  # Å^-1
+BISO_RANGE = (0.0, 10.0)  # Å^2
+QMAX_LIMIT = 100.0  # Å^-1 (4 pi / 0.125 Å; a larger value is nm^-1 or a typo)
+WAVELENGTH_LIMIT = 20.0  # Å
+#: Largest |G(r)| (Å^-2) and |I(q)| (arbitrary units) taken as data; beyond is a broken file.
+MAX_ABS_G = 1e6
+MAX_ABS_I = 1e12
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,8 @@ def read_pattern(path: str | PathLike, kind: Kind = "pdf", **overrides: Any) -> 
 
     `composition` may be text ('Au144 S60 C480 H540') or a dict; `metal_core=True` keeps its metals
     only. `x_unit` ('q_A', 'q_nm', '2theta_deg') and `wavelength` (Å) are needed for XRD/SAXS files
-    whose header does not state them.
+    whose header does not state them. Every number is checked (finite, in a plausible range: see
+    `QDAMP_RANGE` etc.), as are the data (`check_values`).
     """
     path = Path(path)
     if kind not in KINDS:
@@ -133,6 +143,7 @@ def read_pattern(path: str | PathLike, kind: Kind = "pdf", **overrides: Any) -> 
     lines = _read_lines(path)
     start = split_header(lines)
     info = parse_header("\n".join(lines[:start]))
+    _check_header(path, info)
     table, line_numbers = _numeric_block(path, lines, start)
     x_raw, y, dy = _columns(path, table, info, line_numbers)
     notes: list[str] = []
@@ -152,27 +163,40 @@ def read_pattern(path: str | PathLike, kind: Kind = "pdf", **overrides: Any) -> 
     radiation = _radiation(pick("radiation", DEFAULT_RADIATION), path)
     if sources["radiation"] == "default":
         notes.append(f"radiation not stated; assuming {DEFAULT_RADIATION} (option radiation)")
+    def number(name: str, default: Any, lo: float, hi: float, unit: str,
+               lo_open: bool = False, fallback: str = "default") -> float:
+        value = pick(name, default)
+        if sources[name] == "default":
+            sources[name] = fallback
+        label = f"{name} ({sources[name]})"
+        return finite_in_range(value, label, lo, hi, lo_open=lo_open, path=path,
+                               error=DataFormatError, unit=unit)
+
     wavelength = pick("wavelength")
-    wavelength = None if wavelength is None else float(wavelength)
-    composition = _composition(pick("composition"), opts.get("metal_core", False))
+    if wavelength is not None:
+        wavelength = number("wavelength", None, 0.0, WAVELENGTH_LIMIT, "Å", lo_open=True)
+    composition = _composition(pick("composition"), opts.get("metal_core", False), path,
+                               sources["composition"])
     if kind == "pdf":
         x, x_unit = x_raw, "r_A"
     else:
         x_unit = pick("x_unit")
         x = _to_q(path, x_raw, x_unit, wavelength)
-    qmin = float(pick("qmin", DEFAULT_QMIN if kind == "pdf" else x[0]))
-    if kind != "pdf" and sources["qmin"] == "default":
-        sources["qmin"] = "data"
-    qmax = float(pick("qmax", DEFAULT_QMAX if kind == "pdf" else x[-1]))
-    if kind != "pdf" and sources["qmax"] == "default":
-        sources["qmax"] = "data"
+    check_values(path, kind, x, y)
+    fallback = "default" if kind == "pdf" else "data"
+    qmin = number("qmin", DEFAULT_QMIN if kind == "pdf" else x[0], 0.0, QMAX_LIMIT, "Å^-1",
+                  fallback=fallback)
+    qmax = number("qmax", DEFAULT_QMAX if kind == "pdf" else x[-1], 0.0, QMAX_LIMIT, "Å^-1",
+                  lo_open=True, fallback=fallback)
     if kind == "pdf" and sources["qmax"] == "default":
         notes.append(f"qmax not in the header; using {DEFAULT_QMAX} Å^-1 (option qmax)")
-    qdamp = float(pick("qdamp", DEFAULT_QDAMP))
+    qdamp = number("qdamp", DEFAULT_QDAMP, *QDAMP_RANGE, "Å^-1")
     if sources["qdamp"] == "default" and kind == "pdf":
         notes.append(f"qdamp not in the header; using {DEFAULT_QDAMP} Å^-1 (option qdamp)")
-    biso = float(pick("biso", DEFAULT_BISO))
-    _check_instrument(path, kind, qmin, qmax, qdamp, biso)
+    biso = number("biso", DEFAULT_BISO, *BISO_RANGE, "Å^2")
+    if not qmin < qmax:
+        raise DataFormatError(f"qmin {qmin:g} and qmax {qmax:g} must satisfy 0 <= qmin < qmax",
+                              path)
     return MeasuredPattern(
         path=path, kind=kind, x=x, y=y, dy=dy, qmin=qmin, qmax=qmax, qdamp=qdamp, biso=biso,
         radiation=radiation, wavelength=wavelength, composition=composition, x_raw=x_raw,
@@ -195,7 +219,37 @@ def check_covers(pattern: MeasuredPattern, grid_min: float, grid_max: float,
         )
 
 
+def check_values(path: str | PathLike, kind: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Refuse (one line naming the file) data no instrument gives: negative r or q, a pattern
+    that is zero everywhere or not finite, |G(r)| above `MAX_ABS_G` Å^-2 or |I(q)| above
+    `MAX_ABS_I`.
+
+    Args:
+        kind: 'pdf' (x = r in Å, y = G(r)) or 'xrd'/'saxs' (x = q in Å^-1, y = I(q)).
+        x: [n] increasing. y: [n].
+    """
+    name, what, limit = ("r", "G(r)", MAX_ABS_G) if kind == "pdf" else ("q", "I(q)", MAX_ABS_I)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise DataFormatError(f"{what} holds NaN or inf", path)
+    if x.size and x[0] < 0:
+        raise DataFormatError(f"{name} starts at {x[0]:g}: a negative {name} is not measured "
+                              f"(the {name} column must be >= 0)", path)
+    peak = float(np.abs(y).max()) if y.size else 0.0
+    if peak == 0.0:
+        raise DataFormatError(f"{what} is zero everywhere (no signal)", path)
+    if peak > limit:
+        raise DataFormatError(f"|{what}| reaches {peak:.3g}, above the plausible {limit:g} "
+                              "(a broken or mis-scaled file)", path)
+
+
 # ------------------------------------------------------------------------------------- helpers
+def _check_header(path: Path, info: HeaderInfo) -> None:
+    """Every numeric header value finite (a header `qdamp = 1e999` is refused, not used)."""
+    for key, value in info.values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DataFormatError(f"header value {key} = {value} is not a finite number", path)
+
+
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise DataFormatError("file not found", path)
@@ -275,10 +329,19 @@ def _radiation(value: str, path: Path) -> str:
     raise DataFormatError(f"radiation must be 'xray' or 'neutron', not {value!r}", path)
 
 
-def _composition(value: Any, core: bool) -> dict[str, float] | None:
+def _composition(value: Any, core: bool, path: Path, source: str) -> dict[str, float] | None:
+    """The composition checked (`check_amounts`); a bad header composition names the file."""
     if value is None:
         return None
-    comp = dict(value) if isinstance(value, dict) else parse_composition(str(value))
+    try:
+        if isinstance(value, dict):
+            comp = check_amounts({str(k): v for k, v in value.items()}, "composition")
+        else:
+            comp = parse_composition(str(value))
+    except InvdesignError as err:
+        if source != "header":
+            raise
+        raise DataFormatError(f"header {err.message}", path) from None
     return metal_core(comp) if core else comp
 
 
@@ -301,13 +364,3 @@ def _to_q(path: Path, x_raw: np.ndarray, unit: str | None, wavelength: float | N
                               path)
     return 4 * math.pi * np.sin(np.radians(x_raw) / 2) / wavelength
 
-
-def _check_instrument(path: Path, kind: str, qmin: float, qmax: float, qdamp: float,
-                      biso: float) -> None:
-    if not (0 <= qmin < qmax):
-        raise DataFormatError(f"qmin {qmin:g} and qmax {qmax:g} must satisfy 0 <= qmin < qmax",
-                              path)
-    if kind == "pdf" and qmax > 100:
-        raise DataFormatError(f"qmax {qmax:g} Å^-1 is not plausible (nm^-1 given?)", path)
-    if qdamp < 0 or biso < 0:
-        raise DataFormatError(f"qdamp ({qdamp:g}) and biso ({biso:g}) must not be negative", path)

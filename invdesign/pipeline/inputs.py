@@ -22,11 +22,14 @@ from invdesign.core.conditions import minmax, to_model_grid
 from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.core.patterns import pattern_spec
 from invdesign.core.tasks import TaskSpec
+from invdesign.core.validate import finite_in_range, int_in_range
 from invdesign.io.measured import MeasuredPattern, check_covers
 from invdesign.pipeline.forward import pattern_names
 from invdesign.pipeline.sizing import SizeEstimate
 
 KINDS = ("pdf", "xrd", "saxs")
+#: Most candidates one run produces (each is simulated, written and ranked).
+MAX_N = 1000
 #: Further header values shown with the instrument values (r range, rpoly, data format).
 HEADER_KEYS = ("rmin", "rmax", "rstep", "rpoly", "dataformat", "x_unit")
 
@@ -104,6 +107,33 @@ def describe(inputs: dict[str, ModelInput]) -> dict[str, Any]:
     return out
 
 
+def check_options(n: Any, seed: Any, refine_top: Any,
+                  fit_range: Any = None) -> tuple[int, int, int, tuple[float, float] | None]:
+    """The run's numeric options checked where they enter `sample` (one line naming the option).
+    (Diffusion `steps` are checked against the checkpoint's schedule by the sampler.)
+
+    Args:
+        n: candidates, 1..`MAX_N` (a larger run is refused with the limit, not cut short).
+        seed: 0..2^32 - 1. refine_top: 1..`MAX_N`.
+        fit_range: None or (lo, hi), finite, 0 <= lo < hi (Å for a PDF, Å^-1 for I(q)).
+    Returns:
+        (n, seed, refine_top, fit_range) as ints and floats.
+    """
+    n = int_in_range(n, "--n", 1, MAX_N, why=" candidates per run (run again with another --seed "
+                     "for more)")
+    seed = int_in_range(seed, "--seed", 0, 2**32 - 1)
+    refine_top = int_in_range(refine_top, "--refine-top", 1, MAX_N)
+    if fit_range is not None:
+        if isinstance(fit_range, (str, bytes)) or len(fit_range) != 2:
+            raise InvdesignError(f"--fit-range must be two numbers (RMIN RMAX), not {fit_range!r}")
+        lo = finite_in_range(fit_range[0], "--fit-range RMIN", 0.0, None)
+        hi = finite_in_range(fit_range[1], "--fit-range RMAX", 0.0, None)
+        if not lo < hi:
+            raise InvdesignError(f"--fit-range {lo:g} {hi:g}: RMIN must be below RMAX")
+        fit_range = (lo, hi)
+    return n, seed, refine_top, fit_range
+
+
 def read_patterns(measured: Any) -> dict[str, Any]:
     """kind -> MeasuredPattern from a pattern, a path (a PDF) or a mapping kind -> either."""
     from invdesign.io.measured import MeasuredPattern, read_pattern
@@ -126,8 +156,8 @@ def resolve_composition(composition: str | Mapping | None, patterns: dict[str, A
                         metal_core: bool = False) -> tuple[dict[int, float] | None, str]:
     """Atomic number -> fraction, and where it came from ('argument', '<source>, FILE', 'model')."""
     from invdesign.core import elements
+    from invdesign.io.composition import check_amounts, parse_composition
     from invdesign.io.composition import metal_core as core_of
-    from invdesign.io.composition import parse_composition
 
     source = "argument"
     if composition is None:
@@ -142,8 +172,9 @@ def resolve_composition(composition: str | Mapping | None, patterns: dict[str, A
     if isinstance(composition, str):
         parsed = parse_composition(composition)
     else:
-        parsed = {(elements.symbol(int(k)) if isinstance(k, (int, np.integer)) else str(k)):
-                  float(v) for k, v in composition.items()}
+        parsed = check_amounts(
+            {(elements.symbol(int(k)) if isinstance(k, (int, np.integer)) else str(k)): v
+             for k, v in composition.items()}, "composition")
     if metal_core:
         parsed = core_of(parsed)
         source += ", metal core only"

@@ -35,6 +35,7 @@ from invdesign.pipeline.candidates import (
 from invdesign.pipeline.forward import ForwardAdapter
 from invdesign.pipeline.inputs import (
     ModelInput,
+    check_options,
     format_fractions,
     model_inputs,
     read_patterns,
@@ -122,8 +123,7 @@ def sample(
             number of steps (None: the checkpoint's defaults).
     """
     say = progress or (lambda _msg: None)
-    if n < 1:
-        raise InvdesignError(f"--n must be at least 1, got {n}")
+    n, seed, refine_top, fit_range = check_options(n, seed, refine_top, fit_range)
     _check_device(device)
     patterns = read_patterns(measured_patterns)
     inputs = [p.path for p in patterns.values() if getattr(p, "path", None)]
@@ -194,6 +194,9 @@ def _run(patterns, composition, model, checkpoint, n, seed, refine, device, fold
     if not candidates:
         raise InvdesignError(f"no candidate could be produced ({plan.text}): every unit cell "
                              "was collapsed or cut to an empty particle")
+    if len(candidates) < n:
+        say(f"only {len(candidates)} of the {n} requested candidates could be produced "
+            f"({plan.text}; the rest would repeat a structure)")
     candidates.sort(key=lambda c: (np.nan_to_num(c.rw, nan=np.inf), c.index))
 
     if refine:
@@ -211,7 +214,8 @@ def _run(patterns, composition, model, checkpoint, n, seed, refine, device, fold
         cand.rank = rank
     _add_properties(candidates, device, say)
 
-    how = _how(route, plan, comp, comp_source, n, seed, refine, refine_top, forward)
+    how = _how(route, plan, comp, comp_source, n, seed, refine, refine_top, forward,
+               produced=len(candidates))
     weights = defaults.weights_file(used_ckpt) if used_ckpt is not None else None
     result = SampleResult(
         candidates=candidates,
@@ -275,8 +279,12 @@ def _add_properties(candidates: list[Candidate], device: str, say: Progress) -> 
 
 
 def _how(route: Route, plan: Plan, comp, comp_source: str, n: int, seed: int,
-         refine: bool, refine_top: int, forward: ForwardAdapter) -> str:
+         refine: bool, refine_top: int, forward: ForwardAdapter, produced: int | None = None
+         ) -> str:
     parts = [f"{n} candidates, seed {seed}: {plan.text}."]
+    if produced is not None and produced < n:
+        parts[0] = (f"{produced} candidates ({n} requested; the rest would repeat a structure), "
+                    f"seed {seed}: {plan.text}.")
     if plan.checkpoint is not None:
         parts.append(f"Model: {plan.checkpoint.name}.")
     if plan.n_known and (route.with_packings or route.name == "packings"):

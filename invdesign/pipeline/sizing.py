@@ -95,17 +95,25 @@ def estimate_size(r: np.ndarray, g: np.ndarray, threshold: float = 0.01,
 
     Args:
         r: [n] Å, increasing. g: [n] measured G(r).
+    Raises:
+        ValueError: G(r) not finite, too short, zero beyond 1.5 Å or all noise.
     """
     r, g = np.asarray(r, dtype=np.float64), np.asarray(g, dtype=np.float64)
+    if not (np.isfinite(r).all() and np.isfinite(g).all()):
+        raise ValueError("G(r) holds NaN or inf")
     nn = first_peak(r, g)
     window = 2.0
     x, env = envelope(r, g, window=window)
     if x.size < 3:
         raise ValueError("G(r) too short to estimate a particle size")
+    if not env.max() > 0:
+        raise ValueError("G(r) is zero everywhere beyond 1.5 Å (no signal to size)")
     # A window of pure noise peaks near 3.5 sigma: the threshold must clear it.
     floor = 4.0 * noise_level(r, g) / env.max()
     rel = env / env.max()
     above = np.flatnonzero(rel > max(threshold, floor))
+    if above.size == 0:
+        raise ValueError("G(r) does not rise above its point-to-point noise (no signal to size)")
     diameter = float(x[above[-1]] + window / 2)
     tail = rel[x > r[0] + 0.85 * (r[-1] - r[0])]
     bulk = (diameter >= r[0] + 0.85 * (r[-1] - r[0]) and tail.size > 0

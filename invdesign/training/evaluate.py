@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from ase.geometry import cellpar_to_cell
 
+from invdesign.core.errors import DataFormatError
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import Condition
 from invdesign.data.datamodule import TaskData
@@ -115,6 +116,7 @@ def evaluate_checkpoint(
     ds = ChiliDataset(data_root)
     task = generator.task
     data = load_task_part(ds, task, kind, int(split_cfg.get("seed", 42)), part)
+    check_finite(data, [ds.records[i].path for i in data.indices])
     out = evaluate_generator(generator, data, condition_on=cond_on)
     out.update(
         {
@@ -130,6 +132,31 @@ def evaluate_checkpoint(
         }
     )
     return out
+
+
+def check_finite(data: TaskData, files: list[str]) -> None:
+    """Refuse data whose patterns, pattern ranges, target coordinates or cells hold NaN or inf
+    (metrics over them would be NaN or meaningless): `DataFormatError` naming the first such file.
+
+    Args:
+        data: the task tensors (patterns [N, L], target [N, max_atoms, 3], cell_params [N, 6]).
+        files: [N] the file each row was read from.
+    """
+    n = len(data)
+    # min-max normalising turns a NaN row into zeros: the stored (min, span) keep the NaN
+    parts = [(f"{name} pattern", values) for name, values in data.patterns.items()]
+    parts += [(f"{name} pattern", values) for name, values in data.pattern_range.items()]
+    parts += [("coordinates", data.target.masked_fill(~data.mask[..., None], 0.0)),
+              ("cell parameters", data.cell_params)]
+    for what, values in parts:
+        bad = ~torch.isfinite(values.reshape(n, -1)).all(dim=1)
+        if bool(bad.any()):
+            row = int(bad.nonzero()[0, 0])
+            size = data.meta[row].get("size_key", "") if data.meta else ""
+            raise DataFormatError(
+                f"{what} of graph {size or data.indices[row]} holds NaN or inf "
+                f"({int(bad.sum())} of {n} graphs); evaluation refuses non-finite data",
+                files[row])
 
 
 #: Sampled cells denser than this many times the true cell are not cut (`pattern_rw`).
