@@ -327,7 +327,7 @@ def test_prior_sample_starts_from_the_prior_estimate(prior_gen: Generator) -> No
     cond = _condition(prior_gen.task, 3)
     cond.cell_params = torch.tensor([[4.0, 4.0, 5.0, 90.0, 90.0, 120.0]]).expand(3, 6)
     out = prior_gen.sample(cond, 1, generator=torch.Generator().manual_seed(0))
-    first = prior_gen.prior.sample(cond, 1, generator=torch.Generator().manual_seed(0))
+    first = prior_gen.prior.mlp.sample(cond, 1, generator=torch.Generator().manual_seed(0))
     for [s], [p] in zip(out, first, strict=True):
         assert s.info["prior"] == "mlp"
         assert sorted(s.species.tolist()) == sorted(p.species.tolist())
@@ -351,7 +351,7 @@ def test_prior_loss_trains_the_prior_and_the_denoiser(prior_gen: Generator) -> N
     assert set(losses) == {"diffusion", "prior", "prior_coord_mae", "loss"}
     torch.testing.assert_close(losses["loss"], losses["diffusion"] + losses["prior"])
     losses["loss"].backward()
-    assert prior_gen.prior.coords[0].weight.grad.abs().sum() > 0
+    assert prior_gen.prior.mlp.coords[0].weight.grad.abs().sum() > 0
     assert any(p.grad is not None and p.grad.abs().sum() > 0
                for p in prior_gen.denoiser.parameters())
     clone = build_generator("diffusion", prior_gen.task, **prior_gen.hparams())
@@ -377,7 +377,7 @@ def test_prior_denoiser_trains_only_at_low_noise(prior_gen: Generator) -> None:
             gen.loss(_batch(gen.task))
     finally:
         del gen._noise_and_prediction
-    limit = int((gen.sigmas <= PRIOR["prior_train_sigma"]).sum())
+    limit = int((gen.space.noise_levels <= PRIOR["prior_train_sigma"]).sum())
     assert 0 < limit < TINY["num_train_timesteps"]
     assert max(seen) < limit and len(set(seen)) > 1
 
@@ -453,7 +453,7 @@ def _cell_prior_gen(monkeypatch: pytest.MonkeyPatch, **options) -> DiffusionGene
     def rock_salt(condition, n, generator=None):
         return [[rock_salt_cell() for _ in range(n)] for _ in range(condition.batch_size)]
 
-    monkeypatch.setattr(gen.prior, "sample", rock_salt)
+    monkeypatch.setattr(gen.prior.mlp, "sample", rock_salt)
     return gen
 
 
@@ -499,8 +499,8 @@ def test_cell_prior_loss_trains_the_prior_on_the_parent_cells() -> None:
     torch.testing.assert_close(
         losses["loss"], losses["diffusion"] + losses["prior"] + 0.1 * losses["count"])
     losses["loss"].backward()
-    assert gen.prior.coords[0].weight.grad.abs().sum() > 0
-    assert gen.prior.task.target == "unit_cell_pos_frac"
+    assert gen.prior.mlp.coords[0].weight.grad.abs().sum() > 0
+    assert gen.prior.mlp.task.target == "unit_cell_pos_frac"
     with pytest.raises(InvdesignError, match="prior 'cell' is for particle tasks"):
         build_generator("diffusion", TaskSpec.parse("xPDF->unit_cell_pos_frac", MAX_ATOMS),
                         **CELL_PRIOR)

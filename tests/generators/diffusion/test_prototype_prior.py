@@ -15,7 +15,7 @@ from invdesign.crystals import prototypes as P
 from invdesign.crystals.cuts import CUT_LARGEST, CUT_STEP, cut_to_count, sphere_cuts
 from invdesign.generators.base import build_generator
 from invdesign.generators.diffusion import DiffusionGenerator
-from invdesign.generators.diffusion.generator import reference_elements
+from invdesign.generators.diffusion.priors import NoPrior, reference_elements
 from invdesign.physics.calculator import simulate
 from invdesign.testing import CellRows, caesium_chloride_cell, rock_salt_cell
 
@@ -126,11 +126,11 @@ def test_prototype_loss_trains_the_classifier_on_the_parent_cells(library) -> No
     torch.testing.assert_close(losses["loss"], losses["diffusion"] + 0.1 * losses["count"]
                                + losses["prototype"])
     expected = torch.nn.functional.cross_entropy(
-        gen.prototype_head(gen.encoder(batch.condition.patterns)), torch.tensor([0, 1]))
+        gen.prior.prototype_head(gen.encoder(batch.condition.patterns)), torch.tensor([0, 1]))
     torch.testing.assert_close(losses["prototype"], expected)
     losses["loss"].backward()
-    assert gen.prototype_head.net[0].weight.grad.abs().sum() > 0
-    assert gen._train_steps < 50  # the denoiser learns the low noise levels only
+    assert gen.prior.prototype_head.net[0].weight.grad.abs().sum() > 0
+    assert gen.prior.train_steps < 50  # the denoiser learns the low noise levels only
 
 
 def test_library_is_read_from_the_training_cells_and_kept_in_the_hparams(library) -> None:
@@ -148,9 +148,10 @@ def test_library_is_read_from_the_training_cells_and_kept_in_the_hparams(library
     assert [p["n_cells"] for p in hp["prototypes"]] == [1, 1]
     gen = _gen("xPDF->pos_abs", library)
     again = build_generator("diffusion", gen.task, **gen.hparams())
-    assert [p.n_atoms for p in again.prototypes] == [p.n_atoms for p in gen.prototypes] == [8, 2]
+    counts = [p.n_atoms for p in gen.prior.prototypes]
+    assert [p.n_atoms for p in again.prior.prototypes] == counts == [8, 2]
     plain = build_generator("diffusion", gen.task, **{**TINY, "prototypes": library})
-    assert plain.hparams()["prototypes"] is None and plain.prototype_head is None
+    assert plain.hparams()["prototypes"] is None and isinstance(plain.prior, NoPrior)
 
 
 def test_bad_prototype_options_raise(library) -> None:
