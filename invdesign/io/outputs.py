@@ -76,7 +76,7 @@ def special_kind(path: Path) -> str | None:
 def check_name_length(path: Path, option: str = "--out") -> None:
     """Refuse a path with a name longer than the file system's limit (usually 255 bytes) or a
     whole path longer than PATH_MAX (usually 4096 bytes)."""
-    existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    existing = next((p for p in (path, *path.parents) if os.path.exists(p)), Path("/"))
     try:
         name_max = os.pathconf(existing, "PC_NAME_MAX")
         path_max = os.pathconf(existing, "PC_PATH_MAX")
