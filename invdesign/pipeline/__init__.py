@@ -1,12 +1,12 @@
 """From measured data to ranked candidate structures (`invdesign sample`).
 
 - `sample`: the Python API (`run.sample`), returning a `SampleResult`;
-- `planning`: how many candidates come from the generator and from known structures; making them;
 - `defaults`: which shipped checkpoint is used by default (the one place to change it);
-- `sizing`, `candidates`: particle size from G(r), and the route that makes the candidates;
-- `packings`, `templates`: known structures beside the model (metallic packings; CHILI-3K
-  crystal types of metal oxides), used when the model cannot or should not answer alone;
-- `forward`: scoring and refinement through `invdesign.evaluators.forward`;
+- `sizing`, `candidates`: particle size from G(r), and the route (`RouteKind`) it leads to;
+- `sources`: the candidate sources (generator samples, unit cells cut to particles, metallic
+  packings, CHILI-3K crystal types of metal oxides) and how to add one;
+- `planning`: which sources run for the route and how many candidates each makes;
+- `forward`: scoring and refinement through the 'forward' evaluator (evaluator registry);
 - `outputs`, `report`: files in `--out` (written atomically) and the printed table.
 """
 

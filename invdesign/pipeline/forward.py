@@ -1,14 +1,15 @@
 """The pipeline's view of forward simulation: scoring, refining and fit curves of candidates.
 
-A thin layer over `invdesign.evaluators.forward` (`ForwardEvaluator`, `refine`) that turns its
-records into `Candidate`s. The first given pattern of pdf, xrd, saxs ranks the candidates; the
-others add their Rw and Pearson r as extra scores.
+A thin layer over the 'forward' evaluator (`ForwardEvaluator`, taken from the evaluator registry)
+and `invdesign.evaluators.forward.refine` that turns their records into `Candidate`s. The first
+given pattern of pdf, xrd, saxs ranks the candidates; the others add their Rw and Pearson r as
+extra scores.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,10 +17,14 @@ import torch
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import TaskSpec
-from invdesign.evaluators.forward import DEFAULT_FIT_RANGE, ForwardEvaluator, refine, rw
+from invdesign.evaluators.base import evaluator_class
+from invdesign.evaluators.forward import DEFAULT_FIT_RANGE, refine, rw
 from invdesign.evaluators.forward.evaluator import check_finite
 from invdesign.evaluators.forward.refine import BISO_GRID, QDAMP_GRID
 from invdesign.pipeline.result import Candidate, Fit
+
+if TYPE_CHECKING:
+    from invdesign.evaluators.forward import ForwardEvaluator
 
 ORDER = ("pdf", "xrd", "saxs")
 #: Task pattern names per measured kind and radiation.
@@ -74,9 +79,10 @@ class ForwardAdapter:
                  device: str = "cpu") -> None:
         self.patterns = patterns
         self.primary = next(k for k in ORDER if k in patterns)
+        forward = evaluator_class("forward")
         self.evaluators = {
-            kind: ForwardEvaluator(p, fit_range=pdf_fit_range(p, fit_range)
-                                   if kind == "pdf" else DEFAULT_FIT_RANGE, device=device)
+            kind: forward(p, fit_range=pdf_fit_range(p, fit_range)
+                          if kind == "pdf" else DEFAULT_FIT_RANGE, device=device)
             for kind, p in patterns.items()
         }
         self.device = device

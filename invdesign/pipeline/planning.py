@@ -1,103 +1,123 @@
-"""Where `sample`'s candidates come from: the plan (how many from the generator, how many from
-known structures, per the route of `candidates.plan_route`), the generator it samples, and the
-candidates themselves, yielded one by one."""
+"""The plan of `sample`: which candidate sources (`sources.SOURCES`) make how many candidates, the
+generator it samples, and the candidates themselves, yielded one by one."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
-from invdesign.crystals.cuts import cut_cells
-from invdesign.pipeline import defaults
-from invdesign.pipeline.candidates import Route, from_generator, from_packings
-from invdesign.pipeline.inputs import ModelInput
+from invdesign.generators.checkpoint import load_checkpoint
+from invdesign.pipeline.sources import (
+    SOURCES,
+    CandidateSource,
+    ModelMissing,
+    PlanInputs,
+    SourceContext,
+)
 
 
 def load_generator(path: Path, device: str = "cpu"):
     """The generator of a checkpoint (`load_checkpoint`; the registry imports only its package)."""
-    from invdesign.generators.checkpoint import load_checkpoint
-
     return load_checkpoint(path, device=device)
 
 
-@dataclass
+@dataclass(frozen=True)
+class Part:
+    """`n` candidates from `source`."""
+
+    source: CandidateSource
+    n: int
+
+
+@dataclass(frozen=True)
 class Plan:
     """How many candidates come from where.
 
     Attributes:
-        n_model: from the generator (cut from its unit cells on the 'unit_cell' route).
-        n_known: from known structures: metallic packings or CHILI-3K crystal types.
-        checkpoint: the generator checkpoint actually sampled (None when n_model is 0).
+        parts: the sources that run and their counts, in production order (a count may be 0).
+        checkpoint: the generator checkpoint actually sampled (None when no model source runs).
         text: one sentence for the report.
     """
 
-    n_model: int
-    n_known: int
+    parts: tuple[Part, ...]
     checkpoint: Path | None
     text: str
 
+    @property
+    def n_model(self) -> int:
+        """Candidates from the generator."""
+        return sum(p.n for p in self.parts if p.source.from_model)
 
-def make_plan(route: Route, generator, ckpt: Path, comp, size, n: int) -> Plan:
-    """Split `n` between the model and known structures (see `candidates` and `templates`)."""
-    from invdesign.crystals.templates import matching_types
+    @property
+    def n_known(self) -> int:
+        """Candidates from known structures."""
+        return sum(p.n for p in self.parts if not p.source.from_model)
 
-    if route.name == "packings":
-        return Plan(0, n, None, f"{n} from known metallic packings")
-    model_ckpt: Path | None = ckpt
-    types = matching_types(comp) if size is not None else []
-    if route.name == "unit_cell" and generator.task.kind == "particle":
+    @property
+    def model_name(self) -> str:
+        """The sampled checkpoint's folder name, else the name of the first source."""
+        return self.checkpoint.name if self.checkpoint is not None else self.parts[0].source.name
+
+    @property
+    def methods(self) -> list[str]:
+        """The sentences on the methods of the sources that make candidates (each once)."""
+        return list(dict.fromkeys(p.source.method for p in self.parts if p.n and p.source.method))
+
+
+def _share(total: int, count: int) -> list[int]:
+    """`total` split into `count` near-equal parts, the larger ones first."""
+    return [total // count + (i < total % count) for i in range(count)]
+
+
+def make_plan(inputs: PlanInputs, loaded: Path, n: int,
+              sources: Sequence[CandidateSource] = SOURCES) -> Plan:
+    """Share `n` among the sources that apply to `inputs`: the known-structure sources get n // 2
+    when a model source applies too, else everything; when the model source's checkpoint is not
+    installed, the known sources get all `n` (and the error is raised when there are none).
+
+    Args:
+        inputs: route, composition, size and the loaded generator's task.
+        loaded: the checkpoint the run loaded.
+        n: candidates in all.
+    """
+    applying = [s for s in sources if s.applies(inputs)]
+    model = [s for s in applying if s.from_model]
+    known = [s for s in applying if not s.from_model]
+    checkpoint: Path | None = None
+    note = ""
+    if model:
         try:
-            model_ckpt = defaults.resolve_checkpoint(defaults.UNIT_CELL_MODEL)
-        except InvdesignError:
-            if not types:
+            checkpoint = model[0].checkpoint(inputs, loaded)
+        except ModelMissing as err:
+            if not known:
                 raise
-            return Plan(0, n, None, f"{n} cut from the CHILI-3K crystal types "
-                        f"{', '.join(types)} (the unit-cell model {defaults.UNIT_CELL_MODEL} is "
-                        "not installed)")
-    known = "known metallic packings" if route.with_packings else (
-        f"the CHILI-3K crystal types {', '.join(types)}" if types else "")
-    n_known = n // 2 if known else 0
-    what = "sampled" if route.name == "generator" else "unit cells sampled and cut"
-    text = f"{n - n_known} {what} from the model" + (f", {n_known} from {known}" if known else "")
-    return Plan(n - n_known, n_known, model_ckpt, text)
+            model, note = [], f" ({err.note})"
+    n_known = (n // 2 if model else n) if known else 0
+    counts = _share(n - n_known, len(model)) if model else []
+    counts += _share(n_known, len(known)) if known else []
+    parts = tuple(Part(s, k) for s, k in zip(model + known, counts, strict=True))
+    if not parts:
+        raise InvdesignError(f"no candidate source applies to the route {inputs.route.name}")
+    text = ", ".join(f"{p.n} {p.source.phrase(inputs)}" for p in parts) + note
+    return Plan(parts, checkpoint, text)
 
 
-def sampled_generator(route: Route, generator, plan: Plan, device: str):
-    """The generator the plan samples (the unit-cell model on the 'unit_cell' route when the
-    default is a particle model), or None when every candidate comes from known structures."""
-    if not plan.n_model:
+def sampled_generator(plan: Plan, generator, loaded: Path, device: str):
+    """The generator the plan samples: `generator` (loaded from `loaded`) or the one of the
+    plan's checkpoint (the unit-cell model beside a particle model); None when the plan samples
+    none."""
+    if plan.checkpoint is None or not plan.n_model:
         return None
-    if route.name == "unit_cell" and generator.task.kind == "particle":
-        assert plan.checkpoint is not None
-        return load_generator(plan.checkpoint, device=device)
-    return generator
+    if plan.checkpoint == loaded:
+        return generator
+    return load_generator(plan.checkpoint, device=device)
 
 
-def produce(plan: Plan, route: Route, generator, inputs: dict[str, ModelInput], comp, size,
-            seed, device, say, sampling=None) -> Iterator[Structure]:
-    """The candidates of `plan`, yielded one by one (cut particles as they are cut); `sampling`:
-    the diffusion sampler's options (`candidates.from_generator`)."""
-    from invdesign.core.conditions import prepare_condition
-    from invdesign.crystals.templates import template_candidates
-
-    diameter = route.diameter or (size.diameter if size is not None else None)
-    if plan.n_model:
-        condition = prepare_condition({inp.name: (inp.grid, inp.values)
-                                       for inp in inputs.values()},
-                                      generator.task, composition=comp)
-        structures = from_generator(generator, condition, plan.n_model, seed, sampling)
-        if route.name == "unit_cell":
-            assert diameter is not None
-            say(f"cutting {len(structures)} sampled unit cells to {diameter:.0f} Å particles")
-            yield from cut_cells(structures, diameter, device)
-        else:
-            yield from structures
-    if plan.n_known:
-        assert size is not None and diameter is not None
-        if route.with_packings or route.name == "packings":
-            yield from from_packings(comp, size, diameter, plan.n_known, seed)
-        else:
-            yield from template_candidates(comp, diameter, plan.n_known, device)
+def produce(plan: Plan, context: SourceContext) -> Iterator[Structure]:
+    """The candidates of `plan`, yielded one by one (cut particles as they are cut)."""
+    for part in plan.parts:
+        if part.n:
+            yield from part.source.candidates(context, part.n)

@@ -10,9 +10,11 @@ The Python API behind `invdesign sample`:
 
 Steps: read the patterns; take the composition from the argument, else a header, else the model;
 load the generator (default: `invdesign.pipeline.defaults.DEFAULT_MODEL`); estimate the particle
-size from G(r) and pick a route (`candidates.plan_route`); produce `n` candidates (`planning`),
-forward-simulate each on the measured grid (Rw, fitted scale) and write it at once; optionally
-refine the best ones; rank by (refined) Rw; write summaries, fit plots and `.fgr` curves.
+size from G(r) and pick a route (`candidates.plan_route`); produce `n` candidates from the
+candidate sources that apply (`planning`, `sources`), forward-simulate each on the measured grid
+(Rw, fitted scale) and write it at once; optionally refine the best ones; rank by (refined) Rw;
+predict formation energies (the 'formation_energy' evaluator, when its checkpoint is shipped);
+write summaries, fit plots and `.fgr` curves. The API's options travel as one `SampleRequest`.
 """
 
 from __future__ import annotations
@@ -20,19 +22,19 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from invdesign.core.errors import DataFormatError, InvdesignError
+from invdesign.evaluators.base import evaluator_class
 from invdesign.pipeline import defaults
-from invdesign.pipeline.candidates import (
-    Route,
-    plan_route,
-)
-from invdesign.pipeline.forward import ForwardAdapter
+from invdesign.pipeline.candidates import Route, plan_route
+from invdesign.pipeline.forward import REFINE_SECONDS, REFINE_STEPS, ForwardAdapter
 from invdesign.pipeline.inputs import (
     ModelInput,
     check_options,
@@ -47,8 +49,34 @@ from invdesign.pipeline.outputs import OutputFolder
 from invdesign.pipeline.planning import Plan, load_generator, make_plan, produce, sampled_generator
 from invdesign.pipeline.result import Candidate, SampleResult
 from invdesign.pipeline.sizing import SizeEstimate, estimate_size
+from invdesign.pipeline.sources import PlanInputs, SourceContext
 
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """The options of one `sample` run, checked and built once from the API's arguments (see
+    `sample` for their meaning)."""
+
+    composition: str | Mapping | None
+    model: str | None
+    checkpoint: str | os.PathLike | None
+    n: int
+    seed: int
+    refine: bool
+    refine_top: int
+    device: str
+    fit_range: tuple[float, float] | None
+    metal_core: bool
+    n_plotted: int
+    sampler: str | None = None
+    steps: int | None = None
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """Options of the generator's `sample` (None: the checkpoint's default)."""
+        return {"sampler": self.sampler, "steps": self.steps}
 
 
 def versions() -> dict[str, str]:
@@ -72,8 +100,6 @@ def sha256(path: Path) -> str:
 
 
 def _check_device(device: str) -> None:
-    import torch
-
     try:
         dev = torch.device(device)
     except RuntimeError:
@@ -125,14 +151,16 @@ def sample(
     say = progress or (lambda _msg: None)
     n, seed, refine_top, fit_range = check_options(n, seed, refine_top, fit_range)
     _check_device(device)
+    request = SampleRequest(composition=composition, model=model, checkpoint=checkpoint, n=n,
+                            seed=seed, refine=refine, refine_top=refine_top, device=device,
+                            fit_range=fit_range, metal_core=metal_core, n_plotted=n_plotted,
+                            sampler=sampler, steps=steps)
     patterns = read_patterns(measured_patterns)
     inputs = [p.path for p in patterns.values() if getattr(p, "path", None)]
     inputs += [checkpoint] if checkpoint is not None else []  # --out must not replace them
     folder = OutputFolder(out, force, protect=inputs) if out is not None else None
     try:
-        result = _run(patterns, composition, model, checkpoint, n, seed, refine, device, folder,
-                      fit_range, metal_core, refine_top, n_plotted, say,
-                      {"sampler": sampler, "steps": steps})
+        result = _run(request, patterns, folder, say)
         if folder is not None:
             result.out = str(folder.commit())
         return result
@@ -141,13 +169,15 @@ def sample(
             folder.discard()
 
 
-def _run(patterns, composition, model, checkpoint, n, seed, refine, device, folder, fit_range,
-         metal_core, refine_top, n_plotted, say, sampling) -> SampleResult:
+def _run(request: SampleRequest, patterns: dict[str, Any], folder: OutputFolder | None,
+         say: Progress) -> SampleResult:
+    """The run of `sample` once the options are checked and the patterns read."""
+    n, device = request.n, request.device
     taken = taken_values(patterns)
-    comp, comp_source = resolve_composition(composition, patterns, metal_core)
+    comp, comp_source = resolve_composition(request.composition, patterns, request.metal_core)
     taken["composition"] = f"{format_fractions(comp)} ({comp_source})"
-    ckpt = defaults.resolve_checkpoint(model, checkpoint)
-    source = "option" if (model or checkpoint) else "default"
+    ckpt = defaults.resolve_checkpoint(request.model, request.checkpoint)
+    source = "option" if (request.model or request.checkpoint) else "default"
     generator = load_generator(ckpt, device=device)
     taken["model"] = f"{ckpt.name} ({source}), task {generator.task.name}"
 
@@ -166,22 +196,19 @@ def _run(patterns, composition, model, checkpoint, n, seed, refine, device, fold
     route = plan_route(generator.task, size, comp)
     say(f"route: {route.name}: {route.reason}")
 
-    forward = ForwardAdapter(patterns, fit_range=fit_range, device=device)
-    plan = make_plan(route, generator, ckpt, comp, size, n)
+    forward = ForwardAdapter(patterns, fit_range=request.fit_range, device=device)
+    plan_inputs = PlanInputs(route, comp, size, generator.task)
+    plan = make_plan(plan_inputs, ckpt, n)
     say(f"candidates: {plan.text}")
-    sampled = sampled_generator(route, generator, plan, device)
+    sampled = sampled_generator(plan, generator, ckpt, device)
     inputs = _model_inputs(patterns, sampled or generator, size, sampled is not None, folder)
     for key, value in describe_inputs(inputs).items():
         taken[key] = value
         say(f"{key}: {value}")
     used_ckpt = plan.checkpoint
-    if used_ckpt is not None:
-        used_model = used_ckpt.name
-    elif route.name == "packings":
-        used_model = "packings"
-    else:
-        used_model = "crystal_types"
-    produced = produce(plan, route, sampled, inputs, comp, size, seed, device, say, sampling)
+    context = SourceContext(plan_inputs, sampled, inputs, request.seed, device, request.sampling,
+                            say)
+    produced = produce(plan, context)
 
     candidates: list[Candidate] = []
     for i, structure in enumerate(produced):
@@ -199,9 +226,9 @@ def _run(patterns, composition, model, checkpoint, n, seed, refine, device, fold
             f"({plan.text}; the rest would repeat a structure)")
     candidates.sort(key=lambda c: (np.nan_to_num(c.rw, nan=np.inf), c.index))
 
-    if refine:
+    if request.refine:
         chosen = sorted(candidates, key=lambda c: (c.scores.get("rw_scan", c.rw), c.index))
-        chosen = chosen[:refine_top]
+        chosen = chosen[:request.refine_top]
         stepped = forward.refine_many(chosen)
         for cand in chosen:
             if folder is not None:
@@ -214,22 +241,21 @@ def _run(patterns, composition, model, checkpoint, n, seed, refine, device, fold
         cand.rank = rank
     _add_properties(candidates, device, say)
 
-    how = _how(route, plan, comp, comp_source, n, seed, refine, refine_top, forward,
-               produced=len(candidates))
+    how = _how(request, route, plan, comp, comp_source, forward, produced=len(candidates))
     weights = defaults.weights_file(used_ckpt) if used_ckpt is not None else None
     result = SampleResult(
         candidates=candidates,
-        model=used_model,
+        model=plan.model_name,
         checkpoint=str(weights or ""),
         checkpoint_hash=sha256(weights) if weights is not None else "",
-        seed=int(seed),
+        seed=request.seed,
         versions=versions(),
         how=how,
         taken=taken,
         fit_range=forward.fit_range,
     )
     if folder is not None:
-        _write_run(folder, result, forward, n_plotted)
+        _write_run(folder, result, forward, request.n_plotted)
     return result
 
 
@@ -264,9 +290,6 @@ def _add_properties(candidates: list[Candidate], device: str, say: Progress) -> 
             f"{defaults.PROPERTY_MAX_ATOMS} atoms (outside the property model's training set)")
     if not chosen:
         return
-    import invdesign.evaluators.property.evaluator  # noqa: F401  (registers 'formation_energy')
-    from invdesign.evaluators.base import evaluator_class
-
     try:
         evaluator = evaluator_class("formation_energy")(checkpoint=path, device=device)
         records = evaluator.evaluate([c.final for c in chosen])
@@ -278,34 +301,28 @@ def _add_properties(candidates: list[Candidate], device: str, say: Progress) -> 
     say(f"formation energy predicted with {path.name} for {len(chosen)} candidate(s)")
 
 
-def _how(route: Route, plan: Plan, comp, comp_source: str, n: int, seed: int,
-         refine: bool, refine_top: int, forward: ForwardAdapter, produced: int | None = None
-         ) -> str:
+def _how(request: SampleRequest, route: Route, plan: Plan, comp, comp_source: str,
+         forward: ForwardAdapter, produced: int | None = None) -> str:
+    """The report's paragraph on how the candidates were made and ranked."""
+    n, seed = request.n, request.seed
     parts = [f"{n} candidates, seed {seed}: {plan.text}."]
     if produced is not None and produced < n:
         parts[0] = (f"{produced} candidates ({n} requested; the rest would repeat a structure), "
                     f"seed {seed}: {plan.text}.")
     if plan.checkpoint is not None:
         parts.append(f"Model: {plan.checkpoint.name}.")
-    if plan.n_known and (route.with_packings or route.name == "packings"):
-        parts.append("Packings: ase fcc/hcp/bcc spheres and ase.cluster truncated octahedra, "
-                     "cuboctahedra, icosahedra, decahedra at the first-peak distance.")
-    if route.name == "unit_cell" or (plan.n_known and not route.with_packings
-                                     and route.name != "packings"):
-        parts.append("Particles cut from unit cells with DebyeCalculator's cutter.")
+    parts.extend(plan.methods)
     parts.append(f"Why: {route.reason}.")
     parts.append(f"Species: {format_fractions(comp)} ({comp_source}).")
     parts.append(f"Ranked by Rw of the DebyeCalculator pattern on the measured grid over "
                  f"{forward.fit_range[0]:g}-{forward.fit_range[1]:g} Å (least-squares scale).")
-    if refine:
-        from invdesign.pipeline.forward import REFINE_SECONDS, REFINE_STEPS
-
-        parts.append(f"The {refine_top} best by Rw with biso (and a default qdamp) scanned were "
-                     "refined through DebyeCalculator: lattice scale, biso and qdamp on grids; "
-                     f"the best of them then got up to {REFINE_STEPS} gradient steps on positions "
-                     "and those parameters (with a minimum-distance guard; the whole refinement "
-                     f"within {REFINE_SECONDS:g} s of wall time, so a loaded machine takes fewer "
-                     "steps: see refine_steps); re-ranked by refined Rw.")
+    if request.refine:
+        parts.append(f"The {request.refine_top} best by Rw with biso (and a default qdamp) "
+                     "scanned were refined through DebyeCalculator: lattice scale, biso and qdamp "
+                     f"on grids; the best of them then got up to {REFINE_STEPS} gradient steps on "
+                     "positions and those parameters (with a minimum-distance guard; the whole "
+                     f"refinement within {REFINE_SECONDS:g} s of wall time, so a loaded machine "
+                     "takes fewer steps: see refine_steps); re-ranked by refined Rw.")
     return " ".join(parts)
 
 
