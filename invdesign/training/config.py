@@ -142,8 +142,8 @@ def _merge(base: DictConfig, other: Any, where: str) -> DictConfig:
     except OmegaConfBaseException as exc:
         msg = str(exc).splitlines()[0]
         key = getattr(exc, "full_key", None)
-        raise ConfigError(f"{key}: {msg}" if key else f"invalid configuration: {msg}",
-                          where) from None
+        raise ConfigError(f"invalid configuration: {key}: {msg}" if key
+                          else f"invalid configuration: {msg}", where) from None
 
 
 def _build(
