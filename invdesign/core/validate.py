@@ -19,8 +19,8 @@ from invdesign.core.errors import InvdesignError
 def _bounds(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
     left = "(" if lo_open else "["
     right = ")" if hi_open else "]"
-    low = "-inf" if lo is None else f"{lo:g}"
-    high = "inf" if hi is None else f"{hi:g}"
+    low = "-inf" if lo is None else str(lo) if isinstance(lo, int) else f"{lo:g}"
+    high = "inf" if hi is None else str(hi) if isinstance(hi, int) else f"{hi:g}"
     return f"{left}{low}, {high}{right}"
 
 
