@@ -37,6 +37,7 @@ class Case:
     timeout: float = 120.0
     runner: str = "plain"  # or "concurrent" (twice at once), "sigterm"
     mutable: tuple[str, ...] = ()  # files the case expects to change (not counted as inputs)
+    report_ok: bool = False  # a refusal may leave a report its message names (data build)
 
 
 @dataclass
@@ -158,6 +159,14 @@ def poison_index(d: Path) -> None:
                            for s in e["sizes"]])(d)
 
 
+def flip_bytes(d: Path, offset: int = 117, length: int = 16) -> None:
+    """16 bytes of the first file's HDF5 metadata inverted (found by tests/fuzz/test_fuzz_hdf5)."""
+    path = d / "ds" / "RockSalt_TiO.h5"
+    raw = bytearray(path.read_bytes())
+    raw[offset:offset + length] = bytes(b ^ 0xFF for b in raw[offset:offset + length])
+    path.write_bytes(bytes(raw))
+
+
 def nan_patterns(d: Path) -> None:
     with h5py.File(d / "ds" / "RockSalt_ZnO.h5", "r+") as h5:
         for size in h5["ScatteringData"].values():
@@ -189,7 +198,9 @@ def symlinked_input(d: Path) -> None:
 
 def train_config(text: str = "") -> Callable[[Path], None]:
     def setup(d: Path) -> None:
-        src = (REPO / "configs" / "mlp_xpdf_pos_abs.yaml").read_text()
+        name = "mlp_xpdf_pos_abs.yaml"
+        found = [REPO / "configs" / "experiment" / name, REPO / "configs" / name]
+        src = next(p for p in found if p.is_file()).read_text()
         (d / "cfg.yaml").write_text(src.replace("name: mlp_xpdf_pos_abs", text or
                                                 "name: mlp_xpdf_pos_abs"))
     return setup
@@ -256,7 +267,7 @@ def issue_cases() -> list[Case]:
                                           "Zn", "Ti", "--crystal-types", "RockSalt", "Wurtzite",
                                           "--radii", "3", "5", "--no-progress"],
              both(TINY, truncate("ds/RockSalt_ZnO.h5")), "ok", h5_rebuilt,
-             mutable=("ds/RockSalt_ZnO.h5",)),
+             mutable=("ds/RockSalt_ZnO.h5", "ds/build_report.tsv")),
         Case("gr-all-zero", PDF, gr_variant(lambda h, d: (h, _set(d, slice(None), 1, 0.0)))),
         Case("composition-huge", [*PDF, "--composition", "Pt1000000000000"], copy_example()),
         Case("out-unwritable", ["sample", "--pdf", "x.gr", "--n", "2", "--out", "x.gr/sub"],
@@ -306,7 +317,7 @@ def issue_cases() -> list[Case]:
              "ok", coincident_not_ok),
         Case("cif-10000-atoms", ["data", "build", "cifs", "--cif-dir", "cifs", "--out", "built",
                                  "--radii", "5", "--no-progress"], big_cif, "either",
-             timeout=120),
+             timeout=90),
     ]
 
 
@@ -316,7 +327,6 @@ def classic_cases() -> list[Case]:
     gr = gr_variant
     return [
         Case("gr-no-numbers", PDF, lambda d: (d / "x.gr").write_text("# header\nr G\nabc def\n")),
-        Case("gr-empty", PDF, lambda d: (d / "x.gr").write_bytes(b"")),
         Case("gr-binary", PDF, lambda d: (d / "x.gr").write_bytes(bytes(range(256)) * 8)),
         Case("gr-missing", PDF),
         Case("gr-non-monotonic", PDF, gr(lambda h, d: (h, d[[*range(100), 101, 100,
@@ -325,7 +335,6 @@ def classic_cases() -> list[Case]:
         Case("gr-nan", PDF, gr(lambda h, d: (h, _set(d, 300, 1, np.nan)))),
         Case("gr-inf", PDF, gr(lambda h, d: (h, _set(d, 300, 1, np.inf)))),
         Case("gr-short-range", PDF, gr(lambda h, d: (h, d[d[:, 0] <= 5.0]))),
-        Case("gr-one-column", PDF, gr(lambda h, d: (h, d[:, :1]))),
         Case("gr-ragged-columns", PDF,
              lambda d: (d / "x.gr").write_text("".join(
                  f"{0.1 * i} {i % 3}" + (" 1" if i == 20 else "") + "\n" for i in range(60)))),
@@ -334,14 +343,15 @@ def classic_cases() -> list[Case]:
              "either"),
         Case("cif-unreadable-build", ["data", "build", "cifs", "--cif-dir", "cands", "--out",
                                       "built", "--radii", "5", "--no-progress"],
-             candidates(bad_cif="data_x\n_cell_length_a foo\n"), "either"),
+             candidates(bad_cif="data_x\n_cell_length_a foo\n"), "either", report_ok=True),
         Case("h5-truncated-info", ["data", "info", "ds"],
              both(TINY, truncate("ds/Wurtzite_ZnO.h5"))),
         Case("h5-truncated-evaluate", EVAL, both(TINY, MLP, truncate("ds/Wurtzite_ZnO.h5", 0.9))),
+        Case("h5-flipped-bytes", ["data", "info", "ds"], both(TINY, flip_bytes)),
         Case("h5-not-hdf5", ["data", "info", "ds"],
              both(TINY, lambda d: (d / "ds" / "RockSalt_TiO.h5").write_text("not hdf5"))),
-        Case("ckpt-other-task", ["sample", "--pdf", "x.gr", "--n", "2", "--out", "out",
-                                 "--checkpoint", "xrdck"], both(ex, copy_asset("xrd_ck", "xrdck"))),
+        Case("ckpt-other-task", [*PDF, "--checkpoint", "xrdck"],
+             both(ZNO, copy_asset("xrd_ck", "xrdck"))),
         Case("ckpt-property-as-generator", [*PDF, "--checkpoint", "pk"], both(ex, PROP)),
         Case("ckpt-generator-as-property", ["screen", "cands", "--checkpoint", "ck", "--out",
                                             "p.csv"], both(candidates(a_xyz=XYZ_OK), MLP)),
@@ -351,23 +361,18 @@ def classic_cases() -> list[Case]:
              both(ex, lambda d: (d / "ck").mkdir(),
                   lambda d: (d / "ck" / "model.safetensors").write_bytes(
                       b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x94.")),),
-        Case("evaluate-other-task-ckpt", [*EVAL[:2], "xrdck", *EVAL[3:]],
-             both(TINY, copy_asset("xrd_ck", "xrdck"))),
+        Case("evaluate-property-ckpt", [*EVAL[:2], "pk", *EVAL[3:]], both(TINY, PROP)),
         Case("opt-n-zero", [*PDF, "--n", "0"], ex),
         Case("opt-n-negative", [*PDF, "--n", "-3"], ex),
         Case("opt-n-not-int", [*PDF, "--n", "two"], ex),
         Case("opt-fit-range-reversed", [*PDF, "--fit-range", "20", "2"], ex),
-        Case("opt-fit-range-nan", [*PDF, "--fit-range", "nan", "20"], ex),
         Case("opt-qmax-negative", [*PDF, "--qmax", "-1"], ex),
         Case("opt-qmin-above-qmax", [*PDF, "--qmin", "40", "--qmax", "30"], ex),
-        Case("opt-qmax-inf", [*PDF, "--qmax", "inf"], ex),
-        Case("opt-qdamp-negative", [*PDF, "--qdamp", "-0.1"], ex),
         Case("opt-steps-for-mlp", [*PDF, "--steps", "5"], ZNO),
         Case("opt-sampler-unknown", [*PDF, "--sampler", "nosuch"], ZNO),
         Case("opt-model-unknown", [*PDF, "--model", "nosuch"], ex),
         Case("opt-composition-unknown", [*PDF, "--composition", "Xx2"], ex),
         Case("opt-composition-empty", [*PDF, "--composition", " "], ex),
-        Case("opt-composition-zero", [*PDF, "--composition", "Pt0"], ex),
         Case("opt-device-unknown", [*PDF, "--device", "nosuch"], ex),
         Case("opt-no-pattern", ["sample", "--n", "2", "--out", "out"]),
         Case("opt-xrd-without-unit", ["sample", "--xrd", "x.gr", "--n", "2", "--out", "out"], ex),

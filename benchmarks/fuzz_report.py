@@ -114,7 +114,6 @@ def _limit_memory() -> None:
 
 def start(argv: list[str], cwd: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUZZ_")}
-    env["PYTHONWARNINGS"] = "default"
     return subprocess.Popen(CLI + argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_limit_memory,
                             start_new_session=True)
@@ -193,7 +192,11 @@ def out_targets(argv: list[str]) -> list[str]:
 def run_case(case: Case, root: Path) -> Outcome:
     cwd = root / case.name
     cwd.mkdir()
-    case.setup(cwd)
+    try:
+        case.setup(cwd)
+    except Exception as exc:  # a broken case is reported, never stops the campaign
+        return Outcome(case, Run(None, note=f"setup failed: {type(exc).__name__}: {exc}"),
+                       [], [], [], "case not run")
     before = checksums(cwd)
     existing = {p for p in out_targets(case.argv) if os.path.lexists(cwd / p)}
     run = RUNNERS[case.runner](case, cwd)
@@ -205,8 +208,8 @@ def run_case(case: Case, root: Path) -> Outcome:
                         if p.is_dir() and TEMP_NAME.search(p.name))
     outputs = [p for p in out_targets(case.argv)
                if p not in existing and os.path.lexists(cwd / p)]
-    if run.rc == 0 or case.runner == "concurrent":  # success writes; one concurrent run may
-        outputs = []
+    if run.rc == 0 or case.runner == "concurrent" or case.report_ok:
+        outputs = []  # success writes; so may one of two concurrent runs, or a refusal's report
     try:
         problem = case.check(cwd, run) if case.check else None
     except Exception as exc:  # a check must report, never stop the campaign
