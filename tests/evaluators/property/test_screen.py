@@ -123,3 +123,46 @@ def test_screen_ranks_candidates_without_a_prediction_last(candidates, tmp_path,
     assert ranked[-1]["chgnet_formation_energy_per_atom"] == ""  # not checked
     assert all(r["status"] == "ok" and r["chgnet_formation_energy_per_atom"] for r in ranked[:-1])
     assert "1 without a prediction" in capsys.readouterr().out
+
+
+# ----------------------------------------------------- candidate sanity (issue 22, item 4)
+OVERLAP = "invalid: atoms overlap: minimum distance 0 Å, below 0.7 x the sum of their atomic radii"
+
+
+def test_screen_marks_coincident_atoms_and_lone_atoms_invalid(
+    tiny_checkpoint, candidates, tmp_path
+):
+    """Three atoms on one point and a 1-atom particle are not predicted: status 'invalid: ...',
+    ranked last, never 'ok'; the valid files are ranked as before."""
+    (candidates / "stack.xyz").write_text("3\nstack\nCu 0 0 0\nCu 0 0 0\nCu 0 0 0\n")
+    (candidates / "one.xyz").write_text("1\none atom\nCu 0 0 0\n")
+    out = tmp_path / "pred.csv"
+    argv = ["screen", str(candidates), "--checkpoint", str(tiny_checkpoint), "--out", str(out)]
+    assert main(argv) == 0
+    ranked = {r["file"]: r for r in csv.DictReader(out.open()) if r["rank"]}
+    assert [r["rank"] for r in ranked.values()] == ["1", "2", "3", "4", "5"]
+    assert {ranked["one.xyz"]["rank"], ranked["stack.xyz"]["rank"]} == {"4", "5"}
+    assert ranked["stack.xyz"]["status"] == OVERLAP
+    assert ranked["one.xyz"]["status"] == "invalid: 1 atom; at least 2 needed"
+    assert ranked["stack.xyz"]["formation_energy_per_atom"] == ""
+    assert ranked["one.xyz"]["formation_energy_per_atom"] == ""
+    assert all(ranked[f]["status"] == "ok" for f in ("au4.xyz", "cu.cif", "sub/mgo.cif"))
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("1\none atom\nCu 0 0 0\n", "1 atom; at least 2 needed"),
+    ("3\nstack\nCu 0 0 0\nCu 0 0 0\nCu 0 0 0\n", OVERLAP.removeprefix("invalid: ")),
+])
+def test_screen_without_a_valid_candidate_exits_2_with_one_line(
+    tiny_checkpoint, tmp_path, capsys, text, reason
+):
+    folder = tmp_path / "cands"
+    folder.mkdir()
+    (folder / "a.xyz").write_text(text)
+    out = tmp_path / "p.csv"
+    code = main(["screen", str(folder), "--checkpoint", str(tiny_checkpoint), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == [f"invdesign: error: {folder}: no valid candidate to screen (1 invalid; "
+                   f"a.xyz: {reason})"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cands", "ckpt"]
