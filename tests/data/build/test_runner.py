@@ -19,7 +19,7 @@ from invdesign.data.build.clusters import (
     cluster_sources,
     polyhedra,
 )
-from invdesign.data.build.runner import REPORT_NAME
+from invdesign.data.build.runner import REPORT_NAME, broken_reason
 from invdesign.data.hdf5_io import read_chili_file
 from invdesign.testing import make_tiny_chili3k
 
@@ -197,3 +197,52 @@ def test_worker_skips_output_that_appeared_after_queueing(tmp_path) -> None:
     assert _safe(_never_called, source, tmp_path).status == "exists"
     assert (tmp_path / f"{source.name}.h5").read_bytes() == b"kept"
     assert _safe(_never_called, Chili3kSource("Wurtzite", "Zn"), tmp_path).status == "failed"
+
+
+def test_rerun_rebuilds_a_truncated_file_and_says_so(tmp_path, capsys) -> None:
+    """A rerun over a truncated .h5 used to count it as 'exists' and never rebuild it."""
+    out = make_tiny_chili3k(tmp_path / "out", metals=["Zn"], crystal_types=["RockSalt", "Wurtzite"],
+                            radii=(3.0,))
+    good = folder_contents(out)
+    victim, other = out / "RockSalt_ZnO.h5", out / "Wurtzite_ZnO.h5"
+    kept_mtime = other.stat().st_mtime_ns
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    assert broken_reason(victim).startswith("not a readable HDF5 file")
+    code = main(["data", "build", "chili3k", "--metals", "Zn", "--crystal-types", "RockSalt",
+                 "Wurtzite", "--radii", "3", "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr()
+    assert code == 0 and "Traceback" not in printed.err
+    assert "1 written (1 rebuilt over a broken file), 1 exists" in printed.out
+    assert folder_contents(out) == good and other.stat().st_mtime_ns == kept_mtime
+    report = (out / REPORT_NAME).read_text()
+    assert "RockSalt_ZnO\twritten\trebuilt: not a readable HDF5 file" in report
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no lock or .part left
+
+
+def test_a_file_missing_a_group_is_broken(tmp_path) -> None:
+    out = make_tiny_chili3k(tmp_path / "out", metals=["Zn"], crystal_types=["RockSalt"],
+                            radii=(3.0,), simulate=False)
+    path = out / "RockSalt_ZnO.h5"
+    assert broken_reason(path) is None
+    with h5py.File(path, "a") as h5:
+        del h5["UnitCellGraph"]["AbsoluteCoordinates"]
+    assert broken_reason(path) == "not a CHILI file: missing '/UnitCellGraph/AbsoluteCoordinates'"
+
+
+def test_concurrent_build_and_bad_out_are_one_line(tmp_path, capsys) -> None:
+    from invdesign.io.outputs import locked_folder
+
+    argv = ["data", "build", "clusters", "--metals", "Au", "--radii", "3", "--no-progress",
+            "--out"]
+    with locked_folder(tmp_path / "out"):  # another build is running
+        assert main([*argv, str(tmp_path / "out")]) == 2
+    (tmp_path / "file").write_text("keep")
+    assert main([*argv, str(tmp_path / "file")]) == 2
+    assert main([*argv, str(tmp_path / ("o" * 300))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "Traceback" not in "".join(err)
+    assert "another run is writing this --out" in err[0]
+    assert "exists and is not a folder" in err[1] and "too long" in err[2]
+    assert (tmp_path / "file").read_text() == "keep"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "out"]
+    assert list((tmp_path / "out").iterdir()) == []
