@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+from ase.io import read
+from pymatgen.core import Lattice
+from pymatgen.core import Structure as PmgStructure
+from pymatgen.io.cif import CifWriter
 
 from invdesign.cli.main import main
 from invdesign.core.errors import InvdesignError
-from invdesign.data.build.cif_cleaning import clean_cif
+from invdesign.data.build.cif_cleaning import MAX_ATOMS, clean_cif, read_cif_atoms
 from invdesign.data.build.cifs import build_cifs
 from invdesign.data.build.runner import REPORT_NAME
 from invdesign.data.hdf5_io import read_chili_file
@@ -127,3 +133,89 @@ def test_cli_reports_an_unreadable_cif_and_builds_the_rest(tmp_path, capsys) -> 
         rows = {r["name"]: r for r in csv.DictReader(fh, delimiter="\t")}
     assert rows["broken"]["status"] == "rejected" and "unreadable" in rows["broken"]["reason"]
     assert rows["good"]["status"] == "written"
+
+
+# ------------------------------------------------------------- reader, close contacts, atom limit
+def symmetric_cifs() -> dict[str, str]:
+    """Symmetrised CIFs (pymatgen's writer: asymmetric unit + the space group's operations) and
+    files with duplicate and mixed sites, for comparing the reader with `ase.io.read`."""
+    rocksalt = PmgStructure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    rutile = PmgStructure.from_spacegroup(
+        "P4_2/mnm", Lattice.tetragonal(4.59, 2.96), ["Ti", "O"], [[0, 0, 0], [0.305, 0.305, 0]])
+    wurtzite = PmgStructure.from_spacegroup(
+        "P6_3mc", Lattice.hexagonal(3.25, 5.21), ["Zn", "O"], [[1 / 3, 2 / 3, 0],
+                                                             [1 / 3, 2 / 3, 0.382]])
+    texts = {name: str(CifWriter(s, symprec=0.01)) for name, s in
+             [("rocksalt", rocksalt), ("rutile", rutile), ("wurtzite", wurtzite)]}
+    sites = texts["rocksalt"].rstrip("\n")
+    # an O listed twice, and a Mg at an image of the first Mg: both dropped, as ASE drops them
+    texts["duplicates"] = sites + "\n  O  O2  4  0.0  0.0  0.5  1\n  Mg  Mg3  4  0.5  0.5  0.0  1\n"
+    texts["mixed"] = cif_text(4.0, [("Zn1", "Zn", 0, 0, 0, 0.6), ("Cu1", "Cu", 0, 0, 0, 0.4),
+                                    ("O1", "O", 0.5, 0.5, 0.5, 1.0)])
+    return texts
+
+
+SYMMETRIC = symmetric_cifs()
+
+
+@pytest.mark.parametrize("name", list(SYMMETRIC))
+def test_reader_keeps_the_atoms_ase_keeps(tmp_path, name) -> None:
+    path = write(tmp_path, name, SYMMETRIC[name])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = read(path, format="cif")
+    atoms, _ = read_cif_atoms(path)
+    assert atoms.get_chemical_symbols() == expected.get_chemical_symbols()
+    np.testing.assert_allclose(atoms.get_scaled_positions(), expected.get_scaled_positions(),
+                               atol=1e-12)
+    np.testing.assert_allclose(atoms.cell[:], expected.cell[:], atol=1e-12)
+
+
+def test_symmetric_cells_give_their_conventional_atom_counts(tmp_path) -> None:
+    # 'mixed': Zn 0.6 and Cu 0.4 on one site are one atom (the dominant Zn), as in ASE
+    counts = {name: len(read_cif_atoms(write(tmp_path, name, text))[0])
+              for name, text in SYMMETRIC.items()}
+    assert counts == {"rocksalt": 8, "rutile": 6, "wurtzite": 4, "duplicates": 8, "mixed": 2}
+
+
+def test_close_contact_reason_names_the_minimum_image_distance(tmp_path) -> None:
+    # 0.9 Å apart through the periodic boundary (x = 0.05 and 0.95 of a 9 Å cell)
+    text = cif_text(9.0, [("Zn1", "Zn", 0.05, 0, 0, 1.0), ("O1", "O", 0.95, 0, 0, 1.0)])
+    result = clean_cif(write(tmp_path, "wrapped", text))
+    assert result.reason == "atoms closer than 1.2 Å (minimum distance 0.900 Å)"
+
+
+def grid_text(n: int, spacing: float = 2.5) -> str:
+    """A P1 cubic cell of `n` atoms (Zn and O alternating) on a simple cubic grid."""
+    k = int(np.ceil(n ** (1 / 3)))
+    idx = np.stack(np.meshgrid(*[np.arange(k)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n]
+    elements = np.where(idx.sum(1) % 2, "Zn", "O")
+    frac = (idx + 0.5) / k
+    sites = zip(elements, frac, strict=True)
+    return cif_text(spacing * k, [(f"{el}{m}", str(el), x, y, z, 1.0)
+                                  for m, (el, (x, y, z)) in enumerate(sites)])
+
+
+def test_large_cell_is_kept_whole_and_its_close_pair_found(tmp_path) -> None:
+    result = clean_cif(write(tmp_path, "grid", grid_text(2000)))
+    assert result.ok and result.structure.n_atoms == 2000
+    assert sorted(set(result.structure.species.tolist())) == [8, 30]
+    # the same cell with one atom 1.0 Å from its neighbour (grid spacing 2.5 Å)
+    lines = grid_text(2000).splitlines()
+    label, el, x, y, z, occ = lines[-1].split()
+    lines[-1] = " ".join([label, el, x, y, f"{float(z) - 1.5 / (2.5 * 13):.6f}", occ])
+    result = clean_cif(write(tmp_path, "grid_close", "\n".join(lines) + "\n"))
+    assert result.reason == "atoms closer than 1.2 Å (minimum distance 1.000 Å)"
+
+
+def test_cells_above_the_atom_limit_are_refused_with_the_limit(tmp_path) -> None:
+    result = clean_cif(write(tmp_path, "grid", grid_text(30)), max_atoms=20)
+    assert result.reason == (
+        "unit cell of 30 atoms, above the limit of 20 (clean_cif(max_atoms=...) raises it)")
+    # 2 listed sites that the space group expands to 8 atoms
+    result = clean_cif(write(tmp_path, "rocksalt", SYMMETRIC["rocksalt"]), max_atoms=7)
+    assert result.reason == (
+        "unit cell of 8 atoms, above the limit of 7 (clean_cif(max_atoms=...) raises it)")
+    assert clean_cif(write(tmp_path, "rocksalt", SYMMETRIC["rocksalt"]), max_atoms=8).ok
+    assert MAX_ATOMS == 5000
