@@ -6,13 +6,16 @@ as JSON: in the data folder (`.invdesign-index.json`) or, when that folder is re
 per-user cache (`$XDG_CACHE_HOME/invdesign/index/<hash of the folder>.json`, default `~/.cache`).
 Entries are keyed by the file's relative path and validated by its size and modification time, so a
 changed, added or removed file is re-indexed on its own and every other file is reused without being
-opened.
+opened. The cache is checked before use: a file that is not JSON, of another version, whose
+checksum does not match its entries (edited or damaged) is ignored, and an entry whose fields have
+the wrong type is re-indexed, so a poisoned cache is rebuilt, never trusted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,7 @@ from invdesign.data.hdf5_io import NP_SIZE, decode_text, open_h5, require, sorte
 from invdesign.io.atomic import atomic_write_text
 
 INDEX_NAME = ".invdesign-index.json"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: with a checksum of the entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,21 +164,73 @@ def _root_hash(root: Path) -> str:
     return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
 
 
+def _checksum(files: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(files, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _valid_size(size: Any) -> bool:
+    return (
+        isinstance(size, dict)
+        and isinstance(size.get("key"), str)
+        and isinstance(size.get("np_size"), int | float)
+        and not isinstance(size.get("np_size"), bool)
+        and math.isfinite(size["np_size"])
+        and _is_count(size.get("n_atoms"))
+        and _is_count(size.get("n_bonds"))
+    )
+
+
+def valid_entry(entry: Any) -> bool:
+    """Whether a cached file entry has every field `rows_of` reads, with the right type."""
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("stat"), list)
+        and len(entry["stat"]) == 2
+        and all(_is_count(v) for v in entry["stat"])
+        and isinstance(entry.get("crystal_type"), str)
+        and isinstance(entry.get("crystal_system"), str)
+        and _is_count(entry.get("space_group_number"))
+        and isinstance(entry.get("elements"), list)
+        and all(_is_count(z) for z in entry["elements"])
+        and _is_count(entry.get("unit_cell_n_atoms"))
+        and _is_count(entry.get("unit_cell_n_bonds"))
+        and isinstance(entry.get("sizes"), list)
+        and all(_valid_size(s) for s in entry["sizes"])
+    )
+
+
 def load_cache(paths: list[Path]) -> dict[str, Any]:
-    """The cached file entries (relative path -> entry with 'stat'); empty when none is usable."""
+    """The cached file entries (relative path -> entry with 'stat'); empty when none is usable.
+
+    A cache that is not JSON, of another version or whose checksum does not match its entries is
+    skipped; entries with missing or wrongly typed fields are left out (so they are re-indexed).
+    """
     for path in paths:
         try:
             data = json.loads(path.read_text())
-        except (OSError, ValueError):
+        except (OSError, UnicodeDecodeError, ValueError):
             continue
-        if isinstance(data, dict) and data.get("version") == INDEX_VERSION:
-            return data.get("files", {})
+        if not isinstance(data, dict) or data.get("version") != INDEX_VERSION:
+            continue
+        files = data.get("files")
+        if not isinstance(files, dict) or data.get("checksum") != _checksum(files):
+            continue
+        return {rel: e for rel, e in files.items() if valid_entry(e)}
     return {}
 
 
 def save_cache(paths: list[Path], files: dict[str, Any]) -> Path | None:
     """Write the index atomically to the first writable place; None if none is (still usable)."""
-    text = json.dumps({"version": INDEX_VERSION, "files": files}, separators=(",", ":"))
+    text = json.dumps(
+        {"version": INDEX_VERSION, "checksum": _checksum(files), "files": files},
+        separators=(",", ":"),
+    )
     for path in paths:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

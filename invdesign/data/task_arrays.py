@@ -8,7 +8,9 @@ fingerprint, so a stale cache is never used.
 
 The cache lives in `<data folder>/.invdesign-cache/` or, when the data folder is read-only, in
 `$XDG_CACHE_HOME/invdesign/task_arrays/` (default `~/.cache`). Delete either folder to reclaim
-space.
+space. Each `.npz` carries its key, the item count, the fields and a SHA-256 of its arrays; a file
+that is not a readable `.npz`, belongs to another key or whose arrays do not match the checksum
+(damaged or edited) is ignored and rewritten from the HDF5 files, never trusted.
 
 Field names are those of `ChiliDataset[i]`: the graph fields ('x', 'edge_index', 'edge_attr',
 'pos_abs', 'pos_frac') and the `y` labels ('xPDF', 'saxs', 'unit_cell_pos_frac', 'cell_params',
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from invdesign.data.dataset import ChiliDataset
 
 CACHE_FOLDER = ".invdesign-cache"
+_META = "__meta__"
 
 
 def load_task_arrays(
@@ -70,13 +74,13 @@ def load_task_arrays(
     places = _cache_places(ds.data_root)
     if cache:
         for folder in places:
-            hit = _load(folder / f"{key}.npz", fields)
+            hit = _load(folder / f"{key}.npz", key, len(indices), fields)
             if hit is not None:
                 return hit
     out = _read(ds, indices, fields)
     if cache:
         for folder in places:
-            if _save(folder / f"{key}.npz", out):
+            if _save(folder / f"{key}.npz", key, out):
                 break
     return out
 
@@ -105,8 +109,19 @@ def _cache_places(root: Path) -> list[Path]:
     return [root / CACHE_FOLDER, user]
 
 
-def _save(path: Path, out: dict[str, list[np.ndarray]]) -> bool:
-    """Ragged storage: per field the flat concatenation and the [N, ndim] shapes. Atomic write."""
+def _digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over every array's name, dtype, shape and bytes (sorted by name)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _save(path: Path, key: str, out: dict[str, list[np.ndarray]]) -> bool:
+    """Ragged storage: per field the flat concatenation and the [N, ndim] shapes, plus the key,
+    count, fields and checksum under '__meta__'. Atomic write."""
     arrays: dict[str, np.ndarray] = {}
     for name, values in out.items():
         ndim = values[0].ndim if values else 0
@@ -116,6 +131,9 @@ def _save(path: Path, out: dict[str, list[np.ndarray]]) -> bool:
         arrays[f"{name}/data"] = (
             np.concatenate([v.reshape(-1) for v in values]) if values else np.zeros(0)
         )
+    n = len(next(iter(out.values())))
+    meta = {"key": key, "n": n, "fields": list(out), "sha256": _digest(arrays)}
+    arrays[_META] = np.array(json.dumps(meta))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -125,21 +143,35 @@ def _save(path: Path, out: dict[str, list[np.ndarray]]) -> bool:
         return False
 
 
-def _load(path: Path, fields: list[str]) -> dict[str, list[np.ndarray]] | None:
+def _load(path: Path, key: str, n: int, fields: list[str]) -> dict[str, list[np.ndarray]] | None:
+    """The cached arrays, or None when the file is missing, unreadable, for another key or count,
+    or its arrays do not match the stored checksum."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            out = {}
-            for name in fields:
-                shapes, flat = z[f"{name}/shapes"], z[f"{name}/data"]
-                sizes = (
-                    np.prod(shapes, axis=1).astype(np.int64)
-                    if shapes.shape[1]
-                    else np.ones(len(shapes), dtype=np.int64)
-                )
-                chunks = np.split(flat, np.cumsum(sizes)[:-1]) if len(shapes) else []
-                out[name] = [c.reshape(tuple(s)) for c, s in zip(chunks, shapes, strict=True)]
-    except (OSError, KeyError, ValueError):
+            meta = json.loads(str(z[_META][()]))
+            arrays = {k: z[k] for k in z.files if k != _META}
+        if (
+            not isinstance(meta, dict)
+            or meta.get("key") != key
+            or meta.get("n") != n
+            or meta.get("fields") != fields
+            or meta.get("sha256") != _digest(arrays)
+        ):
+            return None
+        out = {}
+        for name in fields:
+            shapes, flat = arrays[f"{name}/shapes"], arrays[f"{name}/data"]
+            sizes = (
+                np.prod(shapes, axis=1).astype(np.int64)
+                if shapes.shape[1]
+                else np.ones(len(shapes), dtype=np.int64)
+            )
+            if len(shapes) != n or (shapes < 0).any() or sizes.sum() != flat.size:
+                return None
+            chunks = np.split(flat, np.cumsum(sizes)[:-1]) if len(shapes) else []
+            out[name] = [c.reshape(tuple(s)) for c, s in zip(chunks, shapes, strict=True)]
+    except (OSError, EOFError, KeyError, IndexError, TypeError, ValueError, zipfile.BadZipFile):
         return None
     return out
