@@ -4,9 +4,9 @@
 An output (a file or a folder) is opened before the work starts and committed when it is complete:
 
 1. Its path is resolved (symlinks, `..`) before any check, and so is every input.
-2. It must not be, contain or be contained in an input (file or folder), nor contain the current
-   folder; it must not be a device, FIFO or socket; an existing one (other than an empty folder) is
-   replaced only with `force`. A name too long for the file system is refused up front.
+2. It must not be, contain or be contained in an input (file or folder), nor be or contain the
+   current folder; it must not be a device, FIFO or socket; an existing one (other than an empty
+   folder) is replaced only with `force`. A name too long for the file system is refused up front.
 3. An exclusive lock (`fcntl.flock` on `.<name>.lock` beside the output, removed afterwards) keeps
    two runs from writing the same output: the second fails at once.
 4. The work writes into a hidden temporary file or folder beside the output
@@ -91,8 +91,7 @@ def check_name_length(path: Path, option: str = "--out") -> None:
 
 
 def check_separate(out: Path, inputs: Iterable[PathLike], option: str = "--out") -> None:
-    """Refuse an output (resolved) that is, contains or is inside one of `inputs`, or that is or
-    contains the current folder."""
+    """Refuse an output (resolved) that is, contains or is inside one of `inputs`."""
     for given in inputs:
         if given is None or str(given) == "":
             continue
@@ -104,6 +103,10 @@ def check_separate(out: Path, inputs: Iterable[PathLike], option: str = "--out")
         if inp in out.parents:
             raise InvdesignError(f"{option} is inside the input folder {given}; choose another "
                                  f"{option}", out)
+
+
+def check_not_cwd(out: Path, option: str = "--out") -> None:
+    """Refuse a folder output that would replace the current folder or one above it."""
     cwd = Path.cwd().resolve()
     if out == cwd or out in cwd.parents:
         raise InvdesignError(f"{option} is or holds the current folder; choose another {option}",
@@ -232,6 +235,7 @@ class Output:
         self.tmp: Path | None = None
         check_name_length(self.out, option)
         check_separate(self.out, inputs, option)
+        check_not_cwd(self.out, option)
         _check_target(self.out, folder, force, option)
         self._signals = _Signals() if handle_signals else None
         self._lock: _Lock | None = None

@@ -97,7 +97,7 @@ def test_second_run_to_the_same_new_out_fails(tmp_path, tiny_checkpoint, capsys)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_during_sample_removes_the_partial_folder(tmp_path, tiny_checkpoint,
+def test_signal_during_sample_removes_the_partial_folder(tmp_path, tiny_checkpoint, capsys,
                                                          signum) -> None:
     out = tmp_path / "run"
     out.mkdir()
@@ -114,6 +114,9 @@ def test_signal_during_sample_removes_the_partial_folder(tmp_path, tiny_checkpoi
     while not list(tmp_path.glob(".run.*.partial/candidate_*.xyz")):  # mid-run, files written
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
+    # a second run to the same --out while the first is writing fails at once (the lock)
+    assert run_sample(tiny_checkpoint, pdf, out, "--force") == 2
+    assert "another run is writing this --out" in one_error_line(capsys.readouterr().err)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
