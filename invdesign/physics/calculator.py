@@ -2,6 +2,11 @@
 
 Only this package imports `debyecalculator`. Results stay on the device (`keep_on_device=True`) so
 gradients flow back to positions when they require grad.
+
+Guards: a structure of more than `max_atoms` atoms (the pair sum grows with the square of the
+count) or wider than `MAX_SIM_EXTENT` (DebyeCalculator's distance grid grows with the extent) is
+refused with an `InvdesignError` naming the limit, before any simulation; `simulate`,
+`simulate_all` and `MeasuredGridCalculator` take `max_atoms=` to raise the atom limit.
 """
 
 from __future__ import annotations
@@ -14,12 +19,38 @@ from typing import Literal
 import numpy as np
 import torch
 
+from invdesign.core.errors import InvdesignError
 from invdesign.core.patterns import PATTERNS, PatternSpec, Radiation
 from invdesign.core.structure import Structure
 
 #: Å^-1, q damping of the CHILI G(r) patterns (DebyeCalculator's default), used by `simulate` and
 #: `simulate_all` alike.
 _CHILI_QDAMP = 0.04
+#: the most atoms simulated unless a caller passes a larger `max_atoms`
+MAX_SIM_ATOMS = 50_000
+#: Å, the widest structure simulated (twice the largest distance from its centroid)
+MAX_SIM_EXTENT = 2_000.0
+
+
+def check_simulable(n_atoms: int, positions: np.ndarray | torch.Tensor,
+                    max_atoms: int = MAX_SIM_ATOMS) -> None:
+    """Refuse, in one line naming the limit, a structure of too many atoms, or too wide (positions
+    [n_atoms, 3] in Å), to simulate."""
+    if n_atoms > max_atoms:
+        raise InvdesignError(
+            f"structure of {n_atoms} atoms is above the simulation limit of {max_atoms} atoms "
+            "(the pair sum grows with the square of the count); pass max_atoms=... to "
+            "simulate/simulate_all/MeasuredGridCalculator to raise it")
+    xyz = torch.as_tensor(positions).detach().to("cpu", torch.float64)
+    if n_atoms == 0:
+        return
+    # NaN positions pass (NaN patterns, judged by the caller); infinite ones are infinitely wide
+    extent = (float("inf") if torch.isinf(xyz).any()
+              else 2 * float(torch.linalg.norm(xyz - xyz.mean(dim=0), dim=1).max()))
+    if extent > MAX_SIM_EXTENT:
+        raise InvdesignError(
+            f"structure is {extent:.4g} Å wide, above the simulation limit of "
+            f"{MAX_SIM_EXTENT:g} Å (DebyeCalculator's distance grid grows with the width)")
 
 
 @lru_cache(maxsize=32)
@@ -34,12 +65,13 @@ def _calculator(spec: PatternSpec, device: str, dtype: torch.dtype):
 
 
 def simulate(structure: Structure, spec: PatternSpec, device: str = "cpu",
-             dtype: torch.dtype = torch.float32) -> np.ndarray:
+             dtype: torch.dtype = torch.float32, max_atoms: int = MAX_SIM_ATOMS) -> np.ndarray:
     """Pattern `spec` of a (finite) structure -> [2, n] array: grid row, value row.
 
     Unit cells are simulated as the finite set of atoms given (no periodic images), as
-    DebyeCalculator does.
+    DebyeCalculator does. Raises `InvdesignError` above `max_atoms` (`check_simulable`).
     """
+    check_simulable(structure.n_atoms, structure.positions, max_atoms)
     calc = _calculator(spec, device, dtype)
     source = (structure.symbols, torch.as_tensor(structure.positions, dtype=dtype, device=device))
     fn = calc.gr if spec.function == "gr" else calc.iq
@@ -50,7 +82,7 @@ def simulate(structure: Structure, spec: PatternSpec, device: str = "cpu",
 
 
 def simulate_all(structure: Structure, names: tuple[str, ...] = tuple(PATTERNS),
-                 device: str = "cpu") -> dict[str, np.ndarray]:
+                 device: str = "cpu", max_atoms: int = MAX_SIM_ATOMS) -> dict[str, np.ndarray]:
     """All requested CHILI patterns (default: the six of Table 6) of a structure.
 
     The expensive part of every pattern is the O(n_atoms^2) pair sum. Here it runs once per
@@ -61,10 +93,12 @@ def simulate_all(structure: Structure, names: tuple[str, ...] = tuple(PATTERNS),
     `DebyeCalculator.gr` on its own q subgrid). Values agree with one `simulate` call per pattern
     to float32 rounding (tested). Requests whose grids do not nest fall back to `simulate`.
     """
+    check_simulable(structure.n_atoms, structure.positions, max_atoms)
     specs = [PATTERNS[n] for n in names]
     shared = _shared_q_grid(specs)
     if shared is None:
-        return {spec.name: simulate(structure, spec, device) for spec in specs}
+        return {spec.name: simulate(structure, spec, device, max_atoms=max_atoms)
+                for spec in specs}
     parts = _shared_parts(structure, shared, {spec.radiation for spec in specs}, device)
     lo, _, step = shared
     out = {}
@@ -210,11 +244,13 @@ class MeasuredGridCalculator:
         grid: [n] measured r (Å) or q (Å^-1), increasing.
         device: torch device name.
         dtype: torch.float32 or torch.float64.
+        max_atoms: larger structures are refused (`check_simulable`).
     """
 
     def __init__(self, instrument: Instrument, grid: np.ndarray, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, max_atoms: int = MAX_SIM_ATOMS) -> None:
         self.instrument = instrument
+        self.max_atoms = max_atoms
         self.device, self.dtype = device, dtype
         self.grid = torch.as_tensor(np.asarray(grid, dtype=np.float64), dtype=dtype, device=device)
         if instrument.function == "gr":
@@ -271,6 +307,7 @@ class MeasuredGridCalculator:
             symbols, xyz = source.symbols, torch.as_tensor(source.positions)
         else:
             symbols, xyz = list(source[0]), source[1]
+        check_simulable(len(symbols), xyz, self.max_atoms)
         xyz = xyz.to(device=self.device, dtype=self.dtype)
         if self.instrument.function == "gr":
             return self._calc.fq((list(symbols), xyz), keep_on_device=True)[1]
