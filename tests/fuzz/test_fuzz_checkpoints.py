@@ -17,7 +17,7 @@ from invdesign.core.errors import InvdesignError
 from invdesign.generators.base import Generator
 from invdesign.generators.checkpoint import load_checkpoint
 
-FAST = settings(max_examples=100, deadline=None,
+FAST = settings(max_examples=100, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 HPARAM_KEYS = ["hidden", "n_layers", "species_vocab", "aux_hidden", "aux_points", "species_rank",

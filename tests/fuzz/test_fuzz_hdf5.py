@@ -10,13 +10,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from invdesign.core.errors import InvdesignError
 from invdesign.data.dataset import ChiliDataset
 
-FAST = settings(max_examples=30, deadline=None,
+FAST = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -55,18 +55,19 @@ def test_truncated_file(indexed_folder, tmp_path_factory, which, fraction, keep_
 
 
 @FAST
-@given(which=st.integers(0, 1), data=st.data())
-def test_flipped_bytes_behind_a_valid_cache(indexed_folder, tmp_path_factory, which, data):
+@given(which=st.integers(0, 1), start=st.integers(0, 250_000),
+       length=st.sampled_from([1, 16, 512, 4096]), mask=st.sampled_from([0xFF, 0x01, 0x80]))
+@example(which=0, start=117, length=16, mask=0xFF)  # found here: h5py's RuntimeError escaped
+def test_flipped_bytes_behind_a_valid_cache(indexed_folder, tmp_path_factory, which, start,
+                                            length, mask):
     """Same size and mtime as when indexed: the cache is reused, so `get` meets the damage."""
     folder = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp())) / "ds"
     shutil.copytree(indexed_folder, folder)
     victim = sorted(folder.glob("*.h5"))[which]
     stat = victim.stat()
     raw = bytearray(victim.read_bytes())
-    start = data.draw(st.integers(0, len(raw) - 1))
-    length = data.draw(st.sampled_from([1, 16, 512, 4096]))
-    for i in range(start, min(start + length, len(raw))):
-        raw[i] ^= data.draw(st.sampled_from([0xFF, 0x01, 0x80])) if length == 1 else 0xFF
+    start %= len(raw)
+    raw[start:start + length] = bytes(b ^ mask for b in raw[start:start + length])
     victim.write_bytes(bytes(raw))
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     _read_all(folder, victim.name)

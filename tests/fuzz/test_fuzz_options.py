@@ -18,7 +18,7 @@ from invdesign.core.errors import InvdesignError
 from invdesign.io.measured import read_pattern
 from invdesign.pipeline.inputs import check_options
 
-FAST = settings(max_examples=150, deadline=None,
+FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 NUMBER = st.one_of(

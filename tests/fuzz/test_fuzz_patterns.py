@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from invdesign.core.errors import InvdesignError
 from invdesign.io.measured import read_pattern
 
-FAST = settings(max_examples=120, deadline=None,
+FAST = settings(max_examples=120, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 NUMBER_TEXT = st.one_of(
