@@ -260,8 +260,9 @@ class DiffusionGenerator(Generator):
 
 # The constructor's keywords are the record's fields: say so to introspection (signature-based
 # checks of stored hyper-parameters, help()), which cannot see through **hparams.
-DiffusionGenerator.__init__.__signature__ = DiffusionHParams.keyword_signature()  # type: ignore[attr-defined]
+_SIGNATURE = DiffusionHParams.keyword_signature()
+DiffusionGenerator.__init__.__signature__ = _SIGNATURE  # type: ignore[attr-defined]
 DiffusionGenerator.__init__.__annotations__ = {
-    p.name: p.annotation for p in DiffusionHParams.keyword_signature().parameters.values()
+    p.name: p.annotation for p in _SIGNATURE.parameters.values()
     if p.annotation is not inspect.Parameter.empty
 }

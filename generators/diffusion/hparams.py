@@ -190,7 +190,8 @@ def _check_type(key: str, value: Any, hint: Any) -> None:
     for floats; bools are not numbers here)."""
     if _fits(value, hint):
         return
-    name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    plain = typing.get_origin(hint) is None and isinstance(hint, type)
+    name = hint.__name__ if plain else str(hint).replace("typing.", "")
     raise ConfigError(
         f"diffusion hyper-parameter {key} must be {name}, got {type(value).__name__} {value!r}")
 

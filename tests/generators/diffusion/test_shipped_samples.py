@@ -1,0 +1,51 @@
+"""The shipped diffusion checkpoints load and sample what they sampled before the generator was
+split into hparams, space and priors (`tests/references/diffusion_samples.json`, written by
+`tools/make_diffusion_sample_references.py` from the code before the split)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[3]
+REFERENCE = ROOT / "tests" / "references" / "diffusion_samples.json"
+TOOL = ROOT / "tools" / "make_diffusion_sample_references.py"
+#: Å for particles, fractional units for unit cells; cell lengths Å and angles deg alike
+TOLERANCE = 1e-4
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("make_diffusion_sample_references", TOOL)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", [
+    "diffusion-xpdf-unit_cell",  # the quickest (a few seconds): in the default run
+    pytest.param("diffusion-xpdf-pos_abs", marks=pytest.mark.slow),
+    pytest.param("diffusion-prototype-xpdf-pos_abs", marks=pytest.mark.slow),
+    pytest.param("diffusion-prototype-xpdf-unit_cell", marks=pytest.mark.slow),
+])
+def test_shipped_checkpoint_samples_as_before(name: str) -> None:
+    tool = _tool()
+    reference = json.loads(REFERENCE.read_text())["checkpoints"][name]
+    torch.set_num_threads(1)  # as the references were made
+    got = tool.record(name)
+    assert set(got) == set(reference) == {"pattern", "composition"}
+    for case, rows in reference.items():
+        assert len(got[case]) == len(rows) == tool.N_SAMPLES
+        for want, have in zip(rows, got[case], strict=True):
+            assert have["species"] == want["species"], (name, case)
+            np.testing.assert_allclose(have["positions"], want["positions"], rtol=0,
+                                       atol=TOLERANCE, err_msg=f"{name} {case}")
+            if want["cell"] is None:
+                assert have["cell"] is None
+            else:
+                np.testing.assert_allclose(have["cell"], want["cell"], rtol=0, atol=TOLERANCE)
