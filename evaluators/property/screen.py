@@ -21,6 +21,7 @@ from pathlib import Path
 from invdesign.core.errors import InvdesignError
 from invdesign.core.geometry import invalid_reason
 from invdesign.core.structure import Structure
+from invdesign.core.validate import finite_in_range, int_in_range
 from invdesign.io.atomic import atomic_path
 
 SUFFIXES = (".cif", ".xyz", ".extxyz")
@@ -92,6 +93,9 @@ def screen_folder(
     """
     from invdesign.evaluators.property.evaluator import FormationEnergyEvaluator
 
+    if max_ef is not None:
+        max_ef = finite_in_range(max_ef, "--max-ef", unit="eV/atom")
+    top = int_in_range(top, "--top", 1)
     folder = Path(folder)
     if not folder.is_dir():
         raise InvdesignError("candidate folder not found", folder)

@@ -48,19 +48,20 @@ def finite_in_range(
     Raises:
         `error` with one line: name, value and the allowed range.
     """
-    span = _bounds(lo, hi, lo_open, hi_open) + (f" {unit}" if unit else "")
+    bounds = _bounds(lo, hi, lo_open, hi_open) + (f" {unit}" if unit else "")
+    span = f" in {bounds}" if lo is not None or hi is not None else f" ({unit})" if unit else ""
     if isinstance(value, bool):
-        raise error(f"{name} must be a number in {span}, not {value!r}", path)
+        raise error(f"{name} must be a number{span}, not {value!r}", path)
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
-        raise error(f"{name} must be a number in {span}, not {value!r}", path) from None
+        raise error(f"{name} must be a number{span}, not {value!r}", path) from None
     if not math.isfinite(number):
-        raise error(f"{name} must be a finite number in {span}, not {number}", path)
+        raise error(f"{name} must be a finite number{span}, not {number}", path)
     too_low = lo is not None and (number <= lo if lo_open else number < lo)
     too_high = hi is not None and (number >= hi if hi_open else number > hi)
     if too_low or too_high:
-        raise error(f"{name} = {number:g} is outside {span}", path)
+        raise error(f"{name} = {number:g} is outside {bounds}", path)
     return number
 
 
@@ -89,7 +90,8 @@ def int_in_range(
         raise error(f"{name} must be a whole number in {span}, not {value!r}", path)
     count = int(value) if isinstance(value, numbers.Integral) else int(number)
     if lo is not None and count < lo:
-        raise error(f"{name} = {count} is below {lo} (allowed {span})", path)
+        allowed = f" (allowed {span})" if hi is not None else ""
+        raise error(f"{name} = {count} is below {lo}{allowed}", path)
     if hi is not None and count > hi:
         raise error(f"{name} = {count} is above the limit {hi}{why} (allowed {span})", path)
     return count

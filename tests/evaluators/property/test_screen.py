@@ -166,3 +166,17 @@ def test_screen_without_a_valid_candidate_exits_2_with_one_line(
     assert err == [f"invdesign: error: {folder}: no valid candidate to screen (1 invalid; "
                    f"a.xyz: {reason})"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cands", "ckpt"]
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--max-ef", "nan"], "--max-ef must be a finite number (eV/atom), not nan"),
+    (["--max-ef=-inf"], "--max-ef must be a finite number (eV/atom), not -inf"),
+    (["--check", "chgnet", "--top", "-1"], "--top = -1 is below 1"),
+])
+def test_screen_bad_numeric_options_exit_2_with_one_line(candidates, tmp_path, capsys, option,
+                                                         message):
+    out = tmp_path / "p.csv"
+    code = main(["screen", str(candidates), "--out", str(out), *option])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"invdesign: error: {message}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["candidates"]
