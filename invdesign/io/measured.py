@@ -242,6 +242,31 @@ def check_values(path: str | PathLike, kind: str, x: np.ndarray, y: np.ndarray) 
                               "(a broken or mis-scaled file)", path)
 
 
+def check_pattern(pattern: MeasuredPattern) -> MeasuredPattern:
+    """The checks of `read_pattern` on a pattern made in Python (not read from a file): the data
+    (`check_values`, x strictly increasing) and the instrument values (finite, in range)."""
+    path = pattern.path
+    x, y = np.asarray(pattern.x), np.asarray(pattern.y)
+    if x.ndim != 1 or x.shape != y.shape or x.size < MIN_POINTS:
+        raise DataFormatError(f"pattern must be two 1-d arrays of the same length >= {MIN_POINTS}",
+                              path)
+    check_values(path, pattern.kind, x, y)
+    if not np.all(np.diff(x) > 0):
+        raise DataFormatError("x is not strictly increasing", path)
+    limits = {"qmin": (0.0, QMAX_LIMIT, "Å^-1", False), "qmax": (0.0, QMAX_LIMIT, "Å^-1", True),
+              "qdamp": (*QDAMP_RANGE, "Å^-1", False), "biso": (*BISO_RANGE, "Å^2", False),
+              "wavelength": (0.0, WAVELENGTH_LIMIT, "Å", True)}
+    for name, (lo, hi, unit, lo_open) in limits.items():
+        value = getattr(pattern, name)
+        if value is not None or name != "wavelength":
+            finite_in_range(value, f"{name} ({pattern.sources.get(name, 'given')})", lo, hi,
+                            lo_open=lo_open, path=path, error=DataFormatError, unit=unit)
+    if not pattern.qmin < pattern.qmax:
+        raise DataFormatError(f"qmin {pattern.qmin:g} and qmax {pattern.qmax:g} must satisfy "
+                              "0 <= qmin < qmax", path)
+    return pattern
+
+
 # ------------------------------------------------------------------------------------- helpers
 def _check_header(path: Path, info: HeaderInfo) -> None:
     """Every numeric header value finite (a header `qdamp = 1e999` is refused, not used)."""

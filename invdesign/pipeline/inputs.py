@@ -136,7 +136,7 @@ def check_options(n: Any, seed: Any, refine_top: Any,
 
 def read_patterns(measured: Any) -> dict[str, Any]:
     """kind -> MeasuredPattern from a pattern, a path (a PDF) or a mapping kind -> either."""
-    from invdesign.io.measured import MeasuredPattern, read_pattern
+    from invdesign.io.measured import MeasuredPattern, check_pattern, read_pattern
 
     if not isinstance(measured, Mapping):
         measured = {"pdf": measured}
@@ -146,7 +146,8 @@ def read_patterns(measured: Any) -> dict[str, Any]:
             raise InvdesignError(f"unknown pattern kind {kind!r}; choose from {', '.join(KINDS)}")
         if value is None:
             continue
-        out[kind] = value if isinstance(value, MeasuredPattern) else read_pattern(value, kind=kind)
+        out[kind] = (check_pattern(value) if isinstance(value, MeasuredPattern)
+                     else read_pattern(value, kind=kind))
     if not out:
         raise InvdesignError("no measured pattern given (--pdf, --xrd or --saxs)")
     return out

@@ -126,6 +126,25 @@ def test_all_zero_pattern_given_to_the_api_is_refused_in_one_line(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.gr"]
 
 
+def test_patterns_made_in_python_are_checked_like_files(tmp_path) -> None:
+    pattern = read_pattern(_gr(tmp_path / "x.gr"))
+    cases = [
+        ({"qdamp": float("nan")},
+         "qdamp (default) must be a finite number in [0, 1] Å^-1, not nan"),
+        ({"biso": float("inf")}, "biso (default) must be a finite number in [0, 10] Å^2, not inf"),
+        ({"y": np.full_like(pattern.y, 1e300)}, "|G(r)| reaches 1e+300, above the plausible 1e+06 "
+                                                "(a broken or mis-scaled file)"),
+        ({"x": pattern.x - 1.0}, "r starts at -1: a negative r is not measured "
+                                 "(the r column must be >= 0)"),
+        ({"x": pattern.x[::-1].copy()}, "x is not strictly increasing"),
+    ]
+    for change, message in cases:
+        with pytest.raises(DataFormatError) as info:
+            sample(dataclasses.replace(pattern, **change), n=1, out=tmp_path / "out")
+        assert str(info.value) == f"{tmp_path / 'x.gr'}: {message}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.gr"]
+
+
 def test_candidates_with_coincident_atoms_are_invalid() -> None:
     stacked = Structure(np.array([29, 29, 29]), np.zeros((3, 3)))
     row = Candidate(0, stacked, rw=0.1, scale=1.0).row()
