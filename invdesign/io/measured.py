@@ -6,7 +6,10 @@ instrument values the forward simulation needs, each with where it came from ('h
 'default', 'data'). Options override the header. The file is only read, never written.
 
 Refused with one line naming the file (`DataFormatError`): no numeric data, NaN/inf, x not
-strictly monotonic or repeated, XRD/SAXS without a known x unit (or 2-theta without a wavelength).
+strictly monotonic or repeated, negative r or q, a pattern zero everywhere or beyond `MAX_ABS_G` /
+`MAX_ABS_I`, a header value that is not finite, instrument values (header or option) that are not
+finite or outside their plausible range (`QDAMP_RANGE`, `BISO_RANGE`, `QMAX_LIMIT`,
+`WAVELENGTH_LIMIT`), XRD/SAXS without a known x unit (or 2-theta without a wavelength).
 Whether the range covers a model grid is checked by `check_covers` (no silent zero padding).
 """
 
