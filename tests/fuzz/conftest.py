@@ -18,7 +18,7 @@ from invdesign.testing import make_tiny_chili3k
 
 #: Address space (bytes) a guarded call may add: an unchecked width of 1e7 then fails at once
 #: instead of taking the machine's memory.
-GUARD_BYTES = 2 * 2**30
+GUARD_BYTES = 2**30
 
 
 def check_composition(comp: object) -> None:
