@@ -13,12 +13,17 @@ segfault), the score (killed + timeout over all mutants, %), and the surviving m
 Why a work folder per module: mutmut 3 copies the source folder into `mutants/` and walks it
 without following symbolic links, so `invdesign/generators` and `invdesign/evaluators` (links to the
 top-level `generators/` and `evaluators/`) would be missing from the mutated copy. The script
-therefore builds `<workdir>/<module>/` holding a copy of `invdesign/` with the links resolved (real
-folders), `tests/`, `pyproject.toml` with a `[tool.mutmut]` table for that module appended, and a
-link `shared -> ../shared` so the real-data tests run (tests/conftest.py looks two folders above
-`tests/`). mutmut runs there (`python -m mutmut run`, 2 workers), so nothing is written into the
-checkout. Each module runs only its own narrow test selection; mutmut further runs, per mutant,
-only the tests that called the mutated function.
+therefore builds `<workdir>/<module>/` from `git archive HEAD` (the committed sources and tests;
+`--worktree` takes the working tree instead) with the two links replaced by the real folders,
+`pyproject.toml` with a `[tool.mutmut]` table for that module appended, and a link
+`shared -> ../shared` so the real-data tests run (tests/conftest.py looks two folders above
+`tests/`). mutmut runs there (`python -m mutmut run --max-children 2`), so nothing is written into
+the checkout. Each module runs only its own narrow test selection; mutmut further runs, per mutant,
+only the tests that called the mutated function. Workers are forked from mutmut's main process
+with one torch/OpenMP thread each (OMP_NUM_THREADS=1); a module whose tests hang that way (torch
+thread pools do not survive a fork) sets `isolation="forkserver"` (or pass `--forkserver`): mutmut
+then forks workers from a clean server and runs the stats, clean and forced-failure passes in fresh
+processes (slower: about a minute more per module).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Module:
     path: str
     tests: tuple[str, ...]
     functions: tuple[str, ...] = field(default=())
+    isolation: str = "fork"
 
     @property
     def dotted(self) -> str:
@@ -53,14 +59,21 @@ class Module:
 MODULES: dict[str, Module] = {
     "pattern": Module(
         "invdesign/evaluators/metrics/pattern.py",
-        ("tests/evaluators/metrics/", "tests/evaluators/forward/test_evaluator.py"),
+        # not tests/evaluators/forward/: its DebyeCalculator runs take ~15 s per mutant here
+        ("tests/evaluators/metrics/",),
     ),
     "losses": Module(
         "invdesign/generators/losses.py",
         ("tests/generators/test_losses.py", "tests/generators/test_losses_mutants.py"),
     ),
     "structure_metrics": Module(
-        "invdesign/evaluators/metrics/structure.py", ("tests/evaluators/metrics/",)
+        "invdesign/evaluators/metrics/structure.py",
+        ("tests/evaluators/metrics/",),
+        # the metrics; not the particle orientation search (_orientations, _kabsch, _refine,
+        # _align_particle: 1,000 orientations per call, minutes per mutant on 2 shared cores)
+        ("sort_by_norm", "_difference", "chili_mae", "match", "matched_errors", "_mean_abs",
+         "_align_cell", "aligned_errors", "aligned_summary", "_pool", "matched_summary",
+         "count_accuracy", "species_accuracy"),
     ),
     "measured": Module("invdesign/io/measured.py", ("tests/io/",)),
     "headers": Module("invdesign/io/headers.py", ("tests/io/",)),
@@ -102,7 +115,7 @@ def _snapshot(work: Path, ref: str | None) -> None:
             shutil.move(target, link)
 
 
-def prepare(name: str, mod: Module, workdir: Path, ref: str | None) -> Path:
+def prepare(name: str, mod: Module, workdir: Path, ref: str | None, isolation: str) -> Path:
     """Fresh work folder for one module: sources, tests, config, data link."""
     work = workdir / name
     if work.exists():
@@ -122,8 +135,7 @@ def prepare(name: str, mod: Module, workdir: Path, ref: str | None) -> Path:
         # -p no:cacheprovider: the work folder is thrown away; -x: one failure kills the mutant.
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]\n'
         "use_git_change_detection = false\n"
-        # torch is not fork-safe once its thread pools ran: fork the workers from a clean server.
-        'process_isolation = "forkserver"\n'
+        f'process_isolation = "{isolation}"\n'
     )
     text = (REPO / "pyproject.toml").read_text()
     (work / "pyproject.toml").write_text(text + config)
@@ -134,11 +146,12 @@ _RESULT = re.compile(r"^\s+(\S+): (.+)$")
 _SPINNER = re.compile(r"^[\u2800-\u28ff] ")  # mutmut's progress lines (braille spinner)
 
 
-def run_module(name: str, mod: Module, workdir: Path, children: int, ref: str | None) -> dict:
+def run_module(name: str, mod: Module, workdir: Path, children: int, ref: str | None,
+               isolation: str | None = None) -> dict:
     """Run mutmut for one module; return counts and survivors."""
-    work = prepare(name, mod, workdir, ref)
+    work = prepare(name, mod, workdir, ref, isolation or mod.isolation)
     start = time.monotonic()
-    globs = [f"{mod.dotted}.x{f}" for f in mod.functions]
+    globs = [f"{mod.dotted}.x_{f}__mutmut_*" for f in mod.functions]
     # One thread per worker: the machine has 2 cores and mutmut runs `children` workers.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.run(
@@ -181,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="commit whose sources and tests are mutated and run (default HEAD)")
     ap.add_argument("--worktree", action="store_true",
                     help="use the working tree (uncommitted edits included) instead of --ref")
+    ap.add_argument("--forkserver", action="store_true",
+                    help="fork every module's workers from mutmut's fork server (slower)")
     ap.add_argument("--list", action="store_true", help="print the modules and exit")
     args = ap.parse_args(argv)
     names = args.modules or list(MODULES)
@@ -195,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for n in names:
         r = run_module(n, MODULES[n], args.workdir, args.max_children,
-                       None if args.worktree else args.ref)
+                       None if args.worktree else args.ref,
+                       "forkserver" if args.forkserver else None)
         rows.append(r)
         print(
             f"{n:18s} mutants {r['mutants']:4d}  killed {r['killed']:4d}  survived "

@@ -88,3 +88,24 @@ def test_pearson_on_the_last_axis_of_a_batch() -> None:
     calc = torch.tensor([CALC, CALC], dtype=torch.float64)
     assert pearson(obs, calc).tolist() == pytest.approx([math.sqrt(3) / 2, -math.sqrt(3) / 2],
                                                         abs=1e-15)
+
+
+def test_numpy_float32_and_int_inputs_are_computed_in_float64() -> None:
+    s = fit_scale(np.array(OBS, dtype=np.float32), np.array(CALC, dtype=np.float32))
+    assert s.dtype == torch.float64
+    value, s = rw([1, 2, 3], [1, 1, 2])  # integer lists
+    assert value.dtype == torch.float64 and s.item() == 1.5
+
+
+def test_small_amplitudes_are_not_treated_as_zero() -> None:
+    """sum calc^2 = 0.06 and the Pearson denominator 0.006 are below one, not zero."""
+    obs, calc = 0.1 * np.array(OBS), 0.1 * np.array(CALC)
+    assert fit_scale(obs, calc).item() == pytest.approx(1.5, abs=1e-13)
+    assert rw(obs, calc)[0].item() == pytest.approx(math.sqrt(0.5 / 14), abs=1e-13)
+    assert pearson(obs, calc).item() == pytest.approx(math.sqrt(3) / 2, abs=1e-13)
+
+
+def test_pearson_centres_each_row_on_its_own_mean() -> None:
+    obs = torch.tensor([OBS, [11.0, 12.0, 13.0]], dtype=torch.float64)
+    calc = torch.tensor([CALC, [5.0, 5.0, 6.0]], dtype=torch.float64)
+    assert pearson(obs, calc).tolist() == pytest.approx([math.sqrt(3) / 2] * 2, abs=1e-13)
