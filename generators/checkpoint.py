@@ -128,6 +128,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
                 f"{type(value).__name__} {value!r:.40}",
                 file,
             )
+    _check_sections(meta, file)
     if not 1 <= meta["version"] <= VERSION:
         raise CheckpointError(
             f"checkpoint format version {meta['version']} is not one this invdesign "
@@ -135,6 +136,42 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             file,
         )
     return meta
+
+
+#: (entry, section, key) -> type of the config and metrics parts that readers of a checkpoint use
+#: (`training.evaluate`: the split, the condition extras, the training data fingerprint)
+_SECTION_TYPES: dict[tuple[str, str, str | None], tuple[type, ...]] = {
+    ("config", "split", None): (dict,),
+    ("config", "split", "kind"): (str,),
+    ("config", "split", "seed"): (int,),
+    ("config", "data", None): (dict,),
+    ("config", "data", "condition_on"): (list,),
+    ("config", "seed", None): (int, type(None)),
+    ("metrics", "training", None): (dict,),
+    ("metrics", "training", "data_fingerprint"): (str, type(None)),
+}
+
+
+def _check_sections(meta: dict[str, Any], file: Path) -> None:
+    """Refuse config/metrics parts of the wrong JSON type (bools are not integers here)."""
+    for (entry, section, key), kinds in _SECTION_TYPES.items():
+        if section not in meta[entry]:
+            continue
+        value = meta[entry][section]
+        if key is not None:
+            if not isinstance(value, dict) or key not in value:
+                continue
+            value = value[key]
+        name = ".".join(k for k in (entry, section, key) if k)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if ok and isinstance(value, list):
+            ok = all(isinstance(v, str) for v in value)
+        if not ok:
+            raise CheckpointError(
+                f"checkpoint metadata {name} has the wrong type ({type(value).__name__} "
+                f"{value!r:.40})",
+                file,
+            )
 
 
 def _json_name(kind: type | tuple[type, ...]) -> str:
@@ -203,8 +240,9 @@ def load_checkpoint(
         )
     try:
         generator = cls(saved, **hparams)
-    except (InvdesignError, TypeError, ValueError, KeyError, RuntimeError, MemoryError) as exc:
-        raise CheckpointError(f"cannot rebuild generator: {exc}", file) from None
+    except Exception as exc:  # noqa: BLE001 - any failure to build from the file's values
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot rebuild generator: {text}", file) from None
     with safe_open(str(file), framework="pt", device="cpu") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
     try:

@@ -73,6 +73,14 @@ CASES = {
         "max_atoms (integer 1..65536)",
     ),
     "metadata a list": (lambda meta: [meta], "wrong format entry"),
+    "config split a string": (
+        entry("config", {"split": "grouped"}), "metadata config.split has the wrong type (str"),
+    "config seed a bool": (
+        entry("config", {"split": {"seed": True}}), "config.split.seed has the wrong type (bool"),
+    "condition extras not names": (
+        entry("config", {"data": {"condition_on": [1]}}), "config.data.condition_on has the wrong"),
+    "metrics training a list": (
+        entry("metrics", {"training": []}), "metadata metrics.training has the wrong type (list"),
 }
 
 
@@ -140,3 +148,19 @@ def test_schema_knows_the_constructor_keywords_and_types() -> None:
 def test_schema_refuses_non_finite_and_wrongly_typed_floats(value, message) -> None:
     with pytest.raises(InvdesignError, match=message):
         check_fields({"x": value}, {"x": float}, "f")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (hparam(hidden=1e7), "hidden must be int, not 10000000.0"),
+    (entry("config", {"split": "grouped"}), "config.split has the wrong type"),
+])
+def test_cli_evaluate_refuses_an_edited_checkpoint_with_one_line(
+    tmp_path, tiny_checkpoint, capsys, edit, message
+) -> None:
+    folder = edited(tiny_checkpoint, tmp_path / "edited", edit)
+    data = tmp_path / "data"
+    data.mkdir()
+    code = main(["evaluate", "--checkpoint", str(folder), "--data", str(data)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
