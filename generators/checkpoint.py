@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from invdesign.core.errors import CheckpointError, InvdesignError
-from invdesign.core.schema import MAX_INT, count_parameters_meta
+from invdesign.core.schema import MAX_INT, count_parameters_meta, widths
 from invdesign.core.tasks import TaskSpec
 from invdesign.generators.base import Generator, generator_class
 from invdesign.io.atomic import atomic_path
@@ -231,7 +231,16 @@ def load_checkpoint(
         n_params = count_parameters_meta(lambda: cls(saved, **hparams))
     except InvdesignError as exc:
         raise CheckpointError(f"cannot rebuild generator: {exc.message}", file) from None
-    if n_params is not None and n_params > max_parameters:
+    if n_params is None:  # not buildable on meta (e3nn): bound by the two widest widths instead
+        (a, wa), (b, wb) = ([*widths(hparams), ("-", 1), ("-", 1)])[:2]
+        if wa * wb > max_parameters:
+            raise CheckpointError(
+                f"generator {meta['generator']!r}: widths {a}={wa} and {b}={wb} make a layer "
+                f"of {wa * wb:,} parameters, above the limit of {max_parameters:,} "
+                "(load_checkpoint(max_parameters=...) raises it)",
+                file,
+            )
+    elif n_params > max_parameters:
         raise CheckpointError(
             f"generator {meta['generator']!r} with these hparams has {n_params:,} parameters, "
             f"above the limit of {max_parameters:,} (load_checkpoint(max_parameters=...) "

@@ -154,6 +154,19 @@ def check_fields(
     return values
 
 
+def widths(values: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """(name, value) of the width-like integers (hidden, *_dim, channels, ...; list items too),
+    widest first."""
+    out = []
+    for key, value in values.items():
+        if not any(w in key.lower() for w in _WIDTH_WORDS):
+            continue
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, int) and not isinstance(item, bool):
+                out.append((key, item))
+    return sorted(out, key=lambda kv: -kv[1])
+
+
 def count_parameters_meta(build: Callable[[], torch.nn.Module]) -> int | None:
     """Parameters plus buffers (elements) of the module `build()` makes, built on the `meta`
     device so nothing is allocated; None if the module's constructor cannot run on `meta` (it

@@ -16,7 +16,9 @@ import invdesign.generators.mlp  # noqa: F401  (registers 'mlp' without importin
 from invdesign.cli.main import main
 from invdesign.core.errors import CheckpointError, InvdesignError
 from invdesign.core.schema import check_fields, signature_hints
-from invdesign.generators.checkpoint import load_checkpoint, read_metadata
+from invdesign.core.tasks import TaskSpec
+from invdesign.generators.base import build_generator
+from invdesign.generators.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from invdesign.generators.mlp.model import MLPGenerator
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -164,3 +166,36 @@ def test_cli_evaluate_refuses_an_edited_checkpoint_with_one_line(
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def tiny_diffusion_checkpoint(tmp_path_factory) -> Path:
+    """An untrained small diffusion checkpoint (its e3nn layers cannot be built on 'meta')."""
+    import invdesign.generators.diffusion  # noqa: F401, PLC0415 - registers it; lazy: e3nn is heavy
+
+    generator = build_generator("diffusion", TaskSpec.parse("xPDF->pos_abs"), cond_dim=16,
+                                species_dim=8, time_dim=16, scalar_dim=8, vector_dim=4,
+                                n_layers=1, radial_hidden=16, n_radial=8, num_train_timesteps=50,
+                                k_neighbors=4, species_vocab=[8, 30])
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny_diffusion", generator)
+
+
+def test_generator_not_buildable_on_meta_is_bounded_by_its_widths(
+    tmp_path, tiny_diffusion_checkpoint
+) -> None:
+    assert load_checkpoint(tiny_diffusion_checkpoint).hparams()["scalar_dim"] == 8
+    folder = edited(tiny_diffusion_checkpoint, tmp_path / "wide",
+                    hparam(scalar_dim=65536, cond_dim=4096))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(folder)
+    assert str(info.value) == (
+        f"{folder / 'model.safetensors'}: generator 'diffusion': widths scalar_dim=65536 and "
+        "cond_dim=4096 make a layer of 268,435,456 parameters, above the limit of 100,000,000 "
+        "(load_checkpoint(max_parameters=...) raises it)"
+    )
+
+
+def test_diffusion_schema_refuses_its_own_bad_values(tmp_path, tiny_diffusion_checkpoint) -> None:
+    folder = edited(tiny_diffusion_checkpoint, tmp_path / "bad", hparam(sampler="magic"))
+    with pytest.raises(CheckpointError, match="cannot rebuild generator: .*'magic'"):
+        load_checkpoint(folder)
