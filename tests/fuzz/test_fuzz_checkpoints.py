@@ -18,6 +18,7 @@ from invdesign.generators.base import Generator
 from invdesign.generators.checkpoint import load_checkpoint
 
 FAST = settings(max_examples=100, deadline=None, derandomize=True, database=None,
+                report_multiple_bugs=False,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 WIDTH_KEYS = ["hidden", "aux_hidden", "aux_points", "species_rank"]

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from invdesign.core.errors import InvdesignError
 from invdesign.io.composition import parse_composition
 
-FAST = settings(max_examples=200, deadline=None, derandomize=True, database=None)
+FAST = settings(max_examples=200, deadline=None, derandomize=True, database=None,
+                report_multiple_bugs=False)
 
 SYMBOLS = ["Pt", "Au", "S", "C", "H", "O", "Cd", "Se", "Zn", "Xx", "D", "T", "Uue", "pt", "PT", "e"]
 AMOUNTS = st.one_of(

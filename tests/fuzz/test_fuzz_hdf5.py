@@ -17,6 +17,7 @@ from invdesign.core.errors import InvdesignError
 from invdesign.data.dataset import ChiliDataset
 
 FAST = settings(max_examples=30, deadline=None, derandomize=True, database=None,
+                report_multiple_bugs=False,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 

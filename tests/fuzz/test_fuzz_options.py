@@ -19,6 +19,7 @@ from invdesign.io.measured import read_pattern
 from invdesign.pipeline.inputs import check_options
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                report_multiple_bugs=False,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 NUMBER = st.one_of(

@@ -14,6 +14,7 @@ from invdesign.core.errors import InvdesignError
 from invdesign.io.measured import read_pattern
 
 FAST = settings(max_examples=120, deadline=None, derandomize=True, database=None,
+                report_multiple_bugs=False,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 NUMBER_TEXT = st.one_of(
