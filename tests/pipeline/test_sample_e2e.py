@@ -140,7 +140,10 @@ def test_small_metal_particle_mixes_model_and_packings(tmp_path, tiny_checkpoint
     assert "2 sampled from the model, 2 from known metallic packings" in result.how
     assert result.taken["composition"] == "Pt1 (argument)"
     best = result.best
-    assert best.structure.info["source"] == "packing" and best.rw < 0.5
+    # Measured 2026-12-02: the best packing (a 55-atom fcc sphere around the 43-atom truth) scores
+    # Rw 0.079, the next packing 0.093, the untrained model's samples 0.999. 0.1 keeps ~25 %
+    # headroom over the measured value and stays far below what a wrong shape scores.
+    assert best.structure.info["source"] == "packing" and best.rw < 0.1
 
 
 def test_unavailable_device_is_a_one_line_error(tmp_path, tiny_checkpoint, capsys) -> None:

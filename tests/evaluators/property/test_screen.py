@@ -81,6 +81,28 @@ def test_screen_max_ef_filters(tiny_checkpoint, candidates, tmp_path):
     assert not [r for r in csv.DictReader(out.open()) if r["rank"]]
 
 
+def test_screen_max_ef_between_the_predictions_keeps_those_below(
+    tiny_checkpoint, candidates, tmp_path
+):
+    """Predictions read first (measured 2026-12-02: 0.1079 Cu, 0.1125 MgO, 0.1165 Au4 eV/atom);
+    a threshold halfway between the two largest keeps exactly the two below it."""
+    every = tmp_path / "every.csv"
+    assert main(["screen", str(candidates), "--checkpoint", str(tiny_checkpoint), "--out",
+                 str(every)]) == 0
+    values = {r["file"]: float(r["formation_energy_per_atom"])
+              for r in csv.DictReader(every.open()) if r["rank"]}
+    low, mid, high = sorted(values.values())
+    assert low < mid < high  # distinct, so a threshold between them separates them
+    threshold = (mid + high) / 2
+    out = tmp_path / "kept.csv"
+    assert main(["screen", str(candidates), "--checkpoint", str(tiny_checkpoint), "--out",
+                 str(out), "--max-ef", repr(threshold)]) == 0
+    kept = {r["file"]: float(r["formation_energy_per_atom"])
+            for r in csv.DictReader(out.open()) if r["rank"]}
+    assert kept == {f: v for f, v in values.items() if v < threshold}
+    assert len(kept) == 2
+
+
 def test_screen_missing_folder_exits_2_with_one_line(tmp_path, capsys):
     code = main(["screen", str(tmp_path / "nowhere"), "--out", str(tmp_path / "p.csv")])
     err = capsys.readouterr().err.strip().splitlines()
