@@ -44,7 +44,7 @@ ERROR_LINE = re.compile(r"^invdesign( [\w-]+)*: error: ")
 WARNING_LINE = re.compile(r"(^|:\d+: )\w*Warning: ")
 TEMP_NAME = re.compile(r"\.partial|\.tmp|^tmp|\.lock$")
 IGNORED = (".invdesign-index.json", ".invdesign-cache")  # caches the data layer may (re)write
-MEMORY_LIMIT = 6 * 2**30  # bytes of address space per case (hidden=1e7 asks for 240 GB)
+MEMORY_LIMIT = 6 * 2**30  # bytes of address space per case (absurd widths fail, not swap)
 
 
 @dataclass
