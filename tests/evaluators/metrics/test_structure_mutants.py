@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from invdesign.evaluators.metrics.structure import (
+    aligned_errors,
     aligned_summary,
     chili_mae,
     count_accuracy,
+    matched_errors,
     matched_summary,
     sort_by_norm,
     species_accuracy,
@@ -117,3 +119,52 @@ def test_species_accuracy_missing_species_and_empty_structures() -> None:
     assert species_accuracy([np.array([], dtype=int), np.array([8])],
                             [np.array([], dtype=int), np.array([30])]) == 0.5
     assert math.isnan(species_accuracy([], []))
+
+
+def test_empty_inputs_give_nan_not_errors() -> None:
+    none = np.zeros((0, 3))
+    e = matched_errors(none, WRAP_TRUE, pred_species=np.array([], dtype=int),
+                       true_species=np.array([8]))
+    assert e["n_matched"] == 0
+    assert math.isnan(e["mae"]) and math.isnan(e["rmsd"]) and math.isnan(e["species_accuracy"])
+    for periodic in (False, True):
+        a = aligned_errors(none, WRAP_TRUE, periodic=periodic)
+        assert set(a) == {"mae", "rmsd", "n_matched"} and a["n_matched"] == 0
+        assert math.isnan(a["mae"]) and math.isnan(a["rmsd"])
+        b = aligned_errors(WRAP_TRUE, none, periodic=periodic)
+        assert b["n_matched"] == 0 and math.isnan(b["mae"])
+    assert math.isnan(chili_mae([none], [WRAP_TRUE]))
+    s = matched_summary([none], [WRAP_TRUE])
+    assert math.isnan(s["matched_mae"]) and math.isnan(s["matched_rmsd"])
+    s = aligned_summary([none], [WRAP_TRUE], periodic=True)
+    assert math.isnan(s["aligned_mae"]) and math.isnan(s["aligned_rmsd"])
+
+
+def test_one_sided_species_give_no_species_accuracy() -> None:
+    e = matched_errors(WRAP_PRED, WRAP_TRUE, pred_species=np.array([8]))
+    assert "species_accuracy" not in e
+    e = matched_errors(WRAP_PRED, WRAP_TRUE, true_species=np.array([8]))
+    assert "species_accuracy" not in e
+
+
+def test_chili_mae_accumulates_over_structures() -> None:
+    """Structure 1: one atom 0.5 off in x (3 coordinates); structure 2: two atoms exact (6)."""
+    p1, t1 = np.array([[1.5, 0.0, 0.0]]), np.array([[1.0, 0.0, 0.0]])
+    p2 = t2 = np.array([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    assert chili_mae([p1, p2], [t1, t2]) == pytest.approx(0.5 / 9, abs=1e-15)
+    assert chili_mae([p2, p1], [t2, t1]) == pytest.approx(0.5 / 9, abs=1e-15)
+
+
+def test_aligned_cell_values_exact() -> None:
+    """Three atoms shifted by (0.3, 0.6, 0.9) across the cell faces, one also moved 0.04 in x:
+    the best origin shift leaves (+-0.04 / 3 spread) residuals; the unshifted match is far."""
+    true = np.array([[0.1, 0.2, 0.3], [0.5, 0.5, 0.5], [0.8, 0.1, 0.6]])
+    pred = np.mod(true + [0.3, 0.6, 0.9], 1.0)
+    pred[0, 0] += 0.03
+    e = aligned_errors(pred, true, periodic=True)
+    # the mean residual is removed: x residuals 0.02, -0.01, -0.01; y, z zero
+    assert e["n_matched"] == 3
+    assert e["mae"] == pytest.approx(0.04 / 9, abs=1e-9)
+    assert e["rmsd"] == pytest.approx(math.sqrt((0.02**2 + 2 * 0.01**2) / 3), abs=1e-9)
+    shifted = aligned_errors(true + 0.25, true, periodic=True)
+    assert shifted["mae"] == pytest.approx(0.0, abs=1e-12)
