@@ -21,19 +21,16 @@ Adding an evaluator
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from invdesign.core.errors import InvdesignError
+from invdesign.core.registry import Registry
 from invdesign.core.structure import Structure
 
-_REGISTRY: dict[str, type[Evaluator]] = {}
 #: The package whose sub-packages hold the evaluators (`invdesign.evaluators`).
 PACKAGE = __name__.rpartition(".")[0]
+REGISTRY: Registry[type[Evaluator]] = Registry("evaluator", PACKAGE)
 
 
 class Evaluator(ABC):
@@ -48,29 +45,12 @@ class Evaluator(ABC):
 
 def register_evaluator(name: str):
     """Class decorator: make an evaluator available as `name`."""
-
-    def wrap(cls: type[Evaluator]) -> type[Evaluator]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"evaluator name {name!r} registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
-
-
-def _discover() -> None:
-    """Import every sub-package of `invdesign.evaluators` (each registers its evaluators)."""
-    package = importlib.import_module(PACKAGE)
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.ispkg:
-            importlib.import_module(f"{PACKAGE}.{info.name}")
+    return REGISTRY.register(name)
 
 
 def evaluator_names() -> list[str]:
     """Names of every evaluator (all sub-packages imported)."""
-    _discover()
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 def evaluator_class(name: str) -> type[Evaluator]:
@@ -80,15 +60,7 @@ def evaluator_class(name: str) -> type[Evaluator]:
     Raises:
         InvdesignError: no evaluator of that name (the message lists the known ones).
     """
-    if name not in _REGISTRY and name.isidentifier():
-        if importlib.util.find_spec(f"{PACKAGE}.{name}") is not None:
-            importlib.import_module(f"{PACKAGE}.{name}")
-    if name not in _REGISTRY:
-        _discover()
-    if name not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY))
-        raise InvdesignError(f"unknown evaluator {name!r}; available: {known}")
-    return _REGISTRY[name]
+    return REGISTRY.get(name)
 
 
 def build_evaluator(name: str, **options: Any) -> Evaluator:

@@ -13,8 +13,6 @@ Adding a generator means adding a sub-package of `invdesign.generators` whose mo
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -22,11 +20,13 @@ import torch
 from torch import nn
 
 from invdesign.core.errors import InvdesignError
+from invdesign.core.registry import Registry
 from invdesign.core.schema import check_fields, signature_hints, takes_any_keyword
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import Condition, TaskBatch, TaskSpec
 
-_REGISTRY: dict[str, type[Generator]] = {}
+#: Generators register here; their sub-packages of `invdesign.generators` are imported on lookup.
+REGISTRY: Registry[type[Generator]] = Registry("generator", __name__.rpartition(".")[0])
 
 
 class Generator(nn.Module, ABC):
@@ -90,47 +90,19 @@ class Generator(nn.Module, ABC):
 
 def register_generator(name: str):
     """Class decorator: make a generator available as `name` in configs, checkpoints and the CLI."""
-
-    def wrap(cls: type[Generator]) -> type[Generator]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"generator name {name!r} registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
-
-
-def _discover() -> None:
-    import invdesign.generators as pkg
-
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.ispkg:
-            importlib.import_module(f"{pkg.__name__}.{info.name}")
+    return REGISTRY.register(name)
 
 
 def generator_names() -> list[str]:
-    _discover()
-    return sorted(_REGISTRY)
+    """Names of every generator (all sub-packages imported)."""
+    return REGISTRY.names()
 
 
 def generator_class(name: str) -> type[Generator]:
     """The generator class registered as `name`: its own package `invdesign.generators.<name>` is
     imported first, every generator package only if that does not register it (so loading an MLP
     checkpoint does not import diffusion's heavy dependencies)."""
-    if name not in _REGISTRY and name.isidentifier():
-        import invdesign.generators as pkg
-
-        try:
-            importlib.import_module(f"{pkg.__name__}.{name}")
-        except ModuleNotFoundError:
-            pass  # registered under another package name: discovery finds it
-    if name not in _REGISTRY:
-        _discover()
-    if name not in _REGISTRY:
-        known = ", ".join(sorted(_REGISTRY))
-        raise InvdesignError(f"unknown generator {name!r}; available: {known}")
-    return _REGISTRY[name]
+    return REGISTRY.get(name)
 
 
 def build_generator(name: str, task: TaskSpec, **hparams: Any) -> Generator:

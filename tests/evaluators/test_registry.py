@@ -65,7 +65,7 @@ def test_unknown_name_lists_the_known_ones() -> None:
 
 
 def test_register_and_build(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    monkeypatch.setattr(base.REGISTRY, "classes", dict(base.REGISTRY.classes))
 
     @register_evaluator("atom_count")
     class AtomCount(Evaluator):
