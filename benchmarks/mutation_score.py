@@ -56,6 +56,12 @@ class Module:
         return self.path.removesuffix(".py").replace("/", ".")
 
 
+#: the reader tests (not tests/io/test_outputs.py and test_atomic.py: output writing, slow CLI runs)
+_READER_TESTS = (
+    "tests/io/test_measured.py", "tests/io/test_reader_values.py", "tests/io/test_validation.py",
+    "tests/io/test_headers_mutants.py", "tests/io/test_reader_mutants.py",
+)
+
 MODULES: dict[str, Module] = {
     "pattern": Module(
         "invdesign/evaluators/metrics/pattern.py",
@@ -75,8 +81,8 @@ MODULES: dict[str, Module] = {
          "_align_cell", "aligned_errors", "aligned_summary", "_pool", "matched_summary",
          "count_accuracy", "species_accuracy"),
     ),
-    "measured": Module("invdesign/io/measured.py", ("tests/io/",)),
-    "headers": Module("invdesign/io/headers.py", ("tests/io/",)),
+    "measured": Module("invdesign/io/measured.py", _READER_TESTS),
+    "headers": Module("invdesign/io/headers.py", _READER_TESTS),
     "splits": Module(
         "invdesign/data/splits.py",
         ("tests/data/test_splits.py", "tests/data/test_splits_mutants.py"),
