@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from invdesign.core.errors import DataFormatError
+from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.core.patterns import PATTERNS
 from invdesign.data.layout import ChiliRecord, GraphArrays, ParticleEntry, size_key
 
@@ -130,13 +132,24 @@ def _sorted_sizes(h5: h5py.File, path: Path) -> list[str]:
         raise DataFormatError(f"bad particle size group name in {_PARTICLES}: {exc}", path) from exc
 
 
-def _open(path: Path) -> h5py.File:
+@contextmanager
+def _open(path: Path) -> Iterator[h5py.File]:
+    """The file open for reading; any failure while reading it (h5py reports damaged metadata or
+    chunks as RuntimeError, KeyError, OSError or ValueError) becomes a `DataFormatError` naming
+    the file."""
     try:
-        return h5py.File(path, "r")
+        h5 = h5py.File(path, "r")
     except FileNotFoundError:
         raise DataFormatError("file does not exist", path) from None
     except OSError as exc:
         raise DataFormatError(f"not a readable HDF5 file ({exc})", path) from None
+    try:
+        with h5:
+            yield h5
+    except InvdesignError:
+        raise
+    except (RuntimeError, KeyError, OSError, ValueError) as exc:
+        raise DataFormatError(f"damaged HDF5 file ({type(exc).__name__}: {exc})", path) from None
 
 
 def read_chili_file(path: str | os.PathLike, sizes: list[str] | None = None) -> ChiliRecord:
