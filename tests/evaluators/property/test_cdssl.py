@@ -59,5 +59,8 @@ def test_pretraining_lowers_the_denoising_loss():
     ]
     net = CrysToGraph(CrysToGraphConfig(hidden=16, heads=2, blocks=1))
     history = cdssl_pretrain(net, graphs, epochs=6, batch_size=8, lr=5e-3, seed=0)
-    assert np.all(np.isfinite(history))
-    assert history[-1] < history[0]
+    assert len(history) == 6
+    # Measured 2026-12-02: 1.745, 1.093, 0.520, 0.466, 0.452, 0.572 (the last epoch rises: not
+    # monotone). Final/first 0.328: bound 0.5; the first three epochs fall (drops of 0.65, 0.57).
+    assert history[-1] < 0.5 * history[0]
+    assert history[0] > history[1] > history[2]

@@ -114,7 +114,10 @@ def test_model_with_chgnet_features_trains_saves_loads_and_predicts(tmp_path, mo
     )
     assert predictor.desc_mean.shape == (N_POTENTIAL,)
     first = predictor.predict(structures)
-    assert first.shape == (6,) and np.all(np.isfinite(first))
+    assert first.shape == (6,)
+    # The predictions follow the target (MgO cells near -2.9, NaCl near -2.0): Pearson r measured
+    # 2026-12-02 at 0.9988 (crystograph) and 0.980 (cgcnn) after 3 epochs; bound 0.9.
+    assert np.corrcoef(first, targets)[0, 1] > 0.9
     save_property_checkpoint(tmp_path / "ckpt", predictor)
     loaded = load_property_checkpoint(tmp_path / "ckpt")
     assert loaded.cfg.chgnet_features

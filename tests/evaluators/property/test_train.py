@@ -37,6 +37,19 @@ def tiny_data(n: int = 8) -> PropertyData:
     return PropertyData(structures, np.array(targets), ids, "formation_energy_per_atom")
 
 
+def rock_salt_descriptors(cell: Structure) -> list[float]:
+    """The descriptors of a `tiny_data` rock-salt cell (fcc primitive vectors of length a sqrt 2,
+    metal-O distance a), by hand: Niggli cell a sqrt 2 x3 at 60 deg; 2 a^3 per 2 atoms; Slater
+    radii (Mg 1.50, Cu 1.35, O 0.60 Å); every bond a (Voronoi cube: 6 equal faces); 12 nearest
+    = 6 at a + 6 at a sqrt 2; two one-atom Wyckoff orbits: 1 bit per atom; cubic; periodic."""
+    a = float(np.linalg.norm(cell.cell[0])) / 2**0.5
+    metal = {12: 1.50, 29: 1.35}[int(max(cell.species))]
+    packing = 4 / 3 * np.pi * (metal**3 + 0.60**3) / (2 * a**3)
+    nn12 = [a * (1 + 2**0.5) / 2, a * (2**0.5 - 1) / 2]
+    return [a * 2**0.5] * 3 + [60.0] * 3 + [a**3, packing, a, 0.0, a, a, a, *nn12, 6.0, 0.0,
+                                             1.0, 2.0, 0, 0, 0, 0, 0, 0, 1, 1]
+
+
 def test_csv_roundtrip_in_mp20_format(tmp_path):
     data = tiny_data(4)
     particle = Structure([29, 29, 29], [[0, 0, 0], [2.5, 0, 0], [0, 2.5, 0]])
@@ -65,7 +78,9 @@ def test_train_save_load_predict_cycle(tmp_path):
     write_property_csv(path, data)
     data = read_property_csv(path)
     desc = np.stack([structure_descriptors(s) for s in data.structures])
-    assert desc.shape == (8, N_DESCRIPTORS) and np.all(np.isfinite(desc))
+    assert desc.shape == (8, N_DESCRIPTORS)
+    np.testing.assert_allclose(desc, [rock_salt_descriptors(s) for s in data.structures],
+                               rtol=1e-6, atol=1e-9)
     graphs = make_graphs(data.structures, data.targets, desc)
     cfg = TrainConfig(descriptors=True, pretrain_epochs=1, seed=3, **TINY)
     predictor = fit(graphs, cfg)
@@ -85,7 +100,9 @@ def test_train_save_load_predict_cycle(tmp_path):
 def test_cgcnn_baseline_trains_in_the_same_harness():
     data = tiny_data(8)
     predictor = fit(make_graphs(data.structures, data.targets), TrainConfig(model="cgcnn", **TINY))
-    assert np.all(np.isfinite(predictor.predict(data.structures)))
+    # After 3 epochs the predictions follow the targets: measured 2026-12-02 Pearson r 0.858,
+    # Spearman 0.94 (the descriptor hybrid of the cycle test measured 0.06: not learnt in 3 epochs).
+    assert np.corrcoef(predictor.predict(data.structures), data.targets)[0, 1] > 0.7
 
 
 def test_csv_without_target_column_names_the_column(tmp_path):
