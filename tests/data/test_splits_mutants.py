@@ -88,3 +88,10 @@ def test_split_indices_unknown_kind_lists_the_kinds() -> None:
     with pytest.raises(InvdesignError, match="^unknown split kind 'x'; choose from chili_random, "
                                              "grouped$"):
         split_indices(_fake_dataset(["a", "b", "c"]), "x")
+
+
+def test_grouped_split_float_indices_come_back_as_python_ints() -> None:
+    groups = ["a", "b", "c", "c"]
+    split = grouped_split(np.array([10.0, 11.0, 12.0, 13.0]), groups)
+    assert split == grouped_split([10, 11, 12, 13], groups)
+    assert all(type(i) is int for part in split.values() for i in part)
