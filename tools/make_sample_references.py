@@ -1,12 +1,14 @@
-"""Record what the shipped diffusion checkpoints sample from the ZnO example.
+"""Record what the shipped generator checkpoints sample from the ZnO example.
 
-Writes `tests/references/diffusion_samples.json`: per checkpoint and per condition ('pattern': the
+Writes `tests/references/shipped_samples.json`: per checkpoint and per condition ('pattern': the
 pattern alone; 'composition': with the ZnO composition), the species, positions (Å for particles,
 fractional for unit cells) and cell parameters of n=2 samples drawn with a fixed seed and few
-sampler steps, rounded to 1e-4. `tests/generators/diffusion/test_shipped_samples.py` compares
-today's samples to it, so a refactor of the diffusion package is shown to sample the same.
+sampler steps (diffusion models), rounded to 1e-4. `tests/generators/test_shipped_samples.py`
+compares today's samples to it, so a refactor is shown to sample the same. The diffusion entries
+were first recorded before the diffusion generator was split, the MLP and VAE ones before the
+package was restructured into layers (same values from this script then and now).
 
-Run from the repository root: `python tools/make_diffusion_sample_references.py`.
+Run from the repository root: `python tools/make_sample_references.py`.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from invdesign.generators.checkpoint import load_checkpoint
 from invdesign.io.measured import read_pattern
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "tests" / "references" / "diffusion_samples.json"
+OUT = ROOT / "tests" / "references" / "shipped_samples.json"
 EXAMPLE = ROOT / "examples" / "ZnO_wurtzite_1nm.gr"
 CHECKPOINTS = (
+    "mlp-xpdf-pos_abs",
+    "mlp-xpdf-unit_cell",
+    "vae-xpdf-unit_cell",
     "diffusion-xpdf-pos_abs",
     "diffusion-xpdf-unit_cell",
     "diffusion-prototype-xpdf-pos_abs",
@@ -51,9 +56,11 @@ def conditions(generator: Generator) -> dict[str, Condition]:
 
 
 def samples(generator: Generator, condition: Condition) -> list[dict[str, Any]]:
-    """N_SAMPLES structures from `condition` (seed SEED) as rounded JSON rows."""
+    """N_SAMPLES structures from `condition` (seed SEED) as rounded JSON rows; diffusion models
+    with sampler SAMPLER in STEPS steps."""
     rng = torch.Generator().manual_seed(SEED)
-    out = generator.sample(condition, N_SAMPLES, rng, sampler=SAMPLER, steps=STEPS)[0]
+    options = {"sampler": SAMPLER, "steps": STEPS} if generator.sampling_options else {}
+    out = generator.sample(condition, N_SAMPLES, rng, **options)[0]
     rows = []
     for s in out:
         periodic = s.kind == "unit_cell"

@@ -1,6 +1,7 @@
-"""The shipped diffusion checkpoints load and sample what they sampled before the generator was
-split into hparams, space and priors (`tests/references/diffusion_samples.json`, written by
-`tools/make_diffusion_sample_references.py` from the code before the split)."""
+"""The shipped generator checkpoints load and sample what they sampled before the refactors of
+issue 21 (`tests/references/shipped_samples.json`, written by `tools/make_sample_references.py`:
+the diffusion entries from the code before the diffusion generator was split, the MLP and VAE ones
+from the code before the package was restructured)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[3]
-REFERENCE = ROOT / "tests" / "references" / "diffusion_samples.json"
-TOOL = ROOT / "tools" / "make_diffusion_sample_references.py"
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT / "tests" / "references" / "shipped_samples.json"
+TOOL = ROOT / "tools" / "make_sample_references.py"
 #: Å for particles, fractional units for unit cells; cell lengths Å and angles deg alike
 TOLERANCE = 1e-4
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("make_diffusion_sample_references", TOOL)
+    spec = importlib.util.spec_from_file_location("make_sample_references", TOOL)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -28,6 +29,9 @@ def _tool():
 
 
 @pytest.mark.parametrize("name", [
+    "mlp-xpdf-pos_abs",
+    "mlp-xpdf-unit_cell",
+    "vae-xpdf-unit_cell",
     "diffusion-xpdf-unit_cell",  # the quickest (a few seconds): in the default run
     pytest.param("diffusion-xpdf-pos_abs", marks=pytest.mark.slow),
     pytest.param("diffusion-prototype-xpdf-pos_abs", marks=pytest.mark.slow),
