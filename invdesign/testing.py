@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from invdesign.core.patterns import pattern_spec
 from invdesign.core.structure import Structure
+from invdesign.core.tasks import Condition, TaskBatch, TaskSpec
 from invdesign.data.build.chili3k import build_chili3k
 from invdesign.data.build.clusters import build_clusters
 
@@ -119,3 +121,31 @@ def chain(distances: Sequence[float], z: int = 8) -> Structure:
     """Atoms on the x axis with the given consecutive spacings in Å (a particle)."""
     x = np.concatenate([[0.0], np.cumsum(distances)])
     return Structure([z] * len(x), np.stack([x, np.zeros_like(x), np.zeros_like(x)], axis=1))
+
+
+#: Hyper-parameters of a diffusion generator small enough for unit tests (seconds on a CPU).
+TINY_DIFFUSION: dict = {
+    "cond_dim": 16, "species_dim": 8, "time_dim": 16, "scalar_dim": 8, "vector_dim": 4,
+    "n_layers": 1, "radial_hidden": 16, "n_radial": 8, "num_train_timesteps": 50,
+    "sampling_steps": 4, "k_neighbors": 4, "species_vocab": [8, 30],
+}
+
+
+def random_condition(task: TaskSpec, b: int) -> Condition:
+    """`b` random patterns of the task's first pattern type on its grid: [b, L] in [0, 1)."""
+    name = task.patterns[0]
+    return Condition({name: torch.rand(b, pattern_spec(name).n_points)})
+
+
+def random_batch(task: TaskSpec, max_atoms: int = 8) -> TaskBatch:
+    """Three random items of 3, `max_atoms` and 5 atoms (O first, then Zn), padded to
+    `max_atoms`: coordinates in [0, 1) for unit cells, [0, 6) Å for particles; a hexagonal
+    parent cell. For loss and shape tests, not for learning."""
+    n = torch.tensor([3, max_atoms, 5])
+    mask = torch.arange(max_atoms) < n[:, None]
+    scale = 1.0 if task.kind == "unit_cell" else 6.0
+    target = torch.rand(3, max_atoms, 3) * scale * mask.unsqueeze(-1)
+    species = torch.where(mask, 30, 0)
+    species[:, 0] = 8
+    cell = torch.tensor([[4.0, 4.0, 5.0, 90.0, 90.0, 120.0]]).expand(3, 6)
+    return TaskBatch(random_condition(task, 3), target, mask, species, n, cell)
