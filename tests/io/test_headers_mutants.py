@@ -91,3 +91,21 @@ def test_split_header_start(lines: list[str], start: int) -> None:
 )
 def test_x_unit_labels(text: str, unit: str | None) -> None:
     assert x_unit_from_text(text) == unit
+
+
+def test_labels_starting_with_x_keep_their_x() -> None:
+    assert parse_header("#X Y\n").columns == ["X", "Y"]
+
+
+@pytest.mark.parametrize(("word", "radiation"), [("xray", "xray"), ("x-ray", "xray"),
+                                                 ("neutron", "neutron")])
+def test_the_mode_key_beats_the_producer(word: str, radiation: str) -> None:
+    """A PDFgetN run-information header implies neutrons unless `mode` says otherwise; a
+    PDFgetX2 header implies x-rays."""
+    producer = "##### Run Information\n" if radiation == "xray" else "## Get_XPDF\n"
+    assert parse_header(f"{producer}mode = {word}\n").values["radiation"] == radiation
+
+
+@pytest.mark.parametrize(("text", "unit"), [("# q_nm I", "q_nm"), ("# q_a I", "q_A")])
+def test_bare_q_unit_labels(text: str, unit: str) -> None:
+    assert x_unit_from_text(text) == unit
