@@ -31,7 +31,8 @@ def save_property_checkpoint(
     folder: str | os.PathLike, predictor, extra: dict | None = None
 ) -> Path:
     """Write weights and config of a `train.Predictor` into `folder`; returns it."""
-    from safetensors.torch import save_file
+    # lazy: heavy libraries load only when a checkpoint is used
+    from safetensors.torch import save_file  # noqa: PLC0415
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,9 +89,11 @@ def load_property_checkpoint(
             entry of the wrong type, a non-finite scaler, an unknown or out-of-range training
             option, or a network larger than `max_parameters`.
     """
-    from safetensors.torch import load_file
+    # lazy: heavy libraries load only when a checkpoint is used
+    from safetensors.torch import load_file  # noqa: PLC0415
 
-    from invdesign.evaluators.property.train import (
+    # lazy: heavy libraries load only when a checkpoint is used
+    from invdesign.evaluators.property.train import (  # noqa: PLC0415
         Predictor,
         TrainConfig,
         build_network,

@@ -49,11 +49,13 @@ def read_candidate(path: str | os.PathLike) -> Structure:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if path.suffix.lower() == ".cif":
-                from pymatgen.core import Structure as PmgStructure
+                # lazy: heavy library, loaded on use (CLI start-up)
+                from pymatgen.core import Structure as PmgStructure  # noqa: PLC0415
 
                 structure = Structure.from_pymatgen(PmgStructure.from_file(path))
             else:
-                from ase.io import read
+                # lazy: heavy library, loaded on use (CLI start-up)
+                from ase.io import read  # noqa: PLC0415
 
                 atoms = read(path, format="extxyz")
                 periodic = bool(atoms.pbc.any()) and atoms.cell.volume > 1e-6
@@ -91,7 +93,8 @@ def screen_folder(
         max_ef: keep only candidates with predicted E_f <= max_ef (eV/atom).
         check: "chgnet" to add the relaxed CHGNet-recipe E_f of the `top` best-ranked candidates.
     """
-    from invdesign.evaluators.property.evaluator import FormationEnergyEvaluator
+    # lazy: heavy library, loaded on use (CLI start-up)
+    from invdesign.evaluators.property.evaluator import FormationEnergyEvaluator  # noqa: PLC0415
 
     if max_ef is not None:
         max_ef = finite_in_range(max_ef, "--max-ef", unit="eV/atom")
@@ -145,7 +148,8 @@ def screen_folder(
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     if check == "chgnet" and rows:
-        from invdesign.evaluators.property.reference import ChgnetReference
+        # lazy: heavy library, loaded on use (CLI start-up)
+        from invdesign.evaluators.property.reference import ChgnetReference  # noqa: PLC0415
 
         best = [r for r in rows if r["status"] == "ok"][:top]
         for row, rec in zip(
@@ -181,10 +185,11 @@ def write_screen_csv(result: ScreenResult, out: str | os.PathLike) -> Path:
 
 def plot_screen(result: ScreenResult, png: str | os.PathLike) -> Path:
     """Ranking plot (predicted E_f by rank) and, when checked, parity of prediction vs CHGNet."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 - lazy: heavy library, loaded on use (CLI start-up)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # lazy: heavy library, loaded on use (CLI start-up)
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     checked = [r for r in result.rows if not math.isnan(r["chgnet_formation_energy_per_atom"])]
     fig, axes = plt.subplots(

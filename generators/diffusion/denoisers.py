@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from invdesign.generators.diffusion import periodic
+import invdesign.generators.diffusion.periodic as periodic
 from invdesign.generators.diffusion.encoders import TimeEmbedding
 from invdesign.generators.diffusion.graph import full_graph, knn_graph
 from invdesign.generators.diffusion.network import EquivariantDenoiser

@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
+import invdesign.generators.diffusion.schedule as schedule
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import Condition, TaskBatch, TaskSpec
 from invdesign.crystals.prototypes import prototype_library
 from invdesign.generators.base import Generator, register_generator
-from invdesign.generators.diffusion import schedule
 from invdesign.generators.diffusion.denoisers import remove_mean
 from invdesign.generators.diffusion.encoders import PatternEncoder
 from invdesign.generators.diffusion.hparams import DiffusionHParams

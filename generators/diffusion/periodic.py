@@ -79,7 +79,7 @@ def fourier_features(frac: torch.Tensor, n_freq: int) -> torch.Tensor:
 def cell_from_parameters(params: torch.Tensor) -> torch.Tensor:
     """[B, 6] (a, b, c in Å; alpha, beta, gamma in deg) -> [B, 3, 3] cells (rows, Å), in ASE's
     convention (a along x, b in the xy plane), by `ase.geometry.cellpar_to_cell`."""
-    from ase.geometry import cellpar_to_cell
+    from ase.geometry import cellpar_to_cell  # noqa: PLC0415 - lazy: heavy library, loaded on use
 
     rows = [cellpar_to_cell(p) for p in params.detach().cpu().double().numpy()]
     return torch.as_tensor(np.stack(rows), dtype=params.dtype, device=params.device)

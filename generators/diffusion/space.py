@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
+import invdesign.generators.diffusion.periodic as periodic
+import invdesign.generators.diffusion.schedule as schedule
 from invdesign.core import elements
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import TaskBatch, TaskSpec
-from invdesign.generators.diffusion import periodic, schedule
 from invdesign.generators.diffusion.denoisers import ParticleDenoiser, PeriodicDenoiser, remove_mean
 from invdesign.generators.diffusion.hparams import DiffusionHParams
 

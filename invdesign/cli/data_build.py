@@ -60,7 +60,8 @@ def _finish(summary) -> int:
 
 
 def _chili3k(args: argparse.Namespace) -> int:
-    from invdesign.data.build.chili3k import build_chili3k
+    # lazy: the CLI imports only what the command needs
+    from invdesign.data.build.chili3k import build_chili3k  # noqa: PLC0415
 
     return _finish(
         build_chili3k(
@@ -76,7 +77,8 @@ def _chili3k(args: argparse.Namespace) -> int:
 
 
 def _cifs(args: argparse.Namespace) -> int:
-    from invdesign.data.build.cifs import build_cifs
+    # lazy: the CLI imports only what the command needs
+    from invdesign.data.build.cifs import build_cifs  # noqa: PLC0415
 
     return _finish(
         build_cifs(
@@ -91,7 +93,8 @@ def _cifs(args: argparse.Namespace) -> int:
 
 
 def _clusters(args: argparse.Namespace) -> int:
-    from invdesign.data.build.clusters import build_clusters
+    # lazy: the CLI imports only what the command needs
+    from invdesign.data.build.clusters import build_clusters  # noqa: PLC0415
 
     return _finish(
         build_clusters(

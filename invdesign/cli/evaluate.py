@@ -59,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from invdesign.training.evaluate import evaluate_checkpoint
+    # lazy: the CLI imports only what the command needs
+    from invdesign.training.evaluate import evaluate_checkpoint  # noqa: PLC0415
 
     with contextlib.ExitStack() as stack:
         # --out is checked and locked before the evaluation starts, written when it ends

@@ -62,10 +62,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from invdesign.core.errors import InvdesignError
-    from invdesign.io.measured import read_pattern
-    from invdesign.pipeline.report import report
-    from invdesign.pipeline.run import sample
+    # lazy: the CLI imports only what the command needs
+    from invdesign.core.errors import InvdesignError  # noqa: PLC0415
+
+    # lazy: the CLI imports only what the command needs
+    from invdesign.io.measured import read_pattern  # noqa: PLC0415
+
+    # lazy: the CLI imports only what the command needs
+    from invdesign.pipeline.report import report  # noqa: PLC0415
+
+    # lazy: the CLI imports only what the command needs
+    from invdesign.pipeline.run import sample  # noqa: PLC0415
 
     files = {"pdf": args.pdf, "xrd": args.xrd, "saxs": args.saxs}
     if not any(files.values()):

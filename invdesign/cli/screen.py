@@ -47,14 +47,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from invdesign.core.errors import InvdesignError
-    from invdesign.evaluators.property.screen import (
+    # lazy: the CLI imports only what the command needs
+    from invdesign.core.errors import InvdesignError  # noqa: PLC0415
+
+    # lazy: the CLI imports only what the command needs
+    from invdesign.evaluators.property.screen import (  # noqa: PLC0415
         NO_PREDICTION,
         plot_screen,
         screen_folder,
         write_screen_csv,
     )
-    from invdesign.io.outputs import Output
+
+    # lazy: the CLI imports only what the command needs
+    from invdesign.io.outputs import Output  # noqa: PLC0415
 
     if args.out.suffix.lower() == ".png":
         raise InvdesignError("--out is the CSV; its plot goes beside it as .png", args.out)

@@ -44,9 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from invdesign.cli.evaluate import format_metrics
-    from invdesign.training.config import load_config
-    from invdesign.training.train import train
+    # lazy: the CLI imports only what the command needs
+    from invdesign.cli.evaluate import format_metrics  # noqa: PLC0415
+
+    # lazy: the CLI imports only what the command needs
+    from invdesign.training.config import load_config  # noqa: PLC0415
+
+    # lazy: the CLI imports only what the command needs
+    from invdesign.training.train import train  # noqa: PLC0415
 
     folders, overrides = split_data_args(args.data or [], args.overrides)
     cfg = load_config(args.config, overrides, folders or None)

@@ -15,7 +15,7 @@ import torch
 
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
-from invdesign.physics.cutter import cut_sphere
+from invdesign.physics.cutter import cut_particles, cut_sphere, default_metals
 
 #: Metal-sphere radii (Å) tried when cutting a particle from the prior's cell: 1.5 Å upwards in
 #: steps of `CUT_STEP` to `max_radius` (or `CUT_LARGEST`).
@@ -33,7 +33,6 @@ def sphere_cuts(cell: Structure, radii: np.ndarray) -> list[Structure]:
     `default_metals` as the metals) cuts from `cell` at `radii`, one per
     distinct atom count, ascending; central metal at the origin. Empty for a cell it cannot cut or
     one whose cutting supercell would exceed `MAX_CUT_ATOMS` atoms."""
-    from invdesign.physics.cutter import cut_particles, default_metals
 
     span = 2.0 * float(np.max(radii)) + 5.0
     if cell.n_atoms * np.prod(np.ceil(span / cell.cell_parameters()[:3])) > MAX_CUT_ATOMS:

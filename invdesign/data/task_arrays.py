@@ -26,24 +26,31 @@ import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from invdesign.core.errors import InvdesignError
 from invdesign.data.fields import FIELDS, read_field
 from invdesign.data.hdf5_io import open_h5
+from invdesign.data.index import IndexRow
 from invdesign.io.atomic import atomic_path
 
-if TYPE_CHECKING:
-    from invdesign.data.dataset import ChiliDataset
+
+class IndexedGraphs(Protocol):
+    """What `load_task_arrays` reads of a dataset (`invdesign.data.dataset.ChiliDataset` is one):
+    one `IndexRow` per graph, the files' fingerprint and the folder for the cache."""
+
+    records: list[IndexRow]
+    fingerprint: str
+    data_root: Path
 
 CACHE_FOLDER = ".invdesign-cache"
 _META = "__meta__"
 
 
 def load_task_arrays(
-    ds: ChiliDataset, indices: Sequence[int], fields: Sequence[str], cache: bool = True
+    ds: IndexedGraphs, indices: Sequence[int], fields: Sequence[str], cache: bool = True
 ) -> dict[str, list[np.ndarray]]:
     """Fields of the graphs `indices`, one numpy array per graph, in the order of `indices`.
 
@@ -85,7 +92,7 @@ def load_task_arrays(
     return out
 
 
-def _read(ds: ChiliDataset, indices: list[int], fields: list[str]) -> dict[str, list[np.ndarray]]:
+def _read(ds: IndexedGraphs, indices: list[int], fields: list[str]) -> dict[str, list[np.ndarray]]:
     """Open each file once; read only the requested datasets of the requested sizes."""
     by_file: dict[str, list[int]] = defaultdict(list)
     for pos, i in enumerate(indices):

@@ -21,7 +21,8 @@ def parse_composition(text: str) -> dict[str, float]:
     Element order is the order of appearance; amounts may be fractional ('Pt0.5Ni0.5'). Raises
     `InvdesignError` naming the text when it is not a composition.
     """
-    from pymatgen.core import Composition
+    # lazy: heavy library, loaded on use (CLI start-up)
+    from pymatgen.core import Composition  # noqa: PLC0415
 
     cleaned = " ".join(str(text).replace(",", " ").split())
     if not cleaned:

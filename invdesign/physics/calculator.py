@@ -55,7 +55,8 @@ def check_simulable(n_atoms: int, positions: np.ndarray | torch.Tensor,
 
 @lru_cache(maxsize=32)
 def _calculator(spec: PatternSpec, device: str, dtype: torch.dtype):
-    from debyecalculator import DebyeCalculator
+    # lazy: DebyeCalculator's import is slow
+    from debyecalculator import DebyeCalculator  # noqa: PLC0415
 
     kwargs = dict(qmin=spec.qmin, qmax=spec.qmax, qstep=spec.qstep, biso=spec.biso,
                   qdamp=_CHILI_QDAMP, device=device, radiation_type=spec.radiation, dtype=dtype)
@@ -326,7 +327,8 @@ def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor
 @lru_cache(maxsize=16)
 def _measured_calculator(radiation: str, qmin: float, qmax: float, qstep: float, biso: float,
                          device: str, dtype: torch.dtype):
-    from debyecalculator import DebyeCalculator
+    # lazy: DebyeCalculator's import is slow
+    from debyecalculator import DebyeCalculator  # noqa: PLC0415
 
     return DebyeCalculator(qmin=qmin, qmax=qmax, qstep=qstep, biso=biso, qdamp=0.0, device=device,
                            radiation_type=radiation, dtype=dtype)

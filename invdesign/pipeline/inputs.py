@@ -18,12 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from invdesign.core import elements
 from invdesign.core.conditions import minmax, to_model_grid
 from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.core.patterns import pattern_spec
 from invdesign.core.tasks import TaskSpec
 from invdesign.core.validate import finite_in_range, int_in_range
-from invdesign.io.measured import MeasuredPattern, check_covers
+from invdesign.io.composition import check_amounts, parse_composition
+from invdesign.io.composition import metal_core as core_of
+from invdesign.io.measured import MeasuredPattern, check_covers, check_pattern, read_pattern
 from invdesign.pipeline.forward import pattern_names
 from invdesign.pipeline.sizing import SizeEstimate
 
@@ -136,7 +139,6 @@ def check_options(n: Any, seed: Any, refine_top: Any,
 
 def read_patterns(measured: Any) -> dict[str, Any]:
     """kind -> MeasuredPattern from a pattern, a path (a PDF) or a mapping kind -> either."""
-    from invdesign.io.measured import MeasuredPattern, check_pattern, read_pattern
 
     if not isinstance(measured, Mapping):
         measured = {"pdf": measured}
@@ -156,9 +158,6 @@ def read_patterns(measured: Any) -> dict[str, Any]:
 def resolve_composition(composition: str | Mapping | None, patterns: dict[str, Any],
                         metal_core: bool = False) -> tuple[dict[int, float] | None, str]:
     """Atomic number -> fraction, and where it came from ('argument', '<source>, FILE', 'model')."""
-    from invdesign.core import elements
-    from invdesign.io.composition import check_amounts, parse_composition
-    from invdesign.io.composition import metal_core as core_of
 
     source = "argument"
     if composition is None:
@@ -203,7 +202,6 @@ def taken_values(patterns: dict[str, Any]) -> dict[str, str]:
 
 
 def format_fractions(comp: dict[int, float] | None) -> str:
-    from invdesign.core import elements
 
     if not comp:
         return "from the model"

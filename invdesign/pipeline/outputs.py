@@ -93,7 +93,8 @@ class OutputFolder:
                         comment: dict[str, Any] | None = None) -> list[str]:
         """`stem.xyz` (extended XYZ; periodic cells carry their lattice) and, for unit cells,
         `stem.cif`. Returns the file names written."""
-        from ase.io import write
+        # lazy: heavy library, loaded on use (CLI start-up)
+        from ase.io import write  # noqa: PLC0415
 
         atoms = structure.to_ase()
         for key, value in {**structure.info, **(comment or {})}.items():
@@ -173,10 +174,11 @@ class OutputFolder:
         shown = [c for c in candidates if (c.fit is not None)]
         if not shown:
             return None
-        import matplotlib
+        import matplotlib  # noqa: PLC0415 - lazy: heavy library, loaded on use (CLI start-up)
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        # lazy: heavy library, loaded on use (CLI start-up)
+        import matplotlib.pyplot as plt  # noqa: PLC0415
 
         fig, axes = plt.subplots(len(shown), 1, figsize=(7, 3.2 * len(shown)), squeeze=False)
         for ax, cand in zip(axes[:, 0], shown, strict=True):

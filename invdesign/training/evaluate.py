@@ -103,9 +103,14 @@ def evaluate_checkpoint(
     """Load a checkpoint and evaluate it on `part` ('train', 'val', 'test' or 'all') of the split
     named in its config (or `split_kind`), with the split seed and condition extras it was trained
     with."""
-    from invdesign.data.datamodule import load_task_part
-    from invdesign.data.dataset import ChiliDataset
-    from invdesign.generators.checkpoint import load_checkpoint, read_metadata
+    # lazy: heavy modules, loaded on use (CLI start-up)
+    from invdesign.data.datamodule import load_task_part  # noqa: PLC0415
+
+    # lazy: heavy modules, loaded on use (CLI start-up)
+    from invdesign.data.dataset import ChiliDataset  # noqa: PLC0415
+
+    # lazy: heavy modules, loaded on use (CLI start-up)
+    from invdesign.generators.checkpoint import load_checkpoint, read_metadata  # noqa: PLC0415
 
     meta = read_metadata(checkpoint)
     generator = load_checkpoint(checkpoint, device=device)
@@ -176,11 +181,20 @@ def pattern_rw(samples: list[Structure], data: TaskData, rows: list[int],
     dense (atoms per volume) as the true one (collapsed: cutting it would make a huge particle),
     scores Rw = 1 (no signal).
     """
-    from invdesign.core.patterns import pattern_spec
-    from invdesign.data.build.chili3k import CHILI_RADII
-    from invdesign.evaluators.metrics.pattern import rw
-    from invdesign.physics.calculator import simulate
-    from invdesign.physics.cutter import cut_sphere
+    # lazy: heavy modules, loaded on use (CLI start-up)
+    from invdesign.core.patterns import pattern_spec  # noqa: PLC0415
+
+    # lazy: heavy modules, loaded on use (CLI start-up)
+    from invdesign.data.build.chili3k import CHILI_RADII  # noqa: PLC0415
+
+    # lazy: heavy modules, loaded on use (CLI start-up)
+    from invdesign.evaluators.metrics.pattern import rw  # noqa: PLC0415
+
+    # lazy: heavy modules, loaded on use (CLI start-up)
+    from invdesign.physics.calculator import simulate  # noqa: PLC0415
+
+    # lazy: heavy modules, loaded on use (CLI start-up)
+    from invdesign.physics.cutter import cut_sphere  # noqa: PLC0415
 
     spec = pattern_spec(data.task.patterns[0])
     radii = CHILI_RADII if radii is None else radii

@@ -12,13 +12,18 @@ reason) in task order.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from tqdm.auto import tqdm
 
 from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.data.hdf5_io import open_h5, require
@@ -100,7 +105,7 @@ def _is_done(path: Path) -> bool:
 
 
 def _init_worker() -> None:
-    import torch
+    import torch  # noqa: PLC0415 - lazy: only worker processes need torch
 
     torch.set_num_threads(1)  # one core per worker process; the pool provides the parallelism
     _die_with_parent()
@@ -109,9 +114,6 @@ def _init_worker() -> None:
 def _die_with_parent() -> None:
     """Ask Linux to SIGTERM this worker when the parent build dies, so an interrupted build leaves
     no orphan workers writing files later (their writes are atomic, so at most a `.part` stays)."""
-    import ctypes
-    import signal
-    import sys
 
     if sys.platform.startswith("linux"):
         try:
@@ -162,7 +164,6 @@ def run_tasks(
 
 def _run_locked(tasks: Sequence[Any], work: Callable[[Any, Path], Outcome], out_dir: Path,
                 workers: int, desc: str, progress: bool) -> BuildSummary:
-    from tqdm.auto import tqdm
 
     _remove_partials(out_dir)
     names = [t.name for t in tasks]
