@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +149,18 @@ def random_batch(task: TaskSpec, max_atoms: int = 8) -> TaskBatch:
     species[:, 0] = 8
     cell = torch.tensor([[4.0, 4.0, 5.0, 90.0, 90.0, 120.0]]).expand(3, 6)
     return TaskBatch(random_condition(task, 3), target, mask, species, n, cell)
+
+
+def assert_refused_in_one_line(
+    load: Callable[[Path], object], folder: Path, file: Path, message: str, error: type = Exception
+) -> None:
+    """`load(folder)` raises `error` whose text is one line, starts with `file` and holds
+    `message` (the shape of every refusal of a bad input: the CLI prints exactly that line)."""
+    try:
+        load(folder)
+    except error as exc:
+        text = str(exc)
+    else:
+        raise AssertionError(f"{load.__name__}({folder}) accepted the input")
+    assert message in text, (message, text)
+    assert "\n" not in text and text.startswith(str(file)), text

@@ -20,6 +20,7 @@ from invdesign.core.tasks import TaskSpec
 from invdesign.generators.base import build_generator
 from invdesign.generators.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from invdesign.generators.mlp.model import MLPGenerator
+from invdesign.testing import assert_refused_in_one_line
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PT = EXAMPLES / "Pt_truncoct_2nm.gr"
@@ -90,11 +91,8 @@ CASES = {
 def test_edited_checkpoint_is_refused_in_one_line(tmp_path, tiny_checkpoint, case) -> None:
     edit, message = CASES[case]
     folder = edited(tiny_checkpoint, tmp_path / "edited", edit)
-    with pytest.raises(CheckpointError) as info:
-        load_checkpoint(folder)
-    text = str(info.value)
-    assert message in text
-    assert "\n" not in text and text.startswith(str(folder / "model.safetensors"))
+    assert_refused_in_one_line(load_checkpoint, folder, folder / "model.safetensors", message,
+                               CheckpointError)
 
 
 def test_model_too_large_is_refused_before_allocation(tmp_path, tiny_checkpoint) -> None:

@@ -22,6 +22,7 @@ from invdesign.evaluators.property.checkpoint import (
 )
 from invdesign.evaluators.property.data import make_graphs
 from invdesign.evaluators.property.train import TrainConfig, fit
+from invdesign.testing import assert_refused_in_one_line
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +81,8 @@ CASES = {
 def test_edited_property_checkpoint_is_refused_in_one_line(tmp_path, checkpoint, case) -> None:
     edit, message = CASES[case]
     folder = edited(checkpoint, tmp_path / "edited", edit)
-    with pytest.raises(CheckpointError) as info:
-        load_property_checkpoint(folder)
-    text = str(info.value)
-    assert message in text
-    assert "\n" not in text and text.startswith(str(folder / "config.json"))
+    assert_refused_in_one_line(load_property_checkpoint, folder, folder / "config.json", message,
+                               CheckpointError)
 
 
 def test_network_too_large_is_refused_before_allocation(tmp_path, checkpoint) -> None:
