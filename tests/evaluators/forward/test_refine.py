@@ -20,8 +20,8 @@ def target(tmp_path):
     r = np.round(np.arange(0.5, 14.0, 0.02), 4)
     path = tmp_path / "pt38.gr"
     path.write_text("[PDF]\nmode = xray\nqmin = 1.0\nqmax = 20.0\nqdamp = 0.04\n"
-                    "#### start data\n" + "\n".join(f"{a} 0" for a in r))
-    blank = read_pattern(path)
+                    "#### start data\n" + "\n".join(f"{a} 1" for a in r))
+    blank = read_pattern(path)  # only its grid and instrument are used (an all-zero G is refused)
     ev = ForwardEvaluator(blank, fit_range=(0.5, 14.0), dtype=torch.float64)
     g = ev.simulate([truth], biso=0.5)[0].numpy()
     path.write_text(path.read_text().split("#### start data")[0] + "#### start data\n"
