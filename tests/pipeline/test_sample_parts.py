@@ -101,8 +101,9 @@ def test_output_folder_is_atomic(tmp_path) -> None:
 def test_output_folder_never_replaces_a_folder_holding_the_input(tmp_path) -> None:
     data = tmp_path / "data.gr"
     data.write_text("1 2\n")
-    with pytest.raises(InvdesignError, match="input file"):
+    with pytest.raises(InvdesignError, match=r"--out holds the input .*data\.gr; choose another"):
         OutputFolder(tmp_path, force=True, protect=[data])
+    assert data.read_text() == "1 2\n"
 
 
 def test_only_sane_unit_cells_are_cut() -> None:
