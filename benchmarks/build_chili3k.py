@@ -3,7 +3,7 @@
 Target on the 2-core machine: under 15 minutes in all and under 6 GB peak (CHILI: 2 h 51 min, 16.2 s
 per CIF).
 
-    python benchmarks/build_chili3k.py --out /work/data/chili3k --workers 2
+    python benchmarks/build_chili3k.py --out DATA_DIR/chili3k --workers 2
 
 A rerun on the same folder resumes (finished files are skipped; the figures then cover the new files
 only).

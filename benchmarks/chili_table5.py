@@ -8,7 +8,7 @@ are merged into `benchmarks/results/chili3k_table5.json` (key: task, split, mode
 models' rows are kept) after every run, and `chili3k_table5.md` is rewritten from all rows, beside
 the paper's numbers.
 
-    nice -n 10 python benchmarks/chili_table5.py --data /work/data/chili3k --model mlp \\
+    nice -n 10 python benchmarks/chili_table5.py --data DATA_DIR/chili3k --model mlp \\
         --max-time-minutes 1 > benchmarks/results/chili3k_table5.log 2>&1 &
 
 `--model uniform` trains nothing: it writes the reference rows of structures drawn at random at

@@ -4,7 +4,7 @@ Prints: fresh index time (every file opened), cached index time (no file opened)
 graphs/s, and the task-array cache (cold read, then .npz reload) for the pos_abs task, plus peak
 memory.
 
-    python benchmarks/dataset_access.py /work/data/chili3k [--n-random 500] [--seed 0]
+    python benchmarks/dataset_access.py DATA_DIR/chili3k [--n-random 500] [--seed 0]
 """
 
 from __future__ import annotations

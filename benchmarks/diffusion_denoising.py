@@ -7,7 +7,7 @@ a low ratio at small noise to end on sharp structures; this is the figure that s
 particle model cannot denoise local structure (`benchmarks/results/chili3k_table5_NOTES.md`).
 
     python benchmarks/diffusion_denoising.py --checkpoint checkpoints/diffusion-xpdf-pos_abs \\
-        --data /work/data/chili3k [--split grouped] [--part val] [--items 64] [--draws 4]
+        --data DATA_DIR/chili3k [--split grouped] [--part val] [--items 64] [--draws 4]
 
 Prints one row per timestep: the noise's standard deviation per coordinate (Å for particles,
 fractional units for unit cells), the ratio on the chosen part and, for particles, the ratio of an

@@ -34,6 +34,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,8 +194,9 @@ def run_module(name: str, mod: Module, workdir: Path, children: int, ref: str | 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("modules", nargs="*", help=f"default all: {', '.join(MODULES)}")
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/invdesign_mutmut"),
-                    help="parent of the per-module work folders (default /tmp/invdesign_mutmut)")
+    ap.add_argument("--workdir", type=Path,
+                    default=Path(tempfile.gettempdir()) / "invdesign_mutmut",
+                    help="parent of the per-module work folders (default: TMPDIR/invdesign_mutmut)")
     ap.add_argument("--max-children", type=int, default=2, help="parallel mutmut workers")
     ap.add_argument("--ref", default="HEAD",
                     help="commit whose sources and tests are mutated and run (default HEAD)")

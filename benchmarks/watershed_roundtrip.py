@@ -9,7 +9,7 @@ what fraction of matched atoms (target >= 98 %).
 
     python benchmarks/watershed_roundtrip.py [--shape 32] [--components species] [--h5-dir DIR]
 
-Measured on the rebuilt CHILI-3K (636 files, --h5-dir /work/data/chili3k; count right / mean
+Measured on the rebuilt CHILI-3K (636 files, --h5-dir DATA_DIR/chili3k; count right / mean
 matched error / species right):
     --shape 24 --label-frac 0.8: 99.7 % (634/636), 0.006 voxels (max 7.9), 100.00 % of 4079 atoms
     --shape 24 --label-frac 1.0: 93.4 % (594/636), 0.082 voxels (max 8.3), 100.00 % of 4039 atoms

@@ -51,7 +51,7 @@ class Crystal:
     cellpar: tuple[float, float, float, float, float, float]
 
 
-# lattice constants: /work/shared/spec/CHILI.md (textbook values) and the task (Ni)
+# lattice constants: ../shared/spec/CHILI.md (textbook values) and the task (Ni)
 CRYSTALS = (
     Crystal("ni", "fcc Ni, Fm-3m (225), Ni 4a", ("Ni",), ((0, 0, 0),), 225,
             (3.524, 3.524, 3.524, 90, 90, 90)),

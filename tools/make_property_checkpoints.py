@@ -1,8 +1,8 @@
 """Make the property label set and the shipped property checkpoints.
 
-    python tools/make_property_checkpoints.py labels --out /work/data/property/default_labels.csv
+    python tools/make_property_checkpoints.py labels --out DATA_DIR/property/default_labels.csv
     python tools/make_property_checkpoints.py default --labels
-    /work/data/property/default_labels.csv
+    DATA_DIR/property/default_labels.csv
     python tools/make_property_checkpoints.py perov5 --csv ../shared/data/perov5/perov5_val.csv
 
 `labels` relaxes CHILI-3K unit cells (12 crystal types x the metals given) and small mono-metallic

@@ -1,6 +1,6 @@
 """Training glue: a thin LightningModule around any `Generator`, and `train(cfg)`.
 
-    cfg = load_config("configs/experiment/mlp_xpdf_pos_abs.yaml", data_root="/work/data/chili3k")
+    cfg = load_config("configs/experiment/mlp_xpdf_pos_abs.yaml", data_root="DATA_DIR/chili3k")
     result = train(cfg)
     result.metrics["test"]["chili_mae"]
 
