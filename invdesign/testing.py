@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -164,3 +165,13 @@ def assert_refused_in_one_line(
         raise AssertionError(f"{load.__name__}({folder}) accepted the input")
     assert message in text, (message, text)
     assert "\n" not in text and text.startswith(str(file)), text
+
+
+def set_entry(key: str, value: Any) -> Callable[[dict], dict]:
+    """An edit for checkpoint-metadata tests: the dict it is given, with `key` set to `value`."""
+
+    def edit(metadata: dict) -> dict:
+        metadata[key] = value
+        return metadata
+
+    return edit

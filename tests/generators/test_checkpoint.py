@@ -21,6 +21,7 @@ from invdesign.generators.base import build_generator
 from invdesign.generators.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from invdesign.generators.mlp.model import MLPGenerator
 from invdesign.testing import assert_refused_in_one_line
+from invdesign.testing import set_entry as entry
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PT = EXAMPLES / "Pt_truncoct_2nm.gr"
@@ -40,14 +41,6 @@ def edited(src: Path, dst: Path, edit) -> Path:
 def hparam(**changes: Any):
     def edit(meta: dict) -> dict:
         meta["hparams"].update(changes)
-        return meta
-
-    return edit
-
-
-def entry(key: str, value: Any):
-    def edit(meta: dict) -> dict:
-        meta[key] = value
         return meta
 
     return edit

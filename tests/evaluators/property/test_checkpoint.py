@@ -23,6 +23,7 @@ from invdesign.evaluators.property.checkpoint import (
 from invdesign.evaluators.property.data import make_graphs
 from invdesign.evaluators.property.train import TrainConfig, fit
 from invdesign.testing import assert_refused_in_one_line
+from invdesign.testing import set_entry as entry
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +41,6 @@ def edited(src, dst, edit):
     config = json.loads((dst / "config.json").read_text())
     (dst / "config.json").write_text(json.dumps(edit(config)))
     return dst
-
-
-def entry(key: str, value: Any):
-    def edit(config: dict) -> dict:
-        config[key] = value
-        return config
-
-    return edit
 
 
 def option(key: str, value: Any):
