@@ -1,5 +1,6 @@
 """Measured patterns in: `.gr` (PDFgetX2/X3, xPDFsuite, PDFgetN), PDFgui `.fgr`, plain columns, XRD
-(`.xy`, `.xye`, `.chi`, in q or 2-theta) and SAXS (q, I).
+(`.xy`, `.xye`, `.chi`, in q or 2-theta; GSAS `.gsa`/`.fxye` and the profile inside a `.cif`
+through `invdesign.io.powder`) and SAXS (q, I).
 
 `read_pattern(path, kind, **overrides)` returns a `MeasuredPattern`: the data (x, y, dy) and the
 instrument values the forward simulation needs, each with where it came from ('header', 'option',
@@ -27,6 +28,7 @@ from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.core.validate import finite_in_range
 from invdesign.io.composition import check_amounts, metal_core, parse_composition
 from invdesign.io.headers import HeaderInfo, is_data_line, parse_header, split_header
+from invdesign.io.powder import is_powder_file, read_powder_table
 
 Kind = Literal["pdf", "xrd", "saxs"]
 KINDS: tuple[str, ...] = ("pdf", "xrd", "saxs")
@@ -143,13 +145,21 @@ def read_pattern(path: str | PathLike, kind: Kind = "pdf", **overrides: Any) -> 
         raise InvdesignError(
             f"unknown option(s) {', '.join(unknown)}; known: {', '.join(OVERRIDES)}")
     opts = {k: v for k, v in overrides.items() if v is not None}
-    lines = _read_lines(path)
-    start = split_header(lines)
-    info = parse_header("\n".join(lines[:start]))
+    powder = read_powder_table(path) if kind == "xrd" and is_powder_file(path) else None
+    if powder is None:
+        lines = _read_lines(path)
+        start = split_header(lines)
+        info = parse_header("\n".join(lines[:start]))
+    else:  # CIF / GSAS powder file (invdesign.io.powder): its values act as the header
+        info = powder.header()
     _check_header(path, info)
-    table, line_numbers = _numeric_block(path, lines, start)
-    x_raw, y, dy = _columns(path, table, info, line_numbers)
-    notes: list[str] = []
+    if powder is None:
+        table, line_numbers = _numeric_block(path, lines, start)
+        x_raw, y, dy = _columns(path, table, info, line_numbers)
+    else:
+        x_raw, y, dy = powder.two_theta, powder.intensity, powder.sigma
+        line_numbers = list(range(1, x_raw.size + 1))
+    notes: list[str] = [] if powder is None else list(powder.notes)
     sources: dict[str, str] = {}
     x_raw, y, dy = _ordered(path, x_raw, y, dy, line_numbers, notes)
 
