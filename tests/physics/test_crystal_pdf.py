@@ -1,0 +1,148 @@
+"""`physics.crystal_pdf.CrystalPDF` (PDFfit2's attenuated-crystal model in torch) against PDFfit2
+itself: the reference files in tests/references/pdffit2 (written by
+`python tools/make_pdffit2_references.py`, PDFfit2 1.5.1; headers give the full structure and
+parameters), and against a discrete 3 nm sphere by DebyeCalculator where both models apply.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from invdesign.core import elements
+from invdesign.core.structure import Structure
+from invdesign.evaluators.metrics.pattern import rw
+from invdesign.physics.calculator import Instrument, MeasuredGridCalculator
+from invdesign.physics.crystal_pdf import CrystalPDF, shape_function
+from invdesign.physics.cutter import cut_sphere
+
+REFERENCES = Path(__file__).resolve().parents[1] / "references" / "pdffit2"
+
+# Rw over the file's whole grid (r 1-20 Å), measured 2026-12-02 (ours float64, fine step 0.005 Å)
+# with a margin of about 1.25x. Most of the misfit sits at r 1.0-1.2 Å, within a termination
+# period of PDFfit2's lower grid end (its edge ripple); over r >= 1.5 Å all are below 0.0064.
+RW_TOL = {
+    "ni_bulk_xray": 0.0075,  # measured 0.00591
+    "ni_sphere30_xray": 0.0088,  # measured 0.00695
+    "mgo_bulk_neutron": 0.0092,  # measured 0.00732
+    "mgo_sphere30_neutron": 0.0112,  # measured 0.00897
+    "mgo_sphere30_xray": 0.0111,  # measured 0.00889
+    "zno_bulk_neutron": 0.0102,  # measured 0.00812
+    "zno_sphere30_neutron": 0.0131,  # measured 0.01049
+    "zno_sphere30_xray": 0.0115,  # measured 0.00920
+}
+# PDFgui's absolute scale: the fitted scale is 1 within 1 % (measured |s - 1| < 3e-4)
+SCALE_TOL = 0.01
+# our 30 Å sphere envelope vs DebyeCalculator's discrete 1289-atom Ni sphere (X-rays, one element),
+# r 1.5-20 Å: measured 0.0256 (fitted scale 0.4988), close to DebyeCalculator vs PDFfit2 itself
+# (0.0268, see test_reference_pdffit2.py: surface atoms cut whole vs a continuous envelope, the
+# q range, the peak profile)
+CUT_RW_TOL = 0.033
+
+
+def read_reference(name: str) -> tuple[Structure, dict[str, str], np.ndarray, np.ndarray]:
+    """(cell, header fields, r [n] Å, G [n] Å^-2) of tests/references/pdffit2/<name>.gr."""
+    path = REFERENCES / f"{name}.gr"
+    fields, species, frac = {}, [], []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        body = line[2:]
+        if body.startswith("atom: "):
+            sym, *xyz = body.split()[1:]
+            species.append(elements.atomic_number(sym))
+            frac.append([float(v) for v in xyz])
+        elif ": " in body:
+            key, value = body.split(": ", 1)
+            fields[key.split(" (")[0]] = value
+    cellpar = np.array([float(v) for v in fields["lattice"].split()])
+    cell = Structure.from_cell_parameters(np.array(species), np.array(frac), cellpar)
+    r, g = np.loadtxt(path, unpack=True)
+    return cell, fields, r, g
+
+
+def ours(cell: Structure, fields: dict[str, str], r: np.ndarray, **change) -> np.ndarray:
+    """[n] our G(r) with the reference's parameters (overridden by `change`)."""
+    model = CrystalPDF(cell, r, radiation={"X": "xray", "N": "neutron"}[fields["radiation"]],
+                       qmax=float(fields["qmax"]))
+    args = dict(lattice=model.default_lattice(), uiso=torch.tensor(float(fields["Uiso"])),
+                qdamp=float(fields["qdamp"]), spdiameter=float(fields["spdiameter"]))
+    args.update(change)
+    with torch.no_grad():
+        return model(**args).numpy()
+
+
+@pytest.mark.parametrize("name", list(RW_TOL))
+def test_matches_pdffit2(name: str) -> None:
+    cell, fields, r, g = read_reference(name)
+    value, scale = rw(g, ours(cell, fields, r))
+    assert float(value) < RW_TOL[name], f"{name}: Rw {float(value):.5f}"
+    assert abs(float(scale) - 1) < SCALE_TOL, f"{name}: scale {float(scale):.5f}"
+
+
+def test_one_percent_larger_lattice_fails() -> None:
+    """Negative control: PDFfit2's Ni sphere with a 1 % larger lattice against ours at 3.524 Å."""
+    cell, fields, r, _ = read_reference("ni_sphere30_xray")
+    _, _, _, g_large = read_reference("ni_sphere30_xray_a101")
+    value, _ = rw(g_large, ours(cell, fields, r))
+    assert float(value) > 10 * RW_TOL["ni_sphere30_xray"]
+
+
+def test_sphere_is_bulk_times_shape_function_before_band_limit() -> None:
+    """spdiameter 0 or None is the bulk crystal; a sphere of 1000 km is the bulk crystal too."""
+    cell, fields, r, _ = read_reference("mgo_bulk_neutron")
+    bulk = ours(cell, fields, r, spdiameter=None)
+    np.testing.assert_array_equal(bulk, ours(cell, fields, r, spdiameter=0.0))
+    np.testing.assert_allclose(ours(cell, fields, r, spdiameter=1e13), bulk, atol=1e-9)
+    x = torch.tensor([0.0, 15.0, 30.0, 45.0])
+    np.testing.assert_allclose(shape_function(x, torch.tensor(30.0)).numpy(),
+                               [1.0, 1 - 0.75 + 0.0625, 0.0, 0.0])
+
+
+def test_gradients_match_finite_differences() -> None:
+    """d sum(G^2) / d(a, uiso, delta2, qdamp, spdiameter) by autograd vs central differences.
+    G is piecewise linear in each pair distance between the nodes of the pair histogram (step
+    0.005 Å), so the steps are tiny and `a` puts no pair on a node; its slope there is the secant
+    of each Gaussian over one histogram step (within a few % of the continuous model's).)"""
+    cell, _, _, _ = read_reference("mgo_sphere30_neutron")
+    r = np.arange(1.5, 12.0, 0.01)
+    model = CrystalPDF(cell, r, radiation="neutron", qmax=25.0)
+    base = {"a": 4.2461, "uiso": 0.005, "delta2": 1.5, "qdamp": 0.03, "spdiameter": 25.0}
+
+    def loss(p: dict[str, torch.Tensor]) -> torch.Tensor:
+        a = p["a"]
+        lattice = torch.stack([a, a, a, *torch.tensor([90.0, 90.0, 90.0], dtype=a.dtype)])
+        g = model(lattice=lattice, uiso=p["uiso"], delta2=p["delta2"], qdamp=p["qdamp"],
+                  spdiameter=p["spdiameter"])
+        return (g * g).sum()
+
+    params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in base.items()}
+    loss(params).backward()
+    for key, v in base.items():
+        h = 1e-7 * v
+        up = {k: torch.tensor(x + (h if k == key else 0.0), dtype=torch.float64)
+              for k, x in base.items()}
+        down = {k: torch.tensor(x - (h if k == key else 0.0), dtype=torch.float64)
+                for k, x in base.items()}
+        with torch.no_grad():
+            numeric = float((loss(up) - loss(down)) / (2 * h))
+        assert float(params[key].grad) == pytest.approx(numeric, rel=1e-3), key
+
+
+def test_matches_a_discrete_3nm_sphere() -> None:
+    """Where both models apply (a 3 nm fcc Ni particle): our attenuated crystal with spdiameter 30
+    against DebyeCalculator's G(r) of the 1289-atom sphere cut by `physics.cutter.cut_sphere`,
+    same qmax, qdamp and Uiso. DebyeCalculator's G(r) is half PDFgui's, so the scale is 1/2."""
+    cell, fields, r, _ = read_reference("ni_sphere30_xray")
+    keep = r >= 1.5
+    particle = cut_sphere(cell, 15.0)
+    assert particle is not None and particle.n_atoms == 1289
+    instrument = Instrument("gr", "xray", 0.5, 25.0, 0.04, float(fields["biso"]), 0.1)
+    calc = MeasuredGridCalculator(instrument, r)
+    debye = calc.transform(calc.raw([particle]))[0].double().numpy()
+    value, scale = rw(debye[keep], ours(cell, fields, r)[keep])
+    assert float(value) < CUT_RW_TOL, f"Rw {float(value):.4f}"
+    assert float(scale) == pytest.approx(0.5, abs=0.01)
