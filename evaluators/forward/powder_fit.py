@@ -1,0 +1,309 @@
+"""Whole-pattern fit of a crystal to a measured powder X-ray pattern, ranked by Rwp.
+
+The model (`powder_pattern`): reflections of the candidate cell for the measured wavelength(s),
+pseudo-Voigt peaks broadened by the instrument (U, W), crystallite size and microstrain, times a
+scale, plus a Chebyshev background. Atomic positions stay as in the candidate (a structure-type
+fit, not a full Rietveld refinement). Refined: the lattice parameters the crystal system leaves
+free, the zero shift, U, W, size, strain and one overall B; the scale and the background are solved
+by weighted linear least squares at every step (variable projection).
+
+Search: the candidate's lattice may be off by several per cent, so the fit starts with broad peaks:
+a scan of an isotropic lattice scale, then of each further free parameter (c/a, ..., the monoclinic
+angle), then `scipy.optimize.least_squares` with broad, then measured-like, then fully free peak
+widths. Weights: 1/σ^2 from the file's uncertainties, else 1/max(I, 1) for counts (non-negative
+data reaching above 50), else uniform. Rwp = sqrt(Σ w (I - calc)^2 / Σ w I^2).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from numpy.polynomial import chebyshev
+from scipy.optimize import least_squares
+
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.evaluators.forward.powder_pattern import (
+    LATTICE_NAMES,
+    Profile,
+    Reflections,
+    powder_pattern,
+    reflections,
+)
+from invdesign.io.measured import MeasuredPattern
+
+N_BACKGROUND = 8  # Chebyshev terms
+LATTICE_RANGE = 0.12  # relative: the scan and the bounds of the lattice lengths
+SCAN_STEP = 0.0025  # relative step of the isotropic scan
+ANGLE_RANGE = 6.0  # deg, scan and bounds of a free angle
+#: Nominal 2θ (deg) of the largest q when a q-axis pattern states no wavelength.
+NOMINAL_MAX_TWO_THETA = 120.0
+
+
+@dataclass(frozen=True)
+class PowderData:
+    """A measured pattern as the fit uses it: 2θ (deg, increasing), intensity, weights [n]."""
+
+    two_theta: np.ndarray
+    y: np.ndarray
+    weight: np.ndarray
+    wavelengths: tuple[float, ...]
+    notes: tuple[str, ...] = ()
+
+    def binned(self, step: float) -> PowderData:
+        """Averages of consecutive points so that the step is at least `step` (deg)."""
+        k = int(step / max(float(np.median(np.diff(self.two_theta))), 1e-9))
+        if k <= 1:
+            return self
+        n = self.two_theta.size // k * k
+        avg = [v[:n].reshape(-1, k).mean(axis=1) for v in (self.two_theta, self.y)]
+        wsum = self.weight[:n].reshape(-1, k).sum(axis=1)
+        return replace(self, two_theta=avg[0], y=avg[1], weight=wsum)
+
+
+@dataclass
+class PowderFit:
+    """The fitted candidate.
+
+    Attributes:
+        cell: the refined conventional cell (kind 'unit_cell').
+        rwp: weighted profile R (fraction). scale: of the Bragg intensities.
+        params: a, b, c (Å), alpha, beta, gamma (deg), zero (deg), u, w (deg^2), size (Å),
+            strain, biso (Å^2).
+        background: Chebyshev coefficients over the fitted 2θ range mapped to [-1, 1].
+        system, spacegroup: of the candidate's conventional cell.
+        steps: model evaluations. seconds: wall time.
+    """
+
+    cell: Structure
+    rwp: float
+    scale: float
+    params: dict[str, float]
+    background: tuple[float, ...]
+    system: str
+    spacegroup: str
+    steps: int
+    seconds: float
+    notes: tuple[str, ...] = ()
+
+
+def powder_data(measured: MeasuredPattern,
+                two_theta_range: tuple[float, float] | None = None) -> PowderData:
+    """The measured XRD pattern on a 2θ axis (deg) with weights; a q axis without a wavelength
+    gets a nominal one (noted) so that `NOMINAL_MAX_TWO_THETA` is the largest angle."""
+    if measured.kind != "xrd":
+        raise InvdesignError(f"a powder fit needs an XRD pattern, not {measured.kind!r}")
+    notes: list[str] = []
+    lam = measured.wavelength
+    if measured.x_unit == "2theta_deg" and lam is not None:
+        tth = np.asarray(measured.x_raw, float)
+    else:
+        if lam is None:
+            lam = 4 * math.pi * math.sin(math.radians(NOMINAL_MAX_TWO_THETA / 2)) / measured.xmax
+            notes.append(f"no wavelength: nominal {lam:.4f} Å (q axis mapped to 2-theta)")
+        sin_t = np.asarray(measured.x, float) * lam / (4 * math.pi)
+        tth = np.degrees(2 * np.arcsin(np.clip(sin_t, 0.0, 1.0)))
+    y = np.asarray(measured.y, float)
+    if measured.dy is not None:
+        weight = 1.0 / np.asarray(measured.dy, float) ** 2
+    elif y.min() >= 0 and y.max() > 50:
+        weight = 1.0 / np.maximum(y, 1.0)
+    else:
+        weight = np.ones_like(y)
+    keep = np.isfinite(tth) & (tth > 0) & (tth < 179)
+    if two_theta_range is not None:
+        keep &= (tth >= two_theta_range[0]) & (tth <= two_theta_range[1])
+    if keep.sum() < 10:
+        raise InvdesignError("fewer than 10 points of the XRD pattern in the fitted 2-theta range")
+    waves = (lam,)
+    lam2 = measured.header.get("wavelength2")
+    if lam2 is not None and measured.x_unit == "2theta_deg":
+        waves = (lam, float(lam2))
+    return PowderData(tth[keep], y[keep], weight[keep], waves, tuple(notes))
+
+
+class _Model:
+    """Rwp of one candidate for parameter vectors (free lattice, zero, ln size, strain, U, W, B)."""
+
+    def __init__(self, refl: Reflections, data: PowderData, n_background: int) -> None:
+        self.refl, self.data = refl, data
+        t = data.two_theta
+        u = 2 * (t - t[0]) / (t[-1] - t[0]) - 1
+        self.basis = chebyshev.chebvander(u, n_background - 1)  # [n, n_bg]
+        self.sqrt_w = np.sqrt(data.weight)
+        self.norm = float(np.sqrt(np.sum(data.weight * data.y ** 2)))
+        self.calls = 0
+
+    def unpack(self, p: np.ndarray) -> tuple[np.ndarray, Profile]:
+        k = len(self.refl.free)
+        lattice = self.refl.full_lattice(p[:k])
+        zero, log_size, strain, u, w, biso = p[k:k + 6]
+        return lattice, Profile(zero, u, w, math.exp(log_size), strain, biso)
+
+    def solve(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weighted residual [n], the linear coefficients (scale, background...) and the Bragg
+        curve."""
+        self.calls += 1
+        lattice, profile = self.unpack(p)
+        bragg = powder_pattern(self.refl, lattice, self.data.two_theta, self.data.wavelengths,
+                               profile)
+        design = np.column_stack([bragg, self.basis]) * self.sqrt_w[:, None]
+        target = self.data.y * self.sqrt_w
+        coef = _linear_fit(design, target)
+        if not coef[0] > 0:  # no negative scale: background alone
+            coef = np.concatenate([[0.0], _linear_fit(design[:, 1:], target)])
+        return target - design @ coef, coef, bragg
+
+    def residual(self, p: np.ndarray) -> np.ndarray:
+        return self.solve(p)[0] / self.norm
+
+    def rwp(self, p: np.ndarray) -> float:
+        return float(np.linalg.norm(self.residual(p)))
+
+
+def fit_powder(cell: Structure, measured: MeasuredPattern | PowderData, *,
+               n_background: int = N_BACKGROUND, max_seconds: float = 60.0,
+               lattice_range: float = LATTICE_RANGE,
+               two_theta_range: tuple[float, float] | None = None) -> PowderFit:
+    """Fit `cell` (kind 'unit_cell') to a measured XRD pattern (see the module docstring)."""
+    start_time = time.perf_counter()
+    data = measured if isinstance(measured, PowderData) else powder_data(measured,
+                                                                          two_theta_range)
+    lam_max = max(data.wavelengths)
+    dmin = lam_max / (2 * math.sin(math.radians(min(data.two_theta[-1] + 2.0, 179.0) / 2)))
+    refl = reflections(cell, dmin * (1 - lattice_range))
+    free0 = refl.free_values(refl.lattice)
+    k = free0.size
+    step = float(np.median(np.diff(data.two_theta)))
+    tan75 = math.tan(math.radians(np.percentile(data.two_theta, 75) / 2))
+    broad = max(math.degrees(4 * tan75 * SCAN_STEP), 3 * step)
+    coarse = _Model(refl, data.binned(broad / 5), min(n_background, 6))
+    profile0 = np.array([0.0, math.log(1e5), 0.0, 0.0, broad ** 2, 0.5])
+    lengths = np.array([name in ("a", "b", "c") for name in refl.free])
+
+    def scaled(factors: np.ndarray) -> np.ndarray:
+        return np.where(lengths, free0 * factors, free0 + factors)
+
+    # 1. isotropic scale scan, 2. coordinate scans of the other free parameters
+    grid = np.arange(-lattice_range, lattice_range + 1e-12, SCAN_STEP)
+    iso = [coarse.rwp(np.concatenate([scaled(np.where(lengths, 1 + g, 0.0)), profile0]))
+           for g in grid]
+    starts = [scaled(np.where(lengths, 1 + grid[i], 0.0)) for i in _local_minima(iso, 3)]
+    best: tuple[float, np.ndarray] | None = None
+    for free in starts:
+        for _ in range(2):
+            for j in range(1, k):
+                span = (np.arange(-0.06, 0.06 + 1e-12, 0.005) * free[j] if lengths[j]
+                        else np.arange(-ANGLE_RANGE, ANGLE_RANGE + 1e-12, 0.5))
+                trial = [coarse.rwp(np.concatenate([free + np.eye(k)[j] * s, profile0]))
+                         for s in span]
+                free = free + np.eye(k)[j] * span[int(np.argmin(trial))]
+        score = coarse.rwp(np.concatenate([free, profile0]))
+        if best is None or score < best[0]:
+            best = (score, free)
+    assert best is not None
+    # 3. least squares: broad peaks (lattice, zero), then measured-like widths, then all free
+    lo_l = np.where(lengths, free0 * (1 - lattice_range - 0.03), free0 - ANGLE_RANGE - 2)
+    hi_l = np.where(lengths, free0 * (1 + lattice_range + 0.03), free0 + ANGLE_RANGE + 2)
+    zero_max = max(0.5, 10 * step)
+    lower = np.concatenate([lo_l, [-zero_max, math.log(20.0), 0.0, 0.0, 1e-6, 0.0]])
+    upper = np.concatenate([hi_l, [zero_max, math.log(1e6), 0.05, 2.0, 1.0, 5.0]])
+    p = np.clip(np.concatenate([best[1], profile0]), lower, upper)
+    full = _Model(refl, data, n_background)
+    narrow = max(3 * step, 0.02)
+    stages: list[tuple[_Model, float | None, tuple[int, ...]]] = [
+        (coarse, broad, tuple(range(k + 1))),
+        (full, 2 * narrow, tuple(range(k + 1))),
+        (full, None, tuple(range(k + 6))),
+    ]
+    for model, width, active in stages:
+        if width is not None:
+            p[k + 4] = width ** 2
+        elif model is full:  # W scan before the free fit
+            widths = np.geomspace(narrow / 2, 1.0, 12)
+            scores = [full.rwp(np.concatenate([p[:k + 4], [wd ** 2], p[k + 5:]]))
+                      for wd in widths]
+            p[k + 4] = widths[int(np.argmin(scores))] ** 2
+        p = _least_squares(model, p, active, lower, upper,
+                           max_seconds - (time.perf_counter() - start_time))
+    residual, coef, _ = full.solve(p)
+    lattice, profile = full.unpack(p)
+    params = dict(zip(LATTICE_NAMES, (float(v) for v in lattice), strict=True))
+    params.update(zero=profile.zero, u=profile.u, w=profile.w, size=profile.size,
+                  strain=profile.strain, biso=profile.biso)
+    frac = refl.cell.frac_coords
+    out_cell = Structure.from_cell_parameters(
+        np.array([site.specie.Z for site in refl.cell]), frac, lattice,
+        spacegroup=refl.spacegroup, crystal_system=refl.system)
+    return PowderFit(
+        cell=out_cell, rwp=float(np.linalg.norm(residual) / full.norm), scale=float(coef[0]),
+        params=params, background=tuple(float(c) for c in coef[1:]), system=refl.system,
+        spacegroup=refl.spacegroup, steps=coarse.calls + full.calls,
+        seconds=time.perf_counter() - start_time, notes=data.notes)
+
+
+def _linear_fit(design: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients of design [n, m] for target [n] (normal equations on unit-norm
+    columns; an all-zero column gets 0)."""
+    norms = np.linalg.norm(design, axis=0)
+    safe = np.where(norms > 0, norms, 1.0)
+    a = design / safe
+    gram = a.T @ a + 1e-12 * np.eye(a.shape[1])
+    coef = np.linalg.solve(gram, a.T @ target) / safe
+    return np.where(norms > 0, coef, 0.0)
+
+
+def _local_minima(values: list[float], n: int) -> list[int]:
+    """Indices of the `n` lowest local minima of a 1-d scan."""
+    v = np.asarray(values)
+    inner = [i for i in range(v.size) if (i == 0 or v[i] <= v[i - 1])
+             and (i == v.size - 1 or v[i] <= v[i + 1])]
+    return sorted(inner, key=lambda i: v[i])[:n]
+
+
+def _least_squares(model: _Model, p: np.ndarray, active: tuple[int, ...], lower: np.ndarray,
+                   upper: np.ndarray, seconds_left: float) -> np.ndarray:
+    """`least_squares` over the `active` entries of p (others fixed); a bounded number of steps."""
+    idx = np.array(active)
+    if seconds_left <= 0:
+        return p
+
+    def fun(q: np.ndarray) -> np.ndarray:
+        trial = p.copy()
+        trial[idx] = q
+        return model.residual(trial)
+
+    x0 = np.clip(p[idx], lower[idx] + 1e-12, upper[idx] - 1e-12)
+    result = least_squares(fun, x0, bounds=(lower[idx], upper[idx]), x_scale="jac",
+                           max_nfev=40 * (idx.size + 1), method="trf")
+    out = p.copy()
+    out[idx] = result.x
+    return out
+
+
+def powder_curve(fit: PowderFit, measured: MeasuredPattern | PowderData,
+                 two_theta_range: tuple[float, float] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """2θ (deg) [n], the fitted total curve [n] and its background [n] on the measured points."""
+    data = measured if isinstance(measured, PowderData) else powder_data(measured,
+                                                                          two_theta_range)
+    p = fit.params
+    profile = Profile(p["zero"], p["u"], p["w"], p["size"], p["strain"], p["biso"])
+    lattice = np.array([p[name] for name in LATTICE_NAMES])
+    refl = reflections(fit.cell, min(data.wavelengths) / 2.0 * 0.9)
+    bragg = powder_pattern(refl, lattice, data.two_theta, data.wavelengths, profile)
+    t = data.two_theta
+    background = chebyshev.chebval(2 * (t - t[0]) / (t[-1] - t[0]) - 1, np.array(fit.background))
+    return t, fit.scale * bragg + background, background
+
+
+def rank_powder(cells: list[Structure], measured: MeasuredPattern, **options: Any,
+                ) -> list[tuple[int, PowderFit]]:
+    """Fit every cell; (index into `cells`, fit) sorted by Rwp, best first."""
+    data = powder_data(measured, options.pop("two_theta_range", None))
+    fits = [(i, fit_powder(cell, data, **options)) for i, cell in enumerate(cells)]
+    return sorted(fits, key=lambda item: item[1].rwp)
