@@ -20,7 +20,6 @@ Usage: python tools/make_pdffit2_references.py [--out tests/references/pdffit2]
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -88,26 +87,15 @@ def conventional_cell(c: Crystal) -> tuple[list[str], np.ndarray]:
 
 def pdffit2_gr(c: Crystal, radiation: str, spdiameter: float) -> tuple[np.ndarray, np.ndarray]:
     """(r [n] Å, G [n] Å^-2) of the crystal from PDFfit2 on the module's r grid."""
-    # lazy: the optional extra is needed only here
-    from diffpy.pdffit2 import PdfFit, redirect_stdout
-    from diffpy.structure import Atom, Lattice, Structure
+    # lazy: the optional extra is needed only here (benchmarks/pdffit2_engine.py imports it)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import pdffit2_engine
 
-    redirect_stdout(io.StringIO())  # PDFfit2 prints its banner and progress to stdout
     symbols, frac = conventional_cell(c)
-    uiso = BISO / (8 * np.pi**2)
-    atoms = [Atom(s, xyz, Uisoequiv=uiso) for s, xyz in zip(symbols, frac, strict=True)]
-    pf = PdfFit()
-    pf.add_structure(Structure(atoms, lattice=Lattice(*c.cellpar)))
-    n = int(round((RMAX - RMIN) / RSTEP)) + 1
-    pf.alloc(radiation, QMAX, QDAMP, RMIN, RMAX, n)
-    pf.setvar(pf.spdiameter, spdiameter)
-    pf.setvar(pf.delta1, 0.0)
-    pf.setvar(pf.delta2, 0.0)
-    pf.setvar(pf.qbroad, 0.0)
-    pf.calc()
-    r, g = np.asarray(pf.getR()), np.asarray(pf.getpdf_fit())
-    redirect_stdout(sys.stdout)
-    return r, g
+    cell = pdffit2_engine.cell_from_arrays(symbols, frac, c.cellpar, name=c.name)
+    return pdffit2_engine.simulate(cell, dict.fromkeys(cell.elements, BISO / (8 * np.pi**2)),
+                                   radiation=radiation, qmax=QMAX, qdamp=QDAMP, rmin=RMIN,
+                                   rmax=RMAX, rstep=RSTEP, spdiameter=spdiameter)
 
 
 def header(c: Crystal, radiation: str, spdiameter: float) -> str:
