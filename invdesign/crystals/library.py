@@ -94,6 +94,9 @@ class StructureType:
     expand_group: int = 0
     metallic: bool = False
 
+    def __hash__(self) -> int:  # the dict fields are not hashable; name and source identify a type
+        return hash((self.name, self.source))
+
     @property
     def anion_roles(self) -> list[str]:
         return [r for r in self.roles if r.startswith("X")]
@@ -118,15 +121,10 @@ class StructureType:
         missing = [r for r in self.roles if r not in assignment]
         if missing:
             raise InvdesignError(f"structure type {self.name!r}: no element for roles {missing}")
-        atoms = crystal(
-            [elements.symbol(int(assignment[s.role])) for s in self.sites],
-            [s.xyz for s in self.sites],
-            spacegroup=self.expand_group or self.spacegroup,
-            setting=self.setting,
-            cellpar=list(self.lattice),
-            onduplicates="error",
-            primitive_cell=False,
-        )
+        group = self.expand_group or self.spacegroup
+        atoms = crystal([elements.symbol(int(assignment[s.role])) for s in self.sites],
+                        [s.xyz for s in self.sites], spacegroup=group, setting=self.setting,
+                        cellpar=list(self.lattice), onduplicates="error", primitive_cell=False)
         kinds = atoms.get_array("spacegroup_kinds")
         info = {"structure_type": self.name, "source": self.source,
                 "roles": [self.sites[k].role for k in kinds], "sites": kinds.tolist(),
