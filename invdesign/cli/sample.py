@@ -17,9 +17,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "sample",
         help="candidate structures for a measured PDF/XRD/SAXS, fitted and ranked",
-        description="Sample candidate structures conditioned on measured data, forward-simulate "
-                    "each with DebyeCalculator on the measured grid, optionally refine, rank by "
-                    "Rw and write them with summaries and fit plots.",
+        description="Build one candidate pool (generator samples, metallic packings and "
+                    "cluster shapes, structure-type library, your CIFs), collapse duplicates, "
+                    "screen every candidate against the measured data (particles with "
+                    "DebyeCalculator, crystals as attenuated crystals), optionally refine the "
+                    "best, rank (valid first, then Rw) and write them with summaries and fit "
+                    "plots.",
     )
     data = parser.add_argument_group("measured data")
     data.add_argument("--pdf", type=Path, metavar="FILE", help="G(r): .gr, .fgr or columns")
@@ -42,13 +45,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--model", help=f"shipped model name (default {defaults.DEFAULT_MODEL})")
     which.add_argument("--checkpoint", type=Path, metavar="FILE", help="a checkpoint file/folder")
     run = parser.add_argument_group("run")
-    run.add_argument("--n", type=int, default=defaults.DEFAULT_N, help="candidates (default 16)")
+    run.add_argument("--n", type=int, default=defaults.DEFAULT_N,
+                     help="samples drawn from each generator that applies (default "
+                     f"{defaults.DEFAULT_N}); known structures (packings, cluster shapes, library "
+                     "types, --library CIFs) are added in full")
     run.add_argument("--seed", type=int, default=defaults.DEFAULT_SEED)
     run.add_argument("--refine", action="store_true",
-                     help="refine the best candidates through DebyeCalculator")
-    run.add_argument("--refine-top", type=int, default=3, metavar="K",
-                     help="candidates whose lattice scale, biso and qdamp are refined; the best "
-                     "of them also gets gradient steps on positions (default 3)")
+                     help="refine the best candidates fully (crystals as attenuated crystals, "
+                     "particles through DebyeCalculator)")
+    run.add_argument("--refine-top", type=int, default=defaults.REFINE_TOP, metavar="K",
+                     help="how many of the best candidates (valid first, then screened Rw) are "
+                     f"refined (default {defaults.REFINE_TOP})")
+    run.add_argument("--library", type=Path, metavar="DIR",
+                     help="a folder of CIFs added to the structure-type library (one type each)")
     run.add_argument("--fit-range", type=float, nargs=2, metavar=("RMIN", "RMAX"),
                      help="r range of the Rw in Å (default 1.5 to min(rmax, 30))")
     run.add_argument("--out", type=Path, help="output folder (default sample_<input name>)")
@@ -93,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
         refine=args.refine, refine_top=args.refine_top, device=args.device, out=out,
         force=args.force, fit_range=tuple(args.fit_range) if args.fit_range else None,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
-        sampler=args.sampler, steps=args.steps,
+        sampler=args.sampler, steps=args.steps, library=args.library,
     )
     print(report(result, taken=False))  # the taken values were printed as progress
     return 0

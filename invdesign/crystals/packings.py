@@ -94,7 +94,8 @@ def cluster(shape: str, z: int, nn: float, diameter: float) -> Atoms:
 
 def assign_species(atoms: Atoms, composition: dict[int, float], rng: np.random.Generator
                    ) -> np.ndarray:
-    """[n] atomic numbers: the composition's fractions rounded to n atoms, placed at random."""
+    """[n] atomic numbers: the composition's fractions rounded to n atoms (every element at least
+    once when n allows), placed at random."""
     n = len(atoms)
     zs = sorted(composition)
     frac = np.array([composition[z] for z in zs], dtype=np.float64)
@@ -103,6 +104,10 @@ def assign_species(atoms: Atoms, composition: dict[int, float], rng: np.random.G
                              f"{dict(zip(zs, frac.tolist(), strict=True))}")
     counts = np.floor(frac / frac.sum() * n).astype(int)
     counts[np.argsort(-(frac / frac.sum() * n - counts))[: n - counts.sum()]] += 1
+    if n >= len(zs):  # no element dropped: a missing one takes an atom of the most abundant
+        for i in np.flatnonzero(counts == 0):
+            counts[np.argmax(counts)] -= 1
+            counts[i] += 1
     species = np.repeat(zs, counts)
     return rng.permutation(species)
 

@@ -2,11 +2,13 @@
 
 - `sample`: the Python API (`run.sample`), returning a `SampleResult`;
 - `defaults`: which shipped checkpoint is used by default (the one place to change it);
-- `sizing`, `candidates`: particle size from G(r), and the route (`RouteKind`) it leads to;
-- `sources`: the candidate sources (generator samples, unit cells cut to particles, metallic
-  packings, CHILI-3K crystal types of metal oxides) and how to add one;
-- `planning`: which sources run for the route and how many candidates each makes;
-- `forward`: scoring and refinement through the 'forward' evaluator (evaluator registry);
+- `sizing`: particle size and first-peak distance from G(r);
+- `sources`: the candidate sources of the one pool every run builds (generator samples, unit-cell
+  model samples, metallic packings and cluster shapes, the structure-type library and the user's
+  CIFs) and how to add one;
+- `planning`: which sources apply and which checkpoints they sample;
+- `pool`: duplicates, validity, discrete cuts of small particles, refinement of the best, ranking;
+- `forward`: scoring and refinement of particles (Debye sum) and crystals (attenuated crystal);
 - `outputs`, `report`: files in `--out` (written atomically) and the printed table.
 """
 

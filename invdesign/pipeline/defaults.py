@@ -21,6 +21,8 @@ UNIT_CELL_MODEL = "mlp-xpdf-unit_cell"
 MODEL_ALIASES = {"mlp": DEFAULT_MODEL, "vae": "vae-xpdf-unit_cell",
                  "diffusion": "diffusion-xpdf-pos_abs"}
 DEFAULT_N = 16
+#: Candidates refined fully by `sample --refine` (the best by screen Rw, valid first).
+REFINE_TOP = 3
 DEFAULT_SEED = 0
 #: Default fit range of G(r) in Å (upper end clipped to the data's rmax).
 DEFAULT_FIT_RANGE = (1.5, 30.0)

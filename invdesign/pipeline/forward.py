@@ -1,9 +1,12 @@
 """The pipeline's view of forward simulation: scoring, refining and fit curves of candidates.
 
-A thin layer over the 'forward' evaluator (`ForwardEvaluator`, taken from the evaluator registry)
-and `invdesign.evaluators.forward.refine` that turns their records into `Candidate`s. The first
-given pattern of pdf, xrd, saxs ranks the candidates; the others add their Rw and Pearson r as
-extra scores.
+A thin layer over the 'forward' evaluator (`ForwardEvaluator`, taken from the evaluator registry),
+`invdesign.evaluators.forward.refine` (particles, Debye sum) and
+`invdesign.evaluators.forward.crystal_fit` (crystals: a unit cell as an attenuated crystal) that
+turns their records into `Candidate`s: `score`, `refine` and `final_fit` dispatch on the
+candidate's kind, so particles and crystals share one interface and one Rw. The first given
+pattern of pdf, xrd, saxs ranks the candidates; the others add their Rw and Pearson r as extra
+scores (particles only).
 """
 
 from __future__ import annotations
@@ -23,6 +26,15 @@ from invdesign.evaluators.forward.evaluator import check_finite
 from invdesign.evaluators.forward.refine import BISO_GRID, QDAMP_GRID
 from invdesign.pipeline.result import Candidate, Fit
 
+try:  # TEMPORARY until the attenuated-crystal fit (issue 23, E) lands
+    from invdesign.evaluators.forward.crystal_fit import (
+        crystal_curve,
+        refine_crystal,
+        screen_crystal,
+    )
+except ImportError:
+    crystal_curve = refine_crystal = screen_crystal = None
+
 if TYPE_CHECKING:
     from invdesign.evaluators.forward import ForwardEvaluator
 
@@ -36,6 +48,8 @@ TASK_NAMES = {("pdf", "xray"): "xPDF", ("pdf", "neutron"): "nPDF", ("xrd", "xray
 #: falling over 20 steps on the measured Pt particle, so the steps go to one candidate, not three.
 REFINE_STEPS = 20
 REFINE_SECONDS = 30.0
+#: Wall-time cap (s) of the full refinement of one crystal candidate.
+CRYSTAL_SECONDS = 8.0
 
 
 def pattern_names(patterns: dict[str, Any], task: TaskSpec) -> dict[str, str]:
@@ -73,10 +87,13 @@ class ForwardAdapter:
         patterns: kind -> `MeasuredPattern`.
         fit_range: (lo, hi) Å of the PDF comparison; None: 1.5 Å to min(data rmax, 30 Å).
         device: torch device.
+        diameter: Å, the particle diameter read off the PDF (the crystals' starting size);
+            None: the crystal screen chooses.
     """
 
     def __init__(self, patterns: dict[str, Any], fit_range: tuple[float, float] | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", diameter: float | None = None) -> None:
+        self.diameter = diameter
         self.patterns = patterns
         self.primary = next(k for k in ORDER if k in patterns)
         forward = evaluator_class("forward")
@@ -99,13 +116,26 @@ class ForwardAdapter:
     def is_pdf(self) -> bool:
         return self.primary == "pdf"
 
+    @property
+    def crystals(self) -> bool:
+        """True when crystal candidates are fitted as attenuated crystals (a PDF ranks); else
+        they must be cut to particles first."""
+        return self.is_pdf and screen_crystal is not None
+
+    @property
+    def fit_qdamp(self) -> bool:
+        """Whether qdamp is fitted (a PDF whose qdamp is only the default)."""
+        return self.is_pdf and self.patterns[self.primary].sources.get("qdamp") == "default"
+
     def score(self, index: int, structure: Structure) -> Candidate:
-        """Forward-simulate one candidate against every pattern.
+        """Forward-simulate one candidate against every pattern (a unit cell: `_score_crystal`).
 
         `rw` uses the measured instrument values. For a PDF, `scores['rw_scan']` is the Rw with
         biso (and qdamp, when it was only a default) fitted on a grid, atoms fixed: it costs no
         further Debye sum and picks the candidates worth refining.
         """
+        if structure.is_periodic:
+            return self._score_crystal(index, structure)
         scores: dict[str, float] = {}
         main = None
         for kind, ev in self.evaluators.items():
@@ -121,6 +151,18 @@ class ForwardAdapter:
         assert main is not None
         return Candidate(index=index, structure=structure, rw=float(main["rw"]),
                          scale=float(main["scale"]), scores=scores)
+
+    def _score_crystal(self, index: int, cell: Structure) -> Candidate:
+        """The fast attenuated-crystal screen (`screen_crystal`: lattice scale, diameter, one
+        Uiso, qdamp when only a default, scale); `rw` and `scores['rw_scan']` are its Rw."""
+        if not self.crystals:
+            raise InvdesignError("crystal candidates need a PDF to be fitted as attenuated "
+                                 "crystals; cut them to particles first")
+        fit = screen_crystal(cell, self.patterns["pdf"], fit_range=self.fit_range,
+                             diameter=self.diameter, fit_qdamp=self.fit_qdamp)
+        return Candidate(index=index, structure=cell, rw=float(fit.rw), scale=float(fit.scale),
+                         params={k: float(v) for k, v in fit.params.items()},
+                         scores={"rw_scan": float(fit.rw)}, crystal=fit)
 
     def _pdf_record(self, ev: ForwardEvaluator, structure: Structure) -> dict[str, float]:
         measured = self.patterns["pdf"]
@@ -145,12 +187,16 @@ class ForwardAdapter:
         steps = REFINE_STEPS if steps is None else steps
         seconds = REFINE_SECONDS if seconds is None else seconds
         start = time.perf_counter()
-        for cand in cands:
+        crystals = [c for c in cands if c.is_crystal]
+        particles = [c for c in cands if not c.is_crystal]
+        for cand in crystals:
+            self.refine(cand, seconds=CRYSTAL_SECONDS)
+        for cand in particles:
             self.refine(cand, steps=0)
         left = seconds - (time.perf_counter() - start)
-        if not cands or steps <= 0 or left <= 0:
+        if not particles or steps <= 0 or left <= 0:
             return None
-        best = min(cands, key=lambda c: (c.final_rw, c.index))
+        best = min(particles, key=lambda c: (c.final_rw, c.index))
         self.refine(best, steps=steps, seconds=left)  # repeats its scan: never worse than it
         return best
 
@@ -158,9 +204,21 @@ class ForwardAdapter:
                seconds: float | None = REFINE_SECONDS) -> None:
         """Refine positions (`steps` gradient steps), lattice scale and biso (and qdamp when it
         was only a default) against the ranking pattern; fills `refined`, `rw_refined`, `scale`
-        and `params`."""
-        measured = self.patterns[self.primary]
-        fit_qdamp = self.is_pdf and measured.sources.get("qdamp") == "default"
+        and `params`. A crystal candidate gets `refine_crystal` (lattice by crystal system,
+        delta2, one Uiso per element, qdamp when only a default, diameter, positions, scale),
+        started from its screen, within `seconds` (`steps` does not apply)."""
+        fit_qdamp = self.fit_qdamp
+        if cand.is_crystal:
+            fit = refine_crystal(cand.structure, self.patterns["pdf"], fit_range=self.fit_range,
+                                 start=cand.crystal, fit_qdamp=fit_qdamp,
+                                 max_seconds=CRYSTAL_SECONDS if seconds is None else seconds)
+            cand.crystal = fit
+            cand.refined = fit.cell
+            cand.rw_refined = float(fit.rw)
+            cand.scale = float(fit.scale)
+            cand.params = {k: float(v) for k, v in fit.params.items()}
+            cand.params["refine_steps"] = float(fit.steps)
+            return
         res = refine(cand.structure, self.main, qdamp=fit_qdamp, steps=steps,
                      max_seconds=seconds)
         cand.refined = res.structure
@@ -172,7 +230,13 @@ class ForwardAdapter:
             cand.params["qdamp"] = float(res.qdamp)
 
     def final_fit(self, cand: Candidate) -> Fit:
-        """The fitted curve of the candidate's final structure (with refined biso/qdamp)."""
+        """The fitted curve of the candidate's final structure (with refined biso/qdamp; a
+        crystal: its attenuated-crystal curve)."""
+        if cand.is_crystal:
+            measured = self.patterns["pdf"]
+            x, calc = crystal_curve(cand.crystal, measured, self.fit_range)
+            obs = np.interp(x, np.asarray(measured.x), np.asarray(measured.y))
+            return Fit(np.asarray(x), obs, np.asarray(calc), float(cand.final_rw))
         curve = self.main.fit_curve(cand.final, biso=cand.params.get("biso"),
                                     qdamp=cand.params.get("qdamp"))
         return Fit(np.asarray(curve.x), np.asarray(curve.obs), np.asarray(curve.calc),

@@ -1,20 +1,25 @@
-"""The plan of `sample`: which candidate sources (`sources.SOURCES`) make how many candidates, the
-generator it samples, and the candidates themselves, yielded one by one."""
+"""The plan of `sample`: which candidate sources (`sources.SOURCES`) contribute to the pool, the
+checkpoint each model source samples, the notes on sources left out, and `produce`, which makes
+the pool's structures (each model conditioned on the patterns on its own grid)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
 from invdesign.generators.checkpoint import load_checkpoint
+from invdesign.pipeline.inputs import ModelInput, model_inputs
+from invdesign.pipeline.inputs import describe as describe_inputs
+from invdesign.pipeline.outputs import OutputFolder
 from invdesign.pipeline.sources import (
     SOURCES,
     CandidateSource,
     ModelMissing,
-    PlanInputs,
+    PoolInputs,
     SourceContext,
 )
 
@@ -26,98 +31,137 @@ def load_generator(path: Path, device: str = "cpu"):
 
 @dataclass(frozen=True)
 class Part:
-    """`n` candidates from `source`."""
+    """One source of the pool; `checkpoint`: the checkpoint it samples (None: known structures)."""
 
     source: CandidateSource
-    n: int
+    checkpoint: Path | None
 
 
 @dataclass(frozen=True)
 class Plan:
-    """How many candidates come from where.
+    """The sources of the pool.
 
     Attributes:
-        parts: the sources that run and their counts, in production order (a count may be 0).
-        checkpoint: the generator checkpoint actually sampled (None when no model source runs).
-        text: one sentence for the report.
+        parts: the sources that apply, in production order.
+        notes: why a source that would apply was left out (a checkpoint not installed).
     """
 
     parts: tuple[Part, ...]
-    checkpoint: Path | None
-    text: str
+    notes: tuple[str, ...] = ()
 
     @property
-    def n_model(self) -> int:
-        """Candidates from the generator."""
-        return sum(p.n for p in self.parts if p.source.from_model)
-
-    @property
-    def n_known(self) -> int:
-        """Candidates from known structures."""
-        return sum(p.n for p in self.parts if not p.source.from_model)
+    def checkpoints(self) -> list[Path]:
+        """The checkpoints sampled, in order (each once)."""
+        return list(dict.fromkeys(p.checkpoint for p in self.parts if p.checkpoint is not None))
 
     @property
     def model_name(self) -> str:
-        """The sampled checkpoint's folder name, else the name of the first source."""
-        return self.checkpoint.name if self.checkpoint is not None else self.parts[0].source.name
+        """The sampled checkpoints' folder names ('+'-joined), else 'known structures'."""
+        return "+".join(c.name for c in self.checkpoints) or "known structures"
 
     @property
     def methods(self) -> list[str]:
-        """The sentences on the methods of the sources that make candidates (each once)."""
-        return list(dict.fromkeys(p.source.method for p in self.parts if p.n and p.source.method))
+        """The sentences on the methods of the sources (each once)."""
+        return list(dict.fromkeys(p.source.method for p in self.parts if p.source.method))
+
+    def text(self, counts: Sequence[int] | None = None) -> str:
+        """One sentence: the sources of the pool, with how many structures each made."""
+        words = []
+        for i, part in enumerate(self.parts):
+            what = (f"samples of {part.checkpoint.name}" if part.checkpoint is not None
+                    else f"{part.source.name} structures")
+            words.append(what if counts is None else f"{counts[i]} {what}")
+        return ", ".join(words) + "".join(f" ({note})" for note in self.notes)
 
 
-def _share(total: int, count: int) -> list[int]:
-    """`total` split into `count` near-equal parts, the larger ones first."""
-    return [total // count + (i < total % count) for i in range(count)]
-
-
-def make_plan(inputs: PlanInputs, loaded: Path, n: int,
-              sources: Sequence[CandidateSource] = SOURCES) -> Plan:
-    """Share `n` among the sources that apply to `inputs`: the known-structure sources get n // 2
-    when a model source applies too, else everything; when the model source's checkpoint is not
-    installed, the known sources get all `n` (and the error is raised when there are none).
+def make_plan(inputs: PoolInputs, loaded: Path,
+              sources: Sequence[CandidateSource] | None = None) -> Plan:
+    """Every source that applies to `inputs`; a model source whose checkpoint is not installed
+    is left out with a note (raised when no other source applies).
 
     Args:
-        inputs: route, composition, size and the loaded generator's task.
+        inputs: composition, size, the loaded generator's task, the library.
         loaded: the checkpoint the run loaded.
-        n: candidates in all.
+        sources: the sources asked (default: `SOURCES`, read at the call).
     """
-    applying = [s for s in sources if s.applies(inputs)]
-    model = [s for s in applying if s.from_model]
-    known = [s for s in applying if not s.from_model]
-    checkpoint: Path | None = None
-    note = ""
-    if model:
+    sources = SOURCES if sources is None else sources
+    parts: list[Part] = []
+    notes: list[str] = []
+    missing: ModelMissing | None = None
+    for source in sources:
+        if not source.applies(inputs):
+            continue
         try:
-            checkpoint = model[0].checkpoint(inputs, loaded)
+            parts.append(Part(source, source.checkpoint(inputs, loaded)))
         except ModelMissing as err:
-            if not known:
-                raise
-            model, note = [], f" ({err.note})"
-    n_known = (n // 2 if model else n) if known else 0
-    counts = _share(n - n_known, len(model)) if model else []
-    counts += _share(n_known, len(known)) if known else []
-    parts = tuple(Part(s, k) for s, k in zip(model + known, counts, strict=True))
+            notes.append(err.note)
+            missing = missing or err
     if not parts:
-        raise InvdesignError(f"no candidate source applies to the route {inputs.route.name}")
-    text = ", ".join(f"{p.n} {p.source.phrase(inputs)}" for p in parts) + note
-    return Plan(parts, checkpoint, text)
+        if missing is not None:
+            raise missing
+        raise InvdesignError("no candidate source applies (give --composition or a PDF)")
+    return Plan(tuple(parts), tuple(notes))
 
 
-def sampled_generator(plan: Plan, generator, loaded: Path, device: str):
-    """The generator the plan samples: `generator` (loaded from `loaded`) or the one of the
-    plan's checkpoint (the unit-cell model beside a particle model); None when the plan samples
-    none."""
-    if plan.checkpoint is None or not plan.n_model:
-        return None
-    if plan.checkpoint == loaded:
-        return generator
-    return load_generator(plan.checkpoint, device=device)
+def produce(plan: Plan, inputs: PoolInputs, loaded: tuple[Path, Any], patterns: dict[str, Any],
+            taken: dict[str, str], folder: OutputFolder | None, say: Callable[[str], None], *,
+            n: int, seed: int, device: str, sampling: Mapping[str, Any]
+            ) -> tuple[list[Structure], list[str], list[int]]:
+    """Every structure of the plan's sources, notes on model sources left out (the data do not
+    cover their grid; raised when no other source contributes), and the count of each part.
 
-
-def produce(plan: Plan, context: SourceContext) -> Iterator[Structure]:
-    """The candidates of `plan`, yielded one by one (cut particles as they are cut)."""
+    Args:
+        loaded: the checkpoint the run loaded and its generator.
+        patterns: kind -> measured pattern; taken: the run's 'taken' values (model inputs added).
+        folder: where the input plots go (None: nowhere).
+        n: samples per generator; seed, device, sampling: of the generators' `sample`.
+    """
+    made: list[Structure] = []
+    counts: list[int] = []
+    notes = list(plan.notes)
+    plotted = False
+    refused: InvdesignError | None = None
     for part in plan.parts:
-        if part.n:
-            yield from part.source.candidates(context, part.n)
+        generator, inputs_ = None, {}
+        if part.checkpoint is not None:
+            generator = (loaded[1] if part.checkpoint == loaded[0]
+                         else load_generator(part.checkpoint, device=device))
+            try:
+                inputs_ = model_inputs(patterns, generator.task, inputs.size, check=True)
+            except InvdesignError as err:
+                if len(plan.parts) == 1:
+                    raise
+                refused = refused or err
+                notes.append(f"{part.checkpoint.name} not sampled: {err}")
+                say(f"{part.checkpoint.name} not sampled: {err}")
+                counts.append(0)
+                continue
+            if not plotted:
+                _input_plots(patterns, inputs_, taken, folder, say, used=True)
+                plotted = True
+        context = SourceContext(inputs, generator, inputs_, seed, device, sampling, say)
+        batch = list(part.source.candidates(context, n))
+        say(f"{part.source.name}: {len(batch)} structures")
+        made += batch
+        counts.append(len(batch))
+    if not made and refused is not None:
+        raise refused
+    if not plotted:
+        try:
+            shown = model_inputs(patterns, loaded[1].task, inputs.size, check=False)
+        except InvdesignError:
+            shown = {}
+        _input_plots(patterns, shown, {}, folder, say, used=False)
+    return made, notes, counts
+
+
+def _input_plots(patterns, inputs: dict[str, ModelInput], taken: dict[str, str],
+                 folder: OutputFolder | None, say: Callable[[str], None], used: bool) -> None:
+    """`input_<kind>.png` of each model input in `folder`; its description into `taken`."""
+    if used:
+        for key, value in describe_inputs(inputs).items():
+            taken[key] = value
+            say(f"{key}: {value}")
+    if folder is not None:
+        for inp in inputs.values():
+            folder.write_input_plot(patterns[inp.kind], inp, used=used)

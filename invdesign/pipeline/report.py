@@ -6,8 +6,10 @@ from invdesign.pipeline.result import SampleResult
 
 COLUMNS = (("rank", "{:>4}"), ("rw", "{:>7.4f}"), ("rw_refined", "{:>10}"), ("n_atoms", "{:>7}"),
            ("composition", "{:<14}"), ("nn_distance", "{:>7.3f}"), ("min_distance", "{:>7.3f}"),
-           ("valid", "{:>5}"), ("source", "{:<13}"), ("file", "{}"))
-HEADERS = {"rw_refined": "rw_refined", "nn_distance": "nn (Å)", "min_distance": "min (Å)"}
+           ("valid", "{:>5}"), ("source", "{:<15}"), ("structure_type", "{:<15}"),
+           ("file", "{}"))
+HEADERS = {"rw_refined": "rw_refined", "nn_distance": "nn (Å)", "min_distance": "min (Å)",
+           "structure_type": "type"}
 
 
 def _cell(name: str, fmt: str, value) -> str:
@@ -31,9 +33,6 @@ def table(result: SampleResult, limit: int | None = None) -> str:
         head.append(width_fmt.format(HEADERS.get(name, name)))
     lines = ["  ".join(head).rstrip()]
     for row in rows:
-        shape = row.get("shape")
-        if shape:
-            row = {**row, "source": shape}
         lines.append("  ".join(_cell(n, f, row.get(n)) for n, f in COLUMNS).rstrip())
     return "\n".join(lines)
 

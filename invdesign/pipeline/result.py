@@ -53,8 +53,15 @@ class Candidate:
         rw_refined: Rw after refinement (None without refinement).
         refined: the refined structure (None without refinement).
         scores: further per-candidate scores (Pearson r of other patterns, formation energy).
-        rank: 1 = best (lowest final Rw).
+        rank: 1 = best (valid first, then lowest final Rw).
         files: files written for this candidate, relative to the output folder.
+        validity: the verdict on composition and distances (`check_validity`); None: not
+            checked (then `valid` is the distance rule of `geometry`).
+        crystal: the attenuated-crystal fit (`CrystalFit`) of a crystal candidate, else None.
+
+    A candidate is a particle (`structure.kind` 'particle', scored by the Debye sum) or a crystal
+    (a unit cell, scored as an attenuated crystal: the periodic G(r) times a sphere's shape
+    function, its diameter in `params['spdiameter']`).
     """
 
     index: int
@@ -68,6 +75,8 @@ class Candidate:
     scores: dict[str, float] = field(default_factory=dict)
     rank: int = 0
     files: list[str] = field(default_factory=list)
+    validity: Any = None
+    crystal: Any = None
     _shape: tuple[int, dict[str, Any]] | None = field(default=None, init=False, repr=False,
                                                       compare=False)
 
@@ -77,6 +86,32 @@ class Candidate:
         if self._shape is None or self._shape[0] != id(final):
             self._shape = (id(final), geometry(final))
         return self._shape[1]
+
+    @property
+    def is_crystal(self) -> bool:
+        """True for a crystal candidate (a unit cell fitted as an attenuated crystal)."""
+        return self.structure.is_periodic
+
+    @property
+    def valid(self) -> bool:
+        """The validity verdict when checked, else the distance rule of `geometry`."""
+        if self.validity is not None:
+            return bool(self.validity.valid)
+        return bool(self.geometry()["valid"])
+
+    @property
+    def source(self) -> str:
+        """Where the candidate came from ('generator', 'packing', 'library', 'user_cif', ...)."""
+        return str({**self.structure.info, **self.final.info}.get("source", ""))
+
+    @property
+    def structure_type(self) -> str:
+        """Packing or cluster shape, library type name, 'generator' or 'unit_cell_model'."""
+        return str({**self.structure.info, **self.final.info}.get("structure_type", ""))
+
+    def rank_key(self) -> tuple[bool, float, int]:
+        """Sort key: valid candidates first, then the final Rw (NaN last), then the index."""
+        return (not self.valid, float(np.nan_to_num(self.final_rw, nan=np.inf)), self.index)
 
     @property
     def final(self) -> Structure:
@@ -103,24 +138,26 @@ class Candidate:
             "composition": final.formula,
             "nn_distance": round(shape["nn_distance"], 4),
             "min_distance": round(shape["min_distance"], 4),
-            "valid": shape["valid"],
+            "valid": self.valid,
+            "invalid_reason": "" if self.valid or self.validity is None
+            else str(self.validity.reason),
         })
         row.update({k: float(v) for k, v in self.scores.items()})
-        row["kind"] = final.kind
-        info = {**self.structure.info, **final.info}
-        row["source"] = str(info.get("source", ""))
-        row["shape"] = str(info.get("shape", ""))
+        row["kind"] = "crystal" if self.is_crystal else final.kind
+        row["source"] = self.source
+        row["structure_type"] = self.structure_type
         row["file"] = self.files[0] if self.files else ""
         return row
 
 
 @dataclass
 class SampleResult:
-    """The answer of `sample`: candidates ranked by Rw (refined Rw when refined), best first.
+    """The answer of `sample`: candidates ranked (valid first, then by refined or screened Rw),
+    best first.
 
     Attributes:
         candidates: ranked candidates.
-        model: model name (shipped checkpoint folder, or 'packings').
+        model: the sampled checkpoints' folder names, or 'known structures'.
         checkpoint: checkpoint path ('' when no checkpoint was used).
         checkpoint_hash: sha256 of the weights file ('' when none).
         seed: the sampling seed.
@@ -129,6 +166,7 @@ class SampleResult:
         taken: run setting -> 'value (source)', e.g. 'qmax': '22.0 (header)'.
         fit_range: (rmin, rmax) Å of the Rw.
         out: the output folder, when written.
+        duplicates: candidates that collapsed into another before screening.
     """
 
     candidates: list[Candidate]
@@ -141,6 +179,7 @@ class SampleResult:
     taken: dict[str, str] = field(default_factory=dict)
     fit_range: tuple[float, float] = (1.5, 30.0)
     out: str | None = None
+    duplicates: int = 0
 
     @property
     def best(self) -> Candidate:
@@ -170,5 +209,6 @@ class SampleResult:
             "how": self.how,
             "taken": self.taken,
             "fit_range": list(self.fit_range),
+            "duplicates": self.duplicates,
             "candidates": self.rows(),
         }

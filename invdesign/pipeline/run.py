@@ -31,25 +31,35 @@ import numpy as np
 import torch
 
 from invdesign.core.errors import DataFormatError, InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.crystals.library import load_library
 from invdesign.evaluators.base import evaluator_class
 from invdesign.pipeline import defaults
-from invdesign.pipeline.candidates import Route, plan_route
 from invdesign.pipeline.forward import REFINE_SECONDS, REFINE_STEPS, ForwardAdapter
 from invdesign.pipeline.inputs import (
-    ModelInput,
     check_options,
     format_fractions,
-    model_inputs,
     read_patterns,
     resolve_composition,
     taken_values,
 )
-from invdesign.pipeline.inputs import describe as describe_inputs
 from invdesign.pipeline.outputs import OutputFolder
-from invdesign.pipeline.planning import Plan, load_generator, make_plan, produce, sampled_generator
+from invdesign.pipeline.planning import Plan, load_generator, make_plan, produce
+from invdesign.pipeline.pool import (
+    CUT_TOP,
+    DEFAULT_DIAMETER,
+    SMALL_DIAMETER,
+    check,
+    collapse,
+    cut_candidates,
+    cut_crystal,
+    describe,
+    rank,
+    refine_best,
+)
 from invdesign.pipeline.result import Candidate, SampleResult
 from invdesign.pipeline.sizing import SizeEstimate, estimate_size
-from invdesign.pipeline.sources import PlanInputs, SourceContext
+from invdesign.pipeline.sources import PoolInputs
 
 Progress = Callable[[str], None]
 
@@ -72,6 +82,7 @@ class SampleRequest:
     n_plotted: int
     sampler: str | None = None
     steps: int | None = None
+    library: Any = None
 
     @property
     def sampling(self) -> dict[str, Any]:
@@ -122,11 +133,12 @@ def sample(
     force: bool = False,
     fit_range: tuple[float, float] | None = None,
     metal_core: bool = False,
-    refine_top: int = 3,
+    refine_top: int = defaults.REFINE_TOP,
     n_plotted: int = defaults.N_PLOTTED,
     progress: Progress | None = None,
     sampler: str | None = None,
     steps: int | None = None,
+    library: str | os.PathLike | None = None,
 ) -> SampleResult:
     """Candidate structures that explain measured pattern(s), ranked by Rw.
 
@@ -136,8 +148,9 @@ def sample(
             the model predicts species.
         model: shipped model name (folder under `checkpoints/`); checkpoint: a checkpoint path
             (wins over `model`). Neither: `defaults.DEFAULT_MODEL`.
-        n: number of candidates; seed: sampling seed (same seed, same candidates).
-        refine: refine the `refine_top` best candidates through DebyeCalculator.
+        n: samples drawn from each generator that applies (the known-structure sources add
+            every structure that applies); seed: sampling seed (same seed, same candidates).
+        refine: refine the `refine_top` best candidates (valid first, then screened Rw) fully.
         device: torch device ('cpu', 'cuda').
         out: output folder (candidates, summary.csv/json, fit.png, .fgr); None: write nothing.
         force: replace an existing `out`.
@@ -147,14 +160,16 @@ def sample(
         progress: called with one line per step (the CLI prints them).
         sampler, steps: diffusion models only: the sampler ('ddpm', 'ddim', 'dpmsolver') and its
             number of steps (None: the checkpoint's defaults).
+        library: a folder of CIFs added to the structure-type library (one type per file).
     """
     say = progress or (lambda _msg: None)
     n, seed, refine_top, fit_range = check_options(n, seed, refine_top, fit_range)
     _check_device(device)
+    types = _library(library)
     request = SampleRequest(composition=composition, model=model, checkpoint=checkpoint, n=n,
                             seed=seed, refine=refine, refine_top=refine_top, device=device,
                             fit_range=fit_range, metal_core=metal_core, n_plotted=n_plotted,
-                            sampler=sampler, steps=steps)
+                            sampler=sampler, steps=steps, library=types)
     patterns = read_patterns(measured_patterns)
     inputs = [p.path for p in patterns.values() if getattr(p, "path", None)]
     inputs += [checkpoint] if checkpoint is not None else []  # --out must not replace them
@@ -169,16 +184,27 @@ def sample(
             folder.discard()
 
 
+def _library(folder: str | os.PathLike | None) -> list[Any]:
+    """The structure-type library with the CIFs of `folder` added (`--library DIR`); a folder
+    that is missing, holds no CIF or an unreadable one is a one-line `DataFormatError`."""
+    try:
+        return load_library(extra=folder)
+    except DataFormatError as err:
+        if folder is not None and "--library" not in err.message:
+            raise DataFormatError(f"--library: {err.message}", err.path) from None
+        raise
+
+
 def _run(request: SampleRequest, patterns: dict[str, Any], folder: OutputFolder | None,
          say: Progress) -> SampleResult:
-    """The run of `sample` once the options are checked and the patterns read."""
-    n, device = request.n, request.device
+    """The run of `sample` once the options are checked, the patterns read and the library
+    loaded."""
     taken = taken_values(patterns)
     comp, comp_source = resolve_composition(request.composition, patterns, request.metal_core)
     taken["composition"] = f"{format_fractions(comp)} ({comp_source})"
     ckpt = defaults.resolve_checkpoint(request.model, request.checkpoint)
     source = "option" if (request.model or request.checkpoint) else "default"
-    generator = load_generator(ckpt, device=device)
+    generator = load_generator(ckpt, device=request.device)
     taken["model"] = f"{ckpt.name} ({source}), task {generator.task.name}"
 
     size: SizeEstimate | None = None
@@ -193,56 +219,65 @@ def _run(request: SampleRequest, patterns: dict[str, Any], folder: OutputFolder 
                          f"first peak {size.nn_distance:.3f} Å (from the data)")
     for key, value in taken.items():
         say(f"{key}: {value}")
-    route = plan_route(generator.task, size, comp)
-    say(f"route: {route.name}: {route.reason}")
-
-    forward = ForwardAdapter(patterns, fit_range=request.fit_range, device=device)
-    plan_inputs = PlanInputs(route, comp, size, generator.task)
-    plan = make_plan(plan_inputs, ckpt, n)
-    say(f"candidates: {plan.text}")
-    sampled = sampled_generator(plan, generator, ckpt, device)
-    inputs = _model_inputs(patterns, sampled or generator, size, sampled is not None, folder)
-    for key, value in describe_inputs(inputs).items():
-        taken[key] = value
-        say(f"{key}: {value}")
-    used_ckpt = plan.checkpoint
-    context = SourceContext(plan_inputs, sampled, inputs, request.seed, device, request.sampling,
-                            say)
-    produced = produce(plan, context)
+    forward = ForwardAdapter(patterns, fit_range=request.fit_range, device=request.device,
+                             diameter=None if size is None or size.bulk else size.diameter)
+    pool_inputs = PoolInputs(comp, size, generator.task, request.library)
+    plan = make_plan(pool_inputs, ckpt)
+    say(f"pool: {plan.text()}")
+    made, notes, counts = produce(plan, pool_inputs, (ckpt, generator), patterns, taken, folder,
+                                  say, n=request.n, seed=request.seed, device=request.device,
+                                  sampling=request.sampling)
+    if not forward.crystals:  # no PDF: crystals are cut to particles of the default size
+        diameter = size.diameter if size is not None else DEFAULT_DIAMETER
+        made = [s if not s.is_periodic else cut_crystal(s, diameter, request.device)
+                for s in made]
+        made = [s for s in made if s is not None]
+    structures, duplicates = collapse(made)
+    say(f"pool: {len(made)} candidates made, {duplicates} duplicates collapsed, "
+        f"{len(structures)} screened")
+    if not structures:
+        raise InvdesignError(f"no candidate could be produced ({plan.text(counts)})")
 
     candidates: list[Candidate] = []
-    for i, structure in enumerate(produced):
-        cand = forward.score(i, structure)
-        if folder is not None:
-            folder.write_candidate(cand)
-        candidates.append(cand)
-        where = f" -> {cand.files[0]}" if cand.files else ""
-        say(f"candidate {i + 1}/{n}: {structure.n_atoms} atoms, Rw {cand.rw:.4f}{where}")
-    if not candidates:
-        raise InvdesignError(f"no candidate could be produced ({plan.text}): every unit cell "
-                             "was collapsed or cut to an empty particle")
-    if len(candidates) < n:
-        say(f"only {len(candidates)} of the {n} requested candidates could be produced "
-            f"({plan.text}; the rest would repeat a structure)")
-    candidates.sort(key=lambda c: (np.nan_to_num(c.rw, nan=np.inf), c.index))
+
+    def screen(batch: list[Structure]) -> None:
+        for structure in batch:
+            i = len(candidates)
+            cand = forward.score(i, structure)
+            check(cand, comp)
+            if folder is not None:
+                folder.write_candidate(cand)
+            candidates.append(cand)
+            where = f" -> {cand.files[0]}" if cand.files else ""
+            say(f"candidate {i + 1}/{len(structures)}: {describe(cand)}, Rw {cand.rw:.4f}"
+                f"{'' if cand.valid else ' (invalid)'}{where}")
+
+    screen(structures)
+    if forward.crystals and size is not None and not size.bulk \
+            and size.diameter < SMALL_DIAMETER:
+        cuts = cut_candidates(candidates, size.diameter, request.device)
+        say(f"small particle: {len(cuts)} best crystal types also cut to "
+            f"{size.diameter:.0f} Å particles")
+        structures = structures + cuts
+        screen(cuts)
 
     if request.refine:
-        chosen = sorted(candidates, key=lambda c: (c.scores.get("rw_scan", c.rw), c.index))
-        chosen = chosen[:request.refine_top]
-        stepped = forward.refine_many(chosen)
+        chosen, stepped = refine_best(candidates, forward, request.refine_top, comp)
         for cand in chosen:
             if folder is not None:
                 folder.write_refined(cand)
             steps = int(cand.params.get("refine_steps", 0))
-            say(f"refined candidate {cand.index}: Rw {cand.rw:.4f} -> {cand.rw_refined:.4f}"
-                + (f" ({steps} gradient steps)" if cand is stepped else " (scan only)"))
-        candidates.sort(key=lambda c: (np.nan_to_num(c.final_rw, nan=np.inf), c.index))
-    for rank, cand in enumerate(candidates, start=1):
-        cand.rank = rank
-    _add_properties(candidates, device, say)
+            detail = ("attenuated crystal" if cand.is_crystal else
+                      f"{steps} gradient steps" if cand is stepped else "scan only")
+            say(f"refined candidate {cand.index} ({describe(cand)}): Rw {cand.rw:.4f} -> "
+                f"{cand.rw_refined:.4f} ({detail})")
+    rank(candidates)
+    _add_properties(candidates, request.device, say)
 
-    how = _how(request, route, plan, comp, comp_source, forward, produced=len(candidates))
-    weights = defaults.weights_file(used_ckpt) if used_ckpt is not None else None
+    how = _how(request, plan, notes, counts, comp, comp_source, forward, len(candidates),
+               duplicates)
+    sampled = plan.checkpoints
+    weights = defaults.weights_file(sampled[0]) if sampled else None
     result = SampleResult(
         candidates=candidates,
         model=plan.model_name,
@@ -253,27 +288,11 @@ def _run(request: SampleRequest, patterns: dict[str, Any], folder: OutputFolder 
         how=how,
         taken=taken,
         fit_range=forward.fit_range,
+        duplicates=duplicates,
     )
     if folder is not None:
         _write_run(folder, result, forward, request.n_plotted)
     return result
-
-
-def _model_inputs(patterns, generator, size, sampled: bool,
-                  folder: OutputFolder | None) -> dict[str, ModelInput]:
-    """The patterns on the model grid: refused when they cannot cover it and the model is
-    sampled; otherwise computed for the input plot only (skipped if impossible). The plot of the
-    original data against each input goes to `folder` (`input_<kind>.png`)."""
-    try:
-        inputs = model_inputs(patterns, generator.task, size, check=sampled)
-    except InvdesignError:
-        if sampled:
-            raise
-        return {}
-    if folder is not None:
-        for inp in inputs.values():
-            folder.write_input_plot(patterns[inp.kind], inp, used=sampled)
-    return inputs if sampled else {}
 
 
 def _add_properties(candidates: list[Candidate], device: str, say: Progress) -> None:
@@ -301,28 +320,32 @@ def _add_properties(candidates: list[Candidate], device: str, say: Progress) -> 
     say(f"formation energy predicted with {path.name} for {len(chosen)} candidate(s)")
 
 
-def _how(request: SampleRequest, route: Route, plan: Plan, comp, comp_source: str,
-         forward: ForwardAdapter, produced: int | None = None) -> str:
+def _how(request: SampleRequest, plan: Plan, notes: list[str], counts: list[int], comp,
+         comp_source: str, forward: ForwardAdapter, produced: int, duplicates: int) -> str:
     """The report's paragraph on how the candidates were made and ranked."""
-    n, seed = request.n, request.seed
-    parts = [f"{n} candidates, seed {seed}: {plan.text}."]
-    if produced is not None and produced < n:
-        parts[0] = (f"{produced} candidates ({n} requested; the rest would repeat a structure), "
-                    f"seed {seed}: {plan.text}.")
-    if plan.checkpoint is not None:
-        parts.append(f"Model: {plan.checkpoint.name}.")
+    parts = [f"{produced} candidates, seed {request.seed}, one pool from "
+             f"{plan.text(counts)}; {duplicates} duplicates collapsed."]
+    parts += [f"Left out: {note}." for note in notes[len(plan.notes):]]
     parts.extend(plan.methods)
-    parts.append(f"Why: {route.reason}.")
     parts.append(f"Species: {format_fractions(comp)} ({comp_source}).")
-    parts.append(f"Ranked by Rw of the DebyeCalculator pattern on the measured grid over "
-                 f"{forward.fit_range[0]:g}-{forward.fit_range[1]:g} Å (least-squares scale).")
+    lo, hi = forward.fit_range
+    parts.append(f"Particles scored by Rw of the DebyeCalculator pattern on the measured grid over "
+                 f"{lo:g}-{hi:g} Å (least-squares scale).")
+    if forward.crystals:
+        parts.append("Crystals (unit cells) fitted as attenuated crystals: periodic G(r) times a "
+                     "sphere's shape function (lattice scale, diameter, Uiso, qdamp when only a "
+                     f"default); for a particle under {SMALL_DIAMETER:g} Å the best {CUT_TOP} "
+                     "crystal types are also cut to discrete particles.")
+    parts.append("Every candidate is checked for composition and interatomic distances; an "
+                 "invalid candidate ranks below every valid one.")
     if request.refine:
-        parts.append(f"The {request.refine_top} best by Rw with biso (and a default qdamp) "
-                     "scanned were refined through DebyeCalculator: lattice scale, biso and qdamp "
-                     f"on grids; the best of them then got up to {REFINE_STEPS} gradient steps on "
-                     "positions and those parameters (with a minimum-distance guard; the whole "
-                     f"refinement within {REFINE_SECONDS:g} s of wall time, so a loaded machine "
-                     "takes fewer steps: see refine_steps); re-ranked by refined Rw.")
+        parts.append(f"The {request.refine_top} best (valid first, then screened Rw) were "
+                     "refined: crystals by lattice per crystal system, delta2, Uiso per element, "
+                     "qdamp, diameter, positions and scale; particles through DebyeCalculator "
+                     "(lattice scale, biso and qdamp on grids, then the best particle up to "
+                     f"{REFINE_STEPS} gradient steps on positions with a minimum-distance guard, "
+                     f"the whole refinement within {REFINE_SECONDS:g} s of wall time: see "
+                     "refine_steps); re-ranked by refined Rw.")
     return " ".join(parts)
 
 

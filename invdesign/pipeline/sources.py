@@ -1,96 +1,105 @@
-"""Candidate sources: where the candidate structures of `sample` come from.
+"""Candidate sources: where the structures of `sample`'s one candidate pool come from.
 
-A source is any object with the attributes and methods of `CandidateSource`. `SOURCES` lists
-today's, in the order their candidates are produced:
-- `GeneratorSamples` ('generator'): the loaded particle model, sampled on the GENERATOR route;
-- `CutCells` ('cut_cells'): unit cells sampled from the unit-cell model (the loaded one, or
-  `defaults.UNIT_CELL_MODEL` beside a particle model), each cut to a particle of the estimated
-  diameter (`invdesign.crystals.cuts.cut_cells`), on the UNIT_CELL route;
-- `MetallicPackings` ('packings'): metallic packings and cluster shapes
-  (`invdesign.crystals.packings`) on the PACKINGS route, and beside the generator for a metal;
-- `CrystalTypes` ('crystal_types'): the CHILI-3K crystal types of a one-metal oxide
-  (`invdesign.crystals.templates`) cut at the estimated size, beside the model when a PDF gave it.
+Every run asks every source in `SOURCES` whether it `applies` to the `PoolInputs` (composition,
+size read off the PDF, the loaded model's task, the structure-type library); each source that
+applies contributes:
+- `GeneratorSamples` ('generator'): `n` particles sampled from the loaded particle model, when
+  the expected atom count fits its atom limit (or no PDF sizes the particle);
+- `UnitCellSamples` ('unit_cell_model'): `n` unit cells sampled from the unit-cell model (the
+  loaded one, else `defaults.UNIT_CELL_MODEL` when installed): crystal candidates;
+- `MetallicPackings` ('packing'): for all-metal compositions with a PDF, the fcc/hcp/bcc lattices
+  as crystal candidates, and at the sizes the data allow (at most `PARTICLE_ATOM_LIMIT` atoms)
+  spheres of those lattices and ase.cluster icosahedra, decahedra, octahedra, cuboctahedra;
+- `LibraryTypes` ('library' / 'user_cif'): every structure type of the library
+  (`invdesign.crystals.library`, plus the user's CIFs of `--library DIR`) on which the
+  composition can be placed, as crystal candidates.
 
-`planning.make_plan` asks every source whether it `applies` to the `PlanInputs` (the route, the
-composition, the size, the model's task) and shares the `n` candidates: when model and known
-sources both apply, the known ones get n // 2 and the model the rest; otherwise the sources that
-apply get all n (all of them go to the known sources when the model is not installed).
+Every yielded structure carries `info['source']` and `info['structure_type']` (packing or cluster
+shape name, library type name, 'generator', 'unit_cell_model'). A particle (`kind` 'particle') is
+scored by the Debye sum, a crystal (`kind` 'unit_cell') as an attenuated crystal
+(`invdesign.pipeline.forward.ForwardAdapter` dispatches on the kind).
 
-Adding a candidate source
--------------------------
-1. Write a class here (or in a module of its own) with `CandidateSource`'s members: a `name`
-   (short, it names the candidates' origin in the summary when no model is sampled), `from_model`
-   (True if it samples a generator checkpoint: it then shares `n` with the known-structure
-   sources), `method` (one sentence for the report's 'how', '' for none), `applies`, `checkpoint`
-   (None for known structures), `phrase` and `candidates`. Build the structures themselves in
-   `invdesign.crystals` (known structures) or `generators/` (models); a source only connects them
-   to the plan. Set `structure.info['source']` on what it yields.
-2. Add an instance to `SOURCES` at the place its candidates should come in.
-3. Test in `tests/pipeline/test_sources.py` which plan inputs it applies to and how many
-   candidates the plan gives it.
+Adding a candidate source: a class with `CandidateSource`'s members (set `info['source']` and
+`info['structure_type']` on what it yields), an instance in `SOURCES`, and a test in
+`tests/pipeline/test_sources.py` of which inputs it applies to and what it makes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
+from ase.build import bulk
 
+from invdesign.core import elements
 from invdesign.core.conditions import prepare_condition
 from invdesign.core.errors import CheckpointError, InvdesignError
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import Condition, TaskSpec
-from invdesign.crystals.cuts import cut_cells
-from invdesign.crystals.packings import packing_candidates
-from invdesign.crystals.templates import matching_types, template_candidates
+from invdesign.crystals.library import typed_cells
+from invdesign.crystals.packings import (
+    CLUSTERS,
+    LATTICES,
+    SIZE_STEPS,
+    assign_species,
+    packing_candidates,
+)
 from invdesign.pipeline import defaults
-from invdesign.pipeline.candidates import Route, RouteKind
 from invdesign.pipeline.inputs import ModelInput
 from invdesign.pipeline.sizing import SizeEstimate
 
-#: The report's sentence on particles cut from unit cells (model cells and crystal types alike).
-CUT_METHOD = "Particles cut from unit cells with DebyeCalculator's cutter."
+#: Largest discrete particle (atoms) the pool simulates with the Debye sum; larger particles are
+#: crystal candidates (attenuated crystals) only.
+PARTICLE_ATOM_LIMIT = 3000
 
 
 @dataclass(frozen=True)
-class PlanInputs:
-    """What decides which sources run and what they make.
+class PoolInputs:
+    """What decides which sources apply and what they make.
 
     Attributes:
-        route: from `candidates.plan_route`.
         composition: atomic number -> fraction; None when the model predicts the species.
         size: the size read off the PDF; None without a PDF.
         task: the task of the loaded generator.
+        library: the structure types (`invdesign.crystals.library.load_library`); None: none.
     """
 
-    route: Route
     composition: dict[int, float] | None
     size: SizeEstimate | None
     task: TaskSpec
+    library: Sequence[Any] | None = None
 
     @property
-    def diameter(self) -> float | None:
-        """Å, the diameter particles are cut to: the route's, else the estimated one."""
-        return self.route.diameter or (self.size.diameter if self.size is not None else None)
+    def metallic(self) -> bool:
+        """True for a known composition of metals only."""
+        return is_metallic(self.composition)
+
+    @property
+    def n_atoms(self) -> int | None:
+        """Atoms expected in the particle (None without a PDF; bulk-like: None too)."""
+        if self.size is None or self.size.bulk:
+            return None
+        return self.size.n_atoms(self.metallic)
 
 
 @dataclass(frozen=True)
 class SourceContext:
-    """What producing candidates needs beyond the plan inputs.
+    """What producing candidates needs beyond the pool inputs.
 
     Attributes:
-        inputs: the plan inputs.
-        generator: the generator the plan samples (None when no source samples one).
-        model_inputs: the patterns on the model's grid, by kind (the condition).
+        inputs: the pool inputs.
+        generator: the generator a model source samples (None for known structures).
+        model_inputs: the patterns on that generator's grid, by kind (its condition).
         seed: sampling seed; device: torch device.
         sampling: options of the generator's `sample` (the diffusion sampler, steps).
         say: progress lines.
     """
 
-    inputs: PlanInputs
+    inputs: PoolInputs
     generator: Any
     model_inputs: Mapping[str, ModelInput]
     seed: int
@@ -110,29 +119,36 @@ class ModelMissing(CheckpointError):
 class CandidateSource(Protocol):
     """Where candidates come from (see the module docstring for how to add one)."""
 
-    #: short name; the summary's model when no checkpoint is sampled.
+    #: short name of the source (the `source` column of what it makes, unless it says otherwise).
     name: str
-    #: True if it samples a generator checkpoint (it then shares n with the known structures).
+    #: True if it samples a generator checkpoint (`n` samples of it).
     from_model: bool
     #: one sentence on the method for the report's 'how' ('' for none).
     method: str
 
-    def applies(self, inputs: PlanInputs) -> bool:
-        """Whether it runs for these inputs."""
+    def applies(self, inputs: PoolInputs) -> bool:
+        """Whether it contributes for these inputs."""
         ...
 
-    def checkpoint(self, inputs: PlanInputs, loaded: Path) -> Path | None:
+    def checkpoint(self, inputs: PoolInputs, loaded: Path) -> Path | None:
         """The checkpoint it samples (`loaded`: the one the run loaded); None for known
         structures. Raises `ModelMissing` when that checkpoint is not installed."""
         ...
 
-    def phrase(self, inputs: PlanInputs) -> str:
-        """What follows the count in the plan's sentence ('sampled from the model')."""
+    def candidates(self, context: SourceContext, n: int) -> Iterator[Structure]:
+        """Its candidates (`n` samples for a model source), yielded as they are made."""
         ...
 
-    def candidates(self, context: SourceContext, n: int) -> Iterator[Structure]:
-        """Up to `n` candidates, yielded as they are made."""
-        ...
+
+def is_metallic(composition: dict[int, float] | None) -> bool:
+    """True for a known composition of metals only."""
+    return bool(composition) and all(elements.is_metal(z) for z in composition)
+
+
+def _tag(structure: Structure, source: str, structure_type: str) -> Structure:
+    structure.info.setdefault("source", source)
+    structure.info.setdefault("structure_type", structure_type)
+    return structure
 
 
 def from_generator(generator, condition: Condition, n: int, seed: int,
@@ -149,7 +165,7 @@ def from_generator(generator, condition: Condition, n: int, seed: int,
     rng = torch.Generator(device="cpu").manual_seed(int(seed))
     structures = generator.sample(condition, n, generator=rng, **options)[0]
     for s in structures:
-        s.info.setdefault("source", "generator")
+        _tag(s, "generator", "generator")
     return structures
 
 
@@ -163,37 +179,38 @@ def _sampled(context: SourceContext, n: int) -> list[Structure]:
 
 
 class GeneratorSamples:
-    """The loaded particle model, sampled directly (GENERATOR route)."""
+    """The loaded particle model, sampled when the expected particle fits its atom limit."""
 
     name = "generator"
     from_model = True
     method = ""
 
-    def applies(self, inputs: PlanInputs) -> bool:
-        return inputs.route.name is RouteKind.GENERATOR
+    def applies(self, inputs: PoolInputs) -> bool:
+        if inputs.task.kind != "particle":
+            return False
+        if inputs.size is None:
+            return True
+        return inputs.n_atoms is not None and inputs.n_atoms <= inputs.task.max_atoms
 
-    def checkpoint(self, inputs: PlanInputs, loaded: Path) -> Path | None:
+    def checkpoint(self, inputs: PoolInputs, loaded: Path) -> Path | None:
         return loaded
-
-    def phrase(self, inputs: PlanInputs) -> str:
-        return "sampled from the model"
 
     def candidates(self, context: SourceContext, n: int) -> Iterator[Structure]:
         yield from _sampled(context, n)
 
 
-class CutCells:
-    """Unit cells of the unit-cell model cut to particles (UNIT_CELL route): the loaded model if
-    it makes unit cells, else `defaults.UNIT_CELL_MODEL`."""
+class UnitCellSamples:
+    """Unit cells of the unit-cell model (the loaded one if it makes unit cells, else
+    `defaults.UNIT_CELL_MODEL`): crystal candidates."""
 
-    name = "cut_cells"
+    name = "unit_cell_model"
     from_model = True
-    method = CUT_METHOD
+    method = ""
 
-    def applies(self, inputs: PlanInputs) -> bool:
-        return inputs.route.name is RouteKind.UNIT_CELL
+    def applies(self, inputs: PoolInputs) -> bool:
+        return True
 
-    def checkpoint(self, inputs: PlanInputs, loaded: Path) -> Path | None:
+    def checkpoint(self, inputs: PoolInputs, loaded: Path) -> Path | None:
         if inputs.task.kind != "particle":
             return loaded
         try:
@@ -202,67 +219,91 @@ class CutCells:
             raise ModelMissing(err, f"the unit-cell model {defaults.UNIT_CELL_MODEL} is not "
                                "installed") from None
 
-    def phrase(self, inputs: PlanInputs) -> str:
-        return "unit cells sampled and cut from the model"
-
     def candidates(self, context: SourceContext, n: int) -> Iterator[Structure]:
-        cells = _sampled(context, n)
-        diameter = context.inputs.diameter
-        assert diameter is not None  # the UNIT_CELL route always has one
-        context.say(f"cutting {len(cells)} sampled unit cells to {diameter:.0f} Å particles")
-        yield from cut_cells(cells, diameter, context.device)
+        for cell in _sampled(context, n):
+            cell.info["source"] = cell.info["structure_type"] = self.name
+            yield cell
+
+
+def lattice_cell(packing: str, z: int, nn: float) -> Structure:
+    """The conventional cell of an fcc/bcc/hcp lattice of element `z` with nearest-neighbour
+    distance `nn` Å (kind 'unit_cell')."""
+    symbol = elements.symbol(z)
+    if packing == "fcc":
+        atoms = bulk(symbol, "fcc", a=nn * np.sqrt(2.0), cubic=True)
+    elif packing == "bcc":
+        atoms = bulk(symbol, "bcc", a=2.0 * nn / np.sqrt(3.0), cubic=True)
+    elif packing == "hcp":
+        atoms = bulk(symbol, "hcp", a=nn, c=nn * np.sqrt(8.0 / 3.0))
+    else:
+        raise ValueError(f"unknown packing {packing!r}")
+    return Structure.from_ase(atoms, kind="unit_cell")
 
 
 class MetallicPackings:
-    """Known metallic packings and cluster shapes at the data's nearest-neighbour distance
-    (PACKINGS route; beside the generator for a metal on the GENERATOR route)."""
+    """Metallic packings for an all-metal composition with a PDF: the fcc/hcp/bcc lattices as
+    crystal candidates, and discrete particles (lattice spheres and cluster shapes at diameters
+    around the estimate) up to `PARTICLE_ATOM_LIMIT` atoms."""
 
-    name = "packings"
+    name = "packing"
     from_model = False
-    method = ("Packings: ase fcc/hcp/bcc spheres and ase.cluster truncated octahedra, "
+    method = ("Packings: fcc/hcp/bcc lattices (attenuated crystals) and, at the sizes the data "
+              "allow, ase fcc/hcp/bcc spheres and ase.cluster truncated octahedra, "
               "cuboctahedra, icosahedra, decahedra at the first-peak distance.")
 
-    def applies(self, inputs: PlanInputs) -> bool:
-        return inputs.route.name is RouteKind.PACKINGS or inputs.route.with_packings
+    def applies(self, inputs: PoolInputs) -> bool:
+        return inputs.metallic and inputs.size is not None
 
-    def checkpoint(self, inputs: PlanInputs, loaded: Path) -> Path | None:
+    def checkpoint(self, inputs: PoolInputs, loaded: Path) -> Path | None:
         return None
-
-    def phrase(self, inputs: PlanInputs) -> str:
-        return "from known metallic packings"
 
     def candidates(self, context: SourceContext, n: int) -> Iterator[Structure]:
         inputs = context.inputs
-        size, diameter = inputs.size, inputs.diameter
-        assert size is not None and diameter is not None and inputs.composition
-        yield from packing_candidates(inputs.composition, size.nn_distance, diameter, n,
-                                      bulk_sample=size.bulk, seed=context.seed)
+        size, comp = inputs.size, inputs.composition
+        assert size is not None and comp
+        host = max(comp, key=comp.get)
+        rng = np.random.default_rng(context.seed)
+        for packing in LATTICES:
+            cell = lattice_cell(packing, host, size.nn_distance)
+            cell = Structure(assign_species(cell.to_ase(), comp, rng), cell.positions,
+                             cell.cell, "unit_cell")
+            yield _tag(cell, self.name, packing)
+        if inputs.n_atoms is None or inputs.n_atoms * max(SIZE_STEPS) ** 3 > PARTICLE_ATOM_LIMIT:
+            return
+        plan = len(LATTICES) + len(CLUSTERS) * len(SIZE_STEPS) + len(SIZE_STEPS) - 1
+        for particle in packing_candidates(comp, size.nn_distance, size.diameter, plan,
+                                           seed=context.seed):
+            if particle.n_atoms <= PARTICLE_ATOM_LIMIT:
+                yield _tag(particle, self.name, str(particle.info["shape"]))
 
 
-class CrystalTypes:
-    """The CHILI-3K crystal types of a one-metal oxide with the composition's O:M ratio, cut at
-    the estimated size (needs a PDF; not where metallic packings run)."""
+class LibraryTypes:
+    """The structure-type library (and the user's CIFs): every type on which the composition can
+    be placed, as a crystal candidate (a metal's lattice scaled to the first-peak distance, a
+    compound's to the library's radius sums)."""
 
-    name = "crystal_types"
+    name = "library"
     from_model = False
-    method = CUT_METHOD
+    method = ("Library: structure types with the composition's species placed by role and "
+              "stoichiometry (attenuated crystals).")
 
-    def applies(self, inputs: PlanInputs) -> bool:
-        return (inputs.size is not None and inputs.route.name is not RouteKind.PACKINGS
-                and not inputs.route.with_packings and bool(matching_types(inputs.composition)))
+    def applies(self, inputs: PoolInputs) -> bool:
+        return bool(inputs.composition) and inputs.library is not None
 
-    def checkpoint(self, inputs: PlanInputs, loaded: Path) -> Path | None:
+    def checkpoint(self, inputs: PoolInputs, loaded: Path) -> Path | None:
         return None
-
-    def phrase(self, inputs: PlanInputs) -> str:
-        return f"from the CHILI-3K crystal types {', '.join(matching_types(inputs.composition))}"
 
     def candidates(self, context: SourceContext, n: int) -> Iterator[Structure]:
         inputs = context.inputs
-        assert inputs.composition and inputs.diameter is not None
-        yield from template_candidates(inputs.composition, inputs.diameter, n, context.device)
+        assert inputs.composition
+        # The first G(r) peak is the nearest-neighbour distance of a metal; in a compound it may be
+        # the stronger cation-cation peak, so compounds keep the library's radius-sum lattices.
+        metal_nn = inputs.size is not None and inputs.metallic
+        nn = inputs.size.nn_distance if metal_nn else None
+        for typed in typed_cells(inputs.composition, nn, inputs.library):
+            yield _tag(typed.cell, typed.source, typed.structure_type)
 
 
 #: Every source, in the order their candidates are produced (model samples first).
-SOURCES: tuple[CandidateSource, ...] = (GeneratorSamples(), CutCells(), MetallicPackings(),
-                                        CrystalTypes())
+SOURCES: tuple[CandidateSource, ...] = (GeneratorSamples(), UnitCellSamples(),
+                                        MetallicPackings(), LibraryTypes())

@@ -1,4 +1,4 @@
-"""Pieces of `invdesign sample`: size from G(r), metallic packings, routes, atomic output folder."""
+"""Pieces of `invdesign sample`: size from G(r), metallic packings, atomic output folder."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import torch
 
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
-from invdesign.core.tasks import TaskSpec
 from invdesign.crystals.packings import lattice_sphere, packing_candidates
 from invdesign.physics.calculator import Instrument, MeasuredGridCalculator
-from invdesign.pipeline.candidates import plan_route
 from invdesign.pipeline.outputs import OutputFolder
 from invdesign.pipeline.result import is_valid, nn_distance
-from invdesign.pipeline.sizing import SizeEstimate, estimate_size, first_peak
+from invdesign.pipeline.sizing import estimate_size, first_peak
 
 
 def test_first_peak_finds_a_gaussian_peak_between_grid_points() -> None:
@@ -61,18 +59,14 @@ def test_alloy_packing_follows_the_composition() -> None:
     assert abs(int(counts[78]) - int(counts[28])) <= 1
 
 
-def test_route_depends_on_size_and_composition() -> None:
-    task = TaskSpec.parse("xPDF->pos_abs")
-    small = SizeEstimate(diameter=10.0, bulk=False, nn_distance=2.77)
-    large = SizeEstimate(diameter=40.0, bulk=False, nn_distance=2.77)
-    assert plan_route(task, small, {78: 1.0}).name == "generator"
-    assert plan_route(task, small, {78: 1.0}).with_packings  # a metal also gets packings
-    assert not plan_route(task, small, {30: 0.5, 8: 0.5}).with_packings
-    assert plan_route(task, large, {78: 1.0}).name == "packings"
-    assert plan_route(task, large, {30: 0.5, 8: 0.5}).name == "unit_cell"
-    assert plan_route(task, None, None).name == "generator"
-    assert plan_route(TaskSpec.parse("xPDF->unit_cell_pos_frac"), small, {78: 1.0}).name == \
-        "packings"
+def test_alloy_packing_keeps_every_element_of_the_composition() -> None:
+    """A 2 % minority on a 13-atom icosahedron rounds to 0 atoms: it still gets one (the most
+    abundant element gives it up)."""
+    comp = {78: 0.96, 28: 0.02, 29: 0.02}
+    for cand in packing_candidates(comp, nn=2.7, diameter=7.0, n=6, seed=0):
+        counts = np.bincount(cand.species, minlength=79)
+        assert counts[28] == 1 and counts[29] == 1, cand.info["shape"]
+        assert counts[78] == cand.n_atoms - 2
 
 
 def test_nn_distance_and_validity_of_hand_made_structures() -> None:
