@@ -226,16 +226,14 @@ def segment(
         if periodic and np.any((hi <= offset) | (lo >= offset + shape)):
             continue  # wholly outside the home cell: only periodic images of atoms kept elsewhere
         # periodic images of one region are identical crops: split each distinct crop once
+        # (split_region depends on the crop and the period only)
         region = comp[box] == k
-        touches_edge = np.any(lo == 0) or np.any(hi == np.asarray(image.shape))
-        key = None if touches_edge else (region.shape, region.tobytes())
-        if key is None or key not in done:
+        key = (region.shape, region.tobytes())
+        if key not in done:
             crop = np.pad(region, 1)  # room for the dilation
             period = np.asarray(shape) if periodic else None
-            atoms = split_region(crop, 1, min_convexity, max_iters, min_size, period)
-            if key is not None:
-                done[key] = atoms
-        for atom in atoms if key is None else done[key]:
+            done[key] = split_region(crop, 1, min_convexity, max_iters, min_size, period)
+        for atom in done[key]:
             idx = atom - 1 + lo  # [m, 3] padded-grid voxel indices
             if len(idx) < MIN_COMPONENT:
                 continue
