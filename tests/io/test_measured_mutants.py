@@ -433,6 +433,7 @@ def test_check_pattern_returns_a_valid_pattern():
     ({"qmin": 25.0}, "qmin 25 and qmax 20 must satisfy 0 <= qmin < qmax"),
 ])
 def test_check_pattern_refusals(over, message):
+    over = dict(over)  # the parameter is shared by repeated runs (mutmut runs the tests again)
     n = over.pop("n", 12)
     with pytest.raises(DataFormatError) as err:
         check_pattern(_made(n=n, **over))
