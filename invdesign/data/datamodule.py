@@ -301,7 +301,8 @@ class ChiliTaskDataModule(L.LightningDataModule):
         root: folder of CHILI `.h5` files, or several folders used together (one dataset; the
             split runs over all of them, grouped by source file with 'grouped').
         task: the task (its filter selects the graphs: <= max_atoms).
-        split: 'chili_random' or 'grouped'; split_seed: CHILI uses 42.
+        split: 'chili_random', 'grouped' or 'leave_type_out:<Type>' (`splits.split_name`);
+            split_seed: CHILI uses 42.
         batch_size: training batch size (CHILI: 16); eval_batch_size for val/test.
         condition_on: extras put in the condition ('composition', 'cell', 'n_atoms').
         augment: folders of extra training graphs; those whose source is among the training part's

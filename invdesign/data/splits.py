@@ -10,8 +10,13 @@
 - 'grouped': by source file (one source CIF / unit cell), no source in two parts: the same two-step
   procedure applied to the sorted unique sources, each graph following its source. The honest
   default.
+- 'leave_type_out:<Type>' (config: `split.kind: leave_type_out`, `split.fold: <Type>`): one of
+  CHILI-3K's twelve crystal types (`crystal_types.CRYSTAL_TYPES`, by name or by its index 0-11 in
+  that order) is held out: test = every graph of that type, and the other types' sources are split
+  into train and validation (`val_size` of those sources, seeded shuffle, no source in both). A
+  lookup of the training structures scores nothing here: the test of generalisation to a new type.
 
-Both are deterministic: the same dataset, indices and seed give the same split.
+All are deterministic: the same dataset, indices and seed give the same split.
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from invdesign.core.errors import InvdesignError
+from invdesign.core.errors import ConfigError, InvdesignError
+from invdesign.crystals.crystal_types import CRYSTAL_TYPES
 
 if TYPE_CHECKING:
     from invdesign.data.dataset import ChiliDataset
 
-SPLIT_KINDS = ("chili_random", "grouped")
+SPLIT_KINDS = ("chili_random", "grouped", "leave_type_out")
+#: the split kind that needs a fold (the held-out crystal type)
+LEAVE_TYPE_OUT = "leave_type_out"
 
 
 def _shuffle_split(items: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,6 +88,70 @@ def grouped_split(
     return out
 
 
+def type_fold(fold: str | int) -> str:
+    """The CHILI-3K crystal type named by a leave-type-out fold: its name (case-insensitive) or its
+    index 0-11 in `CRYSTAL_TYPES` order. Raises `ConfigError` naming `split.fold` otherwise."""
+    names = list(CRYSTAL_TYPES)
+    text = str(fold).strip()
+    if text.lstrip("-").isdigit():
+        k = int(text)
+        if 0 <= k < len(names):
+            return names[k]
+    else:
+        for name in names:
+            if name.lower() == text.lower():
+                return name
+    raise ConfigError(
+        f"split.fold must be one of CHILI-3K's crystal types ({', '.join(names)}) or their "
+        f"index 0-{len(names) - 1}, not {fold!r}")
+
+
+def split_name(kind: str, fold: str | int | None = None) -> str:
+    """The one-string split name passed to `split_indices`: `kind`, or 'leave_type_out:<Type>'.
+
+    Raises:
+        ConfigError: leave_type_out without a fold, or a fold given to another kind.
+    """
+    if kind == LEAVE_TYPE_OUT:
+        if fold is None:
+            raise ConfigError("split.fold: leave_type_out needs the held-out crystal type")
+        return f"{LEAVE_TYPE_OUT}:{type_fold(fold)}"
+    if fold is not None:
+        raise ConfigError(f"split.fold is only for leave_type_out, not for split {kind!r}")
+    return kind
+
+
+def leave_type_out_split(
+    indices: Sequence[int],
+    types: Sequence[str],
+    groups: Sequence[str],
+    held_out: str,
+    seed: int = 42,
+    val_size: float = 0.1,
+) -> dict[str, list[int]]:
+    """Test = the graphs of type `held_out`; the other graphs' groups (sources) split into train
+    and validation, `val_size` of those groups for validation (at least one).
+
+    `types[k]` and `groups[k]` are the crystal type and group of `indices[k]`. Each part keeps its
+    graphs in ascending index order.
+    """
+    items = [int(i) for i in indices]
+    if not len(types) == len(groups) == len(items):
+        raise ValueError(f"{len(items)} indices but {len(types)} types and {len(groups)} groups")
+    rest = np.array(sorted({g for g, t in zip(groups, types, strict=True) if t != held_out}),
+                    dtype=object)
+    if len(rest) < 2:
+        raise InvdesignError(
+            f"cannot split {len(rest)} sources of the types other than {held_out} into train "
+            "and validation")
+    train, val = _shuffle_split(rest, val_size, seed)
+    part_of = {g: name for name, part in (("train", train), ("val", val)) for g in part}
+    out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for i, t, g in sorted(zip(items, types, groups, strict=True)):
+        out["test" if t == held_out else part_of[g]].append(i)
+    return out
+
+
 def split_indices(
     ds: ChiliDataset,
     kind: str = "chili_random",
@@ -90,7 +162,8 @@ def split_indices(
 
     Args:
         ds: the dataset (its `records` give the sources for 'grouped').
-        kind: 'chili_random' (per graph, CHILI's) or 'grouped' (by source file).
+        kind: 'chili_random' (per graph, CHILI's), 'grouped' (by source file) or
+            'leave_type_out:<Type>' (`split_name`; the type's graphs are the test part).
         seed: CHILI uses 42.
         indices: split only these graphs (e.g. `ds.task_indices(...)`); default all graphs.
     """
@@ -99,4 +172,11 @@ def split_indices(
         return chili_random_split(chosen, seed)
     if kind == "grouped":
         return grouped_split(chosen, [ds.records[i].source for i in chosen], seed)
-    raise InvdesignError(f"unknown split kind {kind!r}; choose from {', '.join(SPLIT_KINDS)}")
+    if kind.startswith(f"{LEAVE_TYPE_OUT}:"):
+        held_out = type_fold(kind.split(":", 1)[1])
+        return leave_type_out_split(chosen, [ds.records[i].crystal_type for i in chosen],
+                                    [ds.records[i].source for i in chosen], held_out, seed)
+    if kind == LEAVE_TYPE_OUT:
+        split_name(kind)  # raises: the fold is missing
+    raise InvdesignError(f"unknown split kind {kind!r}; choose from chili_random, grouped, "
+                         f"{LEAVE_TYPE_OUT}:<Type>")

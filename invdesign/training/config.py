@@ -38,9 +38,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from invdesign.core.errors import ConfigError, InvdesignError
 from invdesign.core.tasks import TaskSpec
+from invdesign.data.splits import split_name
 from invdesign.generators.base import generator_class
 
-SPLIT_KINDS = ("chili_random", "grouped")
+SPLIT_KINDS = ("chili_random", "grouped", "leave_type_out")
 #: One data folder or several.
 DataRoot = str | os.PathLike | Sequence[str | os.PathLike]
 CONDITION_EXTRAS = ("composition", "cell", "n_atoms")
@@ -77,10 +78,12 @@ class TaskConfig:
 
 @dataclass
 class SplitConfig:
-    """kind: 'chili_random' (CHILI's per-graph split) or 'grouped' (by source file)."""
+    """kind: 'chili_random' (CHILI's per-graph split), 'grouped' (by source file) or
+    'leave_type_out' (fold: the CHILI-3K crystal type held out for test, name or index 0-11)."""
 
     kind: str = "chili_random"
     seed: int = 42
+    fold: str | None = None
 
 
 @dataclass
@@ -318,6 +321,10 @@ def validate(cfg: DictConfig, where: str = "config") -> None:
             fail(f"data.root must be a folder or a list of folders, not {root!r}")
     if cfg.split.kind not in SPLIT_KINDS:
         fail(f"split.kind must be one of {', '.join(SPLIT_KINDS)}, not {cfg.split.kind!r}")
+    try:
+        split_name(cfg.split.kind, cfg.split.get("fold"))
+    except ConfigError as exc:
+        fail(exc.message)
     for extra in cfg.data.condition_on:
         if extra not in CONDITION_EXTRAS:
             fail(

@@ -30,6 +30,7 @@ from invdesign.core.errors import DataFormatError
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import Condition
 from invdesign.data.datamodule import TaskData
+from invdesign.data.splits import split_name
 from invdesign.evaluators.metrics import structure as metrics
 from invdesign.generators.base import Generator
 
@@ -116,7 +117,8 @@ def evaluate_checkpoint(
     generator = load_checkpoint(checkpoint, device=device)
     cfg = meta.get("config") or {}
     split_cfg = cfg.get("split", {})
-    kind = split_kind or split_cfg.get("kind", "chili_random")
+    kind = split_kind or split_name(split_cfg.get("kind", "chili_random"),
+                                    split_cfg.get("fold"))
     cond_on = tuple(cfg.get("data", {}).get("condition_on", ()))
     ds = ChiliDataset(data_root)
     task = generator.task

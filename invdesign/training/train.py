@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from invdesign.core.errors import ConfigError
 from invdesign.core.tasks import TaskBatch
 from invdesign.data.datamodule import ChiliTaskDataModule
+from invdesign.data.splits import split_name
 from invdesign.generators.base import Generator, build_generator, generator_class
 from invdesign.generators.checkpoint import save_checkpoint
 from invdesign.io.atomic import atomic_write_text
@@ -223,7 +224,7 @@ def _fit(cfg: DictConfig, evaluate_parts: tuple[str, ...],
     dm = ChiliTaskDataModule(
         roots[0] if len(roots) == 1 else roots,
         task,
-        cfg.split.kind,
+        split_name(cfg.split.kind, cfg.split.get("fold")),
         int(cfg.split.seed),
         int(cfg.data.batch_size),
         int(cfg.data.eval_batch_size),

@@ -86,7 +86,7 @@ def test_split_indices_defaults_and_seed_pass_through() -> None:
 
 def test_split_indices_unknown_kind_lists_the_kinds() -> None:
     with pytest.raises(InvdesignError, match="^unknown split kind 'x'; choose from chili_random, "
-                                             "grouped$"):
+                                             "grouped, leave_type_out:<Type>$"):
         split_indices(_fake_dataset(["a", "b", "c"]), "x")
 
 
