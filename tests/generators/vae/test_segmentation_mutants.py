@@ -243,3 +243,14 @@ def test_a_convex_pair_longer_than_the_cell_is_split():
     np.testing.assert_array_equal(np.round(seg.positions, 3),
                                   [[4.0, 8.0, 7.0], [10.006, 16.008, 7.0]])
     assert segment(image, min_convexity=0.5, periodic=False).n_atoms == 1
+
+
+def test_max_atoms_keeps_label_order_among_equal_sizes():
+    # 20 components in x order, 8 or 4 voxels: a stable sort takes the first four 8-voxel ones
+    # (numpy's default sort orders these ties differently: components 0, 1, 2, 14)
+    sizes = [8, 8, 8, 4, 4, 4, 4, 4, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8]
+    species = np.zeros((60, 4, 4), dtype=np.int16)
+    for i, size in enumerate(sizes):
+        species[3 * i:3 * i + 2, 1:3, 1:1 + size // 4] = 29
+    seg = segment(species, periodic=False, max_atoms=4)
+    assert seg.positions[:, 0].tolist() == [0.5, 3.5, 6.5, 27.5]
