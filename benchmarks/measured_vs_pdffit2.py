@@ -1,6 +1,6 @@
 """`invdesign sample` against the field's reference engine, PDFfit2 (issue 23 items 6 and 7).
 
-    PYTHONPATH=. python benchmarks/measured_vs_pdffit2.py [--cases 110] [--workers 2] [--seed 0]
+    PYTHONPATH=. python benchmarks/measured_vs_pdffit2.py [--cases 100] [--workers 2] [--seed 0]
         [--out benchmarks/results/measured_vs_pdffit2.json] [--cache DIR]
 
 Cases (`pdffit2_cases.py`): a simulated set made by PDFfit2 (attenuated crystals of the
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import signal
@@ -79,6 +80,9 @@ def pdffit2_task(kind: str, name: str, folder: str) -> dict[str, Any]:
     base = Path(folder)
     cache = base / "pdffit2" / f"{name}.json"
     if (hit := _load(cache)) is not None:
+        if kind == "sim" and "floor_rw" not in hit:
+            hit["floor_rw"] = _floor(base, name, hit["fit_range"])
+            _save(cache, hit)
         return hit
     if kind == "sim":
         types = {t.name: t for t in cases_mod.library_types()}
@@ -98,9 +102,24 @@ def pdffit2_task(kind: str, name: str, folder: str) -> dict[str, Any]:
     res = engine.fit(start, pattern.x, pattern.y,
                      radiation="N" if pattern.radiation == "neutron" else "X", qmax=pattern.qmax,
                      qdamp=qdamp, fit_range=fit_range, particle=particle, diameters=diameters)
-    return _save(cache, {"name": name, "file": str(path), "rw": res.rw, "params": res.params,
-                         "seconds": res.seconds, "starts": res.starts, "fit_range": fit_range,
-                         "qdamp_refined": qdamp is None, "system": start.system})
+    record = {"name": name, "file": str(path), "rw": res.rw, "params": res.params,
+              "seconds": res.seconds, "starts": res.starts, "fit_range": fit_range,
+              "qdamp_refined": qdamp is None, "system": start.system}
+    if kind == "sim":
+        record["floor_rw"] = _floor(base, name, fit_range)
+    return _save(cache, record)
+
+
+def _floor(base: Path, name: str, fit_range: tuple[float, float]) -> float:
+    """The noise floor of a simulated case (`pdffit2_cases.floor_rw`)."""
+    from invdesign.io.measured import read_pattern  # lazy: workers import it once forked
+
+    types = {t.name: t for t in cases_mod.library_types()}
+    case = cases_mod.SimCase(**next(c for c in json.loads((base / "manifest.json").read_text())
+                                    if c["name"] == name))
+    pattern = read_pattern(base / "files" / f"{name}.gr")
+    return cases_mod.floor_rw(case, cases_mod.true_cell(case, types), pattern.x, pattern.y,
+                              tuple(fit_range))
 
 
 def _types(cand) -> dict[str, str]:
@@ -118,7 +137,7 @@ def ours_task(name: str, path: str, composition: str | None, folder: str,
         return hit
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(int(timeout))
-    t0 = time.perf_counter()
+    t0, c0, load = time.perf_counter(), time.process_time(), os.getloadavg()[0]
     try:
         result = sample(path, composition=composition, **SAMPLE_KW)
     except Timeout:
@@ -129,12 +148,13 @@ def ours_task(name: str, path: str, composition: str | None, folder: str,
                              "seconds": time.perf_counter() - t0})
     finally:
         signal.alarm(0)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     top = [{"rank": c.rank, "rw": float(c.rw), "final_rw": float(c.final_rw),
             "kind": c.final.kind, "formula": c.final.formula, "n_atoms": c.final.n_atoms,
             "valid": bool(c.geometry()["valid"]), **_types(c)} for c in result.candidates[:5]]
     return _save(cache, {"name": name, "rw": float(result.best.final_rw), "seconds": seconds,
-                         "top": top, "fit_range": list(result.fit_range), "model": result.model,
+                         "cpu_seconds": cpu, "load_average": load, "top": top,
+                         "fit_range": list(result.fit_range), "model": result.model,
                          "n_candidates": len(result.candidates), "how": result.how})
 
 
@@ -172,10 +192,19 @@ def summarise(sim: list[dict], measured: list[dict], chili: list[dict]) -> dict[
             "top3": sum(c["top3"] for c in done) / len(done),
             "median_seconds": statistics.median(c["ours_seconds"] for c in done),
             "max_seconds": max(c["ours_seconds"] for c in done),
+            "median_cpu_seconds": statistics.median(c.get("ours_cpu_seconds") or math.nan
+                                                    for c in done),
             "median_rw_ours": statistics.median(c["ours_rw"] for c in done),
             "median_rw_pdffit2": statistics.median(c["pdffit2_rw"] for c in done),
             "median_pdffit2_seconds": statistics.median(c["pdffit2_seconds"] for c in done),
+            "median_pdffit2_over_floor": statistics.median(
+                c["pdffit2_rw"] / c["floor_rw"] for c in done if c.get("floor_rw")),
             "n_types": len({c["structure_type"] for c in done}),
+            "pdffit2_median_abs_a_error": statistics.median(
+                abs(c["pdffit2_params"]["a"] / c["truth"]["cellpar"][0] - 1) for c in done),
+            "pdffit2_median_abs_diameter_error": statistics.median(
+                abs(c["pdffit2_params"]["spdiameter"] / c["truth"]["spdiameter"] - 1)
+                for c in done),
         })
     out["measured_all_le_pdffit2"] = bool(measured) and all(
         m.get("ratio") is not None and m["ratio"] <= 1 for m in measured)
@@ -186,15 +215,17 @@ def _row(name: str, truth: str, fit: dict | None, ours: dict | None) -> dict[str
     row: dict[str, Any] = {"name": name, "structure_type": truth}
     if fit:
         row.update(pdffit2_rw=fit.get("rw"), pdffit2_seconds=fit.get("seconds"),
+                   floor_rw=fit.get("floor_rw"),
                    pdffit2_params=fit.get("params"), pdffit2_error=fit.get("error"))
     if ours:
         row.update(ours_rw=ours.get("rw"), ours_seconds=ours.get("seconds"),
+                   ours_cpu_seconds=ours.get("cpu_seconds"), load_average=ours.get("load_average"),
                    ours_top=ours.get("top"), ours_error=ours.get("error"),
                    ours_fit_range=ours.get("fit_range"))
         top = ours.get("top") or []
         row["top1"] = bool(top) and type_matches(truth, top[0])
         row["top3"] = any(type_matches(truth, t) for t in top[:3])
-    if fit and ours and fit.get("rw") and ours.get("rw") is not None:
+    if fit and ours and math.isfinite(fit.get("rw") or math.inf) and ours.get("rw") is not None:
         row["ratio"] = ours["rw"] / fit["rw"]
     return row
 
@@ -209,7 +240,7 @@ def _git() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cases", type=int, default=110, help="simulated cases")
+    p.add_argument("--cases", type=int, default=100, help="simulated cases")
     p.add_argument("--workers", type=int, default=2, help="processes (2 max here)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated set")
     p.add_argument("--out", type=Path, default=OUT, help="result JSON")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pdffit2_engine as engine
 from ase.spacegroup import crystal
+from pymatgen.core import Composition
 
 from invdesign.core.structure import Structure
 
@@ -90,9 +91,8 @@ def library_types() -> list[KnownType]:
 
 
 def _formula(symbols: tuple[str, ...]) -> str:
-    counts = {s: symbols.count(s) for s in dict.fromkeys(symbols)}
-    g = int(np.gcd.reduce(list(counts.values())))
-    return "".join(f"{s}{n // g if n // g > 1 else ''}" for s, n in counts.items())
+    """Reduced formula, e.g. 'Li2O'."""
+    return Composition(" ".join(symbols)).reduced_formula
 
 
 def draw(types: list[KnownType], n_cases: int, seed: int) -> list[SimCase]:
@@ -131,11 +131,28 @@ def true_cell(case: SimCase, types: dict[str, KnownType]) -> engine.Cell:
     return engine.Cell(cell.symbols, cell.frac, case.cellpar, cell.system, cell.name)
 
 
-def write_case(case: SimCase, cell: engine.Cell, folder: Path) -> Path:
-    """Simulate `case` with PDFfit2, add its noise and write `<folder>/<name>.gr`."""
-    r, g = engine.simulate(cell, case.uiso, radiation="N" if case.radiation == "neutron" else "X",
+def clean_curve(case: SimCase, cell: engine.Cell) -> tuple[np.ndarray, np.ndarray]:
+    """(r [m] Å, G [m] Å^-2): the case's G(r) before noise, on the file's grid."""
+    return engine.simulate(cell, case.uiso, radiation="N" if case.radiation == "neutron" else "X",
                            qmax=case.qmax, qdamp=case.qdamp, rmin=RMIN, rmax=RMAX, rstep=RSTEP,
                            delta2=case.delta2, spdiameter=case.spdiameter, qmin=case.qmin)
+
+
+def floor_rw(case: SimCase, cell: engine.Cell, r: np.ndarray, g: np.ndarray,
+             fit_range: tuple[float, float]) -> float:
+    """Rw (least-squares scale) of the noise-free truth against the file's G(r) over fit_range:
+    the noise floor no fit can beat except by fitting noise."""
+    r0, g0 = clean_curve(case, cell)
+    keep = (r0 >= fit_range[0] - 1e-9) & (r0 <= fit_range[1] + 1e-9)
+    obs = np.interp(r0[keep], r, g)
+    calc = g0[keep]
+    scale = float(calc @ obs) / float(calc @ calc)
+    return float(np.sqrt(np.sum((obs - scale * calc) ** 2) / np.sum(obs**2)))
+
+
+def write_case(case: SimCase, cell: engine.Cell, folder: Path) -> Path:
+    """Simulate `case` with PDFfit2, add its noise and write `<folder>/<name>.gr`."""
+    r, g = clean_curve(case, cell)
     rng = np.random.default_rng(case.seed)
     g = g + rng.normal(0.0, case.noise * float(np.abs(g).max()), g.shape)
     header = [
