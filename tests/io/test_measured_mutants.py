@@ -282,6 +282,13 @@ def test_two_theta_without_wavelength_message(tmp_path):
         "x is 2-theta but no wavelength is given (option wavelength, Å)")
 
 
+def test_two_theta_with_a_zero_wavelength_is_refused_by_the_conversion():
+    # read_pattern refuses wavelength <= 0 before converting; the conversion refuses it too
+    with pytest.raises(DataFormatError) as err:
+        measured._to_q(Path("a.xy"), np.arange(10.0), "2theta_deg", 0.0)
+    assert str(err.value) == "a.xy: x is 2-theta but no wavelength is given (option wavelength, Å)"
+
+
 def test_two_theta_from_zero_converts_exactly(tmp_path):
     tth = np.arange(0.0, 12.0)
     path = _write(tmp_path / "a.xy", np.column_stack([tth, tth + 5]))
