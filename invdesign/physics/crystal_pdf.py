@@ -31,14 +31,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from pymatgen.analysis.diffraction.neutron import ATOMIC_SCATTERING_LEN
 
 from invdesign.core import elements
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
 
 FINE_STEP = 0.005  # Å, step of the internal grid
-SIGMA_WINDOW = 5.0  # Gaussians are evaluated out to this many sigma
+N_BANDS = 32  # bands of equal width in 1 / r^2 for the delta2 sharpening (module docstring)
 N_RIPPLES = 6  # the pair sum extends this many termination periods 2 pi / qmax beyond rmax
 MIN_EXTENSION = 3.0  # Å, at least this much beyond rmax (peak tails)
 TAIL = 1.0  # Å, pairs this far beyond the cut of G still spread their tails inside it (smoothness)
@@ -52,6 +51,9 @@ def scattering_weights(species: Sequence[int] | np.ndarray, radiation: str) -> n
     if radiation == "xray":
         return z.astype(np.float64)
     if radiation == "neutron":
+        # lazy: the module pulls in pymatgen's plotting (seconds), needed for neutrons only
+        from pymatgen.analysis.diffraction.neutron import ATOMIC_SCATTERING_LEN  # noqa: PLC0415
+
         out = []
         for zi in z:
             sym = elements.symbol(int(zi))
@@ -186,6 +188,15 @@ class CrystalPDF:
                                               2 * d0[:, 1] * d0[:, 2]], axis=1), **t)
         self.n_pairs = len(i)
 
+        # delta2 bands: pairs from 0.85 x the shortest distance to the end, equal steps in 1 / r^2
+        dist0 = np.linalg.norm(d0 @ cell.cell, axis=1)
+        u_hi = 1 / max(0.85 * float(dist0.min()) if len(dist0) else 1.0, self.step) ** 2
+        u_lo = 1 / float(self.r_fine[-1]) ** 2
+        u_bin = 1 / np.maximum(self.r_fine.cpu().numpy(), self.step) ** 2
+        band = np.clip(((u_hi - u_bin) / (u_hi - u_lo) * N_BANDS).astype(int), 0, N_BANDS - 1)
+        edges = u_hi - (u_hi - u_lo) * np.arange(N_BANDS + 1) / N_BANDS
+        self.band_u = torch.as_tensor(0.5 * (edges[:-1] + edges[1:]), **t)  # [b] centre 1/r^2
+        self.band_mask = torch.as_tensor(band[None, :] == np.arange(N_BANDS)[:, None], **t)
         # linear interpolation fine grid -> requested r
         pos = r / self.step
         lo = np.clip(np.floor(pos).astype(np.int64), 0, n_fine - 2)
@@ -237,18 +248,19 @@ class CrystalPDF:
         ge = torch.as_tensor(self.group_elements, device=self.device)
         u_pair = u_el[ge[:, 0]] + u_el[ge[:, 1]]  # [g]
         r = self.r_fine
-        corr = torch.clamp(1 - delta2 / torch.clamp(r, min=self.step) ** 2, min=1e-4)
-        sigma2 = torch.clamp(u_pair[:, None] * corr[None, :], min=1e-8)  # [g, n_fine]
-        smax = float(torch.sqrt(sigma2.detach().max()))
-        half = max(1, int(math.ceil(SIGMA_WINDOW * smax / self.step)))
-        offs = torch.arange(-half, half + 1, device=self.device)
-        x = offs.to(self.dtype) * self.step  # [k]
-        kern = torch.exp(-x[None, None, :] ** 2 / (2 * sigma2[:, :, None]))  # [g, n_fine, k]
-        kern = kern / kern.sum(-1, keepdim=True)  # unit area on the grid
-        spread = (hist[:, :, None] * kern).sum(0)  # [n_fine, k]
-        target = self._targets(half)
-        dens = torch.zeros(n_fine + 2 * half, **t).index_add(0, target, spread.reshape(-1))
-        dens = dens[half:half + n_fine]
+        if delta2.requires_grad or float(delta2) != 0:  # widths vary with r: one FFT per band
+            corr = torch.clamp(1 - delta2 * self.band_u, min=1e-4)  # [b]
+            hist = hist[:, None, :] * self.band_mask[None, :, :]  # [g, b, n_fine]
+        else:
+            corr = torch.ones(1, **t)
+            hist = hist[:, None, :]
+        sigma2 = torch.clamp(u_pair[:, None] * corr[None, :], min=1e-8)  # [g, b]
+        width = int(math.ceil(6 * float(torch.sqrt(sigma2.detach().max())) / self.step))
+        n_fft = int(2 ** math.ceil(math.log2(n_fine + 2 * width)))
+        q = torch.arange(n_fft // 2 + 1, **t) * (2 * math.pi / (n_fft * self.step))
+        spec = torch.fft.rfft(hist, n=n_fft)  # [g, b, f]
+        blur = torch.exp(-0.5 * sigma2[:, :, None] * q**2)
+        dens = torch.fft.irfft((spec * blur).sum((0, 1)), n=n_fft)[:n_fine]
         dens = dens / self.step
         rho0 = self.n_atoms / cell_volume(lattice)
         g = torch.zeros_like(r)
@@ -258,25 +270,57 @@ class CrystalPDF:
             g = g * shape_function(r, spdiameter)
         return g * torch.exp(-0.5 * (qdamp * r) ** 2) * self.cut
 
-    def _targets(self, half: int) -> torch.Tensor:
-        """[n_fine * (2 half + 1)] padded destination bin of every (source bin, offset)."""
-        if getattr(self, "_target_half", None) != half:
-            k = torch.arange(self.n_fine, device=self.device)
-            self._target = (k[:, None] + torch.arange(2 * half + 1, device=self.device)).reshape(-1)
-            self._target_half = half
-        return self._target
-
     def band_limit(self, g: torch.Tensor) -> torch.Tensor:
-        """[n_fine] g restricted to 0..qmax by a sine transform (odd extension) and back."""
+        """[..., n_fine] g restricted to 0..qmax by a sine transform (odd extension) and back."""
         if self.qmax <= 0:
             return g
         n = self.n_fine
-        full = torch.cat([g, torch.zeros(self.fft_len // 2 - n, device=self.device,
-                                         dtype=self.dtype)])
-        full = torch.cat([full, torch.zeros(1, device=self.device, dtype=self.dtype),
-                          -full[1:].flip(0)])
+        half = torch.cat([g, g.new_zeros(*g.shape[:-1], self.fft_len // 2 - n)], dim=-1)
+        full = torch.cat([half, g.new_zeros(*g.shape[:-1], 1), -half[..., 1:].flip(-1)], dim=-1)
         spec = torch.fft.rfft(full) * self.q_mask
-        return torch.fft.irfft(spec, n=self.fft_len)[:n]
+        return torch.fft.irfft(spec, n=self.fft_len)[..., :n]
+
+    def to_output(self, g: torch.Tensor) -> torch.Tensor:
+        """[..., m] the fine curve g [..., n_fine] at the constructor's r (linear interpolation)."""
+        lo = self.interp_lo
+        return g[..., lo] * (1 - self.interp_w) + g[..., lo + 1] * self.interp_w
+
+    @torch.no_grad()
+    def grid(self, lattice: torch.Tensor, scales: np.ndarray, uisos: np.ndarray,
+             diameters: list[float | None], qdamps: np.ndarray) -> torch.Tensor:
+        """[S, U, D, Q, m] G(r) for every isotropic lattice scale x one Uiso for all atoms x
+        sphere diameter (None: bulk) x qdamp, with delta2 = 0 and the cell's positions: the fast
+        path of a screen (one pair histogram per scale, the Gaussians applied by FFT)."""
+        t = dict(device=self.device, dtype=self.dtype)
+        base = self.distances(torch.as_tensor(lattice, **t))
+        r, n_fine = self.r_fine, self.n_fine
+        uisos = torch.as_tensor(np.asarray(uisos, dtype=np.float64), **t)
+        width = int(np.ceil(6 * float(torch.sqrt(2 * uisos.max())) / self.step))
+        n_fft = int(2 ** np.ceil(np.log2(n_fine + 2 * width)))
+        q = torch.arange(n_fft // 2 + 1, **t) * 2 * math.pi / (n_fft * self.step)
+        blur = torch.exp(-0.5 * q[None, :] ** 2 * 2 * uisos[:, None])  # [U, f]
+        env = torch.stack([torch.ones_like(r) if d is None or d <= 0
+                           else shape_function(r, torch.tensor(d, **t)) for d in diameters])
+        damp = torch.exp(-0.5 * (torch.as_tensor(np.asarray(qdamps, float), **t)[:, None]
+                                 * r[None, :]) ** 2) * self.cut  # [Q, n]
+        volume = cell_volume(torch.as_tensor(lattice, **t))
+        out = []
+        for s in np.asarray(scales, dtype=np.float64):
+            pos = base * float(s) / self.step
+            lo = torch.floor(pos).long()
+            inside = lo < n_fine - 1
+            lo = torch.where(inside, lo, torch.zeros_like(lo))
+            w = torch.where(inside, self.weight, torch.zeros_like(self.weight))
+            f = pos - lo
+            hist = torch.zeros(n_fine, **t).index_add(
+                0, torch.cat([lo, lo + 1]), torch.cat([w * (1 - f), w * f]))
+            dens = torch.fft.irfft(torch.fft.rfft(hist, n=n_fft)[None, :] * blur,
+                                   n=n_fft)[:, :n_fine] / self.step  # [U, n]
+            rho0 = self.n_atoms / (volume * float(s) ** 3)
+            g = dens / (self.n_atoms * torch.clamp(r, min=self.step)) - 4 * math.pi * rho0 * r
+            g = g[:, None, None, :] * env[None, :, None, :] * damp[None, None, :, :]
+            out.append(self.to_output(self.band_limit(g)))
+        return torch.stack(out)
 
     def __call__(self, *, lattice: torch.Tensor, frac: torch.Tensor | None = None,
                  uiso: torch.Tensor, delta2: torch.Tensor | float = 0.0,
@@ -302,6 +346,4 @@ class CrystalPDF:
                 spdiameter = None
         g = self._fine(lattice, None if frac is None else torch.as_tensor(frac, **t), uiso,
                        torch.as_tensor(delta2, **t), torch.as_tensor(qdamp, **t), spdiameter)
-        g = self.band_limit(g)
-        lo = self.interp_lo
-        return g[lo] * (1 - self.interp_w) + g[lo + 1] * self.interp_w
+        return self.to_output(self.band_limit(g))
