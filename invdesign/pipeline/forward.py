@@ -22,18 +22,10 @@ from invdesign.core.structure import Structure
 from invdesign.core.tasks import TaskSpec
 from invdesign.evaluators.base import evaluator_class
 from invdesign.evaluators.forward import DEFAULT_FIT_RANGE, refine, rw
+from invdesign.evaluators.forward.crystal_fit import crystal_curve, refine_crystal, screen_crystal
 from invdesign.evaluators.forward.evaluator import check_finite
 from invdesign.evaluators.forward.refine import BISO_GRID, QDAMP_GRID
 from invdesign.pipeline.result import Candidate, Fit
-
-try:  # TEMPORARY until the attenuated-crystal fit (issue 23, E) lands
-    from invdesign.evaluators.forward.crystal_fit import (
-        crystal_curve,
-        refine_crystal,
-        screen_crystal,
-    )
-except ImportError:
-    crystal_curve = refine_crystal = screen_crystal = None
 
 if TYPE_CHECKING:
     from invdesign.evaluators.forward import ForwardEvaluator
@@ -120,7 +112,7 @@ class ForwardAdapter:
     def crystals(self) -> bool:
         """True when crystal candidates are fitted as attenuated crystals (a PDF ranks); else
         they must be cut to particles first."""
-        return self.is_pdf and screen_crystal is not None
+        return self.is_pdf
 
     @property
     def fit_qdamp(self) -> bool:

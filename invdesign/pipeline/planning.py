@@ -29,6 +29,11 @@ def load_generator(path: Path, device: str = "cpu"):
     return load_checkpoint(path, device=device)
 
 
+def label(checkpoint: Path) -> str:
+    """A checkpoint's name: its folder's (for a weights file, the folder holding it)."""
+    return checkpoint.parent.name if checkpoint.is_file() else checkpoint.name
+
+
 @dataclass(frozen=True)
 class Part:
     """One source of the pool; `checkpoint`: the checkpoint it samples (None: known structures)."""
@@ -57,7 +62,7 @@ class Plan:
     @property
     def model_name(self) -> str:
         """The sampled checkpoints' folder names ('+'-joined), else 'known structures'."""
-        return "+".join(c.name for c in self.checkpoints) or "known structures"
+        return "+".join(label(c) for c in self.checkpoints) or "known structures"
 
     @property
     def methods(self) -> list[str]:
@@ -68,7 +73,7 @@ class Plan:
         """One sentence: the sources of the pool, with how many structures each made."""
         words = []
         for i, part in enumerate(self.parts):
-            what = (f"samples of {part.checkpoint.name}" if part.checkpoint is not None
+            what = (f"samples of {label(part.checkpoint)}" if part.checkpoint is not None
                     else f"{part.source.name} structures")
             words.append(what if counts is None else f"{counts[i]} {what}")
         return ", ".join(words) + "".join(f" ({note})" for note in self.notes)
@@ -132,8 +137,8 @@ def produce(plan: Plan, inputs: PoolInputs, loaded: tuple[Path, Any], patterns: 
                 if len(plan.parts) == 1:
                     raise
                 refused = refused or err
-                notes.append(f"{part.checkpoint.name} not sampled: {err}")
-                say(f"{part.checkpoint.name} not sampled: {err}")
+                notes.append(f"{label(part.checkpoint)} not sampled: {err}")
+                say(f"{label(part.checkpoint)} not sampled: {err}")
                 counts.append(0)
                 continue
             if not plotted:

@@ -75,13 +75,19 @@ def check(cand: Candidate, composition: dict[int, float] | None) -> None:
 
 def cut_candidates(cands: Sequence[Candidate], diameter: float, device: str
                    ) -> list[Structure]:
-    """Discrete cuts at `diameter` Å of the best `CUT_TOP` crystal candidates (valid first, then
-    screen Rw), except the metallic packings (their spheres are in the pool already)."""
+    """Discrete cuts of the best `CUT_TOP` crystal candidates (valid first, then screen Rw; each
+    cell with its screened lattice, at its screened diameter when under `SMALL_DIAMETER`, else at
+    `diameter` Å), except the metallic packings (their spheres
+    are in the pool already)."""
     crystals = sorted((c for c in cands if c.is_crystal and c.source != "packing"),
                       key=Candidate.rank_key)
     out = []
     for cand in crystals[:CUT_TOP]:
-        particle = cut_crystal(cand.structure, diameter, device)
+        cell = cand.crystal.cell if cand.crystal is not None else cand.structure  # screened
+        cell.info.update({k: cand.structure.info[k] for k in ("source", "structure_type")
+                          if k in cand.structure.info})
+        fitted = cand.params.get("spdiameter", 0.0)  # the screen's diameter (0: bulk)
+        particle = cut_crystal(cell, fitted if 0.0 < fitted < SMALL_DIAMETER else diameter, device)
         if particle is not None:
             particle.info["cut_from"] = cand.index
             out.append(particle)
@@ -92,8 +98,7 @@ def refine_best(cands: Sequence[Candidate], forward: ForwardAdapter, k: int,
                 composition: dict[int, float] | None) -> tuple[list[Candidate], Candidate | None]:
     """Refine the best `k` (valid first, then screened Rw); re-checks their validity. Returns
     the refined candidates and the particle that got gradient steps (None if none)."""
-    chosen = sorted(cands, key=lambda c: (not c.valid, c.scores.get("rw_scan", c.rw), c.index))
-    chosen = chosen[:k]
+    chosen = sorted(cands, key=Candidate.rank_key)[:k]
     stepped = forward.refine_many(chosen)
     for cand in chosen:
         check(cand, composition)

@@ -109,9 +109,18 @@ class Candidate:
         """Packing or cluster shape, library type name, 'generator' or 'unit_cell_model'."""
         return str({**self.structure.info, **self.final.info}.get("structure_type", ""))
 
+    @property
+    def screened_rw(self) -> float:
+        """The refined Rw, else the screen's (a particle: biso and a default qdamp fitted on a
+        grid, `scores['rw_scan']`; a crystal: the attenuated-crystal screen), else `rw`."""
+        if self.rw_refined is not None:
+            return self.rw_refined
+        return self.scores.get("rw_scan", self.rw)
+
     def rank_key(self) -> tuple[bool, float, int]:
-        """Sort key: valid candidates first, then the final Rw (NaN last), then the index."""
-        return (not self.valid, float(np.nan_to_num(self.final_rw, nan=np.inf)), self.index)
+        """Sort key: valid candidates first, then the refined or screened Rw (NaN last), then
+        the index."""
+        return (not self.valid, float(np.nan_to_num(self.screened_rw, nan=np.inf)), self.index)
 
     @property
     def final(self) -> Structure:

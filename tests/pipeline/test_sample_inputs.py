@@ -122,25 +122,36 @@ def test_malformed_file_leaves_out_absent_or_unchanged(tmp_path, tiny_checkpoint
                                                            else ["bad.gr"])
 
 
-def test_range_the_model_grid_needs_is_refused_through_the_command(tmp_path, tiny_checkpoint,
-                                                                    capsys) -> None:
+def test_range_the_model_grid_needs_leaves_the_model_out_or_is_refused(
+        tmp_path, tiny_checkpoint, capsys, quick_pool) -> None:
     r = np.round(np.arange(0.5, 20.0, 0.01), 2)  # a small Pt particle, but r starts at 0.5 Å
     g = MeasuredGridCalculator(Instrument(qmax=24.0), r)([_pt_particle()])[0].numpy()
     path = _columns(tmp_path / "late.gr", r, g, "[PDF]\ncomposition = Pt\nqmax = 24\n"
                     "#### start data\n")
+    problem = (f"{path}: r range 0.5..19.99 Å does not cover the model grid 0..59.99 Å (no zero "
+               "padding; measure or crop to match)")
     out = tmp_path / "run"
     code = main(["sample", "--pdf", str(path), "--checkpoint", str(tiny_checkpoint), "--n", "2",
                  "--out", str(out)])
     err = capsys.readouterr().err
+    # the packings answer; the model is left out, and the progress and the report say why
+    assert code == 0 and f"tiny not sampled: {problem}" in err
+    how = json.loads((out / "summary.json").read_text())["how"]
+    assert how.startswith("2 candidates, seed 0, one pool from 0 samples of tiny, 2 packing "
+                          "structures; 0 duplicates collapsed. Left out: tiny not sampled: ")
+    # without a composition only the model could answer: refused in one line, nothing written
+    bare = _columns(tmp_path / "bare.gr", r, g, "[PDF]\nqmax = 24\n#### start data\n")
+    code = main(["sample", "--pdf", str(bare), "--checkpoint", str(tiny_checkpoint), "--n", "2",
+                 "--out", str(tmp_path / "run2")])
+    err = capsys.readouterr().err
     last = err.splitlines()[-1]  # after the progress lines: one error line
-    assert code == 2 and last.startswith(f"invdesign: error: {path}: r range 0.5..19.99 Å")
-    assert "does not cover the model grid 0..59.99 Å" in last and "Traceback" not in err
-    assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["late.gr"]
+    assert code == 2 and last == f"invdesign: error: {problem.replace('late.gr', 'bare.gr')}"
+    assert "Traceback" not in err and not (tmp_path / "run2").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bare.gr", "late.gr", "run"]
 
 
 def test_options_override_the_header_and_the_command_says_so(tmp_path, tiny_checkpoint,
-                                                              capsys) -> None:
+                                                              capsys, quick_pool) -> None:
     out = tmp_path / "run"
     code = main(["sample", "--pdf", str(PT), "--checkpoint", str(tiny_checkpoint), "--n", "1",
                  "--qdamp", "0.03", "--qmax", "24", "--composition", "Pt140 S60 C300",
@@ -157,7 +168,8 @@ def test_options_override_the_header_and_the_command_says_so(tmp_path, tiny_chec
     assert "qdamp=0.03" in (out / "fit_rank1.fgr").read_text()
 
 
-def test_xrd_beside_the_pdf_adds_its_scores(tmp_path, tiny_checkpoint, capsys) -> None:
+def test_xrd_beside_the_pdf_adds_its_scores(tmp_path, tiny_checkpoint, capsys,
+                                            quick_pool) -> None:
     truth = Structure.from_ase(read(EXAMPLES / "Pt_truncoct_2nm.xyz"))
     q = np.round(np.arange(1.0, 10.0, 0.02), 4)
     i = MeasuredGridCalculator(Instrument(function="iq", qmin=1.0, qmax=10.0), q)([truth])[0]
@@ -210,25 +222,61 @@ def test_xrd_beside_the_pdf_adds_its_scores(tmp_path, tiny_checkpoint, capsys) -
 
 
 # ------------------------------------------------------------------ outputs
-def test_input_plot_and_cells_of_cut_particles_are_written(tmp_path, tiny_checkpoint) -> None:
+@pytest.fixture
+def two_types(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool of the ZnO runs: the particle model and the wurtzite and zinc-blende types."""
+    import invdesign.pipeline.run as run
+    from invdesign.crystals.library import load_library
+    from invdesign.pipeline import planning
+    from invdesign.pipeline.sources import GeneratorSamples, LibraryTypes
+
+    types = [t for t in load_library() if t.name in ("wurtzite", "zincblende")]
+    monkeypatch.setattr(run, "load_library", lambda extra=None: types)
+    monkeypatch.setattr(planning, "SOURCES", (GeneratorSamples(), LibraryTypes()))
+
+
+@pytest.mark.slow
+def test_crystals_cuts_and_their_refinement_are_written(tmp_path, tiny_checkpoint,
+                                                        two_types) -> None:
     out = tmp_path / "run"
-    result = sample(read_pattern(ZNO), checkpoint=tiny_checkpoint, n=3, out=out)
+    result = sample(read_pattern(ZNO), checkpoint=tiny_checkpoint, n=3, out=out, refine=True,
+                    refine_top=3)
     names = {p.name for p in out.iterdir()}
     assert (out / "input_pdf.png").read_bytes()[:4] == b"\x89PNG"
     assert "G(r) = 0 from 30 Å on" in result.taken["pdf.model_input"]
-    cut = [c for c in result.candidates if c.structure.info["source"] == "crystal_type"]
-    assert len(cut) == 1
-    stem = f"candidate_{cut[0].index:03d}"
-    assert {f"{stem}.xyz", f"{stem}_cell.cif", f"{stem}_cell.xyz"} <= names
-    cell = read(out / f"{stem}_cell.cif")
-    assert cell.pbc.all() and set(cell.get_chemical_symbols()) == {"Zn", "O"}
-    particle = read(out / f"{stem}.xyz")
-    assert not particle.pbc.any() and len(particle) == cut[0].structure.n_atoms
-    assert not any(n.startswith("candidate_000_cell") for n in names)  # sampled: no cell
+    kinds = sorted((c.source, c.structure_type, c.is_crystal) for c in result.candidates)
+    assert kinds == [("generator", "generator", False)] * 3 + [
+        ("library", "wurtzite", False), ("library", "wurtzite", True),
+        ("library", "zincblende", False), ("library", "zincblende", True)]
+    # crystals are written as cells; the discrete cuts (a ~14 Å particle: under 30 Å) with the
+    # cell they were cut from
+    for cand in result.candidates:
+        stem = f"candidate_{cand.index:03d}"
+        if cand.is_crystal:
+            assert {f"{stem}.cif", f"{stem}.xyz", f"{stem}_refined.cif"} <= names
+            assert read(out / f"{stem}.cif").pbc.all()
+        elif cand.source == "library":
+            assert {f"{stem}.xyz", f"{stem}_cell.cif", f"{stem}_cell.xyz"} <= names
+            cell = read(out / f"{stem}_cell.cif")
+            assert cell.pbc.all() and set(cell.get_chemical_symbols()) == {"Zn", "O"}
+            particle = read(out / f"{stem}.xyz")
+            assert not particle.pbc.any() and len(particle) == cand.structure.n_atoms
+        else:
+            assert not any(n.startswith(f"{stem}_cell") for n in names)  # sampled: no cell
+    # the 3 best by screen Rw were refined: the wurtzite cut and both crystals (measured
+    # 2026-12-02: screen Rw 0.105, 0.189, 0.455); a crystal's refined parameters are PDFfit2's
+    refined = [c for c in result.candidates if c.rw_refined is not None]
+    assert sorted((c.structure_type, c.is_crystal) for c in refined) == [
+        ("wurtzite", False), ("wurtzite", True), ("zincblende", True)]
+    crystal = next(c for c in refined if c.is_crystal and c.structure_type == "wurtzite")
+    assert {"a", "c", "delta2", "qdamp", "spdiameter", "uiso_Zn", "uiso_O"} <= set(crystal.params)
+    assert crystal.rw_refined <= crystal.rw and crystal.refined.is_periodic
+    assert result.best.structure_type == "wurtzite"
 
 
 def test_refine_fills_refined_columns_and_writes_refined_structures(tmp_path, tiny_checkpoint,
-                                                                    monkeypatch) -> None:
+                                                                    monkeypatch,
+                                                                    quick_pool) -> None:
     import invdesign.pipeline.forward as forward
 
     monkeypatch.setattr(forward, "REFINE_STEPS", 3)  # few steps, and no wall-time cap to hit on
@@ -255,7 +303,7 @@ def test_refine_fills_refined_columns_and_writes_refined_structures(tmp_path, ti
         assert float(row["biso"]) == pytest.approx(cand.params["biso"])
     (other,) = [rows[c.rank] for c in result.candidates if c.rw_refined is None]
     assert other["rw_refined"] == "" and other["biso"] == ""
-    assert "refined through DebyeCalculator" in result.how
+    assert "particles through DebyeCalculator" in result.how
     best = result.best
     assert best.rw_refined is not None
     fgr = read_pattern(out / "fit_rank1.fgr")
@@ -263,7 +311,8 @@ def test_refine_fills_refined_columns_and_writes_refined_structures(tmp_path, ti
 
 
 def test_species_from_the_model_when_neither_option_nor_header_gives_them(tmp_path,
-                                                                          tiny_checkpoint):
+                                                                          tiny_checkpoint,
+                                                                          quick_pool):
     text = ZNO.read_text()
     assert "composition = ZnO" in text
     plain = tmp_path / "no_composition.gr"
