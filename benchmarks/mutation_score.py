@@ -61,7 +61,7 @@ class Module:
 _READER_TESTS = (
     "tests/io/test_measured.py", "tests/io/test_reader_values.py", "tests/io/test_validation.py",
     "tests/io/test_headers_mutants.py", "tests/io/test_reader_mutants.py",
-    "tests/io/test_measured_mutants.py",
+    "tests/io/test_measured_mutants.py", "tests/io/test_powder.py",
 )
 
 MODULES: dict[str, Module] = {

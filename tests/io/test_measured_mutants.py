@@ -247,6 +247,16 @@ def test_descending_rows_with_a_repeat_are_refused(tmp_path):
         "x is not strictly increasing: x = 2.8 at line 2 decreases (previous 2.9)")
 
 
+def test_a_repeated_x_names_the_line(tmp_path):
+    x = R.copy()
+    x[5] = x[4]
+    path = _write(tmp_path / "a.gr", np.column_stack([x, R]))
+    with pytest.raises(DataFormatError) as err:
+        read_pattern(path)
+    assert _message(err, path) == (
+        "x is not strictly increasing: x = 1.9 at line 6 repeated (previous 1.9)")
+
+
 def test_a_step_back_names_the_line_and_both_values(tmp_path):
     x = R.copy()
     x[9] = 1.7  # after 1.5 .. 2.3
