@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.polynomial import chebyshev
 from scipy.optimize import least_squares
+from threadpoolctl import threadpool_limits
 
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
@@ -77,6 +78,8 @@ class PowderFit:
         background: Chebyshev coefficients over the fitted 2θ range mapped to [-1, 1].
         system, spacegroup: of the candidate's conventional cell.
         steps: model evaluations. seconds: wall time.
+        stage: 'screen' (broad peaks, binned data: Rwp comparable among screens only) or
+            'refined'.
     """
 
     cell: Structure
@@ -88,6 +91,7 @@ class PowderFit:
     spacegroup: str
     steps: int
     seconds: float
+    stage: str = "refined"
     notes: tuple[str, ...] = ()
 
 
@@ -165,85 +169,137 @@ class _Model:
         return float(np.linalg.norm(self.residual(p)))
 
 
-def fit_powder(cell: Structure, measured: MeasuredPattern | PowderData, *,
-               n_background: int = N_BACKGROUND, max_seconds: float = 60.0,
-               lattice_range: float = LATTICE_RANGE,
-               two_theta_range: tuple[float, float] | None = None) -> PowderFit:
-    """Fit `cell` (kind 'unit_cell') to a measured XRD pattern (see the module docstring)."""
+class _Setup:
+    """Reflections, the coarse (binned, broad-peak) and full models and the bounds of one fit."""
+
+    def __init__(self, cell: Structure, data: PowderData, n_background: int,
+                 lattice_range: float) -> None:
+        self.data, self.lattice_range = data, lattice_range
+        lam_max = max(data.wavelengths)
+        dmin = lam_max / (2 * math.sin(math.radians(min(data.two_theta[-1] + 2.0, 179.0) / 2)))
+        self.refl = reflections(cell, dmin * (1 - lattice_range))
+        self.free0 = self.refl.free_values(self.refl.lattice)
+        self.k = k = self.free0.size
+        self.step = step = float(np.median(np.diff(data.two_theta)))
+        tan75 = math.tan(math.radians(np.percentile(data.two_theta, 75) / 2))
+        self.broad = max(math.degrees(4 * tan75 * SCAN_STEP), 3 * step)
+        self.narrow = max(3 * step, 0.02)
+        self.coarse = _Model(self.refl, data.binned(self.broad / 5), min(n_background, 6))
+        self.full = _Model(self.refl, data, n_background)
+        self.profile0 = np.array([0.0, math.log(1e5), 0.0, 0.0, self.broad ** 2, 0.5])
+        self.lengths = np.array([name in ("a", "b", "c") for name in self.refl.free])
+        free0, lengths = self.free0, self.lengths
+        lo_l = np.where(lengths, free0 * (1 - lattice_range - 0.03), free0 - ANGLE_RANGE - 2)
+        hi_l = np.where(lengths, free0 * (1 + lattice_range + 0.03), free0 + ANGLE_RANGE + 2)
+        zero_max = max(0.5, 10 * step)
+        self.lower = np.concatenate([lo_l, [-zero_max, math.log(20.0), 0.0, 0.0, 1e-6, 0.0]])
+        self.upper = np.concatenate([hi_l, [zero_max, math.log(1e6), 0.05, 2.0, 1.0, 5.0]])
+        self.active_lattice = tuple(range(k + 1))
+
+    def scan(self) -> np.ndarray:
+        """Free lattice values from the isotropic scan and the coordinate scans (broad peaks)."""
+        k, free0, lengths, coarse = self.k, self.free0, self.lengths, self.coarse
+        grid = np.arange(-self.lattice_range, self.lattice_range + 1e-12, SCAN_STEP)
+        trials = [np.where(lengths, free0 * (1 + g), free0) for g in grid]
+        iso = [coarse.rwp(np.concatenate([free, self.profile0])) for free in trials]
+        best: tuple[float, np.ndarray] | None = None
+        for i in _local_minima(iso, 3):
+            free = trials[i]
+            for _ in range(2):
+                for j in range(1, k):
+                    span = (np.arange(-0.06, 0.06 + 1e-12, 0.005) * free[j] if lengths[j]
+                            else np.arange(-ANGLE_RANGE, ANGLE_RANGE + 1e-12, 0.5))
+                    scores = [coarse.rwp(np.concatenate([free + np.eye(k)[j] * s,
+                                                         self.profile0])) for s in span]
+                    free = free + np.eye(k)[j] * span[int(np.argmin(scores))]
+            score = coarse.rwp(np.concatenate([free, self.profile0]))
+            if best is None or score < best[0]:
+                best = (score, free)
+        assert best is not None
+        return best[1]
+
+    def vector(self, fit: PowderFit) -> np.ndarray:
+        """The parameter vector of a previous fit of the same cell."""
+        p = fit.params
+        lattice = np.array([p[name] for name in LATTICE_NAMES])
+        profile = [p["zero"], math.log(p["size"]), p["strain"], p["u"], p["w"], p["biso"]]
+        return np.clip(np.concatenate([self.refl.free_values(lattice), profile]), self.lower,
+                       self.upper)
+
+    def result(self, model: _Model, p: np.ndarray, stage: str, start_time: float) -> PowderFit:
+        residual, coef, _ = model.solve(p)
+        lattice, profile = model.unpack(p)
+        params = dict(zip(LATTICE_NAMES, (float(v) for v in lattice), strict=True))
+        params.update(zero=float(profile.zero), u=float(profile.u), w=float(profile.w),
+                      size=float(profile.size), strain=float(profile.strain),
+                      biso=float(profile.biso))
+        refl = self.refl
+        cell = Structure.from_cell_parameters(
+            np.array([site.specie.Z for site in refl.cell]), refl.cell.frac_coords, lattice,
+            spacegroup=refl.spacegroup, crystal_system=refl.system)
+        return PowderFit(
+            cell=cell, rwp=float(np.linalg.norm(residual) / model.norm), scale=float(coef[0]),
+            params=params, background=tuple(float(c) for c in coef[1:]), system=refl.system,
+            spacegroup=refl.spacegroup, steps=self.coarse.calls + self.full.calls,
+            seconds=time.perf_counter() - start_time, stage=stage, notes=self.data.notes)
+
+
+def screen_powder(cell: Structure, measured: MeasuredPattern | PowderData, *,
+                  lattice_range: float = LATTICE_RANGE,
+                  two_theta_range: tuple[float, float] | None = None) -> PowderFit:
+    """Fast fit: lattice scans and least squares of lattice and zero with broad Gaussian peaks on
+    binned data (stage 'screen'); its Rwp ranks candidates against each other, not against a
+    refined fit."""
     start_time = time.perf_counter()
-    data = measured if isinstance(measured, PowderData) else powder_data(measured,
-                                                                          two_theta_range)
-    lam_max = max(data.wavelengths)
-    dmin = lam_max / (2 * math.sin(math.radians(min(data.two_theta[-1] + 2.0, 179.0) / 2)))
-    refl = reflections(cell, dmin * (1 - lattice_range))
-    free0 = refl.free_values(refl.lattice)
-    k = free0.size
-    step = float(np.median(np.diff(data.two_theta)))
-    tan75 = math.tan(math.radians(np.percentile(data.two_theta, 75) / 2))
-    broad = max(math.degrees(4 * tan75 * SCAN_STEP), 3 * step)
-    coarse = _Model(refl, data.binned(broad / 5), min(n_background, 6))
-    profile0 = np.array([0.0, math.log(1e5), 0.0, 0.0, broad ** 2, 0.5])
-    lengths = np.array([name in ("a", "b", "c") for name in refl.free])
+    data = _as_data(measured, two_theta_range)
+    with threadpool_limits(1):  # small dense algebra: BLAS threads only contend
+        setup = _Setup(cell, data, N_BACKGROUND, lattice_range)
+        p = np.clip(np.concatenate([setup.scan(), setup.profile0]), setup.lower, setup.upper)
+        p = _least_squares(setup.coarse, p, setup.active_lattice, setup.lower, setup.upper, 1e9)
+        return setup.result(setup.coarse, p, "screen", start_time)
 
-    def scaled(factors: np.ndarray) -> np.ndarray:
-        return np.where(lengths, free0 * factors, free0 + factors)
 
-    # 1. isotropic scale scan, 2. coordinate scans of the other free parameters
-    grid = np.arange(-lattice_range, lattice_range + 1e-12, SCAN_STEP)
-    iso = [coarse.rwp(np.concatenate([scaled(np.where(lengths, 1 + g, 0.0)), profile0]))
-           for g in grid]
-    starts = [scaled(np.where(lengths, 1 + grid[i], 0.0)) for i in _local_minima(iso, 3)]
-    best: tuple[float, np.ndarray] | None = None
-    for free in starts:
-        for _ in range(2):
-            for j in range(1, k):
-                span = (np.arange(-0.06, 0.06 + 1e-12, 0.005) * free[j] if lengths[j]
-                        else np.arange(-ANGLE_RANGE, ANGLE_RANGE + 1e-12, 0.5))
-                trial = [coarse.rwp(np.concatenate([free + np.eye(k)[j] * s, profile0]))
-                         for s in span]
-                free = free + np.eye(k)[j] * span[int(np.argmin(trial))]
-        score = coarse.rwp(np.concatenate([free, profile0]))
-        if best is None or score < best[0]:
-            best = (score, free)
-    assert best is not None
-    # 3. least squares: broad peaks (lattice, zero), then measured-like widths, then all free
-    lo_l = np.where(lengths, free0 * (1 - lattice_range - 0.03), free0 - ANGLE_RANGE - 2)
-    hi_l = np.where(lengths, free0 * (1 + lattice_range + 0.03), free0 + ANGLE_RANGE + 2)
-    zero_max = max(0.5, 10 * step)
-    lower = np.concatenate([lo_l, [-zero_max, math.log(20.0), 0.0, 0.0, 1e-6, 0.0]])
-    upper = np.concatenate([hi_l, [zero_max, math.log(1e6), 0.05, 2.0, 1.0, 5.0]])
-    p = np.clip(np.concatenate([best[1], profile0]), lower, upper)
-    full = _Model(refl, data, n_background)
-    narrow = max(3 * step, 0.02)
-    stages: list[tuple[_Model, float | None, tuple[int, ...]]] = [
-        (coarse, broad, tuple(range(k + 1))),
-        (full, 2 * narrow, tuple(range(k + 1))),
-        (full, None, tuple(range(k + 6))),
-    ]
-    for model, width, active in stages:
-        if width is not None:
-            p[k + 4] = width ** 2
-        elif model is full:  # W scan before the free fit
-            widths = np.geomspace(narrow / 2, 1.0, 12)
-            scores = [full.rwp(np.concatenate([p[:k + 4], [wd ** 2], p[k + 5:]]))
-                      for wd in widths]
-            p[k + 4] = widths[int(np.argmin(scores))] ** 2
-        p = _least_squares(model, p, active, lower, upper,
+def refine_powder(cell: Structure, measured: MeasuredPattern | PowderData, *,
+                  start: PowderFit | None = None, n_background: int = N_BACKGROUND,
+                  max_seconds: float = 60.0, lattice_range: float = LATTICE_RANGE,
+                  two_theta_range: tuple[float, float] | None = None) -> PowderFit:
+    """Full fit (stage 'refined') from `start` (a `screen_powder` fit of the same cell; None runs
+    the screen first): lattice and zero with measured-like widths, a W scan, then every parameter
+    free."""
+    start_time = time.perf_counter()
+    data = _as_data(measured, two_theta_range)
+    screened_here = start is None
+    if start is None:
+        start = screen_powder(cell, data, lattice_range=lattice_range)
+    with threadpool_limits(1):  # small dense algebra: BLAS threads only contend
+        setup = _Setup(cell, data, n_background, lattice_range)
+        p, k, full = setup.vector(start), setup.k, setup.full
+        p[k + 4] = (2 * setup.narrow) ** 2
+        p = _least_squares(full, p, setup.active_lattice, setup.lower, setup.upper,
                            max_seconds - (time.perf_counter() - start_time))
-    residual, coef, _ = full.solve(p)
-    lattice, profile = full.unpack(p)
-    params = dict(zip(LATTICE_NAMES, (float(v) for v in lattice), strict=True))
-    params.update(zero=profile.zero, u=profile.u, w=profile.w, size=profile.size,
-                  strain=profile.strain, biso=profile.biso)
-    frac = refl.cell.frac_coords
-    out_cell = Structure.from_cell_parameters(
-        np.array([site.specie.Z for site in refl.cell]), frac, lattice,
-        spacegroup=refl.spacegroup, crystal_system=refl.system)
-    return PowderFit(
-        cell=out_cell, rwp=float(np.linalg.norm(residual) / full.norm), scale=float(coef[0]),
-        params=params, background=tuple(float(c) for c in coef[1:]), system=refl.system,
-        spacegroup=refl.spacegroup, steps=coarse.calls + full.calls,
-        seconds=time.perf_counter() - start_time, notes=data.notes)
+        widths = np.geomspace(setup.narrow / 2, 1.0, 12)
+        scores = [full.rwp(np.concatenate([p[:k + 4], [wd ** 2], p[k + 5:]])) for wd in widths]
+        p[k + 4] = widths[int(np.argmin(scores))] ** 2
+        p = _least_squares(full, p, tuple(range(k + 6)), setup.lower, setup.upper,
+                           max_seconds - (time.perf_counter() - start_time))
+        fit = setup.result(full, p, "refined", start_time)
+    if screened_here:
+        fit.steps += start.steps
+    fit.seconds = time.perf_counter() - start_time
+    return fit
+
+
+def fit_powder(cell: Structure, measured: MeasuredPattern | PowderData,
+               **options: Any) -> PowderFit:
+    """`screen_powder` then `refine_powder` (options as `refine_powder`'s)."""
+    return refine_powder(cell, measured, start=None, **options)
+
+
+def _as_data(measured: MeasuredPattern | PowderData,
+             two_theta_range: tuple[float, float] | None) -> PowderData:
+    if isinstance(measured, PowderData):
+        return measured
+    return powder_data(measured, two_theta_range)
 
 
 def _linear_fit(design: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -279,7 +335,7 @@ def _least_squares(model: _Model, p: np.ndarray, active: tuple[int, ...], lower:
 
     x0 = np.clip(p[idx], lower[idx] + 1e-12, upper[idx] - 1e-12)
     result = least_squares(fun, x0, bounds=(lower[idx], upper[idx]), x_scale="jac",
-                           max_nfev=40 * (idx.size + 1), method="trf")
+                           max_nfev=25 * (idx.size + 1), method="trf", ftol=1e-6, xtol=1e-6)
     out = p.copy()
     out[idx] = result.x
     return out
@@ -301,9 +357,14 @@ def powder_curve(fit: PowderFit, measured: MeasuredPattern | PowderData,
     return t, fit.scale * bragg + background, background
 
 
-def rank_powder(cells: list[Structure], measured: MeasuredPattern, **options: Any,
-                ) -> list[tuple[int, PowderFit]]:
-    """Fit every cell; (index into `cells`, fit) sorted by Rwp, best first."""
-    data = powder_data(measured, options.pop("two_theta_range", None))
-    fits = [(i, fit_powder(cell, data, **options)) for i, cell in enumerate(cells)]
-    return sorted(fits, key=lambda item: item[1].rwp)
+def rank_powder(cells: list[Structure], measured: MeasuredPattern | PowderData, *,
+                refine_top: int = 5, **options: Any) -> list[tuple[int, PowderFit]]:
+    """Screen every cell, refine the `refine_top` best screens; (index into `cells`, fit), the
+    refined ones first by refined Rwp, then the others by screen Rwp."""
+    data = _as_data(measured, options.pop("two_theta_range", None))
+    lattice_range = options.get("lattice_range", LATTICE_RANGE)
+    screens = sorted(((i, screen_powder(cell, data, lattice_range=lattice_range))
+                      for i, cell in enumerate(cells)), key=lambda item: item[1].rwp)
+    refined = [(i, refine_powder(cells[i], data, start=fit, **options))
+               for i, fit in screens[:refine_top]]
+    return sorted(refined, key=lambda item: item[1].rwp) + screens[refine_top:]

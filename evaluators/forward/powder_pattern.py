@@ -30,9 +30,9 @@ from invdesign.core.structure import Structure
 
 SCHERRER_K = 0.9
 KALPHA2_RATIO = 0.5
-#: Peaks are summed within this many FWHM of their centre (Lorentzian tails beyond go to the
-#: background).
-WINDOW_FWHM = 15.0
+#: Peaks are summed within (3 + WINDOW_FWHM x Lorentzian fraction) FWHM of their centre: a Gaussian
+#: is negligible beyond 3 FWHM; the Lorentzian tails beyond the window go to the background.
+WINDOW_FWHM = 12.0
 #: Free lattice parameters per crystal system (the others follow from them).
 FREE_LATTICE: dict[str, tuple[str, ...]] = {
     "cubic": ("a",), "tetragonal": ("a", "c"), "hexagonal": ("a", "c"), "trigonal": ("a", "c"),
@@ -215,9 +215,10 @@ def _tch(hg: np.ndarray, hl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def peak_sum(two_theta: np.ndarray, centres: np.ndarray, areas: np.ndarray, fwhm: np.ndarray,
              eta: np.ndarray, window: float = WINDOW_FWHM) -> np.ndarray:
     """[n] sum of area-normalised pseudo-Voigt peaks on the increasing axis `two_theta` (deg), each
-    within `window` FWHM of its centre."""
-    lo = np.searchsorted(two_theta, centres - window * fwhm)
-    hi = np.searchsorted(two_theta, centres + window * fwhm)
+    within (3 + `window` x eta) FWHM of its centre."""
+    half = (3.0 + window * eta) * fwhm
+    lo = np.searchsorted(two_theta, centres - half)
+    hi = np.searchsorted(two_theta, centres + half)
     counts = hi - lo
     total = int(counts.sum())
     if total == 0:

@@ -1,0 +1,158 @@
+"""Powder pattern model and fit: intensities as pymatgen's XRDCalculator, Laue multiplicities, and a
+pattern simulated from a library structure ranked first against every library type of its
+composition."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymatgen.analysis.diffraction.xrd import XRDCalculator
+from pymatgen.core import Lattice
+from pymatgen.io.cif import CifParser
+from scipy.special import voigt_profile
+
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.crystals.library import composition_of, typed_cells
+from invdesign.evaluators.forward.powder_fit import (
+    fit_powder,
+    powder_curve,
+    powder_data,
+    rank_powder,
+    screen_powder,
+)
+from invdesign.evaluators.forward.powder_pattern import (
+    d_spacings,
+    reflections,
+    structure_intensity,
+)
+from invdesign.io.measured import MeasuredPattern, read_pattern
+
+CU = 1.5406
+
+
+def _cell(formula: str, name: str) -> Structure:
+    return next(t.cell for t in typed_cells(composition_of(formula)) if t.structure_type == name)
+
+
+def _pattern(tth: np.ndarray, y: np.ndarray) -> MeasuredPattern:
+    q = 4 * np.pi * np.sin(np.radians(tth / 2)) / CU
+    return MeasuredPattern(path=Path("sim.xy"), kind="xrd", x=q, y=y, dy=None, qmin=q[0],
+                           qmax=q[-1], qdamp=0.0, biso=0.3, radiation="xray", wavelength=CU,
+                           composition=None, x_raw=tth, x_unit="2theta_deg")
+
+
+def _simulate(cell: Structure, stretch: tuple[float, float, float], size: float = 200.0,
+              seed: int = 0) -> tuple[MeasuredPattern, np.ndarray]:
+    """XRDCalculator sticks of the stretched cell, each a Voigt (instrument Gaussian FWHM 0.06 deg,
+    Scherrer Lorentzian FWHM 0.9 λ / (size cos θ)), on a sloped background, Poisson counts."""
+    s = cell.to_pymatgen()
+    a, b, c, alpha, beta, gamma = s.lattice.parameters
+    s.lattice = Lattice.from_parameters(a * stretch[0], b * stretch[1], c * stretch[2], alpha,
+                                        beta, gamma)
+    sticks = XRDCalculator(wavelength=CU).get_pattern(s, scaled=False, two_theta_range=(17, 93))
+    tth = np.arange(20.0, 90.0, 0.02)
+    y = np.zeros_like(tth)
+    sigma = 0.06 / (2 * math.sqrt(2 * math.log(2)))
+    for centre, area in zip(sticks.x, sticks.y, strict=True):
+        gamma_l = math.degrees(0.9 * CU / (size * math.cos(math.radians(centre / 2)))) / 2
+        y += area * voigt_profile(tth - centre, sigma, gamma_l)
+    y = 4000 * y / y.max() + 200 + 100 * np.exp(-(tth - 20) / 15)
+    y = np.random.default_rng(seed).poisson(y).astype(float)
+    return _pattern(tth, y), np.array(s.lattice.abc)
+
+
+def test_intensities_equal_xrdcalculator_and_laue_multiplicities():
+    rutile = _cell("TiO2", "rutile")
+    refl = reflections(rutile, dmin=CU / (2 * math.sin(math.radians(45))))
+    d = d_spacings(refl, refl.lattice)
+    theta = np.arcsin(CU / (2 * d))
+    ours = structure_intensity(refl, d, 0.0) * (1 + np.cos(2 * theta) ** 2) / (
+        np.sin(theta) ** 2 * np.cos(theta))
+    ref = XRDCalculator(wavelength=CU).get_pattern(rutile.to_pymatgen(), scaled=False,
+                                                   two_theta_range=(0, 90))
+    tth = np.degrees(2 * theta)
+    for centre, intensity in zip(ref.x, ref.y, strict=True):
+        assert ours[np.abs(tth - centre) < 1e-4].sum() == pytest.approx(intensity, rel=1e-9)
+    rock = reflections(_cell("MgO", "rocksalt"), dmin=1.2)
+    mult = {tuple(sorted(np.abs(h))): m for h, m in zip(rock.hkl, rock.multiplicity, strict=True)}
+    assert (mult[(1, 1, 1)], mult[(0, 0, 2)], mult[(0, 2, 2)], mult[(1, 1, 3)]) == (8, 6, 12, 24)
+    assert (rock.system, rock.free, refl.system, refl.free) == (
+        "cubic", ("a",), "tetragonal", ("a", "c"))
+
+
+def test_wurtzite_pattern_beats_rocksalt_and_zincblende_and_recovers_its_lattice():
+    cells = [_cell("ZnO", name) for name in ("rocksalt", "zincblende", "wurtzite")]
+    measured, abc = _simulate(cells[2], (1.03, 1.03, 0.98))
+    ranked = rank_powder(cells, measured, refine_top=3)
+    assert [i for i, _ in ranked][0] == 2
+    best = ranked[0][1]
+    assert best.rwp < 0.07 < 0.25 < ranked[1][1].rwp
+    assert [best.params[k] for k in "abc"] == pytest.approx(abc, rel=5e-4)
+    assert best.params["size"] == pytest.approx(200.0, rel=0.1)
+    assert (best.stage, best.system, best.spacegroup) == ("refined", "hexagonal", "P6_3mc")
+    tth, calc, background = powder_curve(best, measured)
+    resid = measured.y - calc
+    assert math.sqrt(np.sum(resid ** 2 / measured.y) / np.sum(measured.y)) == pytest.approx(
+        best.rwp, rel=1e-6)
+    assert background.shape == tth.shape == measured.x.shape
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("formula", "true", "stretch"), [
+    ("ZnO", "wurtzite", (1.03, 1.03, 0.98)),
+    ("TiO2", "rutile", (0.97, 0.97, 1.02)),
+    ("TiO2", "anatase", (1.02, 1.02, 1.03)),
+])
+def test_simulated_library_structure_ranks_first_among_all_types_of_its_composition(
+        formula, true, stretch):
+    typed = typed_cells(composition_of(formula))
+    names = [t.structure_type for t in typed]
+    assert len(names) >= 18
+    measured, abc = _simulate(typed[names.index(true)].cell, stretch)
+    ranked = rank_powder([t.cell for t in typed], measured, refine_top=3)
+    assert names[ranked[0][0]] == true
+    assert [ranked[0][1].params[k] for k in "abc"] == pytest.approx(abc, rel=5e-4)
+    assert ranked[1][1].rwp > 3 * ranked[0][1].rwp
+
+
+def test_screen_is_cheaper_and_the_q_axis_without_wavelength_is_mapped():
+    cell = _cell("MgO", "rocksalt")
+    measured, _ = _simulate(cell, (1.02, 1.02, 1.02))
+    screen = screen_powder(cell, measured)
+    assert screen.stage == "screen"
+    assert screen.params["a"] == pytest.approx(cell.cell_parameters()[0] * 1.02, rel=2e-3)
+    q_only = MeasuredPattern(**{**measured.__dict__, "wavelength": None, "x_unit": "q_A",
+                                "x_raw": measured.x})
+    data = powder_data(q_only)
+    lam = 4 * math.pi * math.sin(math.radians(60)) / measured.x[-1]
+    assert data.wavelengths == (pytest.approx(lam, rel=1e-12),)
+    assert data.two_theta[-1] == pytest.approx(120.0, rel=1e-12)
+    assert data.notes == (f"no wavelength: nominal {lam:.4f} Å (q axis mapped to 2-theta)",)
+
+
+def test_pdf_pattern_and_particle_are_refused():
+    cell = _cell("MgO", "rocksalt")
+    measured, _ = _simulate(cell, (1.0, 1.0, 1.0))
+    pdf = MeasuredPattern(**{**measured.__dict__, "kind": "pdf"})
+    with pytest.raises(InvdesignError, match="needs an XRD pattern, not 'pdf'"):
+        fit_powder(cell, pdf)
+    particle = Structure(cell.species, cell.positions, None, "particle")
+    with pytest.raises(InvdesignError, match="needs a unit cell, not a particle"):
+        fit_powder(particle, measured)
+
+
+def test_refined_structure_of_a_measured_cif_fits_near_the_authors_rwp(shared_data):
+    path = shared_data / "xrd_iucr" / "wm2446Isup2.rtv.combined.cif"
+    measured = read_pattern(path, "xrd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        refined = CifParser(path).parse_structures(primitive=False)[0]
+    fit = fit_powder(Structure.from_pymatgen(refined), measured)
+    assert measured.header["reported_rwp"] == 0.0682
+    assert fit.rwp < 0.1
+    assert [fit.params[k] for k in "abc"] == pytest.approx(refined.lattice.abc, rel=1e-3)
