@@ -78,6 +78,7 @@ def test_invalid_best_fit_ranks_below_a_valid_one_in_a_run(tiny_checkpoint, monk
     assert result.rows()[1]["invalid_reason"] == second.validity.reason
 
 
+@pytest.mark.slow
 def test_report_and_summary_name_the_source_of_every_candidate(tmp_path, tiny_checkpoint) -> None:
     out = tmp_path / "run"
     result = sample(PT, checkpoint=tiny_checkpoint, n=1, out=out)
@@ -105,6 +106,7 @@ def _user_cif(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_library_folder_adds_user_cifs_to_the_pool(tmp_path, tiny_checkpoint) -> None:
     _user_cif(tmp_path / "mine")
     result = sample(ZNO, checkpoint=tiny_checkpoint, n=1, library=tmp_path / "mine")
