@@ -129,7 +129,11 @@ def screen_crystal(cell: Structure, measured: MeasuredPattern, *, fit_range: tup
     lat[:3] *= factor
     params = _params(lat, 0.0, float(qdamps[q]), diameters[d], cell.species,
                      np.full(cell.n_atoms, UISOS[u]))
-    return CrystalFit(fitted, float(values[best]), float(scales[best]), params,
+    with torch.no_grad():  # the chosen point by the full model (as `crystal_curve` gives it)
+        exact = model(lattice=torch.as_tensor(lat), uiso=torch.tensor(float(UISOS[u])),
+                      qdamp=float(qdamps[q]), spdiameter=diameters[d])
+    value, scale = rw(obs, exact)
+    return CrystalFit(fitted, float(value), float(scale), params,
                       int((len(coarse) + len(near)) * len(UISOS) + values.numel()),
                       time.perf_counter() - start)
 

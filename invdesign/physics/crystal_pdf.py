@@ -46,6 +46,7 @@ FINE_STEP = 0.005  # Å, step of the internal grid
 N_BANDS = 32  # bands of equal width in 1 / r^2 for the delta2 sharpening (module docstring)
 N_RIPPLES = 6  # the pair sum extends this many termination periods 2 pi / qmax beyond rmax
 MIN_EXTENSION = 3.0  # Å, at least this much beyond rmax (peak tails)
+GRID_SPLIT = 4  # `grid` bins the pairs on a grid this many times finer than the model's, once
 TAIL = 1.0  # Å, pairs this far beyond the cut of G still spread their tails inside it (smoothness)
 MAX_PAIRS = 30_000_000  # refuse cells whose pair list would not fit in memory
 
@@ -314,13 +315,27 @@ class CrystalPDF:
         damp = torch.exp(-0.5 * (torch.as_tensor(np.asarray(qdamps, float), **t)[:, None]
                                  * r[None, :]) ** 2) * self.cut  # [Q, n]
         volume = cell_volume(torch.as_tensor(lattice, **t))
+        # the pairs once on a grid GRID_SPLIT times finer; each scale re-bins those nodes
+        fine = self.step / GRID_SPLIT
+        smin = float(np.min(scales))
+        n_x = int(np.ceil(n_fine / smin)) * GRID_SPLIT + 2
+        pos = base / fine
+        lo = torch.floor(pos).long()
+        inside = lo < n_x - 1
+        lo = torch.where(inside, lo, torch.zeros_like(lo))
+        w = torch.where(inside, self.weight, torch.zeros_like(self.weight))
+        f = pos - lo
+        nodes = torch.zeros(n_x, **t).index_add(0, torch.cat([lo, lo + 1]),
+                                                torch.cat([w * (1 - f), w * f]))
+        used = nodes.nonzero().squeeze(1)
+        node_r, node_w = used.to(self.dtype) * fine, nodes[used]
         out = []
         for s in np.asarray(scales, dtype=np.float64):
-            pos = base * float(s) / self.step
+            pos = node_r * float(s) / self.step
             lo = torch.floor(pos).long()
             inside = lo < n_fine - 1
             lo = torch.where(inside, lo, torch.zeros_like(lo))
-            w = torch.where(inside, self.weight, torch.zeros_like(self.weight))
+            w = torch.where(inside, node_w, torch.zeros_like(node_w))
             f = pos - lo
             hist = torch.zeros(n_fine, **t).index_add(
                 0, torch.cat([lo, lo + 1]), torch.cat([w * (1 - f), w * f]))

@@ -70,7 +70,8 @@ def test_screen_picks_the_lattice_scale_within_the_grid_step() -> None:
     keep = (simulated().x >= FIT[0]) & (simulated().x <= FIT[1])
     np.testing.assert_array_equal(r, simulated().x[keep])
     value, scale = rw(simulated().y[keep], calc, scale=1.0)
-    assert float(value) == pytest.approx(fit.rw, abs=1e-9)
+    # the curve is the full model on the fitted cell (its lattice parameters rounded anew)
+    assert float(value) == pytest.approx(fit.rw, abs=1e-7)
 
 
 @pytest.mark.slow
