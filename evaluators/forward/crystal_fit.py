@@ -4,7 +4,9 @@ measured PDF, through `physics.crystal_pdf.CrystalPDF`.
 - `screen_crystal`: fast; grids over an isotropic lattice scale, the sphere diameter (a few values
   around `diameter`, plus the bulk crystal), one Uiso for all atoms and, only with `fit_qdamp`,
   qdamp; the scale by least squares. Rw is `metrics.pattern.rw`, as for particles.
-- `refine_crystal`: PDFfit2's standard parameters by L-BFGS (torch): the lattice as allowed by the
+- `refine_crystal`: PDFfit2's standard parameters, first by scipy's trust-region least squares
+  (finite differences) on all but the positions, then by L-BFGS (torch autograd) on all, within the
+  budget (60 % of it for the first stage when positions are refined): the lattice as allowed by the
   cell's space group (the metric tensor restricted to the symmetric matrices every point operation
   keeps, so cubic refines a, hexagonal and tetragonal a and c, orthorhombic a, b, c, monoclinic also
   beta, in any setting), delta2, one Uiso per element, qdamp (with `fit_qdamp`), the sphere diameter
