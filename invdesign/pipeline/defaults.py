@@ -31,6 +31,8 @@ N_PLOTTED = 3
 #: Largest candidate (atoms) whose formation energy `sample` predicts: the property model was
 #: trained on unit cells and particles of up to 55 atoms: larger ones are outside its data.
 PROPERTY_MAX_ATOMS = 200
+#: How many of the best-ranked candidates get a predicted formation energy.
+PROPERTY_TOP = 5
 #: Environment variable that points to another checkpoint folder (e.g. for a non-editable install).
 CHECKPOINT_ENV = "INVDESIGN_CHECKPOINTS"
 #: Weight file names a checkpoint folder may hold, in order of preference.

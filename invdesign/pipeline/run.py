@@ -297,16 +297,18 @@ def _run(request: SampleRequest, patterns: dict[str, Any], folder: OutputFolder 
 
 def _add_properties(candidates: list[Candidate], device: str, say: Progress) -> None:
     """Predicted formation energy (eV/atom) when the property checkpoint is shipped, for the
-    candidates of at most `defaults.PROPERTY_MAX_ATOMS` atoms (larger particles are outside what
-    the property model was trained on)."""
+    `defaults.PROPERTY_TOP` best-ranked candidates of at most `defaults.PROPERTY_MAX_ATOMS` atoms
+    (larger particles are outside what the property model was trained on)."""
     path = defaults.checkpoint_root() / "property-default"
     if not (path / "model.safetensors").is_file():
         return
-    chosen = [c for c in candidates if c.final.n_atoms <= defaults.PROPERTY_MAX_ATOMS]
-    skipped = len(candidates) - len(chosen)
+    top = candidates[:defaults.PROPERTY_TOP]
+    chosen = [c for c in top if c.final.n_atoms <= defaults.PROPERTY_MAX_ATOMS]
+    skipped = len(top) - len(chosen)
     if skipped:
-        say(f"formation energy not predicted for {skipped} candidate(s) above "
-            f"{defaults.PROPERTY_MAX_ATOMS} atoms (outside the property model's training set)")
+        say(f"formation energy not predicted for {skipped} of the {len(top)} best candidate(s): "
+            f"above {defaults.PROPERTY_MAX_ATOMS} atoms (outside the property model's training "
+            "set)")
     if not chosen:
         return
     try:

@@ -55,6 +55,8 @@ from invdesign.pipeline.sizing import SizeEstimate
 #: Largest discrete particle (atoms) the pool simulates with the Debye sum; larger particles are
 #: crystal candidates (attenuated crystals) only.
 PARTICLE_ATOM_LIMIT = 3000
+#: Diameters of the discrete packings: the first of `packings.SIZE_STEPS` (x 1, 0.85, 1.15).
+PACKING_SIZES = 3
 
 
 @dataclass(frozen=True)
@@ -242,8 +244,9 @@ def lattice_cell(packing: str, z: int, nn: float) -> Structure:
 
 class MetallicPackings:
     """Metallic packings for an all-metal composition with a PDF: the fcc/hcp/bcc lattices as
-    crystal candidates, and discrete particles (lattice spheres and cluster shapes at diameters
-    around the estimate) up to `PARTICLE_ATOM_LIMIT` atoms."""
+    crystal candidates, and discrete particles (lattice spheres and cluster shapes at
+    `PACKING_SIZES` diameters around the estimate) when the largest stays within
+    `PARTICLE_ATOM_LIMIT` atoms."""
 
     name = "packing"
     from_model = False
@@ -268,9 +271,11 @@ class MetallicPackings:
             cell = Structure(assign_species(cell.to_ase(), comp, rng), cell.positions,
                              cell.cell, "unit_cell")
             yield _tag(cell, self.name, packing)
-        if inputs.n_atoms is None or inputs.n_atoms * max(SIZE_STEPS) ** 3 > PARTICLE_ATOM_LIMIT:
+        largest = max(SIZE_STEPS[:PACKING_SIZES])
+        if inputs.n_atoms is None or inputs.n_atoms * largest**3 > PARTICLE_ATOM_LIMIT:
             return
-        plan = len(LATTICES) + len(CLUSTERS) * len(SIZE_STEPS) + len(SIZE_STEPS) - 1
+        # the plan's first SIZE_STEPS: every shape at the estimate, the likely ones around it
+        plan = len(LATTICES) + len(CLUSTERS) + (PACKING_SIZES - 1) * (1 + len(CLUSTERS))
         for particle in packing_candidates(comp, size.nn_distance, size.diameter, plan,
                                            seed=context.seed):
             if particle.n_atoms <= PARTICLE_ATOM_LIMIT:

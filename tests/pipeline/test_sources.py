@@ -91,8 +91,9 @@ def test_packings_give_lattices_as_crystals_and_particles_at_the_allowed_sizes()
                      ("unit_cell", "packing", "bcc")]
     assert [s.min_distance() for s in made[:3]] == pytest.approx([2.77] * 3)
     particles = made[3:]
-    # 7 shapes at the estimate, 4 at each of 4 other sizes: of these 27, 16 are distinct (small
-    # clusters repeat across sizes) and none is repeated
+    # asked for 17 (7 shapes at the estimate, the own lattice and the 4 clusters at 0.85 and 1.15
+    # x): of the whole plan's 27 only 16 are distinct (small clusters repeat across sizes), and
+    # none is repeated
     assert len(particles) == 16
     assert len({(s.info["structure_type"], s.n_atoms) for s in particles}) == 16
     assert {s.info["structure_type"] for s in particles} == {
