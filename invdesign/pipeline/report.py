@@ -1,15 +1,18 @@
-"""Plain-text report of a sample run: what was taken from where, how, and the ranked table."""
+"""Plain-text report of a sample run: what was taken from where, how, and the ranked table (the
+screened Rw, which ranks unrefined candidates, and the refined Rw; `summary.csv` also holds `rw`,
+a particle's Rw at the measured instrument values)."""
 
 from __future__ import annotations
 
 from invdesign.pipeline.result import SampleResult
 
-COLUMNS = (("rank", "{:>4}"), ("rw", "{:>7.4f}"), ("rw_refined", "{:>10}"), ("n_atoms", "{:>7}"),
-           ("composition", "{:<14}"), ("nn_distance", "{:>7.3f}"), ("min_distance", "{:>7.3f}"),
+COLUMNS = (("rank", "{:>4}"), ("rw_scan", "{:>9.4f}"), ("rw_refined", "{:>10}"),
+           ("n_atoms", "{:>7}"), ("composition", "{:<14}"), ("nn_distance", "{:>7.3f}"),
+           ("min_distance", "{:>7.3f}"),
            ("valid", "{:>5}"), ("source", "{:<15}"), ("structure_type", "{:<15}"),
            ("file", "{}"))
-HEADERS = {"rw_refined": "rw_refined", "nn_distance": "nn (Å)", "min_distance": "min (Å)",
-           "structure_type": "type"}
+HEADERS = {"rw_scan": "rw_screen", "rw_refined": "rw_refined", "nn_distance": "nn (Å)",
+           "min_distance": "min (Å)", "structure_type": "type"}
 
 
 def _cell(name: str, fmt: str, value) -> str:

@@ -139,6 +139,7 @@ class Candidate:
             "rank": self.rank,
             "rw": round(float(self.rw), 6),
             "rw_refined": None if self.rw_refined is None else round(float(self.rw_refined), 6),
+            "rw_scan": float(self.scores.get("rw_scan", self.rw)),
             "scale": float(self.scale),
         }
         row.update({k: float(v) for k, v in self.params.items()})
