@@ -172,17 +172,18 @@ class ForwardAdapter:
 
     def refine_many(self, cands: list[Candidate], steps: int | None = None,
                     seconds: float | None = None) -> Candidate | None:
-        """Scan (lattice scale, biso, qdamp) every candidate of `cands`, then spend the gradient
-        steps on positions on the best of them, within `seconds` of wall time in all (defaults:
-        `REFINE_STEPS`, `REFINE_SECONDS`). Returns the candidate that got gradient steps (None
-        when the time was used up by the scans)."""
+        """Refine every crystal of `cands` fully (each within `CRYSTAL_SECONDS`); scan (lattice
+        scale, biso, qdamp) every particle, then spend the gradient steps on positions on the best
+        particle, the particles within `seconds` of wall time in all (defaults: `REFINE_STEPS`,
+        `REFINE_SECONDS`). Returns the particle that got gradient steps (None when there is none
+        or the time was used up by the scans)."""
         steps = REFINE_STEPS if steps is None else steps
         seconds = REFINE_SECONDS if seconds is None else seconds
-        start = time.perf_counter()
-        crystals = [c for c in cands if c.is_crystal]
+        for cand in cands:
+            if cand.is_crystal:
+                self.refine(cand, seconds=CRYSTAL_SECONDS)
         particles = [c for c in cands if not c.is_crystal]
-        for cand in crystals:
-            self.refine(cand, seconds=CRYSTAL_SECONDS)
+        start = time.perf_counter()
         for cand in particles:
             self.refine(cand, steps=0)
         left = seconds - (time.perf_counter() - start)

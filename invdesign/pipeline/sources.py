@@ -305,8 +305,10 @@ class LibraryTypes:
         # the stronger cation-cation peak, so compounds keep the library's radius-sum lattices.
         metal_nn = inputs.size is not None and inputs.metallic
         nn = inputs.size.nn_distance if metal_nn else None
+        wanted = set(inputs.composition)
         for typed in typed_cells(inputs.composition, nn, inputs.library):
-            yield _tag(typed.cell, typed.source, typed.structure_type)
+            if set(typed.cell.species.tolist()) == wanted:  # never an element dropped
+                yield _tag(typed.cell, typed.source, typed.structure_type)
 
 
 #: Every source, in the order their candidates are produced (model samples first).
