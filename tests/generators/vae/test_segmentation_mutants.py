@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from invdesign.core.errors import InvdesignError
 from invdesign.generators.vae.segmentation import (
@@ -254,3 +255,16 @@ def test_max_atoms_keeps_label_order_among_equal_sizes():
         species[3 * i:3 * i + 2, 1:3, 1:1 + size // 4] = 29
     seg = segment(species, periodic=False, max_atoms=4)
     assert seg.positions[:, 0].tolist() == [0.5, 3.5, 6.5, 27.5]
+
+
+def test_pieces_under_four_voxels_are_dropped_and_the_rest_of_the_region_kept():
+    # with min_size 1 the watershed leaves pieces of fewer than MIN_COMPONENT voxels; they are
+    # skipped, and the atoms after them in the same region still count (smoothed noise, seed 5)
+    rng = np.random.default_rng(5)
+    species = (ndimage.gaussian_filter(rng.random((8, 8, 8)), 1.2) > 0.5).astype(np.int16) * 29
+    assert int(species.sum()) == 204 * 29
+    seg = segment(species, periodic=False, min_size=1)
+    assert seg.n_atoms == 7
+    assert min(r.size for r in seg.regions) >= 4
+    np.testing.assert_allclose(seg.positions[:2], [[0.417, 0.583, 1.083], [2.784, 2.392, 1.294]],
+                               atol=5e-4)
