@@ -77,8 +77,8 @@ def cut_candidates(cands: Sequence[Candidate], diameter: float, device: str
                    ) -> list[Structure]:
     """Discrete cuts of the best `CUT_TOP` crystal candidates (valid first, then screen Rw; each
     cell with its screened lattice, at its screened diameter when under `SMALL_DIAMETER`, else at
-    `diameter` Å), except the metallic packings (their spheres
-    are in the pool already)."""
+    `diameter` Å; a cut too small to hold every element of the cell is left out), except the
+    metallic packings (their spheres are in the pool already)."""
     crystals = sorted((c for c in cands if c.is_crystal and c.source != "packing"),
                       key=Candidate.rank_key)
     out = []
@@ -88,7 +88,7 @@ def cut_candidates(cands: Sequence[Candidate], diameter: float, device: str
                           if k in cand.structure.info})
         fitted = cand.params.get("spdiameter", 0.0)  # the screen's diameter (0: bulk)
         particle = cut_crystal(cell, fitted if 0.0 < fitted < SMALL_DIAMETER else diameter, device)
-        if particle is not None:
+        if particle is not None and set(particle.species.tolist()) == set(cell.species.tolist()):
             particle.info["cut_from"] = cand.index
             out.append(particle)
     return out

@@ -138,3 +138,17 @@ def test_an_added_source_joins_the_pool() -> None:
     made = list(plan.parts[1].source.candidates(_context(inputs), 5))
     assert [s.info["structure_type"] for s in made] == ["dimer", "dimer"]
     assert made[-1].positions[1, 0] == pytest.approx(2.6)
+
+
+def test_library_cells_keep_every_element_of_a_spinel_composition() -> None:
+    from invdesign.crystals.library import load_library, typed_cells
+    from invdesign.pipeline.sources import LibraryTypes
+
+    spinel = {12: 1 / 7, 13: 2 / 7, 8: 4 / 7}  # MgAl2O4
+    inputs = PoolInputs(spinel, SMALL, PARTICLE, library=load_library())
+    made = list(LibraryTypes().candidates(_context(inputs), 1))
+    assert all(set(s.species.tolist()) == {8, 12, 13} for s in made)
+    assert all(s.kind == "unit_cell" and s.info["source"] == "library" for s in made)
+    # every placement the library offers (19 on 2026-12-02) holds all three elements
+    assert len(made) == len(typed_cells(spinel, None, inputs.library)) == 19
+    assert {"spinel", "inverse_spinel"} <= {s.info["structure_type"] for s in made}
