@@ -261,7 +261,7 @@ def screen_powder(cell: Structure, measured: MeasuredPattern | PowderData, *,
 
 def refine_powder(cell: Structure, measured: MeasuredPattern | PowderData, *,
                   start: PowderFit | None = None, n_background: int = N_BACKGROUND,
-                  max_seconds: float = 60.0, lattice_range: float = LATTICE_RANGE,
+                  max_seconds: float = 30.0, lattice_range: float = LATTICE_RANGE,
                   two_theta_range: tuple[float, float] | None = None) -> PowderFit:
     """Full fit (stage 'refined') from `start` (a `screen_powder` fit of the same cell; None runs
     the screen first): lattice and zero with measured-like widths, a W scan, then every parameter
@@ -321,23 +321,39 @@ def _local_minima(values: list[float], n: int) -> list[int]:
     return sorted(inner, key=lambda i: v[i])[:n]
 
 
+class _OutOfTime(Exception):
+    """Raised inside `least_squares` when a fit's time budget is spent."""
+
+
 def _least_squares(model: _Model, p: np.ndarray, active: tuple[int, ...], lower: np.ndarray,
                    upper: np.ndarray, seconds_left: float) -> np.ndarray:
-    """`least_squares` over the `active` entries of p (others fixed); a bounded number of steps."""
+    """`least_squares` over the `active` entries of p (others fixed), a bounded number of steps
+    and `seconds_left` of wall time (then the best point evaluated so far)."""
     idx = np.array(active)
     if seconds_left <= 0:
         return p
+    deadline = time.perf_counter() + seconds_left
+    best = [math.inf, p[idx].copy()]
 
     def fun(q: np.ndarray) -> np.ndarray:
+        if time.perf_counter() > deadline:
+            raise _OutOfTime
         trial = p.copy()
         trial[idx] = q
-        return model.residual(trial)
+        residual = model.residual(trial)
+        cost = float(residual @ residual)
+        if cost < best[0]:
+            best[:] = [cost, q.copy()]
+        return residual
 
     x0 = np.clip(p[idx], lower[idx] + 1e-12, upper[idx] - 1e-12)
-    result = least_squares(fun, x0, bounds=(lower[idx], upper[idx]), x_scale="jac",
-                           max_nfev=25 * (idx.size + 1), method="trf", ftol=1e-6, xtol=1e-6)
     out = p.copy()
-    out[idx] = result.x
+    try:
+        out[idx] = least_squares(fun, x0, bounds=(lower[idx], upper[idx]), x_scale="jac",
+                                 max_nfev=25 * (idx.size + 1), method="trf", ftol=1e-6,
+                                 xtol=1e-6).x
+    except _OutOfTime:
+        out[idx] = best[1]
     return out
 
 
