@@ -319,6 +319,17 @@ def test_two_theta_outside_0_180_message(tmp_path, tth, shown):
     assert _message(err, path) == f"2-theta {shown} is outside 0..180 degrees"
 
 
+def test_powder_file_notes_reach_the_pattern(tmp_path):
+    path = tmp_path / "scan.fxye"
+    tth = 10.0 + 0.05 * np.arange(12)
+    path.write_text("title\nBANK 1 13 13 CONS 1000.0 5.0 0 0 FXYE\n" + "".join(
+        f"{100 * t:.1f} {100 + i:.1f} 1.0\n" for i, t in enumerate(tth)))
+    p = read_pattern(path, "xrd", wavelength=1.0)
+    assert p.notes == ("BANK line announces 13 points; the file holds 12",
+                       "radiation not stated; assuming xray (option radiation)")
+    assert p.y.tolist() == [100.0 + i for i in range(12)]
+
+
 # -------------------------------------------------------------------------------- describe
 def test_describe_pdf_with_composition_and_missing_sources():
     p = _made(composition={"Au": 25.0, "S": 18.5}, wavelength=0.1,
