@@ -11,7 +11,8 @@ from a training prototype fitted to the pattern). The hyper-parameters are one v
 (`hparams.py`); checkpoints written before this split load through `legacy.py`.
 
 Sampling runs any diffusers sampler, optionally with Langevin corrector steps between its steps
-(predictor-corrector, `corrector_steps`; DiffCSP samples fractional coordinates this way).
+(predictor-corrector, `corrector_steps`; DiffCSP samples fractional coordinates this way), and
+optionally guided by the forward model towards its condition pattern (`guidance.py`).
 
 Losses: masked noise-prediction MSE over real atoms (with a crystal prior, at noise levels up to
 `prior_train_sigma` only), plus the prior's weighted terms (`Prior.loss`).
@@ -28,12 +29,14 @@ import torch
 
 import invdesign.generators.diffusion.schedule as schedule
 from invdesign.core.errors import InvdesignError
+from invdesign.core.patterns import pattern_spec
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import Condition, TaskBatch, TaskSpec
 from invdesign.crystals.prototypes import prototype_library
 from invdesign.generators.base import Generator, register_generator
 from invdesign.generators.diffusion.denoisers import remove_mean
 from invdesign.generators.diffusion.encoders import PatternEncoder
+from invdesign.generators.diffusion.guidance import build_guide
 from invdesign.generators.diffusion.hparams import DiffusionHParams
 from invdesign.generators.diffusion.legacy import upgrade_state_dict
 from invdesign.generators.diffusion.priors import make_prior
@@ -98,9 +101,13 @@ class DiffusionGenerator(Generator):
             = no refinement.
         prior_train_sigma: with a prior, the denoiser trains on noise levels up to this one only.
         prior_weight: weight of the prior's loss in the total.
+        guidance_scale, guidance_start: data-consistent sampling (`guidance.py`): each reverse
+            step after the fraction `guidance_start` of the trajectory moves the denoised
+            estimate down the gradient of its pattern misfit through the forward model, a
+            Polyak step times `guidance_scale` (0: off, the default).
     """
 
-    sampling_options = ("sampler", "steps")
+    sampling_options = ("sampler", "steps", "guidance_scale", "guidance_start")
     #: the typed record of the keyword hyper-parameters (`Generator.check_hparams`)
     hparams_schema = DiffusionHParams
 
@@ -219,12 +226,17 @@ class DiffusionGenerator(Generator):
         *,
         sampler: str | None = None,
         steps: int | None = None,
+        guidance_scale: float | None = None,
+        guidance_start: float | None = None,
     ) -> list[list[Structure]]:
         """`n` candidates per condition item (see `Generator.sample`).
 
         Args:
             sampler: 'ddpm', 'ddim' or 'dpmsolver' (default: the `sampler` hyper-parameter).
             steps: denoising steps (default: `sampling_steps`).
+            guidance_scale, guidance_start: data-consistent sampling (`guidance.py`): the Polyak
+                step factor of the forward-model guidance (0: off) and the fraction of the reverse
+                trajectory after which it acts (default: the hyper-parameters of those names).
             generator: all randomness (counts, species order, noise) is drawn from it on the CPU.
         """
         if n < 1:
@@ -232,6 +244,11 @@ class DiffusionGenerator(Generator):
         sampler = sampler or self.hp.sampler
         steps = int(self.hp.sampling_steps if steps is None else steps)
         schedule.build_sampler(sampler, self.train_scheduler, steps)  # validates the options early
+        guided = self.hp.replace(  # validates them
+            guidance_scale=self.hp.guidance_scale if guidance_scale is None else guidance_scale,
+            guidance_start=self.hp.guidance_start if guidance_start is None else guidance_start)
+        spec = pattern_spec(self.task.patterns[0])
+        targets = condition.patterns[spec.name].repeat_interleave(n, 0)  # [B * n, L]
         was_training = self.training
         self.eval()
         condition = condition.to(self.device)
@@ -245,10 +262,19 @@ class DiffusionGenerator(Generator):
             sl = slice(begin, begin + chunk)
             c = self.space.chunk(self.denoiser, cond[sl], species[sl],
                                  None if cells is None else cells[sl], sampler, steps, generator)
+            if guided.guidance_scale > 0:
+                guide = build_guide(spec, targets[sl], species[sl], c["mask"],
+                                    guided.guidance_scale,
+                                    cells=None if cells is None else cells[sl],
+                                    coord_scale=self.hp.coord_scale)
+                c["guidance"] = {"guide": guide, "guide_start": guided.guidance_start}
             out_xyz += self.space.reverse(c, None if coords is None else coords[sl])
         self.train(was_training)
         info = {"generator": self.name, "sampler": sampler, "steps": steps,
                 "prior": self.hp.prior}
+        if guided.guidance_scale > 0:
+            info.update(guidance_scale=guided.guidance_scale,
+                        guidance_start=guided.guidance_start)
         out: list[list[Structure]] = []
         for k, (z, xyz) in enumerate(zip(species, out_xyz, strict=True)):
             if k % n == 0:

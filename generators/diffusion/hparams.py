@@ -49,6 +49,7 @@ _POSITIVE = (
 )
 _NON_NEGATIVE = (
     "lmax", "count_weight", "species_weight", "cell_weight", "prior_sigma", "prior_weight",
+    "guidance_scale",
 )
 _CHOICES: dict[str, tuple[str, ...]] = {
     "centre": ("centroid", "metal"),
@@ -107,6 +108,8 @@ class DiffusionHParams:
     prior_train_sigma: float = 0.05
     prior_weight: float = 1.0
     prior_max_atoms: int = 20
+    guidance_scale: float = 0.0
+    guidance_start: float = 0.8
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -135,6 +138,10 @@ class DiffusionHParams:
             raise ConfigError(
                 f"need corrector_steps >= 0 and corrector_snr > 0, got {self.corrector_steps}, "
                 f"{self.corrector_snr}")
+        if not 0 <= self.guidance_start <= 1:
+            raise ConfigError(
+                f"diffusion hyper-parameter guidance_start must be in [0, 1], got "
+                f"{self.guidance_start}")
         if not self.species_vocab or not all(1 <= z <= 118 for z in self.species_vocab):
             raise ConfigError(
                 f"species_vocab must hold atomic numbers 1..118, got {self.species_vocab}")

@@ -17,6 +17,7 @@ Two geometries share the loop:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -115,6 +116,8 @@ def ve_sigmas(scheduler: DDPMScheduler) -> torch.Tensor:
 
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: (state [B, M, 3], noise prediction [B, M, 3], cumulative alpha []) -> step of the clean estimate
+Guide = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def run_sampler(
@@ -130,8 +133,11 @@ def run_sampler(
     snr: float = 0.1,
     mask: torch.Tensor | None = None,
     start_timestep: int | None = None,
+    guide: Guide | None = None,
+    guide_start: float = 0.0,
 ) -> torch.Tensor:
-    """The reverse process with a diffusers scheduler, optionally predictor-corrector.
+    """The reverse process with a diffusers scheduler, optionally predictor-corrector, optionally
+    guided by a forward model.
 
     Args:
         scheduler: from `build_sampler` (timesteps already set).
@@ -156,6 +162,10 @@ def run_sampler(
             diffusion, Zheng et al. 2023): only the scheduler's timesteps <= this training step
             are run, and `x` must already be noised to the first of them (`first_timestep`).
             None: the whole schedule.
+        guide: (state, noise prediction, cumulative alpha) -> a step [B, M, 3] of the clean
+            estimate towards the data (`guidance.Guide`); the next state's clean-signal part
+            (sqrt(abar) x0 on the Euclidean process, x0 on the torus) moves by it. None: unguided.
+        guide_start: the fraction of the (run) steps after which `guide` is applied, 0..1.
 
     Returns:
         [B, M, 3] the final state x_0 (wrapped into [0, 1) on the torus).
@@ -168,6 +178,7 @@ def run_sampler(
     if begin and hasattr(scheduler, "set_begin_index"):  # schedulers that count their steps
         scheduler.set_begin_index(begin)
     timesteps = scheduler.timesteps[begin:]
+    guide_from = math.ceil(guide_start * len(timesteps) - 1e-9)
     for i, t in enumerate(timesteps):
         t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
         # corrector: the score of the state is -eps / (noise std of the state's own coordinates)
@@ -177,17 +188,21 @@ def run_sampler(
             x = langevin_step(x, -model_fn(x, t_batch) / std, snr, mask, generator, alpha)
             x = _wrap_state(x, scheduler) if torus else (x if project is None else project(x))
         eps = model_fn(x, t_batch)
+        if not torus and max_norm is not None:
+            eps = clip_x0(x, eps, abar[int(t)], max_norm)
+        a_now = abar[int(t)]
+        a_next = abar[int(timesteps[i + 1])] if i + 1 < len(timesteps) else abar.new_tensor(1.0)
+        shift = guide(x, eps, a_now) if guide is not None and i >= guide_from else None
         if not torus:
-            if max_norm is not None:
-                eps = clip_x0(x, eps, abar[int(t)], max_norm)
             x = scheduler.step(eps, t, x, generator=generator).prev_sample
+            if shift is not None:  # the clean-signal part of the next state moves by the shift
+                x = x + a_next.sqrt() * shift
             if project is not None:
                 x = project(x)
             continue
-        a_now = abar[int(t)]
-        a_next = abar[int(timesteps[i + 1])] if i + 1 < len(timesteps) else abar.new_tensor(1.0)
         x_vp = scheduler.step(eps, t, x * a_now.sqrt(), generator=generator).prev_sample
-        x = _wrap_state(x_vp / a_next.sqrt(), scheduler)
+        x = x_vp / a_next.sqrt() + (0.0 if shift is None else shift)
+        x = _wrap_state(x, scheduler)
     return x
 
 

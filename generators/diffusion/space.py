@@ -137,6 +137,7 @@ class Space(nn.Module, ABC):
             "scheduler": schedule.build_sampler(sampler, self.train_scheduler, steps),
             "corrector": {"corrector_steps": self.hp.corrector_steps,
                           "snr": self.hp.corrector_snr, "mask": mask},
+            "guidance": {},
         }
 
 
@@ -176,6 +177,7 @@ class ParticleSpace(Space):
                 generator=c["generator"],
                 max_norm=None if self.hp.max_radius is None else self.hp.max_radius / scale,
                 **c["corrector"],
+                **c["guidance"],
             )
             x = x * scale
             return [x[i, : len(zi)].double().cpu().numpy() for i, zi in enumerate(c["species"])]
@@ -203,6 +205,7 @@ class ParticleSpace(Space):
             generator=c["generator"],
             start_timestep=begin,
             **c["corrector"],
+            **c["guidance"],
         )
         x = x.double().cpu() * scale + (x0 - centred).double()  # the centroid back
         return [x[i, : len(s)].numpy() for i, s in enumerate(starts)]
@@ -275,6 +278,7 @@ class TorusSpace(Space):
             generator=c["generator"],
             start_timestep=begin,
             **c["corrector"],
+            **c["guidance"],
         )
         return [x[i, : len(zi)].double().cpu().numpy() for i, zi in enumerate(c["species"])]
 

@@ -1,0 +1,236 @@
+"""Data-consistent sampling: reconstruction guidance by the differentiable forward model.
+
+At each guided reverse step the denoiser's clean-structure estimate x0_hat (implied by its noise
+prediction eps at state x_t) is simulated through the forward model, its misfit L against the
+condition pattern is differentiated with respect to x0_hat, and the sampler's next state is moved
+along -grad L (any diffusers sampler: DDPM, DDIM, DPM-Solver++). This is diffusion posterior
+sampling (Chung et al. 2023) with the denoiser's Jacobian taken as the identity (one
+forward-model pass and its backward per guided step, no backward through the network).
+
+The step is a scaled Polyak step on the misfit L: x0 <- x0 - scale L / |grad L|^2 grad L per
+structure (scale 1 would zero a linear misfit), each structure's step shrunk so no atom moves more
+than `MAX_STEP` Å. The step is applied to the state the sampler returns (its clean-signal part:
+sqrt(abar) x0 on the particles' variance-preserving process, x0 itself on the torus), as DPS steps
+x_{t-1} along the misfit's gradient. `guidance_start` is the fraction of the reverse trajectory
+after which steps are guided (late guidance: the estimate is then close to a structure and the
+forward model's gradient meaningful).
+
+The misfit L = 1 - cos(target, calc) (= Rw^2 / (1 + cos) with the least-squares scale):
+- PDFs (G(r) from r = 0): the model-ready pattern is min-max normalised, G(0) = 0, so the raw
+  pattern is proportional to (y - y[0]), the target; Rw with it is the benchmark's Rw;
+- I(q) patterns (SAXS, XRD): both curves are centred (min-max normalising hides the offset).
+
+Forward models: particles through DebyeCalculator (`physics.calculator.MeasuredGridCalculator`
+with CHILI's pattern parameters); unit cells through the attenuated-crystal PDF
+(`physics.crystal_pdf.CrystalPDF`: the periodic cell times the sphere shape function of the
+particle the input was cut as, its diameter read off the pattern), PDF patterns only, on r up to
+min(diameter, `CELL_R_MAX`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from invdesign.core import elements
+from invdesign.core.errors import InvdesignError
+from invdesign.core.patterns import PatternSpec
+from invdesign.core.structure import Structure
+from invdesign.physics.calculator import Instrument, MeasuredGridCalculator
+from invdesign.physics.crystal_pdf import CrystalPDF
+
+#: Å, the most an atom moves in one guided step
+MAX_STEP = 0.3
+#: Å, unit cells: the misfit covers r up to min(particle diameter, this)
+CELL_R_MAX = 20.0
+#: Å, a unit cell's pair list is rebuilt once an atom has moved this far from where it was built
+REBUILD = 1.0
+#: Å^-1, CHILI's q damping (`physics.calculator`)
+CHILI_QDAMP = 0.04
+#: the particle diameter read off a PDF: the last r where |G| exceeds this fraction of its maximum
+DIAMETER_LEVEL = 0.01
+
+Misfit = Callable[[torch.Tensor], torch.Tensor]
+
+
+def pattern_loss(calc: torch.Tensor, target: torch.Tensor, offset: bool) -> torch.Tensor:
+    """[...] 1 - cos(target, calc) over the last axis ([..., m] each), both centred first with
+    `offset`. With the least-squares scale Rw^2 = 1 - cos^2, so this is Rw^2 / (1 + cos): zero at
+    a perfect fit, and, unlike Rw with a scale kept >= 0, with a gradient on anti-correlated
+    curves too."""
+    if offset:
+        calc = calc - calc.mean(-1, keepdim=True)
+        target = target - target.mean(-1, keepdim=True)
+    cos = (calc * target).sum(-1) / (calc.norm(dim=-1) * target.norm(dim=-1)).clamp_min(1e-30)
+    return 1.0 - cos
+
+
+def raw_target(pattern: torch.Tensor, spec: PatternSpec) -> tuple[torch.Tensor, bool]:
+    """(target values [L], fit an offset?) from a model-ready (min-max normalised) pattern [L]:
+    G(r) patterns from r = 0 shifted so G(0) = 0 (their raw shape up to a scale)."""
+    pattern = pattern.detach().double().cpu()
+    if spec.function == "gr" and spec.rmin == 0:
+        return pattern - pattern[0], False
+    return pattern, True
+
+
+def diameter_from_pdf(target: np.ndarray, r: np.ndarray) -> float:
+    """Å, the sphere diameter d a G(r) [L] on r [L] shows: a finite particle has no pairs beyond
+    its diameter, and the sphere's shape function 1 - 3x/2 + x^3/2 (x = r / d) falls to 1 % at
+    x = 0.92, so d = (the last r where |G| is above `DIAMETER_LEVEL` of its maximum) / 0.92."""
+    level = DIAMETER_LEVEL * float(np.abs(target).max())
+    above = np.nonzero(np.abs(target) > level)[0]
+    if len(above) == 0:
+        raise InvdesignError("the condition pattern is flat: no particle size to guide by")
+    return float(r[min(above[-1] + 1, len(r) - 1)]) / 0.92
+
+
+class ParticleMisfit:
+    """Rw of particles' DebyeCalculator patterns against their condition patterns.
+
+    Args:
+        spec: the pattern type of the condition (its grid and simulation parameters).
+        patterns: [B, L] model-ready condition patterns, one per structure.
+        species: per structure [n_b] atomic numbers.
+        coord_scale: Å per model unit of the coordinates the misfit is called with.
+    """
+
+    def __init__(self, spec: PatternSpec, patterns: torch.Tensor, species: Sequence[np.ndarray],
+                 coord_scale: float) -> None:
+        instrument = Instrument(spec.function, spec.radiation, spec.qmin, spec.qmax, CHILI_QDAMP,
+                                spec.biso, spec.qstep)
+        self.calc = MeasuredGridCalculator(instrument, spec.grid(), dtype=torch.float32)
+        rows = [raw_target(p, spec) for p in patterns]
+        self.targets = [t.float() for t, _ in rows]
+        self.offset = rows[0][1]
+        self.symbols = [[elements.symbol(int(z)) for z in zs] for zs in species]
+        self.coord_scale = coord_scale
+
+    def __call__(self, x0: torch.Tensor) -> torch.Tensor:
+        """[B] misfit of the estimates x0 [B, M, 3] (model units; padding ignored)."""
+        out = []
+        for b, symbols in enumerate(self.symbols):
+            xyz = x0[b, : len(symbols)].float() * self.coord_scale
+            calc = self.calc([(symbols, xyz)])[0]
+            out.append(pattern_loss(calc, self.targets[b], self.offset))
+        return torch.stack(out).to(x0.dtype)
+
+
+class CellMisfit:
+    """Rw of unit cells' attenuated-crystal PDFs against their condition patterns (module
+    docstring). PDF conditions only.
+
+    Args:
+        spec: the pattern type (a G(r) from r = 0).
+        patterns: [B, L] model-ready condition patterns.
+        species: per structure [n_b] atomic numbers.
+        cells: [B, 6] lattice parameters (Å, degrees).
+    """
+
+    def __init__(self, spec: PatternSpec, patterns: torch.Tensor, species: Sequence[np.ndarray],
+                 cells: torch.Tensor) -> None:
+        if spec.function != "gr" or spec.rmin != 0:
+            raise InvdesignError(
+                f"guided sampling of unit cells needs a PDF condition; {spec.name} is not one")
+        self.spec = spec
+        self.species = [np.asarray(z, dtype=np.int64) for z in species]
+        self.cells = cells.detach().double().cpu()
+        r = spec.grid()
+        self.windows: list[tuple[np.ndarray, torch.Tensor, float]] = []
+        for p in patterns:
+            target, _ = raw_target(p, spec)
+            diameter = diameter_from_pdf(target.numpy(), r)
+            keep = r <= min(diameter, CELL_R_MAX)
+            self.windows.append((r[keep], target[torch.as_tensor(keep)], diameter))
+        self.models: list[CrystalPDF | None] = [None] * len(self.species)
+
+    def _model(self, b: int, frac: np.ndarray) -> tuple[CrystalPDF, torch.Tensor]:
+        """The structure's CrystalPDF (rebuilt when an atom left its pair list's reach) and the
+        fractional coordinates unwrapped next to the ones it was built with."""
+        model = self.models[b]
+        if model is not None:
+            moved = frac - model.frac0
+            moved -= np.round(moved)
+            lengths = np.asarray(self.cells[b, :3])
+            if float(np.abs(moved * lengths).max()) <= REBUILD:
+                return model, torch.as_tensor(model.frac0, dtype=torch.float64)
+        cell = Structure.from_cell_parameters(self.species[b], np.mod(frac, 1.0),
+                                              self.cells[b].numpy())
+        model = CrystalPDF(cell, self.windows[b][0], radiation=self.spec.radiation,
+                           qmax=self.spec.qmax)
+        self.models[b] = model
+        return model, torch.as_tensor(model.frac0, dtype=torch.float64)
+
+    def __call__(self, x0: torch.Tensor) -> torch.Tensor:
+        """[B] misfit of the estimates x0 [B, M, 3] (fractional; padding ignored)."""
+        out = []
+        uiso = self.spec.biso / (8 * math.pi**2)
+        for b, z in enumerate(self.species):
+            frac = x0[b, : len(z)].double()
+            model, base = self._model(b, frac.detach().cpu().numpy())
+            step = frac - base
+            step = step - torch.round(step.detach())  # minimum image next to the pair list's
+            _, target, diameter = self.windows[b]
+            calc = model(lattice=self.cells[b], frac=base + step, uiso=uiso, qdamp=CHILI_QDAMP,
+                         spdiameter=diameter)
+            out.append(pattern_loss(calc, target, False))
+        return torch.stack(out).to(x0.dtype)
+
+
+class Guide:
+    """One guided correction of a noise prediction (module docstring).
+
+    Args:
+        misfit: estimates [B, M, 3] -> [B] misfit, differentiable.
+        scale: the Polyak step's factor (0: no guidance).
+        mask: [B, M] real atoms.
+        torus: fractional coordinates (variance-exploding y = x0 + sigma eps) or particles
+            (variance-preserving x = sqrt(abar) x0 + sqrt(1 - abar) eps).
+        unit: [B, 3] Å per model unit along each axis (particles: coord_scale; cells: a, b, c),
+            for the `MAX_STEP` limit.
+    """
+
+    def __init__(self, misfit: Misfit, scale: float, mask: torch.Tensor, torus: bool,
+                 unit: torch.Tensor) -> None:
+        self.misfit, self.scale, self.torus = misfit, float(scale), torus
+        self.mask = mask.unsqueeze(-1).to(torch.float32)
+        self.unit = unit.to(torch.float32).unsqueeze(1)  # [B, 1, 3]
+        self.history: list[torch.Tensor] = []
+
+    def __call__(self, x: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+        """[B, M, 3] the step of the clean estimate implied by state x and noise prediction eps
+        (model units; zero on padding)."""
+        if self.torus:
+            x0 = x - ((1 - abar) / abar).sqrt() * eps
+        else:
+            x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
+        mask = self.mask.to(x.device, x.dtype)
+        with torch.enable_grad():
+            est = x0.detach().requires_grad_(True)
+            cosine = self.misfit(est)
+            (grad,) = torch.autograd.grad(cosine.sum(), est)
+        grad = torch.nan_to_num(grad) * mask
+        loss = cosine.detach()
+        self.history.append(loss.cpu())
+        norm2 = grad.pow(2).sum((1, 2)).clamp_min(1e-20)
+        step = (self.scale * loss / norm2).view(-1, 1, 1) * grad
+        longest = (step * self.unit.to(step)).norm(dim=-1).amax(dim=1)  # [B] Å
+        step = step * (MAX_STEP / longest.clamp_min(1e-12)).clamp(max=1.0).view(-1, 1, 1)
+        return -step
+
+
+def build_guide(spec: PatternSpec, patterns: torch.Tensor, species: Sequence[np.ndarray],
+                mask: torch.Tensor, scale: float, *, cells: torch.Tensor | None = None,
+                coord_scale: float = 1.0) -> Guide:
+    """The guide of one chunk of B structures: unit cells (`cells` [B, 6] given; fractional
+    coordinates) or particles (coordinates in units of `coord_scale` Å); `patterns` [B, L] their
+    model-ready condition patterns, `mask` [B, M] their real atoms."""
+    if cells is None:
+        misfit: Misfit = ParticleMisfit(spec, patterns, species, coord_scale)
+        unit = torch.full((len(species), 3), float(coord_scale))
+        return Guide(misfit, scale, mask, False, unit)
+    misfit = CellMisfit(spec, patterns, species, cells)
+    return Guide(misfit, scale, mask, True, cells[:, :3].detach().cpu())
