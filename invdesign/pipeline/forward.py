@@ -39,9 +39,9 @@ TASK_NAMES = {("pdf", "xray"): "xPDF", ("pdf", "neutron"): "nPDF", ("xrd", "xray
 #: time for the whole refinement (a loaded machine takes fewer steps; the report says so). Rw keeps
 #: falling over 20 steps on the measured Pt particle, so the steps go to one candidate, not three.
 REFINE_STEPS = 20
-REFINE_SECONDS = 20.0
+REFINE_SECONDS = 15.0
 #: Wall-time cap (s) of the full refinement of one crystal candidate.
-CRYSTAL_SECONDS = 8.0
+CRYSTAL_SECONDS = 6.0
 
 
 def pattern_names(patterns: dict[str, Any], task: TaskSpec) -> dict[str, str]:
