@@ -41,6 +41,7 @@ N_BACKGROUND = 8  # Chebyshev terms
 LATTICE_RANGE = 0.12  # relative: the scan and the bounds of the lattice lengths
 SCAN_STEP = 0.0025  # relative step of the isotropic scan
 ANGLE_RANGE = 6.0  # deg, scan and bounds of a free angle
+AXIS_RANGE = 0.1  # relative: the scan of each further free length after the isotropic scale
 #: Nominal 2θ (deg) of the largest q when a q-axis pattern states no wavelength.
 NOMINAL_MAX_TWO_THETA = 120.0
 
@@ -189,8 +190,9 @@ class _Setup:
         self.profile0 = np.array([0.0, math.log(1e5), 0.0, 0.0, self.broad ** 2, 0.5])
         self.lengths = np.array([name in ("a", "b", "c") for name in self.refl.free])
         free0, lengths = self.free0, self.lengths
-        lo_l = np.where(lengths, free0 * (1 - lattice_range - 0.03), free0 - ANGLE_RANGE - 2)
-        hi_l = np.where(lengths, free0 * (1 + lattice_range + 0.03), free0 + ANGLE_RANGE + 2)
+        spread = lattice_range + AXIS_RANGE  # isotropic scale and one axis against the others
+        lo_l = np.where(lengths, free0 * max(1 - spread, 0.5), free0 - ANGLE_RANGE - 2)
+        hi_l = np.where(lengths, free0 * (1 + spread), free0 + ANGLE_RANGE + 2)
         zero_max = max(0.5, 10 * step)
         self.lower = np.concatenate([lo_l, [-zero_max, math.log(20.0), 0.0, 0.0, 1e-6, 0.0]])
         self.upper = np.concatenate([hi_l, [zero_max, math.log(1e6), 0.05, 2.0, 1.0, 5.0]])
@@ -207,7 +209,8 @@ class _Setup:
             free = trials[i]
             for _ in range(2):
                 for j in range(1, k):
-                    span = (np.arange(-0.06, 0.06 + 1e-12, 0.005) * free[j] if lengths[j]
+                    span = (np.arange(-AXIS_RANGE, AXIS_RANGE + 1e-12, 0.005) * free[j]
+                            if lengths[j]
                             else np.arange(-ANGLE_RANGE, ANGLE_RANGE + 1e-12, 0.5))
                     scores = [coarse.rwp(np.concatenate([free + np.eye(k)[j] * s,
                                                          self.profile0])) for s in span]
