@@ -61,9 +61,11 @@ def run_one(args: argparse.Namespace, task: str, split: str, seed: int) -> dict[
     from invdesign.training.config import load_config
     from invdesign.training.train import train
 
+    kind, _, fold = split.partition(":")  # 'leave_type_out:<Type>' names the fold too
     overrides = [
         f"seed={seed}",
-        f"split.kind={split}",
+        f"split.kind={kind}",
+        *([f"split.fold={fold}"] if fold else []),
         f"trainer.patience={args.patience}",
         f"trainer.max_time_minutes={args.max_time_minutes}",
         f"trainer.max_epochs={args.max_epochs}",
@@ -72,6 +74,8 @@ def run_one(args: argparse.Namespace, task: str, split: str, seed: int) -> dict[
     cfg = load_config(config_path(args.model, task), overrides, args.data)
     result = train(cfg, evaluate_parts=("test",), rw_items=args.rw_items)
     test, info = result.metrics["test"], result.info
+    if args.generation:
+        write_generation(args, result.generator, split, seed)
     return {
         "task": task,
         "split": split,
@@ -102,6 +106,27 @@ def run_one(args: argparse.Namespace, task: str, split: str, seed: int) -> dict[
         "split_seed": 42,
         "overrides": list(args.override),
     }
+
+
+def write_generation(args: argparse.Namespace, gen: Any, split: str, seed: int) -> None:
+    """Issue 27's generation records of `gen` on the test part of `split` into
+    `--generation-results` (`generation.py`)."""
+    from generation import generation_records, save_records
+
+    from invdesign.data.datamodule import load_task_part
+    from invdesign.data.dataset import ChiliDataset
+
+    data = load_task_part(ChiliDataset(args.data), gen.task, split, 42, "test")
+    guided = args.guidance_scale > 0
+    sampling = ({"guidance_scale": args.guidance_scale, "guidance_start": args.guidance_start}
+                if guided else {})
+    records = generation_records(
+        gen, data, split=split, ks=args.generation, items=args.generation_items, seed=seed,
+        variant="guided" if guided else "plain", polish_samples=args.generation_polish,
+        sampling=sampling)
+    save_records(args.generation_results, records)
+    for r in records:
+        print(json.dumps(r), flush=True)
 
 
 def run_uniform(args: argparse.Namespace, task: str, split: str, seed: int) -> dict[str, Any]:
@@ -264,7 +289,29 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS / "chili3k_table5.json")
     parser.add_argument("--table", type=Path, default=RESULTS / "chili3k_table5.md")
     parser.add_argument("--markdown-only", action="store_true", help="only rewrite the table")
+    parser.add_argument("--generation", nargs="*", type=int, default=[],
+                        help="also write issue 27's generation records at these k (e.g. 1 20)")
+    parser.add_argument("--generation-items", type=int, default=40,
+                        help="test items of the generation records (evenly spaced)")
+    parser.add_argument("--generation-polish", action="store_true",
+                        help="also polish each item's first sample (rw_median_refined)")
+    parser.add_argument("--generation-checkpoint", type=Path, default=None,
+                        help="no training: the generation records of this checkpoint")
+    parser.add_argument("--guidance-scale", type=float, default=0.0,
+                        help="diffusion: forward-model guidance of the generation samples")
+    parser.add_argument("--guidance-start", type=float, default=0.8)
+    parser.add_argument("--generation-results", type=Path, default=RESULTS / "generation.json")
     args = parser.parse_args()
+    if args.generation_checkpoint is not None:
+        if not args.generation:
+            parser.error("--generation-checkpoint needs --generation K [K ...]")
+        from invdesign.generators.checkpoint import load_checkpoint
+
+        gen = load_checkpoint(args.generation_checkpoint)
+        for split in args.splits:
+            for seed in args.seeds:
+                write_generation(args, gen, split, seed)
+        return
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     rows = load_rows(args.results)
     if not args.markdown_only:

@@ -1,0 +1,112 @@
+"""Generation records of issue 27 item 2 for `chili_table5.py` (`--generation`) and its results file
+`benchmarks/results/generation.json`: per (task, model, variant, split, k, seed) one record
+
+    {task, model, variant, split, k, match_rate, rmse, rw_median, rw_median_refined,
+     valid_fraction, seed, n_items, items_rule}
+
+- free samples (count, composition and cell predicted), max(k) per test item, on `items` test
+  items evenly spaced over the part (`numpy.linspace`, as `--rw-items`);
+- unit cells: StructureMatcher match rate and RMSE at each k (`evaluators.metrics.match`,
+  DiffCSP's protocol); particles: None (no matcher for finite clusters here);
+- `rw_median`: median Rw of each item's first sample (`training.evaluate.pattern_rw`; unit cells
+  cut as the input was); `rw_median_refined`: the same after `evaluators.forward.polish` (only
+  with `polish=True`, else None; particles: the polished particle's Rw at CHILI's biso, cells: the
+  attenuated-crystal fit's Rw);
+- `valid_fraction`: `validity.check_validity` over all samples, against the item's composition.
+`model` is the generator's name ('diffusion_prototype' for the diffusion model with the prototype
+prior); `variant` says how it sampled (e.g. 'plain', 'guided').
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from invdesign.core.patterns import pattern_spec
+from invdesign.core.structure import Structure
+from invdesign.data.datamodule import TaskData
+from invdesign.evaluators.forward.polish import chili_pattern, polish
+from invdesign.evaluators.metrics.match import (
+    composition_of,
+    match_structure,
+    match_summary,
+    valid_fraction,
+)
+from invdesign.generators.base import Generator
+from invdesign.io.atomic import atomic_write_text
+from invdesign.training.evaluate import pattern_rw
+
+KEY = ("task", "model", "variant", "split", "k", "seed")
+
+
+def model_name(gen: Generator) -> str:
+    """mlp, vae, diffusion or diffusion_prototype."""
+    prior = getattr(getattr(gen, "hp", None), "prior", None)
+    return "diffusion_prototype" if gen.name == "diffusion" and prior == "prototype" else gen.name
+
+
+def true_structure(data: TaskData, row: int) -> Structure:
+    """The item's true structure (unit cell from fractional coordinates, or particle)."""
+    m = data.mask[row]
+    species, xyz = data.species[row][m].numpy(), data.target[row][m].double().numpy()
+    if data.task.kind == "unit_cell":
+        return Structure.from_cell_parameters(species, xyz, data.cell_params[row].double().numpy())
+    return Structure(species, xyz, None, "particle", {})
+
+
+def generation_records(gen: Generator, data: TaskData, *, split: str, ks: list[int],
+                       items: int, seed: int, variant: str = "plain", polish_samples: bool = False,
+                       sampling: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One record per k (module docstring); `sampling` are options of `gen.sample`."""
+    rows = np.unique(np.linspace(0, len(data) - 1, min(items, len(data))).round()).astype(int)
+    rows = rows.tolist()
+    batch = data.batch(rows, ())
+    gen.eval()
+    samples = gen.sample(batch.condition, max(ks), generator=torch.Generator().manual_seed(seed),
+                         **(sampling or {}))
+    firsts = [group[0] for group in samples]
+    rw_values = pattern_rw(firsts, data, rows)
+    truths = [true_structure(data, r) for r in rows]
+    refined = None
+    if polish_samples:
+        spec = pattern_spec(data.task.patterns[0])
+        done = []
+        for sample, row in zip(firsts, rows, strict=True):
+            stored = data.raw_pattern(spec.name, row)
+            target = chili_pattern(spec.grid(), stored, spec, name=data.meta[row]["source"])
+            done.append(polish([sample], target)[0].rw_after)
+        refined = statistics.median(done)
+    valid = valid_fraction(samples, [composition_of(t) for t in truths])
+    matches = ([match_structure(group, t) for group, t in zip(samples, truths, strict=True)]
+               if data.task.kind == "unit_cell" else None)
+    out = []
+    for k in ks:
+        summary = match_summary(matches, k) if matches is not None else {}
+        out.append({
+            "task": data.task.name, "model": model_name(gen), "variant": variant, "split": split,
+            "k": k, "match_rate": summary.get("match_rate"), "rmse": summary.get("rmse"),
+            "rw_median": statistics.median(rw_values), "rw_median_refined": refined,
+            "valid_fraction": valid, "seed": seed, "n_items": len(rows),
+            "items_rule": f"{len(rows)} test items evenly spaced (numpy.linspace) over "
+                          f"{len(data)}",
+        })
+    return out
+
+
+def save_records(path: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Merge `records` into the JSON list at `path` (same KEY replaced), under a file lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.stem}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(path.read_text()) if path.is_file() else []
+        for new in records:
+            key = tuple(new[k] for k in KEY)
+            rows = [r for r in rows if tuple(r.get(k) for k in KEY) != key] + [new]
+        atomic_write_text(path, json.dumps(rows, indent=1) + "\n")
+    return rows
