@@ -368,9 +368,8 @@ def powder_curve(fit: PowderFit, measured: MeasuredPattern | PowderData,
                                                                           two_theta_range)
     p = fit.params
     profile = Profile(p["zero"], p["u"], p["w"], p["size"], p["strain"], p["biso"])
-    lattice = np.array([p[name] for name in LATTICE_NAMES])
     refl = reflections(fit.cell, min(data.wavelengths) / 2.0 * 0.9)
-    bragg = powder_pattern(refl, lattice, data.two_theta, data.wavelengths, profile)
+    bragg = powder_pattern(refl, refl.lattice, data.two_theta, data.wavelengths, profile)
     t = data.two_theta
     background = chebyshev.chebval(2 * (t - t[0]) / (t[-1] - t[0]) - 1, np.array(fit.background))
     return t, fit.scale * bragg + background, background
