@@ -153,7 +153,7 @@ def ours_task(name: str, path: str, composition: str | None, folder: str,
             "kind": c.final.kind, "formula": c.final.formula, "n_atoms": c.final.n_atoms,
             "valid": bool(c.geometry()["valid"]), **_types(c)} for c in result.candidates[:5]]
     return _save(cache, {"name": name, "rw": float(result.best.final_rw), "seconds": seconds,
-                         "cpu_seconds": cpu, "load_average": load, "top": top,
+                         "cpu_seconds": cpu, "load_average": load, "git": _git(), "top": top,
                          "fit_range": list(result.fit_range), "model": result.model,
                          "n_candidates": len(result.candidates), "how": result.how})
 
@@ -221,7 +221,7 @@ def _row(name: str, truth: str, fit: dict | None, ours: dict | None) -> dict[str
         row.update(ours_rw=ours.get("rw"), ours_seconds=ours.get("seconds"),
                    ours_cpu_seconds=ours.get("cpu_seconds"), load_average=ours.get("load_average"),
                    ours_top=ours.get("top"), ours_error=ours.get("error"),
-                   ours_fit_range=ours.get("fit_range"))
+                   ours_fit_range=ours.get("fit_range"), ours_git=ours.get("git"))
         top = ours.get("top") or []
         row["top1"] = bool(top) and type_matches(truth, top[0])
         row["top3"] = any(type_matches(truth, t) for t in top[:3])
@@ -270,10 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_ours:
         ours += [("ours", (m.name, str(m.file), m.composition, str(folder), args.timeout))
                  for m, _ in measured]
-        ours += [("ours", (f"chili {label}", str(cases_mod.DATA / rel), comp, str(folder),
-                           args.timeout)) for label, rel, comp in chili]
         ours += [("ours", (c.name, str(folder / "files" / f"{c.name}.gr"), c.composition,
                            str(folder), args.timeout)) for c in sim_cases]
+        ours += [("ours", (f"chili {label}", str(cases_mod.DATA / rel), comp, str(folder),
+                           args.timeout)) for label, rel, comp in chili]
     results: dict[tuple[str, str], dict] = {}
     ctx = multiprocessing.get_context("fork")
     t0 = time.perf_counter()
