@@ -285,8 +285,14 @@ def _candidates(stype: StructureType, present: list[int]) -> list[dict[str, list
     return out
 
 
+#: Largest difference of atomic fractions between a placed type and the composition. 0.02 keeps
+#: near-stoichiometric approximants (maghemite Fe20O32 for Fe2O3: 0.015) and refuses other formulas
+#: (Fe3O4 spinel for Fe2O3: 0.029; garnet Sr3Yb2NbO8 for Sr2YbNbO6: 0.043).
+STOICHIOMETRY_TOL = 0.02
+
+
 def placements(stype: StructureType, composition: dict[int, float],
-               tol: float = 0.05) -> list[dict[str, int]]:
+               tol: float = STOICHIOMETRY_TOL) -> list[dict[str, int]]:
     """Every assignment role -> atomic number that fits `composition`.
 
     Rules: every element of the composition is used; the atomic fractions match the composition's
@@ -375,7 +381,7 @@ def scaled(cell: Structure, factor: float) -> Structure:
 
 def typed_cells(composition: dict[int, float], nn: float | None = None,
                 library: list[StructureType] | None = None,
-                tol: float = 0.05) -> list[TypedCell]:
+                tol: float = STOICHIOMETRY_TOL) -> list[TypedCell]:
     """Every structure type x placement of `composition` as a unit cell.
 
     Args:
