@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from ase.geometry import cellpar_to_cell
 
 from invdesign.core import elements
 from invdesign.core.errors import InvdesignError
@@ -52,6 +53,8 @@ REBUILD = 1.0
 CHILI_QDAMP = 0.04
 #: the particle diameter read off a PDF: the last r where |G| exceeds this fraction of its maximum
 DIAMETER_LEVEL = 0.01
+#: Å^3, unit cells denser than this volume per atom (no solid is: diamond has 5.7) are not guided
+MIN_VOLUME_PER_ATOM = 3.0
 
 Misfit = Callable[[torch.Tensor], torch.Tensor]
 
@@ -146,6 +149,10 @@ class CellMisfit:
             keep = r <= min(diameter, CELL_R_MAX)
             self.windows.append((r[keep], target[torch.as_tensor(keep)], diameter))
         self.models: list[CrystalPDF | None] = [None] * len(self.species)
+        volumes = [abs(float(np.linalg.det(cellpar_to_cell(c.numpy())))) for c in self.cells]
+        #: structures left unguided: collapsed cells, or cells whose pair list is refused
+        self.skip = [v < MIN_VOLUME_PER_ATOM * len(z) for v, z in zip(volumes, self.species,
+                                                                      strict=True)]
 
     def _model(self, b: int, frac: np.ndarray) -> tuple[CrystalPDF, torch.Tensor]:
         """The structure's CrystalPDF (rebuilt when an atom left its pair list's reach) and the
@@ -170,7 +177,14 @@ class CellMisfit:
         uiso = self.spec.biso / (8 * math.pi**2)
         for b, z in enumerate(self.species):
             frac = x0[b, : len(z)].double()
-            model, base = self._model(b, frac.detach().cpu().numpy())
+            if not self.skip[b]:
+                try:
+                    model, base = self._model(b, frac.detach().cpu().numpy())
+                except InvdesignError:  # a pair list too large to hold
+                    self.skip[b] = True
+            if self.skip[b]:
+                out.append(frac.new_zeros(()))
+                continue
             step = frac - base
             step = step - torch.round(step.detach())  # minimum image next to the pair list's
             _, target, diameter = self.windows[b]
@@ -181,7 +195,7 @@ class CellMisfit:
 
 
 class Guide:
-    """One guided correction of a noise prediction (module docstring).
+    """The guided step of the clean estimate at one reverse step (module docstring).
 
     Args:
         misfit: estimates [B, M, 3] -> [B] misfit, differentiable.
@@ -211,8 +225,8 @@ class Guide:
         with torch.enable_grad():
             est = x0.detach().requires_grad_(True)
             cosine = self.misfit(est)
-            (grad,) = torch.autograd.grad(cosine.sum(), est)
-        grad = torch.nan_to_num(grad) * mask
+            (grad,) = torch.autograd.grad(cosine.sum(), est, allow_unused=True)
+        grad = torch.zeros_like(est) if grad is None else torch.nan_to_num(grad) * mask
         loss = cosine.detach()
         self.history.append(loss.cpu())
         norm2 = grad.pow(2).sum((1, 2)).clamp_min(1e-20)

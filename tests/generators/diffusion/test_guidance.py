@@ -15,7 +15,9 @@ from invdesign.core.tasks import Condition, TaskSpec
 from invdesign.evaluators.metrics.pattern import rw
 from invdesign.generators.base import build_generator
 from invdesign.generators.diffusion.guidance import (
+    MAX_STEP,
     CellMisfit,
+    Guide,
     ParticleMisfit,
     diameter_from_pdf,
     pattern_loss,
@@ -162,6 +164,26 @@ def test_the_cell_misfit_is_lowest_at_the_true_cell_and_reads_the_particle_size(
     shaken = frac + torch.as_tensor(np.random.default_rng(1).normal(0, 0.03, frac.shape))
     assert at_truth < 0.1
     assert float(misfit(shaken)[0]) > 2 * at_truth
+
+
+def test_a_collapsed_cell_is_left_unguided() -> None:
+    particle = cut_sphere(rock_salt_cell(), 5.0)
+    assert particle is not None
+    _, cond = _condition(particle)
+    cells = torch.tensor([[4.2, 4.2, 4.2, 90, 90, 90], [1.0, 1.0, 1.0, 90, 90, 90]])
+    species = [rock_salt_cell().species] * 2
+    patterns = cond.patterns["xPDF"].repeat(2, 1)
+    misfit = CellMisfit(XPDF, patterns, species, cells)
+    assert misfit.skip == [False, True]  # 8 atoms in 1 Å^3
+    guide = Guide(misfit, 1.0, torch.ones(2, 8, dtype=torch.bool), True, cells[:, :3])
+    frac = torch.as_tensor(rock_salt_cell().frac_positions, dtype=torch.float32)
+    x = (frac + 0.05 * torch.randn(2, 8, 3, generator=torch.Generator().manual_seed(0)))
+    step = guide(x, torch.zeros_like(x), torch.tensor(0.99))
+    assert float(guide.history[-1][1]) == 0.0
+    assert torch.equal(step[1], torch.zeros(8, 3))
+    assert float(step[0].abs().max()) > 0
+    # no atom of a guided cell moves more than MAX_STEP Å in one step
+    assert float((step[0] * cells[0, :3]).norm(dim=-1).max()) <= MAX_STEP + 1e-6
 
 
 def test_unit_cell_guidance_needs_a_pdf_condition() -> None:
