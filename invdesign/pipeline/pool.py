@@ -7,7 +7,8 @@ duplicates collapsed, validity checked, small particles' discrete cuts, refineme
 - `check`: composition and distances (`invdesign.evaluators.metrics.validity.check_validity`);
 - `cut_candidates`: for a particle under `SMALL_DIAMETER`, the best `CUT_TOP` crystal types by
   screen Rw cut to discrete particles (scored by the Debye sum beside the attenuated crystals);
-- `refine_best`: the best `refine_top` (valid first, then screened Rw) refined fully;
+- `refine_best`: the best `refine_top` (valid first, then screened Rw; the best crystal and the
+  best particle among them) refined fully;
 - `rank`: valid first, then refined or screened Rw.
 """
 
@@ -96,9 +97,19 @@ def cut_candidates(cands: Sequence[Candidate], diameter: float, device: str
 
 def refine_best(cands: Sequence[Candidate], forward: ForwardAdapter, k: int,
                 composition: dict[int, float] | None) -> tuple[list[Candidate], Candidate | None]:
-    """Refine the best `k` (valid first, then screened Rw); re-checks their validity. Returns
-    the refined candidates and the particle that got gradient steps (None if none)."""
-    chosen = sorted(cands, key=Candidate.rank_key)[:k]
+    """Refine the best `k` (valid first, then screened Rw), among them (for k >= 2) the best
+    crystal and the best particle: their screens fit different things (a crystal's lattice and
+    size, a particle's biso and qdamp), so neither kind crowds the other out. Re-checks their
+    validity. Returns the refined candidates and the particle that got gradient steps (None if
+    none)."""
+    ranked = sorted(cands, key=Candidate.rank_key)
+    chosen = ranked[:k]
+    if k >= 2:
+        for crystal in (True, False):
+            if not any(c.is_crystal is crystal for c in chosen):
+                best = next((c for c in ranked if c.is_crystal is crystal and c.valid), None)
+                if best is not None:
+                    chosen[-1] = best
     stepped = forward.refine_many(chosen)
     for cand in chosen:
         check(cand, composition)

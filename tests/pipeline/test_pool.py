@@ -140,3 +140,31 @@ def test_cuts_stay_under_the_atom_limit() -> None:
     assert small is not None and small.kind == "particle" and small.info["cut"] is True
     # a 100 Å sphere of rock salt holds ~47,000 atoms: never cut
     assert PARTICLE_ATOM_LIMIT == 3000 and cut_crystal(cell, 100.0) is None
+
+
+class Refined:
+    """A stand-in for `ForwardAdapter.refine_many`: records what it was given."""
+
+    def __init__(self) -> None:
+        self.given: list[int] = []
+
+    def refine_many(self, cands: list[Candidate]) -> None:
+        self.given = [c.index for c in cands]
+
+
+def test_refinement_takes_the_best_crystal_and_the_best_particle() -> None:
+    from invdesign.pipeline.pool import refine_best
+
+    dimer = Structure([78, 78], [[0.0, 0, 0], [2.7, 0, 0]])
+    cell = Structure([78], [[0.0, 0, 0]], np.eye(3) * 2.7, "unit_cell")
+    shapes = [dimer, dimer, dimer, cell, cell, dimer]
+    rws = [0.10, 0.11, 0.12, 0.20, 0.15, 0.05]
+    valid = [True, True, True, True, True, False]
+    cands = [Candidate(i, s, rw=rw, scale=1.0, validity=_validity(v))
+             for i, (s, rw, v) in enumerate(zip(shapes, rws, valid, strict=True))]
+    forward = Refined()
+    chosen, _ = refine_best(cands, forward, 3, None)  # type: ignore[arg-type]
+    assert forward.given == [0, 1, 4]  # the best valid crystal replaces the third particle
+    assert [c.index for c in chosen] == [0, 1, 4]
+    refine_best(cands, forward, 1, None)  # type: ignore[arg-type]
+    assert forward.given == [0]
