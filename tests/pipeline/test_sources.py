@@ -149,6 +149,6 @@ def test_library_cells_keep_every_element_of_a_spinel_composition() -> None:
     made = list(LibraryTypes().candidates(_context(inputs), 1))
     assert all(set(s.species.tolist()) == {8, 12, 13} for s in made)
     assert all(s.kind == "unit_cell" and s.info["source"] == "library" for s in made)
-    # every placement the library offers (19 on 2026-12-02) holds all three elements
-    assert len(made) == len(typed_cells(spinel, None, inputs.library)) == 19
+    # every placement the library offers holds all three elements: none is left out
+    assert len(made) == len(typed_cells(spinel, None, inputs.library))
     assert {"spinel", "inverse_spinel"} <= {s.info["structure_type"] for s in made}
