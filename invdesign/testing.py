@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from invdesign.core import elements
 from invdesign.core.patterns import pattern_spec
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import Condition, TaskBatch, TaskSpec
@@ -175,3 +176,28 @@ def set_entry(key: str, value: Any) -> Callable[[dict], dict]:
         return metadata
 
     return edit
+
+
+def read_pdffit2_reference(path: str | os.PathLike) -> tuple[Structure, dict[str, str], np.ndarray,
+                                                              np.ndarray]:
+    """A PDFfit2 reference file of tests/references/pdffit2 (written by
+    `tools/make_pdffit2_references.py`): (cell, header fields, r [n] Å, G [n] Å^-2). The header
+    states the lattice ('lattice: a b c alpha beta gamma') and every atom of the cell in fractional
+    coordinates ('atom: Symbol x y z'), so the cell rebuilt here is the one PDFfit2 computed."""
+    fields: dict[str, str] = {}
+    species, frac = [], []
+    for line in Path(path).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        body = line[2:]
+        if body.startswith("atom: "):
+            symbol, *xyz = body.split()[1:]
+            species.append(elements.atomic_number(symbol))
+            frac.append([float(v) for v in xyz])
+        elif ": " in body:
+            key, value = body.split(": ", 1)
+            fields[key.split(" (")[0]] = value
+    cellpar = np.array([float(v) for v in fields["lattice"].split()])
+    cell = Structure.from_cell_parameters(np.array(species), np.array(frac), cellpar)
+    r, g = np.loadtxt(path, unpack=True)
+    return cell, fields, r, g

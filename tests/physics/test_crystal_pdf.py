@@ -18,6 +18,7 @@ from invdesign.evaluators.metrics.pattern import rw
 from invdesign.physics.calculator import Instrument, MeasuredGridCalculator
 from invdesign.physics.crystal_pdf import CrystalPDF, shape_function
 from invdesign.physics.cutter import cut_sphere
+from invdesign.testing import read_pdffit2_reference
 
 REFERENCES = Path(__file__).resolve().parents[1] / "references" / "pdffit2"
 
@@ -45,23 +46,7 @@ CUT_RW_TOL = 0.033
 
 def read_reference(name: str) -> tuple[Structure, dict[str, str], np.ndarray, np.ndarray]:
     """(cell, header fields, r [n] Å, G [n] Å^-2) of tests/references/pdffit2/<name>.gr."""
-    path = REFERENCES / f"{name}.gr"
-    fields, species, frac = {}, [], []
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        body = line[2:]
-        if body.startswith("atom: "):
-            sym, *xyz = body.split()[1:]
-            species.append(elements.atomic_number(sym))
-            frac.append([float(v) for v in xyz])
-        elif ": " in body:
-            key, value = body.split(": ", 1)
-            fields[key.split(" (")[0]] = value
-    cellpar = np.array([float(v) for v in fields["lattice"].split()])
-    cell = Structure.from_cell_parameters(np.array(species), np.array(frac), cellpar)
-    r, g = np.loadtxt(path, unpack=True)
-    return cell, fields, r, g
+    return read_pdffit2_reference(REFERENCES / f"{name}.gr")
 
 
 def ours(cell: Structure, fields: dict[str, str], r: np.ndarray, **change) -> np.ndarray:

@@ -36,6 +36,7 @@ from invdesign.core.structure import Structure
 from invdesign.evaluators.metrics.pattern import rw
 from invdesign.physics.calculator import Instrument, MeasuredGridCalculator
 from invdesign.physics.cutter import cut_sphere
+from invdesign.testing import read_pdffit2_reference
 
 REFERENCES = Path(__file__).resolve().parents[1] / "references" / "pdffit2"
 QMIN = 0.5  # Å^-1: below the first Bragg peak of all three crystals (2.2 Å^-1, ZnO (100))
@@ -77,22 +78,7 @@ class Reference:
 @cache
 def read_reference(name: str) -> Reference:
     """Parse tests/references/pdffit2/<name>.gr (header written by the tool)."""
-    path = REFERENCES / f"{name}.gr"
-    fields, symbols, frac = {}, [], []
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        body = line[2:]
-        if body.startswith("atom: "):
-            symbol, *xyz = body.split()[1:]
-            symbols.append(elements.atomic_number(symbol))
-            frac.append([float(v) for v in xyz])
-        elif ": " in body:
-            key, value = body.split(": ", 1)
-            fields[key.split(" (")[0]] = value
-    cellpar = np.array([float(v) for v in fields["lattice"].split()])
-    cell = Structure.from_cell_parameters(np.array(symbols), np.array(frac), cellpar)
-    r, g = np.loadtxt(path, unpack=True)
+    cell, fields, r, g = read_pdffit2_reference(REFERENCES / f"{name}.gr")
     return Reference(name, cell, {"X": "xray", "N": "neutron"}[fields["radiation"]],
                      float(fields["qmax"]), float(fields["qdamp"]), float(fields["biso"]),
                      float(fields["spdiameter"]), r, g)

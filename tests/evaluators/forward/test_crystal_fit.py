@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from invdesign.core import elements
 from invdesign.core.structure import Structure
 from invdesign.evaluators.forward import crystal_fit
 from invdesign.evaluators.forward.crystal_fit import (
@@ -21,6 +20,7 @@ from invdesign.evaluators.forward.crystal_fit import (
 from invdesign.evaluators.metrics.pattern import rw
 from invdesign.io.measured import MeasuredPattern
 from invdesign.physics.crystal_pdf import CrystalPDF
+from invdesign.testing import read_pdffit2_reference
 
 REFERENCES = Path(__file__).resolve().parents[2] / "references" / "pdffit2"
 FIT = (1.5, 20.0)  # Å
@@ -107,22 +107,7 @@ def test_refinement_never_returns_worse_than_its_start() -> None:
 
 def read_reference(name: str) -> tuple[Structure, MeasuredPattern]:
     """The cell and G(r) of tests/references/pdffit2/<name>.gr as a measured pattern."""
-    path = REFERENCES / f"{name}.gr"
-    fields, species, frac = {}, [], []
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        body = line[2:]
-        if body.startswith("atom: "):
-            sym, *xyz = body.split()[1:]
-            species.append(elements.atomic_number(sym))
-            frac.append([float(v) for v in xyz])
-        elif ": " in body:
-            key, value = body.split(": ", 1)
-            fields[key.split(" (")[0]] = value
-    cellpar = np.array([float(v) for v in fields["lattice"].split()])
-    cell = Structure.from_cell_parameters(np.array(species), np.array(frac), cellpar)
-    r, g = np.loadtxt(path, unpack=True)
+    cell, fields, r, g = read_pdffit2_reference(REFERENCES / f"{name}.gr")
     radiation = {"X": "xray", "N": "neutron"}[fields["radiation"]]
     return cell, pattern(r, g, radiation, float(fields["qdamp"]))
 
