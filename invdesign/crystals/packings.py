@@ -34,18 +34,23 @@ def reference_packing(z: int) -> str:
     return state.get("symmetry") if state.get("symmetry") in LATTICES else "fcc"
 
 
+def packing_cell(packing: str, z: int, nn: float, orthorhombic: bool = False) -> Atoms:
+    """The conventional cell of an fcc/bcc/hcp lattice of element `z` with nearest-neighbour
+    distance `nn` Å (ideal c/a for hcp; `orthorhombic`: hcp's orthorhombic cell)."""
+    symbol = elements.symbol(z)
+    if packing == "fcc":
+        return bulk(symbol, "fcc", a=nn * np.sqrt(2.0), cubic=True)
+    if packing == "bcc":
+        return bulk(symbol, "bcc", a=2.0 * nn / np.sqrt(3.0), cubic=True)
+    if packing == "hcp":
+        return bulk(symbol, "hcp", a=nn, c=nn * np.sqrt(8.0 / 3.0), orthorhombic=orthorhombic)
+    raise ValueError(f"unknown packing {packing!r}")
+
+
 def lattice_sphere(packing: str, z: int, nn: float, diameter: float) -> Atoms:
     """Atoms of `packing` lattice with nearest-neighbour distance `nn` Å within a sphere of
     `diameter` Å centred on the atom closest to the block's centre."""
-    symbol = elements.symbol(z)
-    if packing == "fcc":
-        cell = bulk(symbol, "fcc", a=nn * np.sqrt(2.0), cubic=True)
-    elif packing == "bcc":
-        cell = bulk(symbol, "bcc", a=2.0 * nn / np.sqrt(3.0), cubic=True)
-    elif packing == "hcp":
-        cell = bulk(symbol, "hcp", a=nn, c=nn * np.sqrt(8.0 / 3.0), orthorhombic=True)
-    else:
-        raise ValueError(f"unknown packing {packing!r}")
+    cell = packing_cell(packing, z, nn, orthorhombic=True)
     reps = [int(np.ceil(diameter / length)) + 2 for length in cell.cell.lengths()]
     block = cell.repeat(reps)
     pos = block.positions

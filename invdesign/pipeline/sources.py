@@ -33,7 +33,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from ase.build import bulk
 
 from invdesign.core import elements
 from invdesign.core.conditions import prepare_condition
@@ -47,6 +46,7 @@ from invdesign.crystals.packings import (
     SIZE_STEPS,
     assign_species,
     packing_candidates,
+    packing_cell,
 )
 from invdesign.pipeline import defaults
 from invdesign.pipeline.inputs import ModelInput
@@ -230,16 +230,7 @@ class UnitCellSamples:
 def lattice_cell(packing: str, z: int, nn: float) -> Structure:
     """The conventional cell of an fcc/bcc/hcp lattice of element `z` with nearest-neighbour
     distance `nn` Å (kind 'unit_cell')."""
-    symbol = elements.symbol(z)
-    if packing == "fcc":
-        atoms = bulk(symbol, "fcc", a=nn * np.sqrt(2.0), cubic=True)
-    elif packing == "bcc":
-        atoms = bulk(symbol, "bcc", a=2.0 * nn / np.sqrt(3.0), cubic=True)
-    elif packing == "hcp":
-        atoms = bulk(symbol, "hcp", a=nn, c=nn * np.sqrt(8.0 / 3.0))
-    else:
-        raise ValueError(f"unknown packing {packing!r}")
-    return Structure.from_ase(atoms, kind="unit_cell")
+    return Structure.from_ase(packing_cell(packing, z, nn), kind="unit_cell")
 
 
 class MetallicPackings:
