@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "screen every candidate against the measured data (particles with "
                     "DebyeCalculator, crystals as attenuated crystals), optionally refine the "
                     "best, rank (valid first, then Rw) and write them with summaries and fit "
-                    "plots.",
+                    "plots. Without --pdf: --xrd ranks crystal candidates (library types, "
+                    "--library CIFs) by powder-fit Rwp (--composition needed); --saxs gives the "
+                    "particle size (sphere fit).",
     )
     data = parser.add_argument_group("measured data")
     data.add_argument("--pdf", type=Path, metavar="FILE", help="G(r): .gr, .fgr or columns")
@@ -42,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="x unit of --xrd/--saxs files whose header does not say")
     model = parser.add_argument_group("model")
     which = model.add_mutually_exclusive_group()
-    which.add_argument("--model", help=f"shipped model name (default {defaults.DEFAULT_MODEL})")
+    which.add_argument("--model", help=f"shipped model name (default {defaults.DEFAULT_MODEL} "
+                       "with --pdf; none for --xrd/--saxs alone: no XRD or SAXS model ships)")
     which.add_argument("--checkpoint", type=Path, metavar="FILE", help="a checkpoint file/folder")
     run = parser.add_argument_group("run")
     run.add_argument("--n", type=int, default=defaults.DEFAULT_N,
@@ -59,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--library", type=Path, metavar="DIR",
                      help="a folder of CIFs added to the structure-type library (one type each)")
     run.add_argument("--fit-range", type=float, nargs=2, metavar=("RMIN", "RMAX"),
-                     help="r range of the Rw in Å (default 1.5 to min(rmax, 30))")
+                     help="r range of the Rw in Å (default 1.5 to min(rmax, 30)); --xrd "
+                     "without --pdf: the 2-theta range in deg (default: the whole pattern)")
     run.add_argument("--out", type=Path, help="output folder (default sample_<input name>)")
     run.add_argument("--force", action="store_true", help="replace an existing --out")
     run.add_argument("--device", default="cpu", help="torch device (default cpu)")

@@ -145,7 +145,7 @@ class OutputFolder:
     def write_summary(self, result: SampleResult) -> list[str]:
         """`summary.csv` (one row per candidate, best first) and `summary.json` (run + rows)."""
         rows = result.rows()
-        columns: list[str] = []
+        columns: list[str] = [] if rows else ["rank", "rw", "source", "structure_type", "file"]
         for row in rows:
             columns += [k for k in row if k not in columns]
         with atomic_path(self.tmp / "summary.csv") as part, open(part, "w", newline="") as fh:
@@ -169,8 +169,10 @@ class OutputFolder:
 
     @_writes
     def write_fit_plot(self, candidates: Sequence[Candidate], name: str = "fit.png",
-                       xlabel: str = "r (Å)", ylabel: str = "G(r) (Å$^{-2}$)") -> str | None:
-        """Data, fit and difference curve of each candidate (Rw in the legend), one panel each."""
+                       xlabel: str = "r (Å)", ylabel: str = "G(r) (Å$^{-2}$)",
+                       metric: str = "Rw") -> str | None:
+        """Data, fit and difference curve of each candidate (`metric`, Rw or Rwp, in the
+        legend), one panel each."""
         shown = [c for c in candidates if (c.fit is not None)]
         if not shown:
             return None
@@ -188,7 +190,7 @@ class OutputFolder:
             label = "refined" if cand.rw_refined is not None else "fit"
             ax.plot(fit.x, fit.observed, "o", ms=2, mfc="none", color="C0", label="data")
             ax.plot(fit.x, fit.calculated, "-", lw=1.2, color="C3",
-                    label=f"{label} (candidate {cand.index}): Rw = {fit.rw:.3f}")
+                    label=f"{label} (candidate {cand.index}): {metric} = {fit.rw:.3f}")
             ax.plot(fit.x, fit.difference + offset, "-", lw=1, color="C2", label="difference")
             ax.axhline(offset, color="0.6", lw=0.6)
             ax.set_title(f"rank {cand.rank}: {cand.final.formula} ({cand.final.n_atoms} atoms)",

@@ -30,10 +30,13 @@ def _cell(name: str, fmt: str, value) -> str:
 def table(result: SampleResult, limit: int | None = None) -> str:
     """The ranked candidates as an aligned text table (best first)."""
     rows = result.rows()[:limit]
+    headers = dict(HEADERS)
+    if result.metric == "Rwp":  # a powder fit ranks: the columns hold Rwp
+        headers.update(rw_scan="rwp_screen", rw_refined="rwp_refined")
     head = []
     for name, fmt in COLUMNS:
         width_fmt = fmt.replace(".4f", "").replace(".3f", "")
-        head.append(width_fmt.format(HEADERS.get(name, name)))
+        head.append(width_fmt.format(headers.get(name, name)))
     lines = ["  ".join(head).rstrip()]
     for row in rows:
         lines.append("  ".join(_cell(n, f, row.get(n)) for n, f in COLUMNS).rstrip())
@@ -45,7 +48,12 @@ def report(result: SampleResult, limit: int | None = None, taken: bool = True) -
     lines = ["taken:"] + [f"  {k}: {v}" for k, v in result.taken.items()] if taken else []
     lines += ["how: " + result.how, f"model: {result.model}"
               + (f" (sha256 {result.checkpoint_hash[:12]})" if result.checkpoint_hash else ""), ""]
-    lines.append(table(result, limit))
+    size = result.answers.get("saxs_size")
+    if size:
+        lines += [f"size (SAXS): diameter {size['diameter']:.1f} Å, polydispersity "
+                  f"{size['polydispersity']:.3f} ({size['distribution']} spheres), Rw "
+                  f"{size['rw']:.4f}", ""]
+    lines.append(table(result, limit) if result.candidates else "no structure candidates")
     if result.out:
         lines += ["", f"written to {result.out}"]
     return "\n".join(lines)

@@ -177,6 +177,10 @@ class SampleResult:
         fit_range: (rmin, rmax) Å of the Rw.
         out: the output folder, when written.
         duplicates: candidates that collapsed into another before screening.
+        metric: what `rw`, `rw_scan` and `rw_refined` hold: 'Rw' (PDF, I(q)) or 'Rwp' (a
+            powder XRD profile fit ranks; the `rwp` column holds the ranking value).
+        answers: answers that are not structures, e.g. 'saxs_size': the SAXS sphere fit
+            (diameter Å, polydispersity, distribution, scale, background, rw, steps, seconds).
     """
 
     candidates: list[Candidate]
@@ -190,6 +194,8 @@ class SampleResult:
     fit_range: tuple[float, float] = (1.5, 30.0)
     out: str | None = None
     duplicates: int = 0
+    metric: str = "Rw"
+    answers: dict[str, Any] = field(default_factory=dict)
 
     @property
     def best(self) -> Candidate:
@@ -220,5 +226,7 @@ class SampleResult:
             "taken": self.taken,
             "fit_range": list(self.fit_range),
             "duplicates": self.duplicates,
+            "metric": self.metric,
+            **self.answers,
             "candidates": self.rows(),
         }

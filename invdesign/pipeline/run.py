@@ -60,6 +60,7 @@ from invdesign.pipeline.pool import (
 from invdesign.pipeline.result import Candidate, SampleResult
 from invdesign.pipeline.sizing import SizeEstimate, estimate_size
 from invdesign.pipeline.sources import PoolInputs
+from invdesign.pipeline.xrd import extra_rwp, run_without_pdf
 
 Progress = Callable[[str], None]
 
@@ -144,6 +145,9 @@ def sample(
 
     Args:
         measured_patterns: a PDF (path or `MeasuredPattern`), or {'pdf'|'xrd'|'saxs': either}.
+            Without a PDF, an XRD pattern ranks crystal candidates by powder-fit Rwp and a
+            SAXS pattern gives the particle size (`invdesign.pipeline.xrd`); with a PDF, the
+            PDF ranks and an XRD pattern adds `xrd_rwp` for the best crystals.
         composition: 'Pt', 'CdSe', {'Zn': 1, 'O': 1} or {30: 0.5, 8: 0.5}; None: the header's, else
             the model predicts species.
         model: shipped model name (folder under `checkpoints/`); checkpoint: a checkpoint path
@@ -155,6 +159,7 @@ def sample(
         out: output folder (candidates, summary.csv/json, fit.png, .fgr); None: write nothing.
         force: replace an existing `out`.
         fit_range: (rmin, rmax) Å of the PDF Rw; default 1.5 Å to the data's rmax, at most 30 Å.
+            An XRD run without a PDF: the 2-theta range (deg) of the powder fit.
         metal_core: model only the metals of the composition (drop a ligand shell).
         n_plotted: candidates shown in fit.png and written as .fgr.
         progress: called with one line per step (the CLI prints them).
@@ -202,6 +207,8 @@ def _run(request: SampleRequest, patterns: dict[str, Any], folder: OutputFolder 
     taken = taken_values(patterns)
     comp, comp_source = resolve_composition(request.composition, patterns, request.metal_core)
     taken["composition"] = f"{format_fractions(comp)} ({comp_source})"
+    if "pdf" not in patterns:  # XRD ranks crystals by Rwp; SAXS gives the size
+        return run_without_pdf(request, patterns, comp, taken, folder, say, versions())
     ckpt = defaults.resolve_checkpoint(request.model, request.checkpoint)
     source = "option" if (request.model or request.checkpoint) else "default"
     generator = load_generator(ckpt, device=request.device)
@@ -272,6 +279,9 @@ def _run(request: SampleRequest, patterns: dict[str, Any], folder: OutputFolder 
             say(f"refined candidate {cand.index} ({describe(cand)}): Rw {cand.rw:.4f} -> "
                 f"{cand.rw_refined:.4f} ({detail})")
     rank(candidates)
+    if "xrd" in patterns and any(c.is_crystal for c in candidates):
+        done = extra_rwp(candidates, patterns["xrd"], request.refine_top)
+        say(f"XRD: powder-fit Rwp of the {done} best crystal candidate(s) (column xrd_rwp)")
     _add_properties(candidates, request.device, say)
 
     how = _how(request, plan, notes, counts, comp, comp_source, forward, len(candidates),

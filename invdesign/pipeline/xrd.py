@@ -1,0 +1,298 @@
+"""`sample` without a PDF: a powder XRD pattern ranks crystal candidates by Rwp; a SAXS pattern
+gets its particle-size answer.
+
+XRD (`--xrd FILE`, no `--pdf`): the pool's crystal candidates (the structure-type library with
+the user's `--library` CIFs, and for an all-metal composition the fcc/hcp/bcc lattices) are each
+fitted to the powder pattern (`invdesign.evaluators.forward.powder_fit`: reflections of the cell,
+pseudo-Voigt peaks broadened by crystallite size and strain, Chebyshev background, lattice and
+zero shift); all are screened, the best `refine_top` refined, and they rank valid first, then
+refined before screened, then Rwp (a screen's Rwp, with broad peaks on binned data, compares with
+other screens only). No particle candidates: a powder pattern of crystallites answers with a
+crystal. No XRD model ships, so no model samples are taken; a PDF model given for an XRD file is
+refused (`check_model`).
+
+SAXS (`--saxs FILE`): polydisperse spheres fitted to I(q) (`fit_saxs`): diameter and
+polydispersity. With an all-metal composition, ase packings and cluster shapes at that diameter
+(at most `PARTICLE_ATOM_LIMIT` atoms) are scored by their Debye I(q) (the caller does that).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from invdesign.core import elements
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.crystals.library import typed_cells
+from invdesign.crystals.packings import LATTICES, packing_candidates
+from invdesign.evaluators.forward.powder_fit import (
+    PowderData,
+    PowderFit,
+    powder_curve,
+    powder_data,
+    refine_powder,
+    screen_powder,
+)
+from invdesign.evaluators.forward.saxs_fit import SaxsFit, fit_saxs
+from invdesign.pipeline import defaults
+from invdesign.pipeline.forward import TASK_NAMES, ForwardAdapter
+from invdesign.pipeline.outputs import OutputFolder
+from invdesign.pipeline.planning import label, load_generator
+from invdesign.pipeline.pool import check, collapse, describe
+from invdesign.pipeline.result import Candidate, Fit, SampleResult
+from invdesign.pipeline.sources import PARTICLE_ATOM_LIMIT, is_metallic, lattice_cell
+
+#: Wall-time cap (s) of the full powder fit of one candidate.
+POWDER_SECONDS = 20.0
+#: Wall-time cap (s) of the powder fit of a PDF run's crystal for its `xrd_rwp` column.
+EXTRA_SECONDS = 5.0
+#: Discrete packings made at the SAXS diameter (the first shapes of `packings.packing_plan`).
+SAXS_PACKINGS = 8
+
+NO_COMPOSITION = ("an XRD pattern is answered with known structures (no XRD model ships): give "
+                  "--composition (e.g. --composition TiO2)")
+METHOD = ("XRD: crystal candidates fitted to the powder pattern (reflections of the cell, "
+          "pseudo-Voigt peaks broadened by crystallite size and microstrain, Chebyshev "
+          "background, lattice by crystal system and zero shift; scale and background by "
+          "least squares); no particle candidates (a powder pattern of crystallites is answered "
+          "with a crystal).")
+
+
+def check_model(model: str | None, checkpoint: str | os.PathLike | None, kind: str) -> None:
+    """Refuse a model for a run whose ranking pattern is `kind` ('xrd' or 'saxs', no PDF): a model
+    whose task needs a pattern that was not given (a PDF model for an XRD file) gets one line
+    naming the kind of model needed; no XRD or SAXS model ships, and sampling one is not wired
+    into `sample`, so any other model is refused too. Nothing given: nothing loaded."""
+    if model is None and checkpoint is None:
+        return
+    path = defaults.resolve_checkpoint(model, checkpoint)
+    task = load_generator(path).task
+    kinds = sorted({k for (k, _), v in TASK_NAMES.items() if v in task.patterns})
+    given = f"--model {model}" if checkpoint is None else f"--checkpoint {checkpoint}"
+    needed = "an XRD (xrd->...)" if kind == "xrd" else "a SAXS (saxs->...)"
+    instead = "fit known structures to the pattern" if kind == "xrd" else "get the size"
+    if kind not in kinds:
+        raise InvdesignError(
+            f"{given} ({label(path)}) is a {'/'.join(k.upper() for k in kinds)} model (task "
+            f"{task.name}); a --{kind} file needs {needed} model, and none is shipped: leave out "
+            f"--model to {instead}")
+    raise InvdesignError(f"{given}: sampling a {kind.upper()} model is not part of `sample` yet; "
+                         "leave out --model")
+
+
+def crystal_cells(composition: Mapping[int, float] | None, library: Any) -> list[Structure]:
+    """The crystal candidates of an XRD run: every library type the composition fits (user CIFs
+    included) and, for an all-metal composition, the fcc/hcp/bcc lattices at twice the host's
+    metallic radius (the fit scans the lattice). Raises without a composition."""
+    if not composition:
+        raise InvdesignError(NO_COMPOSITION)
+    comp = dict(composition)
+    cells = []
+    for typed in typed_cells(comp, None, library):
+        if set(typed.cell.species.tolist()) == set(comp):  # never an element dropped
+            typed.cell.info.update(source=typed.source, structure_type=typed.structure_type)
+            cells.append(typed.cell)
+    if is_metallic(comp):
+        host = max(comp, key=comp.get)
+        nn = 2.0 * float(elements.metallic_radius(host))
+        for packing in LATTICES:
+            if len(comp) == 1:
+                cell = lattice_cell(packing, host, nn)
+                cell.info.update(source="packing", structure_type=packing)
+                cells.append(cell)
+    return cells
+
+
+class PowderRanker:
+    """Screens, refines and draws crystal candidates against one powder pattern.
+
+    Args:
+        measured: the XRD pattern (kind 'xrd').
+        two_theta_range: (lo, hi) deg of the fit (`--fit-range`); None: the whole pattern.
+    """
+
+    def __init__(self, measured: Any, two_theta_range: tuple[float, float] | None) -> None:
+        self.data: PowderData = powder_data(measured, two_theta_range)
+        self.fit_range = (float(self.data.two_theta[0]), float(self.data.two_theta[-1]))
+
+    def score(self, index: int, cell: Structure) -> Candidate:
+        """The screen (`screen_powder`); the candidate's structure is the cell with its screened
+        lattice (written as CIF), its `rw` the screen Rwp."""
+        fit = screen_powder(cell, self.data)
+        fitted = fit.cell
+        fitted.info.update({k: cell.info[k] for k in ("source", "structure_type")
+                            if k in cell.info})
+        return Candidate(index=index, structure=fitted, rw=fit.rwp, scale=fit.scale,
+                         params=_params(fit), scores={"rw_scan": fit.rwp, "rwp": fit.rwp},
+                         crystal=fit)
+
+    def refine(self, cand: Candidate) -> None:
+        """The full powder fit from the screen (within `POWDER_SECONDS`)."""
+        fit = refine_powder(cand.structure, self.data, start=cand.crystal,
+                            max_seconds=POWDER_SECONDS)
+        fit.cell.info.update({k: cand.structure.info[k] for k in ("source", "structure_type")
+                              if k in cand.structure.info})
+        cand.crystal, cand.refined = fit, fit.cell
+        cand.rw_refined = cand.scores["rwp"] = fit.rwp
+        cand.scale = fit.scale
+        cand.params = _params(fit)
+
+    def final_fit(self, cand: Candidate) -> Fit:
+        """Observed and fitted curve on the measured 2θ points (deg)."""
+        tth, calc, _ = powder_curve(cand.crystal, self.data)
+        return Fit(np.asarray(tth), np.asarray(self.data.y), np.asarray(calc),
+                   float(cand.crystal.rwp))
+
+
+def _params(fit: PowderFit) -> dict[str, float]:
+    return {k: float(v) for k, v in fit.params.items()}
+
+
+def rank_key(cand: Candidate) -> tuple[bool, bool, float, int]:
+    """Valid first, then refined before screened, then Rwp, then production order."""
+    rwp = float(np.nan_to_num(cand.scores.get("rwp", cand.rw), nan=np.inf))
+    return (not cand.valid, cand.rw_refined is None, rwp, cand.index)
+
+
+def extra_rwp(cands: list[Candidate], measured: Any, top: int) -> int:
+    """A PDF run with an XRD pattern: the powder-fit Rwp of the final cells of the best `top`
+    crystal candidates (ranked) as `scores['xrd_rwp']`; returns how many got it."""
+    data = powder_data(measured)
+    done = 0
+    for cand in [c for c in cands if c.is_crystal][:top]:
+        fit = refine_powder(cand.final, data, max_seconds=EXTRA_SECONDS)
+        cand.scores["xrd_rwp"] = float(fit.rwp)
+        done += 1
+    return done
+
+
+def saxs_size(measured: Any) -> SaxsFit:
+    """The SAXS size answer (`fit_saxs`, Schulz-distributed spheres)."""
+    return fit_saxs(measured)
+
+
+def size_text(fit: SaxsFit) -> str:
+    """One line on the SAXS size answer."""
+    return (f"diameter {fit.diameter:.1f} Å, polydispersity {fit.polydispersity:.3f} "
+            f"({fit.distribution} spheres), Rw {fit.rw:.4f}")
+
+
+def saxs_particles(composition: Mapping[int, float] | None, diameter: float,
+                   seed: int) -> tuple[list[Structure], str | None]:
+    """Packings and cluster shapes of an all-metal composition at the SAXS diameter (nn twice the
+    host's metallic radius), at most `PARTICLE_ATOM_LIMIT` atoms each; else none and the reason."""
+    if not composition:
+        return [], "no composition given: the SAXS answer is the size only"
+    comp = dict(composition)
+    if not is_metallic(comp):
+        return [], ("SAXS does not tell a compound's atomic arrangement: the answer is the size "
+                    "only (add --pdf or --xrd for structures)")
+    host = max(comp, key=comp.get)
+    nn = 2.0 * float(elements.metallic_radius(host))
+    made = [p for p in packing_candidates(comp, nn, diameter, SAXS_PACKINGS, seed=seed)
+            if p.n_atoms <= PARTICLE_ATOM_LIMIT]
+    for p in made:
+        p.info.setdefault("source", "packing")
+        p.info.setdefault("structure_type", str(p.info.get("shape", "packing")))
+    if not made:
+        return [], (f"a {diameter:.0f} Å particle exceeds {PARTICLE_ATOM_LIMIT} atoms: the "
+                    "answer is the size only")
+    return made, None
+
+
+def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, float] | None,
+                    taken: dict[str, str], folder: OutputFolder | None,
+                    say: Callable[[str], None], versions: dict[str, str]) -> SampleResult:
+    """The run of `sample` when no PDF is given (`request`: the run's `SampleRequest`): XRD ranks
+    crystal candidates by Rwp; a SAXS pattern adds its size answer (and, alone, ranks the
+    packings at that size by the Debye I(q) Rw). Written to `folder` when given."""
+    kind = "xrd" if "xrd" in patterns else "saxs"
+    check_model(request.model, request.checkpoint, kind)
+    if kind == "xrd" and not comp:
+        raise InvdesignError(NO_COMPOSITION)
+    answers: dict[str, Any] = {}
+    if "saxs" in patterns:
+        size = saxs_size(patterns["saxs"])
+        answers["saxs_size"] = asdict(size)
+        taken["size"] = f"{size_text(size)} (SAXS sphere fit)"
+    for key, value in taken.items():
+        say(f"{key}: {value}")
+    cands: list[Candidate] = []
+
+    def keep(cand: Candidate) -> None:
+        check(cand, comp)
+        if folder is not None:
+            folder.write_candidate(cand)
+        cands.append(cand)
+        where = f" -> {cand.files[0]}" if cand.files else ""
+        say(f"candidate {cand.index + 1}: {describe(cand)}, {metric} {cand.rw:.4f}"
+            f"{'' if cand.valid else ' (invalid)'}{where}")
+
+    if kind == "xrd":
+        metric = "Rwp"
+        ranker = PowderRanker(patterns["xrd"], request.fit_range)
+        structures, duplicates = collapse(crystal_cells(comp, request.library))
+        say(f"pool: {len(structures)} crystal candidates ({duplicates} duplicates collapsed); "
+            "XRD ranks crystals only")
+        if not structures:
+            raise InvdesignError("no structure type of the library fits the composition; add "
+                                 "CIFs with --library DIR")
+        for i, cell in enumerate(structures):
+            keep(ranker.score(i, cell))
+        if request.refine:
+            for cand in sorted(cands, key=rank_key)[:request.refine_top]:
+                ranker.refine(cand)
+                check(cand, comp)
+                if folder is not None:
+                    folder.write_refined(cand)
+                say(f"refined candidate {cand.index} ({describe(cand)}): Rwp {cand.rw:.4f} -> "
+                    f"{cand.rw_refined:.4f}")
+        how = [f"{len(cands)} crystal candidates (structure-type library"
+               f"{', metallic lattices' if is_metallic(comp) else ''}), "
+               f"{duplicates} duplicates collapsed.", METHOD,
+               f"Fitted over 2-theta {ranker.fit_range[0]:g}-{ranker.fit_range[1]:g} deg; all "
+               "screened (broad peaks, binned data)"
+               + (f", the {request.refine_top} best refined (every profile parameter free)"
+                  if request.refine else "")
+               + "; ranked valid first, then refined before screened, then Rwp (column rwp)."]
+        fit_range, draw = ranker.fit_range, ranker.final_fit
+        labels = ("2θ (deg)", "intensity")
+    else:
+        metric = "Rw"
+        diameter = answers["saxs_size"]["diameter"]
+        particles, reason = saxs_particles(comp, diameter, request.seed)
+        duplicates = 0
+        how = ["SAXS: polydisperse spheres (sasmodels sphere, Schulz radius distribution) "
+               "fitted to I(q): the size answer."]
+        forward = ForwardAdapter(patterns, device=request.device)
+        if reason is not None:
+            say(f"no structure candidates: {reason}")
+            how.append(f"No structure candidates: {reason}.")
+        else:
+            particles, duplicates = collapse(particles)
+            for i, particle in enumerate(particles):
+                keep(forward.score(i, particle))
+            how.append(f"{len(cands)} packings and cluster shapes at the SAXS diameter "
+                       f"({duplicates} duplicates collapsed) ranked by the Rw of their Debye "
+                       "I(q) (least-squares scale).")
+        fit_range, draw = forward.fit_range, forward.final_fit
+        labels = forward.axis_labels()
+    cands.sort(key=rank_key)
+    for rank, cand in enumerate(cands, start=1):
+        cand.rank = rank
+    result = SampleResult(candidates=cands, model="known structures", checkpoint="",
+                          checkpoint_hash="", seed=request.seed, versions=versions,
+                          how=" ".join(how), taken=taken, fit_range=fit_range,
+                          duplicates=duplicates, metric=metric, answers=answers)
+    if folder is not None:
+        best = cands[:request.n_plotted]
+        for cand in best:
+            cand.fit = draw(cand)
+        folder.write_fit_plot(best, xlabel=labels[0], ylabel=labels[1], metric=metric)
+        folder.write_summary(result)
+    return result
