@@ -24,6 +24,8 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+from ase.build import bulk
+from ase.neighborlist import neighbor_list
 
 from invdesign.core import elements
 from invdesign.core.errors import InvdesignError
@@ -85,10 +87,20 @@ def check_model(model: str | None, checkpoint: str | os.PathLike | None, kind: s
                          "leave out --model")
 
 
+def metal_nn(z: int) -> float:
+    """Nearest-neighbour distance (Å) of element `z` in ase's reference crystal (`ase.build.bulk`
+    defaults), else twice its metallic radius."""
+    try:
+        return float(neighbor_list("d", bulk(elements.symbol(z)), 5.0).min())
+    except (ValueError, KeyError, RuntimeError):
+        return 2.0 * float(elements.metallic_radius(z))
+
+
 def crystal_cells(composition: Mapping[int, float] | None, library: Any) -> list[Structure]:
     """The crystal candidates of an XRD run: every library type the composition fits (user CIFs
-    included) and, for an all-metal composition, the fcc/hcp/bcc lattices at twice the host's
-    metallic radius (the fit scans the lattice). Raises without a composition."""
+    included) and, for a one-metal composition, the fcc/hcp/bcc lattices at the metal's reference
+    nearest-neighbour distance (`metal_nn`; the fit scans the lattice). Raises without a
+    composition."""
     if not composition:
         raise InvdesignError(NO_COMPOSITION)
     comp = dict(composition)
@@ -99,7 +111,7 @@ def crystal_cells(composition: Mapping[int, float] | None, library: Any) -> list
             cells.append(typed.cell)
     if is_metallic(comp):
         host = max(comp, key=comp.get)
-        nn = 2.0 * float(elements.metallic_radius(host))
+        nn = metal_nn(host)
         for packing in LATTICES:
             if len(comp) == 1:
                 cell = lattice_cell(packing, host, nn)
@@ -185,15 +197,14 @@ def size_text(fit: SaxsFit) -> str:
 def saxs_particles(composition: Mapping[int, float] | None, diameter: float,
                    seed: int) -> tuple[list[Structure], str | None]:
     """Packings and cluster shapes of an all-metal composition at the SAXS diameter (nn twice the
-    host's metallic radius), at most `PARTICLE_ATOM_LIMIT` atoms each; else none and the reason."""
+    `metal_nn` of the host), at most `PARTICLE_ATOM_LIMIT` atoms each; else none and the reason."""
     if not composition:
         return [], "no composition given: the SAXS answer is the size only"
     comp = dict(composition)
     if not is_metallic(comp):
         return [], ("SAXS does not tell a compound's atomic arrangement: the answer is the size "
                     "only (add --pdf or --xrd for structures)")
-    host = max(comp, key=comp.get)
-    nn = 2.0 * float(elements.metallic_radius(host))
+    nn = metal_nn(max(comp, key=comp.get))
     made = [p for p in packing_candidates(comp, nn, diameter, SAXS_PACKINGS, seed=seed)
             if p.n_atoms <= PARTICLE_ATOM_LIMIT]
     for p in made:

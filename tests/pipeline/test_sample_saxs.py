@@ -1,0 +1,91 @@
+"""`sample --saxs` without a PDF: the size answer of a sphere fit (diameter, polydispersity) in the
+report and summary.json; packings at that size for a metal; the size only otherwise."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.special import gammaln
+
+from invdesign.core.errors import InvdesignError
+from invdesign.pipeline import sample
+from invdesign.pipeline.report import report
+
+Q = np.geomspace(0.005, 0.5, 200)  # Å^-1
+MEAN_RADIUS, PD = 15.0, 0.1  # Å, Schulz σ / mean
+
+
+def _schulz_population(q: np.ndarray, mean: float, p: float) -> np.ndarray:
+    """<V^2 P(q)>_n / <V>_n of Schulz-distributed spheres by direct summation over 4000 radii
+    (numpy, not sasmodels), as tests/evaluators/forward/test_saxs_fit.py."""
+    z = 1.0 / p ** 2 - 1.0
+    r = np.linspace(mean * max(1 - 6 * p, 0.02), mean * (1 + 8 * p), 4000)
+    number = np.exp((z + 1) * math.log(z + 1) + z * np.log(r / mean) - (z + 1) * r / mean
+                    - math.log(mean) - gammaln(z + 1))
+    qr = np.outer(q, r)
+    volume = 4.0 / 3.0 * math.pi * r ** 3
+    amplitude = 3.0 * (np.sin(qr) - qr * np.cos(qr)) / qr ** 3 * volume
+    return (amplitude ** 2 @ number) / (volume @ number)
+
+
+@pytest.fixture(scope="module")
+def spheres_dat(tmp_path_factory) -> Path:
+    """I(q) of 30 Å (mean diameter) Schulz spheres, 10 % polydisperse, on a flat background, 1 %
+    noise, two columns with the q unit in the header."""
+    clean = 1e-4 * _schulz_population(Q, MEAN_RADIUS, PD) + 0.02
+    y = clean * (1 + 0.01 * np.random.default_rng(1).standard_normal(Q.size))
+    path = tmp_path_factory.mktemp("saxs") / "spheres.dat"
+    path.write_text("# x_unit = q_A\n"
+                    + "\n".join(f"{a:.6g} {b:.6g}" for a, b in zip(Q, y, strict=True)))
+    return path
+
+
+def test_saxs_size_answer_within_5_percent_without_candidates(spheres_dat, tmp_path):
+    out = tmp_path / "run"
+    lines: list[str] = []
+    result = sample({"saxs": spheres_dat}, out=out, progress=lines.append)
+    size = result.answers["saxs_size"]
+    assert abs(size["diameter"] / (2 * MEAN_RADIUS) - 1) < 0.05
+    assert abs(size["polydispersity"] / PD - 1) < 0.05
+    assert size["distribution"] == "schulz"
+    assert result.candidates == []
+    assert ("no structure candidates: no composition given: the SAXS answer is the size only"
+            in lines)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["saxs_size"]["diameter"] == pytest.approx(size["diameter"])
+    assert summary["candidates"] == []
+    text = report(result, taken=False)
+    assert f"size (SAXS): diameter {size['diameter']:.1f} Å" in text
+    assert "no structure candidates" in text
+
+
+def test_compound_gets_the_size_only(spheres_dat):
+    result = sample({"saxs": spheres_dat}, composition="TiO2")
+    assert result.candidates == []
+    assert "does not tell a compound's atomic arrangement" in result.how
+
+
+def test_metal_packings_at_the_saxs_size_ranked_by_debye_iq(spheres_dat, tmp_path):
+    result = sample({"saxs": spheres_dat}, composition="Au", out=tmp_path / "run")
+    cands = result.candidates
+    assert len(cands) >= 4 and {c.source for c in cands} == {"packing"}
+    assert all(c.structure.kind == "particle" for c in cands)
+    assert [c.rank for c in cands] == list(range(1, len(cands) + 1))
+    assert [c.rw for c in cands] == sorted(c.rw for c in cands)
+    assert (tmp_path / "run" / "fit.png").is_file()
+    # the fcc sphere is cut at the fitted diameter with Au's nearest-neighbour distance (ase's
+    # reference fcc, a = 4.08 Å)
+    diameter = result.answers["saxs_size"]["diameter"]
+    fcc = next(c for c in cands if c.structure_type == "fcc")
+    assert fcc.structure.info["diameter"] == round(diameter, 2)
+    assert fcc.structure.info["nn"] == round(4.08 / math.sqrt(2.0), 4)
+
+
+def test_pdf_model_for_a_saxs_file_is_refused(spheres_dat):
+    with pytest.raises(InvdesignError, match=r"a --saxs file needs a SAXS \(saxs->\.\.\.\) "
+                                             "model, and none is shipped"):
+        sample({"saxs": spheres_dat}, model="mlp-xpdf-pos_abs")
