@@ -239,6 +239,7 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
         check(cand, comp)
         if folder is not None:
             folder.write_candidate(cand)
+            cand.files.sort(key=lambda name: not name.endswith(".cif"))  # a cell's CIF first
         cands.append(cand)
         where = f" -> {cand.files[0]}" if cand.files else ""
         say(f"candidate {cand.index + 1}: {describe(cand)}, {metric} {cand.rw:.4f}"

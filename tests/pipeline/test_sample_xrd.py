@@ -20,6 +20,7 @@ from invdesign.io.measured import read_pattern
 from invdesign.pipeline import sample
 from invdesign.pipeline.report import report
 from invdesign.pipeline.result import Candidate
+from invdesign.pipeline.sources import lattice_cell
 from invdesign.pipeline.xrd import extra_rwp
 
 CU = 1.5406
@@ -73,6 +74,7 @@ def test_rutile_pattern_ranks_rutile_first_and_writes_its_fitted_cif(rutile_xy, 
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(result.candidates)
     assert rows[0]["structure_type"] == "rutile" and rows[0]["source"] == "library"
+    assert rows[0]["file"] == f"candidate_{best.index:03d}.cif"
     assert float(rows[0]["rwp"]) == pytest.approx(best.rw_refined)
     assert float(rows[0]["a"]) == pytest.approx(abc[0], rel=1e-3)
     summary = json.loads((out / "summary.json").read_text())
@@ -110,3 +112,19 @@ def test_pdf_run_crystals_get_the_xrd_rwp(rutile_xy):
     assert "xrd_rwp" in cands[0].scores and "xrd_rwp" not in cands[1].scores
     assert extra_rwp(cands, read_pattern(path, kind="xrd"), top=2) == 2
     assert cands[1].scores["xrd_rwp"] <= truth_rwp + 1e-4 and cands[0].scores["xrd_rwp"] > 0.3
+
+
+def test_metal_pattern_ranks_its_packing_first(tmp_path):
+    """A Pt fcc pattern (nn 2.775 Å) ranks fcc first among the library's and the packings'
+    lattices, its screened cell at the pattern's lattice constant."""
+    cell = lattice_cell("fcc", 78, 2.775)
+    refl = reflections(cell, CU / (2 * math.sin(math.radians(47.0))))
+    tth = np.arange(20.0, 90.0, 0.04)
+    y = powder_pattern(refl, refl.lattice, tth, (CU,), Profile(w=0.004, size=100.0))
+    path = tmp_path / "pt.xy"
+    path.write_text("# wavelength = 1.5406\n# x_unit = 2theta_deg\n" + "\n".join(
+        f"{a:.2f} {b:.6g}" for a, b in zip(tth, 5000 * y / y.max() + 100, strict=True)))
+    result = sample({"xrd": path}, composition="Pt")
+    assert result.best.structure_type == "fcc"
+    assert {c.structure_type for c in result.candidates} >= {"fcc", "hcp", "bcc"}
+    assert result.best.final.cell[0, 0] == pytest.approx(2.775 * math.sqrt(2.0), rel=1e-3)
