@@ -269,7 +269,8 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
                f"{duplicates} duplicates collapsed.", METHOD,
                f"Fitted over 2-theta {ranker.fit_range[0]:g}-{ranker.fit_range[1]:g} deg; all "
                "screened (broad peaks, binned data)"
-               + (f", the {request.refine_top} best refined (every profile parameter free)"
+               + (f", the {min(request.refine_top, len(cands))} best refined (every profile "
+                  "parameter free)"
                   if request.refine else "")
                + "; ranked valid first, then refined before screened, then Rwp (column rwp)."]
         fit_range, draw = ranker.fit_range, ranker.final_fit
