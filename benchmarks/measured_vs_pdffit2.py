@@ -34,6 +34,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import Counter, deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -169,6 +172,44 @@ def _run(task: tuple) -> tuple[str, str, dict[str, Any]]:
         return fn, args[0] if fn == "ours" else args[1], {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def _cache_path(task: tuple, folder: Path) -> tuple[str, Path]:
+    fn, args = task
+    name = args[0] if fn == "ours" else args[1]
+    return name, folder / ("ours" if fn == "ours" else "pdffit2") / f"{name}.json"
+
+
+def run_all(tasks: list[tuple], workers: int, record, folder: Path) -> None:
+    """Run tasks in `workers` processes (spawned, 10 tasks each), at most `workers` at a time.
+
+    A worker that dies (killed for memory, crashed in C code) breaks the pool: the tasks it may
+    have held are tried once more, then recorded (and cached) as failed."""
+    queue, tries = deque(tasks), Counter()
+    ctx = multiprocessing.get_context("spawn")
+    while queue:
+        inflight: dict = {}
+        try:
+            with ProcessPoolExecutor(max(1, workers), mp_context=ctx, initializer=_init_worker,
+                                     max_tasks_per_child=10) as pool:
+                while queue or inflight:
+                    while queue and len(inflight) < max(1, workers):
+                        task = queue.popleft()
+                        inflight[pool.submit(_run, task)] = task
+                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        fn, name, rec = future.result()  # BrokenProcessPool if a worker died
+                        del inflight[future]
+                        record(fn, name, rec)
+        except BrokenProcessPool:
+            for task in inflight.values():
+                tries[task] += 1
+                if tries[task] < 2:
+                    queue.append(task)
+                    continue
+                name, path = _cache_path(task, folder)
+                record(task[0], name, _save(path, {"name": name, "error": "worker died "
+                                                   "(killed or crashed) twice", "git": _git()}))
+
+
 def _init_worker() -> None:
     import torch  # lazy: only workers run the pipeline
 
@@ -283,24 +324,25 @@ def main(argv: list[str] | None = None) -> int:
         ours += [("ours", (f"chili {label}", str(cases_mod.DATA / rel), comp, str(folder),
                            args.timeout)) for label, rel, comp in chili]
     results: dict[tuple[str, str], dict] = {}
-    ctx = multiprocessing.get_context("fork")
     t0 = time.perf_counter()
+
+    def record(fn: str, name: str, rec: dict[str, Any]) -> None:
+        results[(fn, name)] = rec
+        msg = rec.get("error") or (f"Rw {rec['rw']:.4f}, {rec['seconds']:.1f} s"
+                                   if rec.get("rw") is not None else "")
+        print(f"[{time.perf_counter() - t0:7.0f} s] {fn:8s} {name:30s} {msg}", flush=True)
+
     for tasks in (fits, ours):  # the files exist before `sample` reads them
-        if args.report_only:
-            for fn, a in tasks:
-                name = a[0] if fn == "ours" else a[1]
-                sub = "ours" if fn == "ours" else "pdffit2"
-                if (hit := _load(folder / sub / f"{name}.json")) is not None:
-                    results[(fn, name)] = hit
-            continue
-        with ctx.Pool(max(1, args.workers), initializer=_init_worker,
-                      maxtasksperchild=20) as pool:
-            for fn, name, rec in pool.imap_unordered(_run, tasks):
-                results[(fn, name)] = rec
-                msg = rec.get("error") or (f"Rw {rec['rw']:.4f}, {rec['seconds']:.1f} s"
-                                           if rec.get("rw") is not None else "")
-                print(f"[{time.perf_counter() - t0:7.0f} s] {fn:8s} {name:30s} {msg}",
-                      flush=True)
+        todo = []
+        for task in tasks:
+            name, path = _cache_path(task, folder)
+            if (hit := _load(path)) is not None and not (task[0] == "pdffit2" and
+                                                         "floor_rw" not in hit and
+                                                         task[1][0] == "sim"):
+                results[(task[0], name)] = hit
+            elif not args.report_only:
+                todo.append(task)
+        run_all(todo, args.workers, record, folder)
 
     sim_rows = [_row(c.name, c.structure_type, results.get(("pdffit2", c.name)),
                      results.get(("ours", c.name))) | {"composition": c.composition,
