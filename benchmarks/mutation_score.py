@@ -87,7 +87,19 @@ MODULES: dict[str, Module] = {
     "headers": Module("invdesign/io/headers.py", _READER_TESTS),
     "splits": Module(
         "invdesign/data/splits.py",
-        ("tests/data/test_splits.py", "tests/data/test_splits_mutants.py"),
+        ("tests/data/test_splits.py", "tests/data/test_splits_mutants.py",
+         # not test_task_split_and_config_group: it reads configs/, which the work folder lacks
+         *(f"tests/data/test_splits_leave_type_out.py::{t}" for t in (
+             "test_fold_contents_are_exact", "test_only_the_chosen_graphs_are_split",
+             "test_fold_by_index_and_any_case_names_the_same_type",
+             "test_bad_folds_are_refused_in_one_line", "test_bare_kind_without_fold_is_refused",
+             "test_too_few_remaining_sources_are_refused",
+             "test_the_held_out_type_is_never_in_train_or_val_and_sources_stay_whole",
+             "test_existing_kinds_are_unchanged"))),
+    ),
+    "crystal_pdf": Module(
+        "invdesign/physics/crystal_pdf.py",
+        ("tests/physics/test_crystal_pdf.py", "tests/physics/test_crystal_pdf_mutants.py"),
     ),
     "segmentation": Module(
         "invdesign/generators/vae/segmentation.py",
@@ -133,7 +145,7 @@ def prepare(name: str, mod: Module, workdir: Path, ref: str | None, isolation: s
     shared = REPO.parent / "shared"
     if shared.is_dir():
         (work / "shared").symlink_to(shared)
-    tests = [t for t in mod.tests if (work / t).exists()]
+    tests = [t for t in mod.tests if (work / t.split("::")[0]).exists()]  # path or node id
     quoted = ", ".join(f'"{t}"' for t in tests)
     config = (
         "\n[tool.mutmut]\n"

@@ -12,8 +12,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from invdesign.core.errors import InvdesignError
-from invdesign.data.splits import chili_random_split, grouped_split, split_indices
+from invdesign.core.errors import ConfigError, InvdesignError
+from invdesign.data.splits import (
+    chili_random_split,
+    grouped_split,
+    leave_type_out_split,
+    split_indices,
+)
 
 
 def _fake_dataset(sources: list[str]) -> SimpleNamespace:
@@ -95,3 +100,38 @@ def test_grouped_split_float_indices_come_back_as_python_ints() -> None:
     split = grouped_split(np.array([10.0, 11.0, 12.0, 13.0]), groups)
     assert split == grouped_split([10, 11, 12, 13], groups)
     assert all(type(i) is int for part in split.values() for i in part)
+
+
+def test_leave_type_out_two_remaining_sources_and_default_seed() -> None:
+    """The smallest split: 2 sources of the other types, one each for train and validation
+    (RandomState(42).permutation(2) = [1, 0]: validation b2); the default seed is 42."""
+    assert np.random.RandomState(42).permutation(2).tolist() == [1, 0]
+    args = ([0, 1, 2, 3], ["A", "B", "B", "B"], ["a", "b1", "b2", "b2"], "A")
+    assert leave_type_out_split(*args) == {"train": [1], "val": [2, 3], "test": [0]}
+    types = [t for t in "ABCD" for _ in range(6)]
+    groups = [f"{t}{i}" for i, t in enumerate(types)]
+    assert leave_type_out_split(range(24), types, groups, "B") == leave_type_out_split(
+        range(24), types, groups, "B", seed=42)
+    assert leave_type_out_split(range(24), types, groups, "B") != leave_type_out_split(
+        range(24), types, groups, "B", seed=43)
+
+
+def test_leave_type_out_refusals_say_why() -> None:
+    with pytest.raises(ValueError) as err:
+        leave_type_out_split([0, 1, 2], ["A", "B"], ["a", "b", "c"], "A")
+    assert str(err.value) == "3 indices but 2 types and 3 groups"
+    with pytest.raises(InvdesignError) as err:
+        leave_type_out_split([0, 1], ["A", "B"], ["a", "b"], "A")
+    assert str(err.value) == ("cannot split 1 sources of the types other than A into train and "
+                              "validation")
+
+
+def test_leave_type_out_fold_is_everything_after_the_first_colon() -> None:
+    """'leave_type_out:Rutile:x' names the fold 'Rutile:x' (refused), not 'Rutile'."""
+    ds = SimpleNamespace(records=[SimpleNamespace(source=f"s{i}", crystal_type="Rutile")
+                                  for i in range(4)])
+    for kind, fold in (("leave_type_out:Rutile:x", "Rutile:x"),
+                       ("leave_type_out:x:Rutile", "x:Rutile")):
+        with pytest.raises(ConfigError) as err:
+            split_indices(ds, kind)
+        assert str(err.value).endswith(f"index 0-11, not {fold!r}")
