@@ -219,7 +219,7 @@ def test_every_config_smoke_runs(config, tiny_root):
     assert set(val) == VAL_METRICS and np.isfinite(val["chili_mae"])
     assert val["n_samples"] == info["n_val"] > 0  # every item of the val part, no other
     assert result.config["task"]["name"] == cfg.task.name
-    assert result.config["split"] == {"kind": cfg.split.kind, "seed": cfg.split.seed}
+    assert result.config["split"] == {"kind": cfg.split.kind, "seed": cfg.split.seed, "fold": None}
     if config.stem.startswith("mlp"):
         # Lightning's validation (the monitor) and `evaluate_generator` compute the CHILI MAE of
         # the same weights by different code: measured 2026-12-02 on mlp_saxs_unit_cell,
