@@ -263,7 +263,12 @@ class CrystalPDF:
             corr = torch.ones(1, **t)
             hist = hist[:, None, :]
         sigma2 = torch.clamp(u_pair[:, None] * corr[None, :], min=1e-8)  # [g, b]
-        width = int(math.ceil(6 * float(torch.sqrt(sigma2.detach().max())) / self.step))
+        # Padding against the FFT's wrap-around: 6 sigma, at most the grid's own length (a wider
+        # Gaussian smears G flat anyway; an optimiser's trial of a huge or NaN Uiso must not ask
+        # for an FFT of billions of points).
+        sigma_max = float(torch.sqrt(sigma2.detach().max()))
+        width = n_fine if not math.isfinite(sigma_max) else min(
+            n_fine, int(math.ceil(6 * sigma_max / self.step)))
         n_fft = int(2 ** math.ceil(math.log2(n_fine + 2 * width)))
         q = torch.arange(n_fft // 2 + 1, **t) * (2 * math.pi / (n_fft * self.step))
         spec = torch.fft.rfft(hist, n=n_fft)  # [g, b, f]

@@ -164,3 +164,12 @@ def test_delta2_matches_pdffit2() -> None:
     value, scale = rw(theirs[r >= 1.6], g[r >= 1.6])
     assert float(value) < 0.0065, f"Rw {float(value):.4f}"
     assert abs(float(scale) - 1) < SCALE_TOL
+
+
+def test_an_absurd_uiso_costs_one_grid_not_an_exabyte() -> None:
+    """An optimiser's trial Uiso of 1e12 Å^2 once asked for an FFT of ~1e16 points (the padding
+    was 6 sigma, so the call died allocating memory): the padding is capped at the grid's length
+    and the call returns a finite G(r) on the grid."""
+    cell, fields, r, _ = read_reference("mgo_bulk_neutron")
+    smeared = ours(cell, fields, r, uiso=torch.tensor(1e12))
+    assert smeared.shape == r.shape and np.all(np.isfinite(smeared))
