@@ -97,6 +97,11 @@ MODULES: dict[str, Module] = {
              "test_the_held_out_type_is_never_in_train_or_val_and_sources_stay_whole",
              "test_existing_kinds_are_unchanged"))),
     ),
+    "match": Module(
+        "invdesign/evaluators/metrics/match.py",
+        ("tests/evaluators/metrics/test_match.py",
+         "tests/evaluators/metrics/test_match_mutants.py"),
+    ),
     "crystal_pdf": Module(
         "invdesign/physics/crystal_pdf.py",
         ("tests/physics/test_crystal_pdf.py", "tests/physics/test_crystal_pdf_mutants.py"),
