@@ -14,7 +14,7 @@ the sources picked here since their 5 Å particle is kept), `--items` test sourc
 numpy's default_rng(`--pick-seed`), built with `--build` into `--data` (radii 5 and 10 Å only: the
 same graphs as the full build's at those radii), one graph per source: its smallest particle.
 
-    nice python benchmarks/guided_sampling.py --data /tmp/chili3k-test5 --build \\
+    nice python benchmarks/guided_sampling.py --data WORK/chili3k-test5 --build \\
         --checkpoints checkpoints/diffusion-xpdf-pos_abs checkpoints/diffusion-xpdf-unit_cell
 """
 

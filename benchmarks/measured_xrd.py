@@ -19,7 +19,7 @@ authors' refined structure(s). Per file:
 6. wall time of steps 1-4.
 
     python benchmarks/measured_xrd.py        # all ten -> benchmarks/results/measured_xrd.json
-    python benchmarks/measured_xrd.py --only sq3214 --refine-top 3 --out /tmp/x.json
+    python benchmarks/measured_xrd.py --only sq3214 --refine-top 3 --out WORK/x.json
 """
 
 from __future__ import annotations
