@@ -141,6 +141,7 @@ def run_tasks(
     desc: str = "build",
     progress: bool = True,
     inputs: Sequence[str | os.PathLike] = (),
+    scheduler: str | None = None,
 ) -> BuildSummary:
     """Run `work(task, out_dir)` for every task without an output file yet.
 
@@ -153,7 +154,11 @@ def run_tasks(
         desc: progress-bar label.
         progress: show a tqdm progress bar.
         inputs: source files or folders `out_dir` must not be, hold or lie inside.
+        scheduler: address of a running Dask scheduler (`tcp://HOST:PORT`) to send the tasks
+        to; None runs them here (`workers` processes).
     """
+    if scheduler is not None:
+        raise NotImplementedError("--scheduler: Dask builds are not implemented yet")
     workers = check_workers(workers)
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
