@@ -255,7 +255,9 @@ class CrystalPDF:
         u_el = torch.zeros(len(self.unique), **t).index_add(0, self.atom_code, uiso) / counts
         ge = torch.as_tensor(self.group_elements, device=self.device)
         u_pair = u_el[ge[:, 0]] + u_el[ge[:, 1]]  # [g]
-        r = self.r_fine
+        if n_groups == 0:  # no pair within reach: no peaks, G(r) is the -4 pi rho0 r baseline
+            dens = hist.sum(0) + (uiso.sum() + delta2) * 0  # zeros that keep the autograd graph
+            return self._baseline(dens, lattice, spdiameter, qdamp)
         if delta2.requires_grad or float(delta2) != 0:  # widths vary with r: one FFT per band
             corr = torch.clamp(1 - delta2 * self.band_u, min=1e-4)  # [b]
             hist = hist[:, None, :] * self.band_mask[None, :, :]  # [g, b, n_fine]
@@ -274,7 +276,12 @@ class CrystalPDF:
         spec = torch.fft.rfft(hist, n=n_fft)  # [g, b, f]
         blur = torch.exp(-0.5 * sigma2[:, :, None] * q**2)
         dens = torch.fft.irfft((spec * blur).sum((0, 1)), n=n_fft)[:n_fine]
-        dens = dens / self.step
+        return self._baseline(dens / self.step, lattice, spdiameter, qdamp)
+
+    def _baseline(self, dens, lattice, spdiameter, qdamp) -> torch.Tensor:
+        """[n_fine] G from the pair density `dens` [n_fine] (Å^-1): dens / (N r) - 4 pi rho0 r,
+        times the sphere's shape function and the qdamp envelope, cut at the model's reach."""
+        r = self.r_fine
         rho0 = self.n_atoms / cell_volume(lattice)
         g = torch.zeros_like(r)
         g = torch.where(r > 0, dens / (self.n_atoms * torch.clamp(r, min=self.step)), g)

@@ -330,14 +330,25 @@ def test_pair_list_reach_fine_grid_and_cut() -> None:
     assert g[0] == 0.0  # G(0) = 0 exactly
 
 
-def test_a_cell_without_pairs_in_range_is_accepted() -> None:
+def test_a_cell_without_pairs_in_range_gives_the_density_baseline() -> None:
     """One atom in a 10 Å cube, r up to 1 Å: no pair within the reach (6.4 Å). Construction
-    works (the delta2 bands fall back to 1 Å). Evaluating it raises in `_fine` (`max()` of an
-    empty width list), reported in benchmarks/results/mutation_NOTES.md, not tested here."""
+    works (the delta2 bands fall back to 1 Å) and G(r) is the baseline -4 pi rho0 r (rho0 =
+    1 / 1000 Å^-3), with and without delta2, qdamp and a sphere, and differentiable in the
+    lattice (dG/da = 12 pi r / a^4 at a = 10 Å)."""
     lone = Structure.from_fractional(np.array([29]), np.zeros((1, 3)), 10 * np.eye(3))
-    model = CrystalPDF(lone, np.arange(0.0, 1.0, 0.05), radiation="xray", qmax=0.0)
+    r = np.arange(0.0, 1.0, 0.05)
+    model = CrystalPDF(lone, r, radiation="xray", qmax=0.0)
     assert model.n_pairs == 0 and len(model.weight) == 0
     assert float(model.band_u[0]) == pytest.approx(1 - (1 - 1 / model.r_fine[-1] ** 2) / 64)
+    lattice = model.default_lattice().clone().requires_grad_(True)
+    g = model(lattice=lattice, uiso=0.01, delta2=0.5, qdamp=0.0)
+    np.testing.assert_allclose(g.detach().numpy(), -4 * np.pi * r / 1000, atol=1e-12)
+    g.sum().backward()
+    assert float(lattice.grad[0]) == pytest.approx(12 * np.pi * r.sum() / 1e4 / 3, rel=1e-6)
+    damped = model(lattice=model.default_lattice(), uiso=0.01, qdamp=0.1, spdiameter=4.0)
+    expected = -4 * np.pi * r / 1000 * np.exp(-0.5 * (0.1 * r) ** 2) * (
+        1 - 1.5 * r / 4 + 0.5 * (r / 4) ** 3)
+    np.testing.assert_allclose(damped.detach().numpy(), expected, atol=1e-12)
 
 
 def test_delta2_bands_are_equal_steps_in_inverse_square_r() -> None:
