@@ -32,6 +32,7 @@ DEFAULT_K = 12
 N_LAP = 4  # Laplacian eigenvectors kept (zero-padded for small graphs)
 N_RW = 8  # random-walk steps
 DENSE_PE_MAX = 400  # atoms; larger graphs get their encodings from sparse matrices
+_TIE_MARGIN = 8  # neighbours asked of the k-d tree beyond the k kept (see `finite_knn`)
 
 
 class CrystalGraph(Data):
@@ -72,27 +73,48 @@ def periodic_knn(
 def finite_knn(
     positions: np.ndarray, k: int = DEFAULT_K
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The min(k, n-1) nearest neighbours of every atom of a finite particle (torch.cdist).
+    """The min(k, n-1) nearest neighbours of every atom of a finite particle (scipy's k-d tree:
+    time and memory linear in atoms, no n x n distance matrix).
+
+    Neighbours are ordered nearest first; distances equal to 1e-6 Å are ties, broken by the
+    lower neighbour index. The k-d tree is asked for a few more neighbours than kept, and atoms
+    whose tie runs past those are asked again for every neighbour within their k-th distance, so
+    the choice among tied neighbours never depends on the tree.
 
     Args:
         positions: [n, 3] Å.
     Returns:
-        src, dst [n*k_eff], zero shifts [n*k_eff, 3].
+        src [n*k_eff] neighbour index, dst [n*k_eff] centre index (grouped by centre), zero
+        shifts [n*k_eff, 3].
     """
-    pos = torch.as_tensor(positions, dtype=torch.float64)
+    # lazy: scipy.spatial is only needed for particles
+    from scipy.spatial import cKDTree  # noqa: PLC0415
+
+    pos = np.ascontiguousarray(positions, dtype=np.float64)
     n = pos.shape[0]
     k_eff = min(k, n - 1)
     if k_eff <= 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros((0, 3))
-    dist = torch.cdist(pos, pos)
-    dist.fill_diagonal_(float("inf"))
-    # stable ordering: distance (rounded), then neighbour index
-    idx = torch.arange(n, dtype=torch.float64)
-    key = torch.round(dist * 1e6) + idx.unsqueeze(0) / (n + 1)
-    nbr = torch.topk(key, k_eff, dim=1, largest=False).indices  # [n, k_eff]
-    src = nbr.reshape(-1).numpy()
-    dst = np.repeat(np.arange(n), k_eff)
+    tree = cKDTree(pos)
+    asked = min(n, k_eff + 1 + _TIE_MARGIN)  # the atom itself, k_eff neighbours, a margin
+    dist, idx = tree.query(pos, k=asked)
+    dist, idx = dist.reshape(n, asked), idx.reshape(n, asked)
+    key = np.round(dist * 1e6).astype(np.int64)  # distances in µÅ, equal ones are ties
+    rows = np.arange(n)
+    # one integer per entry orders by distance, then neighbour index; the atom itself goes last
+    order = np.where(idx == rows[:, None], np.iinfo(np.int64).max, key * (n + 1) + idx)
+    nbr = np.take_along_axis(idx, np.argsort(order, axis=1)[:, :k_eff], axis=1)
+    # rows whose k-th distance ties with the farthest one asked may miss a lower-index tie
+    kth = key[:, k_eff]  # the query's distances ascend; column 0 is the atom (or its double)
+    unsure = rows[(asked < n) & (key[:, -1] <= kth)]
+    for i in unsure:
+        found = np.asarray(tree.query_ball_point(pos[i], (kth[i] + 1.0) * 1e-6), dtype=np.int64)
+        found = found[found != i]
+        d = np.round(np.linalg.norm(pos[found] - pos[i], axis=1) * 1e6).astype(np.int64)
+        nbr[i] = found[np.argsort(d * (n + 1) + found)][:k_eff]
+    src = nbr.reshape(-1)
+    dst = np.repeat(rows, k_eff)
     return src, dst, np.zeros((src.size, 3))
 
 
