@@ -49,7 +49,18 @@ def _common(
         metavar="R",
         help=f"particle radii in Å (default: {radii_default or 'the built-in set'})",
     )
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes of a local Dask cluster, one thread each (default: 1, in this process)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run on this running Dask cluster (`dask scheduler`, `dask worker`); its workers "
+        "must see --out at the same path",
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -72,6 +83,7 @@ def _chili3k(args: argparse.Namespace) -> int:
             crystal_types=args.crystal_types,
             device=args.device,
             progress=not args.no_progress,
+            scheduler=args.scheduler,
         )
     )
 
@@ -88,6 +100,7 @@ def _cifs(args: argparse.Namespace) -> int:
             workers=args.workers,
             device=args.device,
             progress=not args.no_progress,
+            scheduler=args.scheduler,
         )
     )
 
@@ -104,5 +117,6 @@ def _clusters(args: argparse.Namespace) -> int:
             workers=args.workers,
             device=args.device,
             progress=not args.no_progress,
+            scheduler=args.scheduler,
         )
     )

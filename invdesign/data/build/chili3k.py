@@ -2,7 +2,7 @@
 
 `build_chili3k_source(source, out_dir)` is the unit of work (one unit cell -> one
 `<Type>_<Formula>.h5`), a pure top-level function of its inputs; `build_chili3k` validates the
-request and runs the sources over a pool.
+request and runs the sources (here, or on a Dask cluster).
 """
 
 from __future__ import annotations
@@ -126,10 +126,12 @@ def build_chili3k(
     simulate: bool = True,
     device: str = "cpu",
     progress: bool = True,
+    scheduler: str | None = None,
 ) -> BuildSummary:
     """Build CHILI-3K (or the selection) into `out`, one HDF5 file per unit cell; resumes an earlier
     run."""
     sources = chili3k_sources(metals, crystal_types, radii, simulate, device)
     return run_tasks(
-        sources, build_chili3k_source, out, workers=workers, desc="CHILI-3K", progress=progress
+        sources, build_chili3k_source, out, workers=workers, desc="CHILI-3K", progress=progress,
+        scheduler=scheduler,
     )

@@ -1,7 +1,8 @@
 """CHILI-style files from a folder of CIFs (CHILI-100K recipe): clean, cut, graph, simulate, write.
 
 `build_cif_source(source, out_dir)` is the unit of work (one CIF -> one `<stem>.h5`, or a rejection
-with its reason in the build report); `build_cifs` lists the folder and runs the pool.
+with its reason in the build report); `build_cifs` lists the folder and runs them (here, or on a
+Dask cluster).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def build_cifs(
     simulate: bool = True,
     device: str = "cpu",
     progress: bool = True,
+    scheduler: str | None = None,
 ) -> BuildSummary:
     """Build every usable CIF of `cif_dir` into `out`; rejected files are listed with their reason
     in `out/build_report.tsv`. Raises InvdesignError when no CIF at all is usable."""
@@ -86,7 +88,7 @@ def build_cifs(
     sources = [CifSource(str(p), radii, simulate, device) for p in files]
     summary = run_tasks(  # `out` may sit in `cif_dir` (it only gets .h5 files) but hold no CIF
         sources, build_cif_source, out, workers=workers, desc="CIFs", progress=progress,
-        inputs=files,
+        inputs=files, scheduler=scheduler,
     )
     if summary.count("written") + summary.count("exists") == 0:
         first = next(o for o in summary.outcomes if o.status in ("rejected", "failed"))

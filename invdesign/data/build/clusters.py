@@ -172,9 +172,11 @@ def build_clusters(
     simulate: bool = True,
     device: str = "cpu",
     progress: bool = True,
+    scheduler: str | None = None,
 ) -> BuildSummary:
     """Build the mono-metallic cluster set into `out`; resumes an earlier run."""
     sources = cluster_sources(metals, radii, simulate, device)
     return run_tasks(
-        sources, build_cluster_source, out, workers=workers, desc="clusters", progress=progress
+        sources, build_cluster_source, out, workers=workers, desc="clusters", progress=progress,
+        scheduler=scheduler,
     )

@@ -1,25 +1,25 @@
-"""Run builder tasks (one source -> one HDF5 file) in a process pool: resumable, atomic, repeatable.
+"""Run builder tasks (one source -> one HDF5 file) on Dask: resumable, atomic, repeatable.
 
 A task is a small frozen, picklable object with a `name`; a work function is a top-level function
 `work(task, out_dir) -> Outcome` that writes `out_dir/<name>.h5` (atomically, via
-`write_chili_file`) and depends on nothing but its inputs, so the same pair can be fanned out to any
-cluster engine. The runner locks the output folder (`invdesign.io.outputs.locked_folder`: resolved,
-not an input, one build at a time), skips tasks whose file exists and opens as a complete CHILI file
-(a truncated or corrupt one is rebuilt, and the report says so), removes temporary `.part` files an
-interrupted run left, shows a progress bar, and writes a report (`build_report.tsv`: name, status,
-reason) in task order.
+`write_chili_file`) and depends on nothing but its inputs, so the same pair runs anywhere. With
+`scheduler` the tasks go to a running Dask cluster (whose workers must share the output folder's
+file system); else with `workers` > 1 to a local Dask cluster of that many processes, one thread
+each; else they run in this process. Every way writes the same files.
+
+The runner locks the output folder (`invdesign.io.outputs.locked_folder`: resolved, not an input,
+one build at a time), skips tasks whose file exists and opens as a complete CHILI file (a truncated
+or corrupt one is rebuilt, and the report says so), removes temporary `.part` files an interrupted
+run left, shows a progress bar, and writes a report (`build_report.tsv`: name, status, reason) in
+task order. A task that raises, or whose worker dies, is 'failed' (or 'rejected' for an
+`InvdesignError`) and the others go on.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -104,22 +104,15 @@ def _is_done(path: Path) -> bool:
     return path.exists() and broken_reason(path) is None
 
 
-def _init_worker() -> None:
-    import torch  # noqa: PLC0415 - lazy: only worker processes need torch
+def _unit(work: Callable[[Any, Path], Outcome], task: Any, out_dir: Path,
+          broken: bool) -> Outcome:
+    """One task on a Dask worker: one torch thread (the cluster's processes are the parallelism;
+    a worker started with several threads runs that many tasks at once), errors become outcomes."""
+    import torch  # noqa: PLC0415 - lazy: only workers need torch here, and `work` imports it anyway
 
-    torch.set_num_threads(1)  # one core per worker process; the pool provides the parallelism
-    _die_with_parent()
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this worker when the parent build dies, so an interrupted build leaves
-    no orphan workers writing files later (their writes are atomic, so at most a `.part` stays)."""
-
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    return _safe(work, task, out_dir, broken)
 
 
 def _remove_partials(out_dir: Path) -> None:
@@ -150,26 +143,36 @@ def run_tasks(
         work: a top-level (picklable) function writing `out_dir/<name>.h5` and returning an
         `Outcome`.
         out_dir: output folder (created).
-        workers: processes; 1 runs in this process.
+        workers: processes of a local Dask cluster; 1 runs in this process.
         desc: progress-bar label.
         progress: show a tqdm progress bar.
         inputs: source files or folders `out_dir` must not be, hold or lie inside.
-        scheduler: address of a running Dask scheduler (`tcp://HOST:PORT`) to send the tasks
-        to; None runs them here (`workers` processes).
+        scheduler: address of a running Dask scheduler (`tcp://HOST:PORT`) whose workers run
+        the tasks (they must see `out_dir` at the same path); None: `workers` decides.
     """
-    if scheduler is not None:
-        raise NotImplementedError("--scheduler: Dask builds are not implemented yet")
     workers = check_workers(workers)
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise InvdesignError("builder tasks must have unique names")
-    with locked_folder(out_dir, inputs) as out:
-        return _run_locked(tasks, work, out, workers, desc, progress)
+    if scheduler is None:
+        with locked_folder(out_dir, inputs) as out:
+            return _run_locked(tasks, work, out, workers, desc, progress, None)
+    if workers != 1:
+        raise InvdesignError("--workers sizes a local cluster; with --scheduler the cluster's own "
+                             "workers run the build (add some with `dask worker`)")
+    from invdesign.data.build import dask_cluster  # noqa: PLC0415 - lazy: distributed takes 1 s
+
+    client = dask_cluster.connect(scheduler)  # before the lock: an unreachable one writes nothing
+    try:
+        with locked_folder(out_dir, inputs) as out:
+            dask_cluster.check_workers_see(client, out)
+            return _run_locked(tasks, work, out, workers, desc, progress, client)
+    finally:
+        client.close()
 
 
 def _run_locked(tasks: Sequence[Any], work: Callable[[Any, Path], Outcome], out_dir: Path,
-                workers: int, desc: str, progress: bool) -> BuildSummary:
-
+                workers: int, desc: str, progress: bool, client: Any) -> BuildSummary:
     _remove_partials(out_dir)
     names = [t.name for t in tasks]
     results: dict[str, Outcome] = {}
@@ -184,26 +187,42 @@ def _run_locked(tasks: Sequence[Any], work: Callable[[Any, Path], Outcome], out_
             if reason != "absent":
                 broken[task.name] = reason
     bar = tqdm(total=len(todo), desc=desc, disable=not progress or not todo, smoothing=0.05)
-    if workers == 1 or len(todo) <= 1:
-        for task in todo:
-            results[task.name] = _safe(work, task, out_dir, task.name in broken)
-            bar.update(1)
-    else:
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker
-        ) as pool:
-            futures = {pool.submit(_safe, work, task, out_dir, task.name in broken): task.name
-                       for task in todo}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
+    try:
+        if client is None and (workers == 1 or len(todo) <= 1):
+            for task in todo:
+                results[task.name] = _safe(work, task, out_dir, task.name in broken)
                 bar.update(1)
-    bar.close()
+        elif todo:
+            _run_dask(client, todo, work, out_dir, broken, workers, results, bar)
+    finally:
+        bar.close()
     for name, reason in broken.items():
         if results[name].status == "written":
             results[name] = Outcome(name, "written", f"{REBUILT}{reason}")
     outcomes = [results[n] for n in names]
     report = write_report(out_dir / REPORT_NAME, outcomes)
     return BuildSummary(outcomes, report)
+
+
+def _run_dask(client: Any, todo: Sequence[Any], work: Callable[[Any, Path], Outcome],
+              out_dir: Path, broken: dict[str, str], workers: int,
+              results: dict[str, Outcome], bar: tqdm) -> None:
+    """Run `todo` on `client`'s cluster, or on a local cluster of `workers` processes if None."""
+    from invdesign.data.build import dask_cluster  # noqa: PLC0415 - lazy: distributed takes 1 s
+
+    def done(name: str, outcome: Outcome | None, error: BaseException | None) -> None:
+        if error is not None:  # the worker died or the unit could not be run at all
+            outcome = Outcome(name, "failed",
+                              f"{type(error).__name__}: {error}".replace("\n", " "))
+        results[name] = outcome
+        bar.update(1)
+
+    calls = [(t.name, (work, t, out_dir, t.name in broken)) for t in todo]
+    if client is not None:
+        dask_cluster.run_units(client, _unit, calls, done)
+        return
+    with dask_cluster.local_client(min(workers, len(todo))) as local:
+        dask_cluster.run_units(local, _unit, calls, done)
 
 
 def _safe(work: Callable[[Any, Path], Outcome], task: Any, out_dir: Path,
