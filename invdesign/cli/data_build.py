@@ -1,4 +1,4 @@
-"""`invdesign data build {chili3k,cifs,clusters}`: parse arguments and call the builders."""
+"""`invdesign data build {chili3k,cifs,clusters,synthetic}`: parse arguments, call the builders."""
 
 from __future__ import annotations
 
@@ -35,6 +35,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--metals", nargs="+", metavar="M", help="metal symbols (default: the built-in set)"
     )
     clusters.set_defaults(func=_clusters)
+
+    synthetic = actions.add_parser(
+        "synthetic",
+        help="CHILI-100K-like set made here: pyxtal crystals relaxed with CHGNet, the "
+        "structure-type library, perov5 cells",
+    )
+    _common(synthetic)
+    synthetic.add_argument("--n", type=int, default=0, help="synthetic cells to plan")
+    synthetic.add_argument("--seed", type=int, default=0, help="plan seed (default: 0)")
+    synthetic.add_argument(
+        "--sources",
+        nargs="+",
+        default=["synthetic", "library"],
+        metavar="S",
+        help="synthetic, library, perov5 (default: synthetic library)",
+    )
+    synthetic.add_argument("--perov5-csv", help="perov5 CSV with a 'cif' column (--sources perov5)")
+    synthetic.add_argument(
+        "--patterns",
+        nargs="+",
+        metavar="P",
+        help="patterns to simulate: saxs sans xrd nd xPDF nPDF, or none (default: all six)",
+    )
+    synthetic.add_argument(
+        "--relax-steps", type=int, default=30, help="CHGNet relaxation steps cap (default: 30)"
+    )
+    synthetic.set_defaults(func=_synthetic)
 
 
 def _common(
@@ -114,6 +141,28 @@ def _clusters(args: argparse.Namespace) -> int:
             args.out,
             metals=args.metals,
             radii=args.radii,
+            workers=args.workers,
+            device=args.device,
+            progress=not args.no_progress,
+            scheduler=args.scheduler,
+        )
+    )
+
+
+def _synthetic(args: argparse.Namespace) -> int:
+    # lazy: the CLI imports only what the command needs
+    from invdesign.data.build.synthetic import build_synthetic  # noqa: PLC0415
+
+    return _finish(
+        build_synthetic(
+            args.out,
+            n=args.n,
+            seed=args.seed,
+            sources=args.sources,
+            perov5_csv=args.perov5_csv,
+            radii=args.radii,
+            patterns=args.patterns,
+            relax_steps=args.relax_steps,
             workers=args.workers,
             device=args.device,
             progress=not args.no_progress,

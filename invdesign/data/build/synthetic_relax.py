@@ -1,0 +1,180 @@
+"""One synthetic cell: pyxtal placement, radius-based volume, short CHGNet relaxation, checks.
+
+`make_cell(plan)` places the planned composition in its space group with pyxtal (the task's own
+seed), scales the lattice isotropically to pymatgen's data-mined volume estimate from ionic and
+covalent radii (`DLSVolumePredictor`), relaxes positions and cell with CHGNet for at most
+`steps` FIRE steps with the space group held fixed (ASE's `FixSymmetry`), and refuses cells that
+fell apart. Every refusal raises `InvdesignError` with its reason (the build report lists it):
+
+- pyxtal could not place the atoms;
+- atoms closer than `MIN_DISTANCE` Å (CHILI's cleaning rule, 1.2 Å) after relaxation;
+- volume changed by more than a factor `MAX_VOLUME_RATIO` during relaxation (blow-up or collapse);
+- disconnected: an atom or a finite fragment (a molecule) not bonded into a periodic network by
+  CHILI's bond rule (d < 1.25 (r_i + r_j), Slater radii); chains and layers are allowed;
+- energy still rising: the final energy lies more than `MAX_RISE` eV/atom above the lowest energy of
+  the trajectory, or above the starting energy;
+- a non-finite CHGNet energy.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import deque
+from functools import cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from invdesign.core import elements
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.data.build.graphs import BOND_SCALE
+
+if TYPE_CHECKING:  # heavy imports only for type checkers
+    from chgnet.model import StructOptimizer
+
+    from invdesign.data.build.synthetic_plan import CellPlan
+
+MIN_DISTANCE = 1.2  # Å, CHILI-100K's cleaning threshold
+MAX_VOLUME_RATIO = 2.0
+MAX_RISE = 0.02  # eV/atom
+FIX_SYMPREC = 1e-3  # FixSymmetry tolerance, the labelling tolerance of `record.space_group`
+
+
+@cache
+def _optimizer() -> StructOptimizer:
+    """One CHGNet optimizer per process (loading the model takes seconds)."""
+    # lazy: chgnet (torch) is loaded only by the workers that relax
+    from chgnet.model import CHGNet, StructOptimizer  # noqa: PLC0415
+
+    return StructOptimizer(model=CHGNet.load(verbose=False), use_device="cpu")
+
+
+def place(plan: CellPlan) -> Structure:
+    """The planned composition placed in its space group by pyxtal (task seed); InvdesignError
+    when pyxtal finds no placement."""
+    # lazy: pyxtal is only needed by the workers
+    from pyxtal import pyxtal  # noqa: PLC0415
+
+    crystal = pyxtal()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            crystal.from_random(3, plan.spacegroup, list(plan.species), list(plan.counts),
+                                random_state=np.random.default_rng(plan.seed))
+    except Exception as exc:  # noqa: BLE001 - pyxtal raises its own error types and RuntimeError
+        raise InvdesignError(f"pyxtal could not place {plan.formula} in space group "
+                             f"{plan.spacegroup} ({type(exc).__name__})") from None
+    if not crystal.valid:
+        raise InvdesignError(f"pyxtal could not place {plan.formula} in space group "
+                             f"{plan.spacegroup}")
+    return Structure.from_ase(crystal.to_ase(), kind="unit_cell")
+
+
+def radius_volume(cell: Structure) -> float | None:
+    """Volume (Å^3) pymatgen's `DLSVolumePredictor` predicts from bond-valence / ionic and covalent
+    radii, or None when it has no estimate."""
+    # lazy: pymatgen's structure_prediction is heavy
+    from pymatgen.analysis.structure_prediction.volume_predictor import (  # noqa: PLC0415
+        DLSVolumePredictor,
+    )
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            volume = float(DLSVolumePredictor().predict(cell.to_pymatgen()))
+    except Exception:  # noqa: BLE001 - missing radii raise ValueError/KeyError/ZeroDivisionError
+        return None
+    return volume if np.isfinite(volume) and volume > 0 else None
+
+
+def scale_to(cell: Structure, volume: float) -> Structure:
+    """`cell` scaled isotropically to `volume` Å^3 (fractional coordinates kept)."""
+    factor = (volume / abs(np.linalg.det(cell.cell))) ** (1.0 / 3.0)
+    return Structure(cell.species, cell.positions * factor, cell.cell * factor, "unit_cell",
+                     dict(cell.info))
+
+
+def fragments(cell: Structure) -> int:
+    """Number of finite fragments (isolated atoms, molecules) of a periodic cell under CHILI's bond
+    rule; 0 when every atom belongs to an infinite (chain, layer or 3D) network.
+
+    A connected component is infinite when walking its bonds reaches some atom again in another
+    periodic image (a cycle with a non-zero lattice translation).
+    """
+    from ase.neighborlist import neighbor_list  # noqa: PLC0415 - lazy: heavy library
+
+    radii = elements.atomic_radius(cell.species)
+    i, j, shifts = neighbor_list("ijS", cell.to_ase(), BOND_SCALE * radii, self_interaction=False)
+    neighbours: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(cell.n_atoms)]
+    for a, b, s in zip(i, j, shifts, strict=True):
+        neighbours[a].append((int(b), s))
+    image: dict[int, np.ndarray] = {}
+    finite = 0
+    for start in range(cell.n_atoms):
+        if start in image:
+            continue
+        image[start] = np.zeros(3, dtype=int)
+        queue, periodic = deque([start]), False
+        while queue:
+            a = queue.popleft()
+            for b, s in neighbours[a]:
+                reached = image[a] + s
+                if b not in image:
+                    image[b] = reached
+                    queue.append(b)
+                elif not np.array_equal(image[b], reached):
+                    periodic = True
+        finite += not periodic
+    return finite
+
+
+def relax(cell: Structure, steps: int, fmax: float = 0.1) -> tuple[Structure, np.ndarray]:
+    """CHGNet relaxation (FIRE, positions and cell via FrechetCellFilter, space group fixed) for at
+    most `steps` steps. Returns the relaxed cell and the energies [n_steps + 1] in eV/atom."""
+    from ase.constraints import FixSymmetry  # noqa: PLC0415 - lazy: heavy library
+
+    atoms = cell.to_ase()
+    atoms.set_constraint(FixSymmetry(atoms, symprec=FIX_SYMPREC))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = _optimizer().relax(atoms, steps=int(steps), fmax=float(fmax), verbose=False,
+                                    assign_magmoms=False)
+    energies = np.asarray(result["trajectory"].energies, dtype=float) / cell.n_atoms
+    return Structure.from_pymatgen(result["final_structure"]), energies
+
+
+def check_relaxed(before: Structure, after: Structure, energies: np.ndarray) -> None:
+    """Raise InvdesignError with the reason when a relaxed cell fell apart or kept rising in
+    energy."""
+    if energies.size == 0 or not np.all(np.isfinite(energies)):
+        raise InvdesignError("CHGNet energy is not finite")
+    d_min = after.min_distance()
+    if d_min < MIN_DISTANCE:
+        raise InvdesignError(f"atoms collapsed: minimum distance {d_min:.2f} Å < {MIN_DISTANCE} Å "
+                             "after relaxation")
+    ratio = abs(np.linalg.det(after.cell)) / abs(np.linalg.det(before.cell))
+    if not 1.0 / MAX_VOLUME_RATIO <= ratio <= MAX_VOLUME_RATIO:
+        raise InvdesignError(f"volume changed x{ratio:.2f} during relaxation (allowed "
+                             f"x{1 / MAX_VOLUME_RATIO:.1f}..x{MAX_VOLUME_RATIO:.1f})")
+    rise = energies[-1] - energies.min()
+    if rise > MAX_RISE or energies[-1] > energies[0]:
+        raise InvdesignError(f"energy rising: final {energies[-1]:.3f} eV/atom, "
+                             f"{rise:.3f} above the lowest, start {energies[0]:.3f}")
+    n_fragments = fragments(after)
+    if n_fragments:
+        raise InvdesignError(f"disconnected: {n_fragments} isolated atom(s) or molecule(s) under "
+                             "CHILI's bond rule")
+
+
+def make_cell(plan: CellPlan, steps: int, fmax: float = 0.1) -> Structure:
+    """Place, scale, relax and check one planned cell; InvdesignError with the reason if refused."""
+    cell = place(plan)
+    volume = radius_volume(cell)
+    if volume is not None:
+        cell = scale_to(cell, volume)
+    if steps <= 0:
+        return cell
+    relaxed, energies = relax(cell, steps, fmax)
+    check_relaxed(cell, relaxed, energies)
+    return relaxed
