@@ -3,13 +3,21 @@
 Modules: graphs (k-NN crystal graphs + line graphs), model (CrysToGraph-style), cgcnn (baseline),
 descriptors (seed-002 hybridisation), potential (CHGNet features), pretrain (CDSSL), data
 (CSV I/O), labels (CHGNet-labelled family sets), train, checkpoint, reference (CHGNet recipe),
-evaluator (`formation_energy`), screen (screening API).
+evaluator (`formation_energy`), excess (`particle_excess`: particle excess energy), screen
+(screening API).
 
-Importing the package registers the evaluators 'formation_energy' and 'chgnet_formation_energy'
-(`invdesign.evaluators.base.evaluator_class` imports it on their first lookup).
+Importing the package registers the evaluators 'formation_energy', 'particle_excess' and
+'chgnet_formation_energy' (`invdesign.evaluators.base.evaluator_class` imports it on their first
+lookup).
 """
 
 from invdesign.evaluators.property.evaluator import FormationEnergyEvaluator
+from invdesign.evaluators.property.excess import ParticleExcessEvaluator
 from invdesign.evaluators.property.reference import ChgnetFormationEnergyEvaluator, ChgnetReference
 
-__all__ = ["ChgnetFormationEnergyEvaluator", "ChgnetReference", "FormationEnergyEvaluator"]
+__all__ = [
+    "ChgnetFormationEnergyEvaluator",
+    "ChgnetReference",
+    "FormationEnergyEvaluator",
+    "ParticleExcessEvaluator",
+]

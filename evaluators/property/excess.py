@@ -1,0 +1,419 @@
+"""Particle excess energy: a discrete particle's energy per atom above its bulk, from local
+environments.
+
+Definition (eV/atom), the label of `tools/make_excess_labels.py`:
+
+    particle_excess_energy_per_atom = E_f(particle) - E_f(bulk cell of the same material)
+
+both the CHGNet formation-energy recipe of `reference.py` (E/n - sum_i x_i mu_i, single points, the
+particle in its vacuum box). For a stoichiometric cut this is E(particle)/N - E(bulk)/n_bulk;
+forming E_f on both sides keeps off-stoichiometric cuts meaningful.
+
+Model (`ExcessNet`): per-atom descriptors of the local environment (`atom_features`: Gaussian
+neighbour counts in distance and in distance over the pair's radius sum, split by electronegativity
+difference; surface vectors; the first shell's mean of those; the element's descriptors), taken from
+a sparse neighbour list (`neighbour_pairs`: scipy's k-d tree, all pairs within `cutoff` Å; no dense
+n x n matrix), go through an MLP with a learned per-element offset to a per-atom contribution c_i
+(eV); the prediction is their mean. Cost is linear in atoms. Training fits the mean to the label
+and c_i to CHGNet's own per-site decomposition (site_i - mu_i - E_f(bulk), which averages exactly
+to the label), so an atom in a bulk-like environment contributes its share of the bulk (~0 on
+average).
+
+Checkpoint folder (`checkpoints/particle-excess/`): `model.safetensors` (weights), `config.json`
+(network hyper-parameters, training elements, metrics; checked before any weight is allocated),
+`MODEL_CARD.md`. Made by `tools/make_excess_checkpoint.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse import csr_matrix
+from scipy.spatial import cKDTree
+from torch import nn
+
+import invdesign
+from invdesign.core import elements
+from invdesign.core.errors import CheckpointError, InvdesignError
+from invdesign.core.schema import check_fields, count_parameters_meta, signature_hints
+from invdesign.core.structure import Structure
+from invdesign.evaluators.base import Evaluator, register_evaluator
+from invdesign.io.atomic import atomic_path, atomic_write_text
+
+DEFAULT_EXCESS_CHECKPOINT = "particle-excess"
+CHECKPOINTS = Path(invdesign.__file__).resolve().parents[1] / "checkpoints"
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+FORMAT = "invdesign-particle-excess/1"
+MAX_Z = 103
+MAX_PARAMETERS = 5_000_000
+KEY = "particle_excess_energy_per_atom"
+
+
+# ----------------------------------------------------------------------------- inputs
+@cache
+def element_descriptors() -> np.ndarray:
+    """[MAX_Z + 1, 7] float32 per atomic number (row 0 unused), scaled to O(1): Pauling
+    electronegativity / 4, row / 7, group / 18, metallic-else-atomic radius (Å), atomic radius (Å),
+    electron affinity / 4 (eV), metal flag. NaN where pymatgen/mendeleev lack a value."""
+    from pymatgen.core import Element  # noqa: PLC0415 - lazy: only the descriptor table needs it
+
+    table = elements._table()  # noqa: SLF001 - the project's element table
+    out = np.full((MAX_Z + 1, 7), np.nan, dtype=np.float32)
+    for z in range(1, MAX_Z + 1):
+        el = Element.from_Z(z)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pymatgen warns for noble gases without an X
+            x = float(el.X)
+        group = float(el.group) if el.group else np.nan
+        out[z] = [
+            x / 4.0,
+            el.row / 7.0,
+            group / 18.0,
+            float(elements.metallic_radius(z)) if np.isfinite(elements.metallic_radius(z))
+            else np.nan,
+            table["atomic_radius"][z - 1] / 100.0,
+            table["electron_affinity"][z - 1] / 4.0,
+            float(elements.is_metal(z)),
+        ]
+    return out
+
+
+def pair_radius(z: np.ndarray) -> np.ndarray:
+    """[n] radius per atom (Å) for reduced distances: metallic, else Slater atomic radius."""
+    return np.asarray(elements.metallic_radius(np.asarray(z, dtype=int)), dtype=np.float64)
+
+
+def neighbour_pairs(positions: np.ndarray, cutoff: float) -> tuple[np.ndarray, np.ndarray,
+                                                                    np.ndarray]:
+    """Directed pairs (i, j, distance Å) with 0 < |r_i - r_j| <= cutoff, both directions, from a
+    k-d tree (cost ~ n x neighbours). Sorted by i, then j."""
+    positions = np.asarray(positions, dtype=np.float64)
+    tree = cKDTree(positions)
+    pairs = tree.query_pairs(cutoff, output_type="ndarray")
+    if pairs.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    i = np.concatenate([pairs[:, 0], pairs[:, 1]]).astype(np.int64)
+    j = np.concatenate([pairs[:, 1], pairs[:, 0]]).astype(np.int64)
+    order = np.lexsort((j, i))
+    i, j = i[order], j[order]
+    d = np.linalg.norm(positions[i] - positions[j], axis=1)
+    return i, j, d
+
+
+# Radial channels: Gaussians of the reduced distance s = d / (r_i + r_j) (shell structure of any
+# material on one scale) and of the distance itself (Å), smoothly cut off at `cutoff`.
+REDUCED_CENTRES = np.linspace(0.6, 2.0, 15)
+REDUCED_WIDTH = 0.1
+DISTANCE_CENTRES = np.linspace(1.0, 5.5, 10)
+DISTANCE_WIDTH = 0.35
+FIRST_SHELL = 1.3  # s below which a neighbour counts as first shell (smooth step, width 0.05)
+
+
+def _gaussians(x: np.ndarray, centres: np.ndarray, width: float) -> np.ndarray:
+    return np.exp(-(((x[:, None] - centres[None, :]) / width) ** 2))
+
+
+def _sum_by_atom(i: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """[n, k] sums of per-edge `values` [e, k] over each atom's edges (a sparse [n, e] incidence
+    matrix times `values`: linear in edges)."""
+    incidence = csr_matrix((np.ones(i.size), (i, np.arange(i.size))), shape=(n, i.size))
+    return np.asarray(incidence @ values)
+
+
+def n_features() -> int:
+    """Width of `atom_features`."""
+    radial = 2 * REDUCED_CENTRES.size + DISTANCE_CENTRES.size + 2
+    return radial + REDUCED_CENTRES.size + 2 + element_descriptors().shape[1]
+
+
+def atom_features(structure: Structure, cutoff: float = 5.5) -> np.ndarray:
+    """[n_atoms, n_features()] float32 descriptors of each atom's local environment.
+
+    Per atom i, over the neighbours j within `cutoff` Å (k-d tree pairs, cosine cutoff f(d)):
+    Gaussian counts in the reduced distance s_ij (15), the same weighted by the electronegativity
+    difference (X_j - X_i) / 4 (15; tells cation from anion shells), Gaussian counts in d_ij (10),
+    the length of the mean unit vector to first-shell neighbours and to all neighbours (2; ~0 in
+    the bulk, large at a surface), the first-shell mean of the neighbours' reduced counts and
+    vector lengths (17; the next shell's coordination), and i's element descriptors (7). All
+    invariant to rotation, translation and atom order.
+    """
+    z = structure.species
+    n = structure.n_atoms
+    pos = structure.positions
+    desc = np.nan_to_num(element_descriptors()[z], nan=0.0)
+    i, j, d = neighbour_pairs(pos, cutoff)
+    r = pair_radius(z)
+    s = d / (r[i] + r[j])
+    fc = 0.5 * (np.cos(np.pi * d / cutoff) + 1.0)
+    g = _gaussians(s, REDUCED_CENTRES, REDUCED_WIDTH) * fc[:, None]
+    dx = (desc[j, 0] - desc[i, 0])[:, None]  # electronegativity difference / 4
+    gd = _gaussians(d, DISTANCE_CENTRES, DISTANCE_WIDTH) * fc[:, None]
+    counts = _sum_by_atom(i, g, n)
+    first = 1.0 / (1.0 + np.exp((s - FIRST_SHELL) / 0.05)) * fc
+    unit = (pos[j] - pos[i]) / np.maximum(d, 1e-9)[:, None]
+    vec = np.zeros((n, 2))
+    for k, w in enumerate((first, fc)):
+        total = _sum_by_atom(i, unit * w[:, None], n)
+        weight = np.bincount(i, weights=w, minlength=n)
+        vec[:, k] = np.linalg.norm(total, axis=1) / np.maximum(weight, 1e-6)
+    own = np.concatenate([counts, vec], axis=1)
+    first_weight = np.bincount(i, weights=first, minlength=n)
+    second = _sum_by_atom(i, own[j] * first[:, None], n) / np.maximum(first_weight, 1e-6)[:, None]
+    feats = np.concatenate([counts, _sum_by_atom(i, g * dx, n), _sum_by_atom(i, gd, n), vec,
+                            second, desc], axis=1)
+    return feats.astype(np.float32)
+
+
+class ExcessNet(nn.Module):
+    """Per-atom contributions c_i (eV) from `atom_features`: standardised features -> MLP, plus a
+    learned per-element offset of the first hidden layer (zero for elements never trained on).
+
+    Args:
+        hidden: width of the hidden layers.
+        layers: hidden layers.
+        cutoff: neighbour radius of the features in Å.
+    """
+
+    def __init__(self, hidden: int = 96, layers: int = 2, cutoff: float = 5.5) -> None:
+        super().__init__()
+        self.cutoff = float(cutoff)
+        width = n_features()
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+        self.embed = nn.Embedding(MAX_Z + 1, hidden)
+        nn.init.zeros_(self.embed.weight)
+        self.first = nn.Linear(width, hidden)
+        blocks: list[nn.Module] = []
+        for _ in range(layers - 1):
+            blocks += [nn.SiLU(), nn.Linear(hidden, hidden)]
+        self.body = nn.Sequential(*blocks, nn.SiLU(), nn.Linear(hidden, 1))
+
+    def forward(self, features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        x = (features - self.mean) / self.std
+        return self.body(self.first(x) + self.embed(z)).squeeze(1)
+
+
+@dataclass
+class ParticleInput:
+    """Model input of one particle: features [n, F] float32 and species [n]."""
+
+    features: np.ndarray
+    species: np.ndarray
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.species.shape[0])
+
+
+def particle_input(structure: Structure, cutoff: float = 5.5) -> ParticleInput:
+    """Features and species of a particle (positions in Å)."""
+    return ParticleInput(atom_features(structure, cutoff), structure.species.astype(np.int64))
+
+
+def collate(inputs: Sequence[ParticleInput]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(features [n_total, F], species [n_total], graph index [n_total]) of a batch."""
+    return (torch.from_numpy(np.concatenate([p.features for p in inputs])),
+            torch.from_numpy(np.concatenate([p.species for p in inputs])),
+            torch.from_numpy(np.repeat(np.arange(len(inputs)), [p.n_atoms for p in inputs])))
+
+
+def graph_means(values: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
+    """[n_graphs] mean of per-atom `values` over each graph's atoms."""
+    total = torch.zeros(n_graphs, dtype=values.dtype).index_add_(0, batch, values)
+    count = torch.zeros(n_graphs, dtype=values.dtype).index_add_(0, batch, torch.ones_like(values))
+    return total / count
+
+
+# ----------------------------------------------------------------------------- training
+@dataclass
+class ExcessTrainConfig:
+    """Training options."""
+
+    epochs: int = 300
+    lr: float = 2e-3
+    batch_size: int = 16
+    site_weight: float = 0.3  # weight of the per-atom (CHGNet site) loss next to the mean loss
+    weight_decay: float = 1e-5
+    seed: int = 0
+
+
+def fit_excess(train: Sequence[tuple[ParticleInput, float, np.ndarray | None]],
+               net_options: dict[str, Any] | None = None,
+               cfg: ExcessTrainConfig | None = None,
+               log=None) -> tuple[ExcessNet, list[float]]:
+    """Train an ExcessNet on (input, label eV/atom, per-atom targets eV or None) triples.
+
+    Loss per batch: L1 of the particle means against the labels plus `site_weight` x L1 of the
+    contributions against the per-atom targets (where given). AdamW with cosine decay; the
+    feature scaler is set from the training atoms. Returns the network (eval mode) and the mean
+    training loss per epoch.
+    """
+    cfg = cfg or ExcessTrainConfig()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    net = ExcessNet(**(net_options or {}))
+    every = np.concatenate([p.features for p, _, _ in train])
+    net.mean.copy_(torch.from_numpy(every.mean(0)))
+    net.std.copy_(torch.from_numpy(np.maximum(every.std(0), 1e-3)))
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * math.ceil(len(train) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=cfg.lr / 50)
+    losses = []
+    for epoch in range(cfg.epochs):
+        net.train()
+        order = rng.permutation(len(train))
+        total = 0.0
+        for start in range(0, len(order), cfg.batch_size):
+            items = [train[k] for k in order[start:start + cfg.batch_size]]
+            feats, z, batch = collate([p for p, _, _ in items])
+            y = torch.tensor([label for _, label, _ in items], dtype=torch.float32)
+            c = net(feats, z)
+            loss = (graph_means(c, batch, len(items)) - y).abs().mean()
+            sites = [t for _, _, t in items]
+            if cfg.site_weight > 0 and all(t is not None for t in sites):
+                target = torch.from_numpy(np.concatenate(sites).astype(np.float32))
+                loss = loss + cfg.site_weight * (c - target).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(items)
+        losses.append(total / len(train))
+        if log is not None and (epoch % 25 == 0 or epoch == cfg.epochs - 1):
+            log(f"epoch {epoch} loss {losses[-1]:.4f}")
+    net.eval()
+    return net, losses
+
+
+@torch.no_grad()
+def predict_inputs(net: ExcessNet, inputs: Sequence[ParticleInput]) -> np.ndarray:
+    """[n] mean contribution (eV/atom) of each particle."""
+    out = np.full(len(inputs), np.nan)
+    for k, p in enumerate(inputs):
+        c = net(torch.from_numpy(p.features), torch.from_numpy(p.species))
+        out[k] = float(c.double().mean())
+    return out
+
+
+# ----------------------------------------------------------------------------- checkpoint
+def save_excess_checkpoint(folder: str | os.PathLike, net: ExcessNet, net_options: dict,
+                           extra: dict | None = None) -> Path:
+    """Write model.safetensors + config.json (net options, `extra` such as elements and metrics)."""
+    from safetensors.torch import save_file  # noqa: PLC0415 - lazy, as the property checkpoints
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(folder / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    config = {"format": FORMAT, "net": net_options, **(extra or {})}
+    atomic_write_text(folder / CONFIG, json.dumps(config, indent=1))
+    return folder
+
+
+def load_excess_checkpoint(folder: str | os.PathLike, device: str = "cpu"
+                           ) -> tuple[ExcessNet, dict[str, Any]]:
+    """(network in eval mode, config) from a checkpoint folder; CheckpointError naming the folder or
+    file when it is missing, edited out of shape, or would build an oversized network."""
+    from safetensors import SafetensorError  # noqa: PLC0415
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    folder = Path(folder)
+    weights, config_file = folder / WEIGHTS, folder / CONFIG
+    if not weights.is_file() or not config_file.is_file():
+        raise CheckpointError(
+            f"no particle excess-energy checkpoint here (needs {WEIGHTS} and {CONFIG}); make one "
+            "with tools/make_excess_checkpoint.py", folder)
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read ({type(exc).__name__})", config_file) from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"not a {FORMAT} config", config_file)
+    options = check_fields(config.get("net"), signature_hints(ExcessNet.__init__),
+                           str(config_file), error=CheckpointError)
+    size = count_parameters_meta(lambda: ExcessNet(**options))
+    if size is not None and size > MAX_PARAMETERS:
+        raise CheckpointError(f"network of {size} parameters exceeds {MAX_PARAMETERS}",
+                              config_file)
+    net = ExcessNet(**options)
+    try:
+        state = load_file(str(weights))
+        net.load_state_dict(state)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise CheckpointError(f"weights do not fit the config ({str(exc).splitlines()[0][:120]})",
+                              weights) from None
+    return net.to(device).eval(), config
+
+
+def default_excess_checkpoint() -> Path:
+    """checkpoints/particle-excess of the source checkout."""
+    return CHECKPOINTS / DEFAULT_EXCESS_CHECKPOINT
+
+
+# ----------------------------------------------------------------------------- evaluator
+@register_evaluator("particle_excess")
+class ParticleExcessEvaluator(Evaluator):
+    """Predicted particle excess energy (eV/atom) of discrete particles.
+
+    Records: {"particle_excess_energy_per_atom": float (NaN when not predicted),
+    "status": "ok" | "no prediction: <reason>"}. Unit cells, empty structures and particles with
+    an element outside the checkpoint's training elements get no prediction.
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike | None = None, device: str = "cpu") -> None:
+        self.checkpoint = Path(checkpoint) if checkpoint else default_excess_checkpoint()
+        self.net, self.config = load_excess_checkpoint(self.checkpoint, device)
+        self.device = device
+        known = self.config.get("elements")
+        self.elements = None if known is None else {int(z) for z in known}
+
+    def _problem(self, structure: Structure) -> str | None:
+        if structure.is_periodic:
+            return "not a discrete particle"
+        if structure.n_atoms == 0:
+            return "no atoms"
+        zs = set(structure.species.tolist())
+        bad = sorted(z for z in zs if not 1 <= z <= MAX_Z)
+        if not bad and self.elements is not None:
+            bad = sorted(zs - self.elements)
+        if bad:
+            names = ", ".join(elements.symbol(z) if 1 <= z <= 118 else str(z) for z in bad)
+            return f"element(s) {names} outside the model's training data"
+        return None
+
+    def evaluate(self, structures: Sequence[Structure]) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        todo, inputs = [], []
+        for k, structure in enumerate(structures):
+            problem = self._problem(structure)
+            records.append({KEY: math.nan,
+                            "status": f"no prediction: {problem}" if problem else "ok"})
+            if not problem:
+                todo.append(k)
+                inputs.append(particle_input(structure, self.net.cutoff))
+        if inputs:
+            values = predict_inputs(self.net, inputs)
+            for k, value in zip(todo, values, strict=True):
+                records[k][KEY] = float(value)
+        return records
+
+
+def check_labels_folder(folder: str | os.PathLike) -> Path:
+    """The `materials/` folder of a label set; InvdesignError naming it when absent or empty."""
+    path = Path(folder) / "materials"
+    if not path.is_dir() or not any(path.glob("*.json")):
+        raise InvdesignError("no label files (materials/*.json); run tools/make_excess_labels.py",
+                             folder)
+    return path

@@ -1,0 +1,141 @@
+"""Particle excess-energy model: sparse neighbour list, invariances, statuses, learning, loading."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from scipy.spatial.transform import Rotation
+
+from invdesign.core.errors import CheckpointError, InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.evaluators.base import evaluator_class
+from invdesign.evaluators.property.excess import (
+    KEY,
+    WEIGHTS,
+    ExcessTrainConfig,
+    ParticleExcessEvaluator,
+    atom_features,
+    fit_excess,
+    load_excess_checkpoint,
+    neighbour_pairs,
+    particle_input,
+    save_excess_checkpoint,
+)
+
+
+def sphere(symbol: str, a: float, radius: float, kind: str = "fcc") -> Structure:
+    """A sphere of `radius` Å cut from a cubic lattice (one element)."""
+    atoms = bulk(symbol, kind, a=a, cubic=True).repeat((8, 8, 8))
+    pos = atoms.positions - atoms.positions.mean(0)
+    keep = np.linalg.norm(pos, axis=1) <= radius
+    return Structure(atoms.numbers[keep], pos[keep])
+
+
+def tiny_set() -> list[tuple]:
+    """Cu and Ni spheres labelled with a surface-fraction-like excess (eV/atom) and per-atom
+    targets that average to it (1 eV per missing neighbour / 12)."""
+    items = []
+    for symbol, a in (("Cu", 3.61), ("Ni", 3.52)):
+        for radius in (3.0, 4.5, 6.0, 7.5):
+            p = sphere(symbol, a, radius)
+            i, _, _ = neighbour_pairs(p.positions, 0.8 * a)
+            missing = 12 - np.bincount(i, minlength=p.n_atoms)
+            sites = missing / 12.0
+            items.append((particle_input(p, 5.5), float(sites.mean()), sites))
+    return items
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    options = {"hidden": 16, "layers": 2, "cutoff": 5.5}
+    net, _ = fit_excess(tiny_set(), options, ExcessTrainConfig(epochs=3, batch_size=4))
+    folder = tmp_path_factory.mktemp("excess") / "ckpt"
+    save_excess_checkpoint(folder, net, options, {"elements": [28, 29]})
+    return folder
+
+
+def test_neighbour_list_matches_brute_force():
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(-6, 6, size=(60, 3))
+    i, j, d = neighbour_pairs(pos, 3.5)
+    full = np.linalg.norm(pos[:, None] - pos[None], axis=2)
+    bi, bj = np.nonzero((full <= 3.5) & ~np.eye(60, dtype=bool))
+    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == sorted(
+        zip(bi.tolist(), bj.tolist(), strict=True))
+    np.testing.assert_allclose(d, full[i, j])
+    assert len(i) > 60  # the test is about a populated list
+
+
+def test_prediction_invariant_to_rotation_translation_and_order(checkpoint):
+    p = sphere("Cu", 3.61, 6.0)
+    rng = np.random.default_rng(1)
+    rot = Rotation.random(random_state=2).as_matrix()
+    perm = rng.permutation(p.n_atoms)
+    moved = Structure(p.species[perm], p.positions[perm] @ rot.T + [3.0, -7.0, 11.0])
+    ev = ParticleExcessEvaluator(checkpoint)
+    a, b = ev.evaluate([p, moved])
+    assert a["status"] == b["status"] == "ok"
+    assert a[KEY] == pytest.approx(b[KEY], abs=1e-5)
+    fa = atom_features(p)
+    fb = atom_features(moved)
+    np.testing.assert_allclose(fa[perm], fb, atol=1e-4)
+
+
+def test_unit_cell_and_unknown_element_get_no_prediction(checkpoint):
+    ev = evaluator_class("particle_excess")(checkpoint=checkpoint)
+    cell = Structure.from_ase(bulk("Cu", "fcc", a=3.61))
+    gold = sphere("Au", 4.08, 5.0)
+    copper = sphere("Cu", 3.61, 5.0)
+    records = ev.evaluate([cell, gold, copper])
+    assert records[0]["status"] == "no prediction: not a discrete particle"
+    assert records[1]["status"].startswith("no prediction: element(s) Au")
+    assert math.isnan(records[0][KEY]) and math.isnan(records[1][KEY])
+    assert records[2]["status"] == "ok" and math.isfinite(records[2][KEY])
+
+
+def test_tiny_training_lowers_the_loss():
+    data = tiny_set()
+    _, losses = fit_excess(data, {"hidden": 16, "layers": 2},
+                           ExcessTrainConfig(epochs=60, batch_size=4, lr=5e-3))
+    assert losses[-1] < 0.3 * losses[0]
+
+
+def test_missing_checkpoint_names_the_folder(tmp_path):
+    folder = tmp_path / "nowhere"
+    with pytest.raises(InvdesignError, match="nowhere"):
+        ParticleExcessEvaluator(folder)
+
+
+def test_loading_uses_safetensors(checkpoint, tmp_path):
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint / WEIGHTS), framework="pt") as f:
+        assert f.metadata()["format"].startswith("invdesign-particle-excess")
+        assert "first.weight" in f.keys()  # noqa: SIM118 - safe_open has keys(), no __iter__
+    net, config = load_excess_checkpoint(checkpoint)
+    assert config["elements"] == [28, 29] and net.first.out_features == 16
+    # a pickle under the safetensors name is refused, never unpickled
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text((checkpoint / "config.json").read_text())
+    import torch
+
+    torch.save({"x": torch.zeros(1)}, bad / WEIGHTS)
+    with pytest.raises(CheckpointError, match=WEIGHTS):
+        load_excess_checkpoint(bad)
+
+
+def test_edited_config_is_refused_before_building(checkpoint, tmp_path):
+    import shutil
+
+    folder = tmp_path / "edited"
+    shutil.copytree(checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["net"]["hidden"] = 10**6
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="config.json"):
+        load_excess_checkpoint(folder)
