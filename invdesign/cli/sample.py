@@ -64,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--fit-range", type=float, nargs=2, metavar=("RMIN", "RMAX"),
                      help="r range of the Rw in Å (default 1.5 to min(rmax, 30)); --xrd "
                      "without --pdf: the 2-theta range in deg (default: the whole pattern)")
+    run.add_argument("--no-energies", action="store_true",
+                     help="skip the energy screening (formation energy of each candidate's "
+                     "material, excess energy of each particle)")
     run.add_argument("--out", type=Path, help="output folder (default sample_<input name>)")
     run.add_argument("--force", action="store_true", help="replace an existing --out")
     run.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -107,6 +110,7 @@ def main(args: argparse.Namespace) -> int:
         force=args.force, fit_range=tuple(args.fit_range) if args.fit_range else None,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
         sampler=args.sampler, steps=args.steps, library=args.library,
+        energies=not args.no_energies,
     )
     print(report(result, taken=False))  # the taken values were printed as progress
     return 0

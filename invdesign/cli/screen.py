@@ -1,6 +1,7 @@
-"""`invdesign screen DIR [--checkpoint FILE] --out predictions.csv [--max-ef X] [--check chgnet
---top K]`: rank candidate CIF/XYZ files by predicted formation energy (eV/atom), with a plot beside
-the CSV."""
+"""`invdesign screen DIR [--checkpoint FILE] [--excess-checkpoint DIR] --out predictions.csv
+[--max-ef X] [--check chgnet --top K]`: rank candidate CIF/XYZ files by the predicted formation
+energy of their material (eV/atom) and give every particle its predicted excess energy over its
+bulk (eV/atom), with a plot beside the CSV."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "screen",
         help="rank candidate structures (CIF/XYZ) by predicted formation energy",
-        description="Predict formation energies (eV/atom) of the CIF/XYZ files under DIR with a "
-        "property checkpoint, rank them (lowest first), optionally check the top K with the CHGNet "
-        "recipe, and "
-        "write a CSV plus a plot (same name, .png). Unreadable files are listed with their reason.",
+        description="Predict the formation energy (eV/atom) of the material of each CIF/XYZ file "
+        "under DIR with a property checkpoint (a unit cell; a particle's source cell or bulk "
+        "lattice when known, else the particle minus its excess energy) and the excess energy "
+        "(eV/atom above the bulk) of each particle, rank them (lowest E_f first), optionally check "
+        "the top K with the CHGNet recipe, and write a CSV plus a plot (same name, .png). "
+        "Unreadable files are listed with their reason.",
     )
     parser.add_argument("dir", type=Path, help="folder of candidate files (searched recursively)")
     parser.add_argument(
@@ -24,6 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="property checkpoint folder (default: checkpoints/property-default)",
+    )
+    parser.add_argument(
+        "--excess-checkpoint",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="particle-excess checkpoint folder (default: checkpoints/particle-excess; without "
+        "it the excess column is empty)",
     )
     parser.add_argument("--out", type=Path, required=True, help="CSV of ranked predictions")
     parser.add_argument("--force", action="store_true",
@@ -63,14 +74,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.suffix.lower() == ".png":
         raise InvdesignError("--out is the CSV; its plot goes beside it as .png", args.out)
-    inputs = [args.dir] + ([args.checkpoint] if args.checkpoint is not None else [])
+    inputs = [args.dir] + [p for p in (args.checkpoint, args.excess_checkpoint) if p is not None]
     # both outputs checked and locked before the screening starts; the plot's Output leaves the
     # signals to the CSV's (committed first, so the handlers are restored in order)
     with Output(args.out, inputs, args.force) as csv_out, \
             Output(args.out.with_suffix(".png"), inputs, args.force,
                    handle_signals=False) as png_out:
         result = screen_folder(
-            args.dir, args.checkpoint, args.max_ef, args.check, args.top, args.device
+            args.dir, args.checkpoint, args.max_ef, args.check, args.top, args.device,
+            excess_checkpoint=args.excess_checkpoint,
         )
         assert csv_out.tmp is not None and png_out.tmp is not None
         write_screen_csv(result, csv_out.tmp)
@@ -87,10 +99,14 @@ def run(args: argparse.Namespace) -> int:
         f"ranked {len(result.rows)} candidates ({len(result.failures)} unreadable{above}) -> "
         f"{csv_path}, {png}"
     )
+    if result.excess_missing:
+        print(f"particle excess energy not predicted: {result.excess_missing}")
     for row in result.rows[:5]:
+        excess = row["particle_excess_energy_per_atom"]
+        excess_text = "" if excess != excess else f"  excess {excess:6.3f}"  # NaN: none
         print(
             f"  {row['rank']:3d}  {row['formation_energy_per_atom']:8.3f} eV/atom  "
             f"{row['formula']:14s}"
-            f"  {row['file']}"
+            f"  {row['file']}{excess_text}"
         )
     return 0

@@ -28,11 +28,11 @@ DEFAULT_SEED = 0
 DEFAULT_FIT_RANGE = (1.5, 30.0)
 #: How many of the best candidates get a fit plot and a `.fgr` file.
 N_PLOTTED = 3
-#: Largest candidate (atoms) whose formation energy `sample` predicts: the property model was
-#: trained on unit cells and particles of up to 55 atoms: larger ones are outside its data.
-PROPERTY_MAX_ATOMS = 200
-#: How many of the best-ranked candidates get a predicted formation energy.
-PROPERTY_TOP = 5
+#: Shipped property checkpoint (folder under `checkpoints/`) that predicts the formation energy of
+#: every valid candidate's material (`invdesign.pipeline.energies`).
+PROPERTY_MODEL = "property-default"
+#: Shipped particle-excess checkpoint: the excess energy of every discrete particle.
+EXCESS_MODEL = "particle-excess"
 #: Environment variable that points to another checkpoint folder (e.g. for a non-editable install).
 CHECKPOINT_ENV = "INVDESIGN_CHECKPOINTS"
 #: Weight file names a checkpoint folder may hold, in order of preference.

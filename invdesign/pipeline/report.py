@@ -1,6 +1,7 @@
 """Plain-text report of a sample run: what was taken from where, how, and the ranked table (the
-screened Rw, which ranks unrefined candidates, and the refined Rw; `summary.csv` also holds `rw`,
-a particle's Rw at the measured instrument values)."""
+screened Rw, which ranks unrefined candidates, the refined Rw, and the energy screening's eV/atom:
+E_f of the material, a particle's excess over it; `summary.csv` also holds `rw`, a particle's Rw
+at the measured instrument values, and `formation_energy_basis`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from invdesign.pipeline.result import SampleResult
 COLUMNS = (("rank", "{:>4}"), ("rw_scan", "{:>9.4f}"), ("rw_refined", "{:>10}"),
            ("n_atoms", "{:>7}"), ("composition", "{:<14}"), ("nn_distance", "{:>7.3f}"),
            ("min_distance", "{:>7.3f}"),
-           ("valid", "{:>5}"), ("source", "{:<15}"), ("structure_type", "{:<15}"),
+           ("valid", "{:>5}"), ("formation_energy_per_atom", "{:>7.3f}"),
+           ("particle_excess_energy_per_atom", "{:>7.3f}"), ("source", "{:<15}"),
+           ("structure_type", "{:<15}"),
            ("file", "{}"))
 HEADERS = {"rw_scan": "rw_screen", "rw_refined": "rw_refined", "nn_distance": "nn (Å)",
-           "min_distance": "min (Å)", "structure_type": "type"}
+           "min_distance": "min (Å)", "structure_type": "type",
+           "formation_energy_per_atom": "E_f", "particle_excess_energy_per_atom": "excess"}
 
 
 def _cell(name: str, fmt: str, value) -> str:

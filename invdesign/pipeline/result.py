@@ -6,6 +6,7 @@ notebook and the command see the same thing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +15,13 @@ import numpy as np
 from invdesign.core.geometry import MIN_DISTANCE_FRACTION, geometry, is_valid, nn_distance
 from invdesign.core.structure import Structure
 
-__all__ = ["MIN_DISTANCE_FRACTION", "Candidate", "Fit", "SampleResult", "geometry", "is_valid",
-           "nn_distance"]
+__all__ = ["ENERGY_COLUMNS", "MIN_DISTANCE_FRACTION", "Candidate", "Fit", "SampleResult",
+           "geometry", "is_valid", "nn_distance"]
+
+#: The energy screening's columns of every row (`invdesign.pipeline.energies`); empty when not
+#: predicted: eV/atom of the material, how the material was found, eV/atom above the bulk.
+ENERGY_COLUMNS = ("formation_energy_per_atom", "formation_energy_basis",
+                  "particle_excess_energy_per_atom")
 
 @dataclass
 class Fit:
@@ -52,7 +58,9 @@ class Candidate:
         params: other fitted parameters (e.g. lattice scale, biso in Å^2 after refinement).
         rw_refined: Rw after refinement (None without refinement).
         refined: the refined structure (None without refinement).
-        scores: further per-candidate scores (Pearson r of other patterns, formation energy).
+        scores: further per-candidate scores (Pearson r of other patterns).
+        energies: the energy screening's values (`ENERGY_COLUMNS` and `excess_status`); empty
+            when not predicted.
         rank: 1 = best (valid first, then lowest final Rw).
         files: files written for this candidate, relative to the output folder.
         validity: the verdict on composition and distances (`check_validity`); None: not
@@ -73,6 +81,7 @@ class Candidate:
     rw_refined: float | None = None
     refined: Structure | None = None
     scores: dict[str, float] = field(default_factory=dict)
+    energies: dict[str, Any] = field(default_factory=dict)
     rank: int = 0
     files: list[str] = field(default_factory=list)
     validity: Any = None
@@ -153,6 +162,9 @@ class Candidate:
             else str(self.validity.reason),
         })
         row.update({k: float(v) for k, v in self.scores.items()})
+        for key in ENERGY_COLUMNS:  # always there, so the columns exist when not predicted
+            value = self.energies.get(key)
+            row[key] = None if isinstance(value, float) and not math.isfinite(value) else value
         row["kind"] = "crystal" if self.is_crystal else final.kind
         row["source"] = self.source
         row["structure_type"] = self.structure_type

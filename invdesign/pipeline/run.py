@@ -13,8 +13,9 @@ load the generator (default: `invdesign.pipeline.defaults.DEFAULT_MODEL`); estim
 size from G(r) and pick a route (`candidates.plan_route`); produce `n` candidates from the
 candidate sources that apply (`planning`, `sources`), forward-simulate each on the measured grid
 (Rw, fitted scale) and write it at once; optionally refine the best ones; rank by (refined) Rw;
-predict formation energies (the 'formation_energy' evaluator, when its checkpoint is shipped);
-write summaries, fit plots and `.fgr` curves. The API's options travel as one `SampleRequest`.
+give every valid candidate the formation energy of its material and every particle its excess
+energy (`invdesign.pipeline.energies`, when the checkpoints are shipped; `energies=False` skips
+it); write summaries, fit plots and `.fgr` curves. The API's options travel as one `SampleRequest`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ import torch
 from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.core.structure import Structure
 from invdesign.crystals.library import load_library
-from invdesign.evaluators.base import evaluator_class
 from invdesign.pipeline import defaults
+from invdesign.pipeline.energies import add_energies
 from invdesign.pipeline.forward import REFINE_SECONDS, REFINE_STEPS, ForwardAdapter
 from invdesign.pipeline.inputs import (
     check_options,
@@ -84,6 +85,7 @@ class SampleRequest:
     sampler: str | None = None
     steps: int | None = None
     library: Any = None
+    energies: bool = True
 
     @property
     def sampling(self) -> dict[str, Any]:
@@ -140,6 +142,7 @@ def sample(
     sampler: str | None = None,
     steps: int | None = None,
     library: str | os.PathLike | None = None,
+    energies: bool = True,
 ) -> SampleResult:
     """Candidate structures that explain measured pattern(s), ranked by Rw.
 
@@ -166,6 +169,8 @@ def sample(
         sampler, steps: diffusion models only: the sampler ('ddpm', 'ddim', 'dpmsolver') and its
             number of steps (None: the checkpoint's defaults).
         library: a folder of CIFs added to the structure-type library (one type per file).
+        energies: predict the formation energy of every valid candidate's material and the excess
+            energy of every particle (`invdesign.pipeline.energies`); False skips it.
     """
     say = progress or (lambda _msg: None)
     n, seed, refine_top, fit_range = check_options(n, seed, refine_top, fit_range)
@@ -174,7 +179,8 @@ def sample(
     request = SampleRequest(composition=composition, model=model, checkpoint=checkpoint, n=n,
                             seed=seed, refine=refine, refine_top=refine_top, device=device,
                             fit_range=fit_range, metal_core=metal_core, n_plotted=n_plotted,
-                            sampler=sampler, steps=steps, library=types)
+                            sampler=sampler, steps=steps, library=types,
+                            energies=bool(energies))
     patterns = read_patterns(measured_patterns)
     inputs = [p.path for p in patterns.values() if getattr(p, "path", None)]
     inputs += [checkpoint] if checkpoint is not None else []  # --out must not replace them
@@ -282,10 +288,11 @@ def _run(request: SampleRequest, patterns: dict[str, Any], folder: OutputFolder 
     if "xrd" in patterns and any(c.is_crystal for c in candidates):
         done = extra_rwp(candidates, patterns["xrd"], request.refine_top)
         say(f"XRD: powder-fit Rwp of the {done} best crystal candidate(s) (column xrd_rwp)")
-    _add_properties(candidates, request.device, say)
+    energy_text = add_energies(candidates, request.device, say) if request.energies else ""
 
     how = _how(request, plan, notes, counts, comp, comp_source, forward, len(candidates),
                duplicates)
+    how += f" {energy_text}" if energy_text else ""
     sampled = plan.checkpoints
     weights = defaults.weights_file(sampled[0]) if sampled else None
     result = SampleResult(
@@ -303,33 +310,6 @@ def _run(request: SampleRequest, patterns: dict[str, Any], folder: OutputFolder 
     if folder is not None:
         _write_run(folder, result, forward, request.n_plotted)
     return result
-
-
-def _add_properties(candidates: list[Candidate], device: str, say: Progress) -> None:
-    """Predicted formation energy (eV/atom) when the property checkpoint is shipped, for the
-    `defaults.PROPERTY_TOP` best-ranked candidates of at most `defaults.PROPERTY_MAX_ATOMS` atoms
-    (larger particles are outside what the property model was trained on)."""
-    path = defaults.checkpoint_root() / "property-default"
-    if not (path / "model.safetensors").is_file():
-        return
-    top = candidates[:defaults.PROPERTY_TOP]
-    chosen = [c for c in top if c.final.n_atoms <= defaults.PROPERTY_MAX_ATOMS]
-    skipped = len(top) - len(chosen)
-    if skipped:
-        say(f"formation energy not predicted for {skipped} of the {len(top)} best candidate(s): "
-            f"above {defaults.PROPERTY_MAX_ATOMS} atoms (outside the property model's training "
-            "set)")
-    if not chosen:
-        return
-    try:
-        evaluator = evaluator_class("formation_energy")(checkpoint=path, device=device)
-        records = evaluator.evaluate([c.final for c in chosen])
-    except InvdesignError as exc:
-        say(f"formation energy skipped: {exc}")
-        return
-    for cand, rec in zip(chosen, records, strict=True):
-        cand.scores["formation_energy_per_atom"] = float(rec["formation_energy_per_atom"])
-    say(f"formation energy predicted with {path.name} for {len(chosen)} candidate(s)")
 
 
 def _how(request: SampleRequest, plan: Plan, notes: list[str], counts: list[int], comp,

@@ -42,6 +42,7 @@ from invdesign.evaluators.forward.powder_fit import (
 )
 from invdesign.evaluators.forward.saxs_fit import SaxsFit, fit_saxs
 from invdesign.pipeline import defaults
+from invdesign.pipeline.energies import add_energies
 from invdesign.pipeline.forward import TASK_NAMES, ForwardAdapter
 from invdesign.pipeline.outputs import OutputFolder
 from invdesign.pipeline.planning import label, load_generator
@@ -298,6 +299,8 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
     cands.sort(key=rank_key)
     for rank, cand in enumerate(cands, start=1):
         cand.rank = rank
+    if cands and request.energies:
+        how.append(add_energies(cands, request.device, say))
     result = SampleResult(candidates=cands, model="known structures", checkpoint="",
                           checkpoint_hash="", seed=request.seed, versions=versions,
                           how=" ".join(how), taken=taken, fit_range=fit_range,

@@ -70,7 +70,14 @@ def test_headline_command_on_the_pt_example(tmp_path, capsys) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seed"] == defaults.DEFAULT_SEED and summary["duplicates"] == 18
     assert [c["rw_scan"] for c in summary["candidates"]][:28] == pytest.approx(scans, abs=1e-6)
-    # Formation energy is predicted for the 5 best within the property model's atom limit only:
-    # the 5 best are particles of 249-405 atoms, so none.
-    assert all(int(r["n_atoms"]) > defaults.PROPERTY_MAX_ATOMS for r in rows[:5])
-    assert "formation_energy_per_atom" not in rows[0]
+    # Every valid candidate gets the formation energy of its material (issue 25): the packings
+    # their bulk lattice (fcc for the cluster shapes), the cuts their source cell, the crystals
+    # themselves; the invalid model cell none.
+    if (defaults.checkpoint_root() / defaults.PROPERTY_MODEL / "model.safetensors").is_file():
+        assert all(r["formation_energy_per_atom"] for r in rows[:28])
+        assert rows[-1]["formation_energy_per_atom"] == ""
+        bases = {r["structure_type"]: r["formation_energy_basis"] for r in rows[:28]
+                 if r["source"] == "packing" and r["kind"] == "particle"}
+        assert bases["icosahedron"] == bases["fcc"] == "bulk fcc lattice"
+        assert {r["formation_energy_basis"] for r in rows[:28] if r["kind"] == "crystal"} == \
+            {"cell"}
