@@ -2,19 +2,20 @@
 
 Graphs (total and the CHILI random split's train / val / test), nodes and edges per graph (min,
 median, max, total; edges count both directions, as CHILI does), sources (files) and graphs per
-crystal system.
+crystal system; sources per space group and per element (the breadth of a built set).
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from invdesign.core.elements import symbol
 from invdesign.core.errors import InvdesignError
 from invdesign.data.index import IndexRow, build_index
 from invdesign.data.layout import CRYSTAL_SYSTEMS
@@ -50,6 +51,8 @@ class DatasetStats:
         split: graphs per part of the CHILI random split (seed 42): {'train', 'val', 'test'}.
         nodes, edges: per-graph atoms and directed edges.
         crystal_systems: graphs per crystal system (the seven in order, then any other label).
+        space_groups: sources (files) per space-group number, most frequent first.
+        elements: sources (files) holding each element (symbol), by atomic number.
     """
 
     root: str
@@ -59,6 +62,8 @@ class DatasetStats:
     nodes: Summary
     edges: Summary
     crystal_systems: dict[str, int]
+    space_groups: dict[int, int] = field(default_factory=dict)
+    elements: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +90,7 @@ def index_stats(rows: list[IndexRow], root: Path) -> DatasetStats:
     counts = Counter(r.crystal_system for r in rows)
     systems = {name: counts.pop(name, 0) for name in CRYSTAL_SYSTEMS}
     systems.update(sorted(counts.items()))
+    sources = {r.path: (r.space_group_number, r.elements) for r in rows}
     split = (
         {k: len(v) for k, v in chili_random_split(range(len(rows)), seed=42).items()}
         if len(rows) >= 3
@@ -98,6 +104,9 @@ def index_stats(rows: list[IndexRow], root: Path) -> DatasetStats:
         nodes=Summary.of([r.n_atoms for r in rows]),
         edges=Summary.of([r.n_bonds for r in rows]),
         crystal_systems=systems,
+        space_groups=dict(Counter(sources[p][0] for p in sources).most_common()),
+        elements={symbol(z): n for z, n in sorted(Counter(
+            z for p in sources for z in sources[p][1]).items())},
     )
 
 
@@ -120,5 +129,11 @@ def format_stats(stats: DatasetStats) -> str:
     for name, count in stats.crystal_systems.items():
         share = count / stats.n_graphs if stats.n_graphs else 0.0
         lines.append(f"{name:<15}{count:>8,}{share:>8.1%}")
+    if stats.space_groups:
+        top = ", ".join(f"{sg}: {n:,}" for sg, n in list(stats.space_groups.items())[:10])
+        lines += ["", f"space groups: {len(stats.space_groups)} distinct (sources; most frequent "
+                  f"{top})"]
+    if stats.elements:
+        lines.append(f"elements: {len(stats.elements)} distinct: {' '.join(stats.elements)}")
     lines.append("(edges count both directions; split: CHILI random, seed 42, 10 % test, 10 % val)")
     return "\n".join(lines)
