@@ -14,8 +14,9 @@ its excess energy over that material.
   - any other particle (a generator's, a file without provenance): estimated as the property
     model's prediction on the particle minus the particle's predicted excess energy (both on
     its `ESTIMATE_MAX_ATOMS` atoms nearest its centroid when larger, because the property
-    network's graph-wise transformer attends over all atom pairs); without an excess model, the
-    prediction on the particle alone. `formation_energy_basis` says which of these applies.
+    network's graph-wise transformer attends over all atom pairs); without an excess energy (no
+    excess model, or none for this particle), the prediction on the particle alone.
+    `formation_energy_basis` says which of these applies.
   Each distinct material cell is predicted once.
 - `particle_excess_energy_per_atom` (eV/atom): E(particle)/N - E(bulk)/atom of the same
   material, from the particle-excess model (`invdesign.evaluators.property.excess`, per-atom
@@ -55,7 +56,7 @@ BASIS_CELL = "cell"
 BASIS_SOURCE = "source cell"
 BASIS_LATTICE = "bulk {} lattice"
 BASIS_ESTIMATE = "particle minus excess"
-BASIS_PARTICLE = "particle (no excess model)"
+BASIS_PARTICLE = "particle (no excess energy)"
 #: `excess_status` of a unit cell (no excess energy: it is bulk).
 NOT_A_PARTICLE = "not a discrete particle"
 #: Status of the excess model when it is not installed.

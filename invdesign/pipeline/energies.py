@@ -60,8 +60,12 @@ def add_energies(candidates: Sequence[Candidate], device: str,
     chosen = [c for c in candidates if c.valid]
     # a crystal's material is its (refined) cell; a particle's provenance is on it as produced
     found = [material_cell(c.final if c.is_crystal else c.structure) for c in chosen]
-    records = energies.evaluate([c.final for c in chosen], [f[0] for f in found],
-                                [f[1] for f in found])
+    try:
+        records = energies.evaluate([c.final for c in chosen], [f[0] for f in found],
+                                    [f[1] for f in found])
+    except InvdesignError as exc:  # a model refusing its inputs must not lose the run
+        say(f"energies: not predicted ({exc})")
+        return f"Formation energies not predicted: {exc}."
     for cand, rec in zip(chosen, records, strict=True):
         cand.energies = rec
     particles = [c for c in chosen if not c.is_crystal]

@@ -183,3 +183,17 @@ def test_a_large_particle_is_estimated_from_its_core_and_excess_stops_at_the_lim
     assert material_cell(big) == (None, BASIS_ESTIMATE)
     excess = MaterialEnergies(FormationEnergyEvaluator(property_checkpoint)).excess_energies([big])
     assert math.isnan(excess[0][0]) and "above 20,000" in excess[0][1]
+
+
+def test_an_alloy_packings_material_is_a_random_alloy_of_its_composition_on_its_lattice():
+    from invdesign.crystals.packings import packing_candidates
+
+    for particle in packing_candidates({78: 0.5, 28: 0.5}, 2.7, 15.0, 6):
+        cell, basis = material_cell(particle)
+        shape = particle.info["shape"]
+        lattice = shape if shape in ("fcc", "hcp", "bcc") else "fcc"
+        assert basis == f"bulk {lattice} lattice" and cell.is_periodic
+        counts = {z: int((cell.species == z).sum()) for z in (28, 78)}
+        assert counts[28] == counts[78] and cell.n_atoms >= 32
+        # the lattice at the packing's nearest-neighbour distance
+        assert cell.min_distance() == pytest.approx(2.7, abs=1e-6)
