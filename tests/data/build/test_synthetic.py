@@ -1,0 +1,220 @@
+"""`invdesign data build synthetic`: determinism, rejections with reasons, sources, duplicates, CLI.
+
+Tiny builds: a few cells, one 3 Å particle, one pattern or none, a few CHGNet steps.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice
+from pymatgen.core import Structure as PmgStructure
+from pymatgen.io.cif import CifWriter
+
+from invdesign.cli.main import main
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.data.build.runner import REPORT_NAME, run_tasks
+from invdesign.data.build.synthetic import (
+    DUPLICATES_NAME,
+    SyntheticSource,
+    build_synthetic,
+    build_synthetic_source,
+    library_tasks,
+    read_duplicates,
+)
+from invdesign.data.build.synthetic_plan import CellPlan
+from invdesign.data.build.synthetic_relax import check_relaxed
+from invdesign.data.dataset import ChiliDataset
+from invdesign.data.hdf5_io import read_chili_file
+
+TINY = {"radii": [3.0], "relax_steps": 5}
+
+
+def _build(out: Path, **kwargs):
+    options = {"n": 3, "seed": 0, "sources": ["synthetic"], "patterns": ["xPDF"], **TINY,
+               "progress": False, **kwargs}
+    return build_synthetic(out, **options)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("synthetic") / "a"
+    return out, _build(out)
+
+
+def _records(folder: Path) -> dict[str, object]:
+    return {p.stem: read_chili_file(p) for p in sorted(folder.glob("*.h5"))}
+
+
+def test_same_seed_gives_the_same_files(built, tmp_path) -> None:
+    out, summary = built
+    again = _build(tmp_path / "b")
+    assert [(o.name, o.status, o.reason) for o in summary.outcomes] == [
+        (o.name, o.status, o.reason) for o in again.outcomes]
+    first, second = _records(out), _records(tmp_path / "b")
+    assert first and first.keys() == second.keys()
+    for name, record in first.items():
+        other = second[name]
+        assert record.space_group_number == other.space_group_number
+        np.testing.assert_array_equal(record.unit_cell.pos_abs, other.unit_cell.pos_abs)
+        np.testing.assert_array_equal(record.cell_params, other.cell_params)
+        for a, b in zip(record.particles, other.particles, strict=True):
+            np.testing.assert_array_equal(a.patterns["xPDF"], b.patterns["xPDF"])
+    other_seed = _build(tmp_path / "c", seed=1)
+    assert {o.name for o in other_seed.outcomes}.isdisjoint(first)
+
+
+def test_files_hold_small_cells_and_read_through_the_dataset(built, capsys) -> None:
+    out, summary = built
+    records = _records(out)
+    assert len(records) == summary.count("written") >= 1
+    for name, record in records.items():
+        assert name.startswith("syn0_")
+        assert 1 <= record.unit_cell.n_atoms <= 20
+        assert int(name.rsplit("_sg", 1)[1]) == record.space_group_number  # symmetry kept
+        assert set(record.particles[0].patterns) == {"xPDF"}
+    dataset = ChiliDataset(out)
+    assert len(dataset) == sum(len(r.particles) for r in records.values())
+    data = dataset[0]
+    assert data.x.shape[1] == 4 and data.pos_abs.shape[0] == data.x.shape[0]
+    assert main(["data", "info", str(out)]) == 0
+    printed = capsys.readouterr().out
+    groups = {r.space_group_number for r in records.values()}
+    assert f"space groups: {len(groups)} distinct" in printed
+    assert "elements: " in printed and "O" in printed.split("elements: ")[1].split()
+
+
+def test_report_lists_every_task(built) -> None:
+    out, summary = built
+    lines = (out / REPORT_NAME).read_text().splitlines()[1:]
+    assert [line.split("\t")[0] for line in lines] == [o.name for o in summary.outcomes]
+    assert all(o.reason for o in summary.outcomes if o.status == "rejected")
+    assert summary.count("failed") == 0
+
+
+def test_a_cell_pyxtal_cannot_place_is_rejected_with_its_reason(tmp_path) -> None:
+    # one Na atom cannot sit in Fm-3m (smallest orbit: 4 atoms)
+    plan = CellPlan(0, "intermetallic", 225, ("Na",), (1,), (0,), seed=5)
+    task = SyntheticSource("bad", "synthetic", plan=plan, radii=(3.0,), patterns=())
+    summary = run_tasks([task], build_synthetic_source, tmp_path / "out", progress=False)
+    (outcome,) = summary.outcomes
+    assert outcome.status == "rejected"
+    assert "pyxtal could not place Na in space group 225" in outcome.reason
+    assert not list((tmp_path / "out").glob("*.h5"))
+
+
+def _cube(a: float, frac=((0, 0, 0), (0.5, 0.5, 0.5))) -> Structure:
+    return Structure.from_fractional([11, 17], np.array(frac), np.eye(3) * a)
+
+
+@pytest.mark.parametrize(("after", "energies", "reason"), [
+    (_cube(1.2), [-3.0, -3.1], "atoms collapsed: minimum distance 1.04 Å"),
+    (_cube(5.2), [-3.0, -3.1], "volume changed x2.20"),
+    (_cube(3.4), [-3.0, -3.2, -3.1], "energy rising"),
+    (_cube(3.4), [-3.0, -2.9], "energy rising"),
+    (_cube(3.4), [-3.0, np.nan], "not finite"),
+])
+def test_relaxed_cells_that_fall_apart_are_refused(after, energies, reason) -> None:
+    with pytest.raises(InvdesignError, match=reason):
+        check_relaxed(_cube(4.0), after, np.array(energies))
+
+
+def test_relaxed_cell_that_holds_passes_and_a_lone_atom_is_disconnected() -> None:
+    check_relaxed(_cube(3.0), _cube(3.0), np.array([-3.0, -3.2, -3.19]))
+    lone = Structure.from_fractional([11, 17, 11], np.array([[0, 0, 0], [0.06, 0, 0],
+                                                               [0.5, 0.5, 0.5]]), np.eye(3) * 40)
+    with pytest.raises(InvdesignError, match="disconnected: 2 isolated"):
+        check_relaxed(lone, lone, np.array([-1.0, -1.1]))
+
+
+def _perov5_csv(path: Path) -> Path:
+    cells = {
+        "11": PmgStructure(Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"],
+                           [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5],
+                            [0, 0.5, 0.5]]),
+        "12": PmgStructure(Lattice.cubic(4.007), ["K", "Nb", "O", "O", "O"],
+                           [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5],
+                            [0, 0.5, 0.5]]),
+    }
+    cells["13"] = cells["11"].copy()  # the same SrTiO3 under another id: a duplicate
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["", "material_id", "cif", "formula"])
+        for k, (mid, cell) in enumerate(cells.items()):
+            writer.writerow([k, mid, str(CifWriter(cell)), cell.composition.reduced_formula])
+    return path
+
+
+def test_perov5_cells_build_and_a_duplicate_is_removed_for_good(tmp_path) -> None:
+    csv_path = _perov5_csv(tmp_path / "perov5_val.csv")
+    out = tmp_path / "out"
+    summary = build_synthetic(out, sources=["perov5"], perov5_csv=csv_path, patterns=["none"],
+                              radii=[3.0], progress=False)
+    status = {o.name: (o.status, o.reason) for o in summary.outcomes}
+    assert status["perov5_11"] == ("written", "")
+    assert status["perov5_12"] == ("written", "")
+    assert status["perov5_13"][0] == "rejected"
+    assert "duplicate of perov5_11" in status["perov5_13"][1]
+    assert sorted(p.stem for p in out.glob("*.h5")) == ["perov5_11", "perov5_12"]
+    assert read_duplicates(out) == {"perov5_13": "perov5_11"}
+    assert (out / DUPLICATES_NAME).is_file()
+    record = read_chili_file(out / "perov5_12.h5")
+    assert record.space_group_number == 221 and record.particles[0].patterns == {}
+    again = build_synthetic(out, sources=["perov5"], perov5_csv=csv_path, patterns=["none"],
+                            radii=[3.0], progress=False)
+    assert again.count("written") == 0 and again.count("exists") == 2
+    assert not (out / "perov5_13.h5").exists()
+
+
+def test_library_types_are_sources_with_chili_labels(tmp_path) -> None:
+    tasks = library_tasks()
+    assert len(tasks) == 94 and len({t.name for t in tasks}) == 94
+    rocksalt = next(t for t in tasks if t.library_type == "rocksalt")
+    assert rocksalt.crystal_type == "RockSalt"
+    outcome = build_synthetic_source(
+        SyntheticSource(rocksalt.name, "library", library_type="rocksalt",
+                        crystal_type="RockSalt", radii=(3.0,), patterns=()), tmp_path)
+    assert outcome.status == "written"
+    record = read_chili_file(tmp_path / f"{rocksalt.name}.h5")
+    assert record.crystal_type == "RockSalt" and record.space_group_number == 225
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--n", "-1"], "--n must be in"),
+    (["--n", "0"], "--n must be at least 1"),
+    (["--n", "2", "--sources", "cod"], "unknown source 'cod'"),
+    (["--sources", "perov5"], "needs --perov5-csv"),
+    (["--sources", "perov5", "--perov5-csv", "/nonexistent/p.csv"], "perov5 CSV not found"),
+    (["--n", "2", "--patterns", "ir"], "unknown pattern 'ir'"),
+    (["--n", "2", "--relax-steps", "-4"], "--relax-steps must be in"),
+    (["--n", "2", "--radii", "0"], "particle radii must be in"),
+])
+def test_bad_arguments_give_one_line(tmp_path, capsys, extra, message) -> None:
+    out = tmp_path / "out"
+    assert main(["data", "build", "synthetic", "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("invdesign: error: ") and message in err
+    assert not out.exists()
+
+
+def test_csv_without_cif_column_is_refused(tmp_path) -> None:
+    bad = tmp_path / "p.csv"
+    bad.write_text("material_id,formula\n1,SrTiO3\n")
+    with pytest.raises(InvdesignError, match="needs a 'cif' column"):
+        build_synthetic(tmp_path / "out", sources=["perov5"], perov5_csv=bad, progress=False)
+
+
+@pytest.mark.slow
+def test_two_workers_write_the_same_files(built, tmp_path) -> None:
+    out, summary = built
+    parallel = _build(tmp_path / "w2", workers=2)
+    assert [(o.name, o.status) for o in parallel.outcomes] == [
+        (o.name, o.status) for o in summary.outcomes]
+    first, second = _records(out), _records(tmp_path / "w2")
+    assert first.keys() == second.keys()
+    for name, record in first.items():
+        np.testing.assert_array_equal(record.unit_cell.pos_abs, second[name].unit_cell.pos_abs)
