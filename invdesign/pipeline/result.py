@@ -19,9 +19,10 @@ __all__ = ["ENERGY_COLUMNS", "MIN_DISTANCE_FRACTION", "Candidate", "Fit", "Sampl
            "geometry", "is_valid", "nn_distance"]
 
 #: The energy screening's columns of every row (`invdesign.pipeline.energies`); empty when not
-#: predicted: eV/atom of the material, how the material was found, eV/atom above the bulk.
+#: predicted: eV/atom of the material, how the material was found, eV/atom above the bulk, and
+#: why a candidate has no excess energy ('ok' when it has one).
 ENERGY_COLUMNS = ("formation_energy_per_atom", "formation_energy_basis",
-                  "particle_excess_energy_per_atom")
+                  "particle_excess_energy_per_atom", "excess_status")
 
 @dataclass
 class Fit:
@@ -59,8 +60,7 @@ class Candidate:
         rw_refined: Rw after refinement (None without refinement).
         refined: the refined structure (None without refinement).
         scores: further per-candidate scores (Pearson r of other patterns).
-        energies: the energy screening's values (`ENERGY_COLUMNS` and `excess_status`); empty
-            when not predicted.
+        energies: the energy screening's values (`ENERGY_COLUMNS`); empty when not predicted.
         rank: 1 = best (valid first, then lowest final Rw).
         files: files written for this candidate, relative to the output folder.
         validity: the verdict on composition and distances (`check_validity`); None: not

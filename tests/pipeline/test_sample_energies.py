@@ -89,6 +89,7 @@ def test_every_valid_candidate_of_a_run_gets_its_materials_formation_energy(
         assert float(row["formation_energy_per_atom"]) == pytest.approx(predict(root, [cell])[0],
                                                                         abs=1e-9)
         assert row["particle_excess_energy_per_atom"] == ""  # no excess checkpoint in `root`
+        assert row["excess_status"].startswith("no prediction: no particle-excess checkpoint")
     err = capsys.readouterr()
     line = next(s for s in err.err.splitlines() if s.startswith("energies:"))
     assert "of 4 valid candidate(s)" in line and "particle-excess" in line
