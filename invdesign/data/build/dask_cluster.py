@@ -6,8 +6,9 @@ the builder's units on it.
   scheduler ...`) within `CONNECT_TIMEOUT_S` seconds.
 - `local_client(n)`: a `distributed.LocalCluster` of `n` worker processes with one thread each
   (closed on leaving the block, also on Ctrl-C; its workers also exit if this process dies).
-- `check_workers_see(client, folder)`: every worker can import invdesign and sees the output
-  folder (the workers write the files themselves, so `--out` must be on a file system they share).
+- `check_workers_see(client, folder)`: the scheduler and every worker can import invdesign, and
+  every worker sees the output folder (the workers write the files themselves, so `--out` must be
+  on a file system they share).
 - `run_units(client, calls, on_done)`: submit `unit(*args)` for each call, report results as they
   finish; a unit whose worker died or whose result cannot be brought back becomes an exception
   passed to `on_done`, not the end of the build.
@@ -19,6 +20,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -69,18 +72,52 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT_S,
     return client
 
 
+class _IgnoreCtrlC(distributed.WorkerPlugin):
+    """Local workers ignore SIGINT: a terminal's Ctrl-C reaches the whole process group, and the
+    build (not each worker, with a traceback apiece) shuts the cluster down."""
+
+    def setup(self, worker: distributed.Worker) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the block (main thread only), so a terminated build
+    closes its cluster as Ctrl-C does instead of dying with the workers' semaphores leaked."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextlib.contextmanager
 def local_client(n_workers: int) -> Iterator[distributed.Client]:
     """A client of a new local cluster: `n_workers` processes, one thread each, no dashboard.
 
-    Closed on leaving the block (also on KeyboardInterrupt); Dask's worker processes also exit on
-    their own when this process dies (they watch a pipe to it), so none is left behind.
+    Closed on leaving the block (also on Ctrl-C or SIGTERM, which raise KeyboardInterrupt here);
+    Dask's worker processes also exit on their own when this process dies (they watch a pipe to
+    it), so none is left behind.
     """
     with (
+        _sigterm_interrupts(),
         distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                 dashboard_address=None, silence_logs=logging.ERROR) as cluster,
+                                 silence_logs=logging.ERROR,
+                                 # the scheduler's HTTP server always starts: on a free port (the
+                                 # default 8787 may be taken), and without the dashboard
+                                 dashboard_address="127.0.0.1:0",
+                                 scheduler_kwargs={"dashboard": False}) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,
     ):
+        client.register_plugin(_IgnoreCtrlC(), name="invdesign-ignore-ctrl-c")
         yield client
 
 
@@ -89,12 +126,15 @@ def _sees(folder: str) -> bool:
 
 
 def check_workers_see(client: distributed.Client, folder: os.PathLike) -> None:
-    """InvdesignError unless every worker of `client` runs invdesign and sees `folder`."""
-    try:
-        seen = client.run(_sees, str(folder))  # unpickling `_sees` imports invdesign there
-    except Exception as exc:  # noqa: BLE001 - whatever a worker without invdesign raises
-        raise InvdesignError(f"a Dask worker cannot run invdesign ({type(exc).__name__}: {exc}); "
-                             "install it in the workers' environment", OPTION) from None
+    """InvdesignError unless the scheduler and every worker of `client` run invdesign (the
+    scheduler unpickles the units too) and every worker sees `folder`."""
+    for where, run in (("scheduler", client.run_on_scheduler), ("worker", client.run)):
+        try:
+            seen = run(_sees, str(folder))  # unpickling `_sees` imports invdesign there
+        except Exception as exc:  # noqa: BLE001 - whatever a process without invdesign raises
+            raise InvdesignError(f"the Dask {where} cannot run invdesign ({type(exc).__name__}: "
+                                 f"{exc}); install it in the cluster's environment",
+                                 OPTION) from None
     blind = sorted(w for w, ok in seen.items() if not ok)
     if blind:
         raise InvdesignError(f"Dask worker {blind[0]} does not see the output folder "
@@ -109,14 +149,14 @@ def run_units(client: distributed.Client, unit: Callable[..., Any],
     `on_done(name, result, error)` in the order they finish (`error` is set when the unit raised
     or its worker died, e.g. `distributed.KilledWorker`).
 
-    Keys are `invdesign-<name>-<run id>`: unique per run, so two builds on one cluster never
-    share results, and readable in the dashboard.
+    Keys are `invdesign-build-<name>-<run id>`: unique per run, so two builds on one cluster never
+    share results; the dashboard groups them as `invdesign-build`.
     """
     run = uuid.uuid4().hex[:8]
-    futures = {
-        client.submit(unit, *args, key=f"invdesign-{name}-{run}", pure=False): name
-        for name, args in calls
-    }
+    names = [name for name, _ in calls]
+    columns = list(zip(*(args for _, args in calls), strict=True))  # client.map takes columns
+    keys = [f"invdesign-build-{name}-{run}" for name in names]
+    futures = dict(zip(client.map(unit, *columns, key=keys, pure=False), names, strict=True))
     for future in distributed.as_completed(futures, loop=client.loop):
         name = futures.pop(future)
         try:
