@@ -35,6 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--force", action="store_true", help="replace an existing output folder")
     parser.add_argument(
+        "--device", choices=("cpu", "gpu", "cuda", "auto"),
+        help="where to train (sets trainer.accelerator; default: the config's, cpu); with "
+        "trainer.devices=N trainer.strategy=ddp, N processes on CPU or N GPUs",
+    )
+    parser.add_argument(
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
@@ -54,17 +59,23 @@ def run(args: argparse.Namespace) -> int:
     from invdesign.training.train import train  # noqa: PLC0415
 
     folders, overrides = split_data_args(args.data or [], args.overrides)
+    if args.device:
+        overrides = [f"trainer.accelerator={args.device}", *overrides]
     cfg = load_config(args.config, overrides, folders or None)
     command = "invdesign " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = train(cfg, out_dir=args.out,
                    progress=lambda line: print(line, file=sys.stderr, flush=True),
                    force=args.force, protect=[args.config], command=command)
-    print(format_metrics({k: v for k, v in result.metrics.items() if k != "training"}))
     info = result.info
+    if info.get("rank", 0) != 0:  # another process of a DDP run: rank 0 reports and writes
+        print(f"rank {info['rank']} of {info['processes']}: training finished", file=sys.stderr)
+        return 0
+    print(format_metrics({k: v for k, v in result.metrics.items() if k != "training"}))
     print(
         f"epochs {info['epochs']}, best epoch {info['best_epoch']}, "
         f"{info['train_seconds']} s, {info['n_train']}/{info['n_val']}/{info['n_test']} "
         f"train/val/test graphs"
+        + (f", {info['processes']} processes" if info.get("processes", 1) > 1 else "")
     )
     if result.checkpoint is not None:  # the model card was written with it (train's command)
         card = result.checkpoint.parent / "MODEL_CARD.md"

@@ -5,6 +5,10 @@ species, the cell), so they are read once through `ChiliDataset.cache_task_array
 the HDF5 files, then an on-disk `.npz`), turned into dense tensors (`TaskData`) and kept in memory
 for every epoch; a process that trains several models on one task (the Table 5 benchmark) reuses
 them through a small in-process cache.
+
+A data set too large for that (CHILI-100K: about 500,000 graphs of 6,000-point PDFs) is read batch
+by batch instead (`LazyTaskData`, `ChiliTaskDataModule(in_memory='false')`): only the on-disk
+index (labels and shapes) stays in memory, and each batch opens the files of its graphs.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from invdesign.core.conditions import minmax, on_model_grid
 from invdesign.core.errors import InvdesignError
+from invdesign.core.patterns import PATTERNS, pattern_spec
 from invdesign.core.tasks import TARGETS, Condition, TaskBatch, TaskSpec
 from invdesign.data.dataset import ChiliDataset
 from invdesign.data.splits import split_indices
+from invdesign.data.task_arrays import load_task_arrays
 
 CHILI_INPUTS = ("saxs", "xrd", "xPDF")
 _MEMORY: dict[tuple[str, str, str, int], TaskData] = {}
@@ -160,33 +167,31 @@ class TaskData:
         return sorted(int(z) for z in torch.unique(self.species[self.mask]).tolist())
 
 
-def load_task_data(ds: ChiliDataset, task: TaskSpec, indices: list[int] | None = None) -> TaskData:
-    """Read the task tensors of `indices` (default: every graph passing the task filter) once."""
-    if indices is None:
-        indices = ds.task_indices(task.target, task.max_atoms)
-    if not indices:
-        raise InvdesignError(
-            f"no graph in {_where(ds)} fits task {task.name} (max_atoms={task.max_atoms})"
-        )
-    key = (str(ds.data_root), ds.fingerprint, task.name, task.max_atoms)
-    cached = _MEMORY.get(key)
-    if cached is not None and set(indices) <= set(cached.indices):
-        return cached.subset(indices)
-    particle = task.kind == "particle"
-    pos_field, species_field = (
-        ("unit_cell_pos_frac", "unit_cell_x") if task.kind == "unit_cell" else ("pos_abs", "x")
-    )
-    # One field set per target (the task's patterns + CHILI's three inputs; particles also their
-    # parent cells), so the on-disk cache of `cache_task_arrays` serves every Table 5 task of a
-    # target after one pass over the files.
-    fields = [
-        *dict.fromkeys([*task.patterns, *CHILI_INPUTS]),
+def task_fields(task: TaskSpec, shared: bool = True) -> list[str]:
+    """The fields read for `task`: the task's patterns, target positions and species, the cell
+    (particles also their parent cells). `shared` adds CHILI's three inputs, so that one field
+    set per target lets the on-disk cache of `cache_task_arrays` serve every Table 5 task of a
+    target after one pass over the files."""
+    pos_field, species_field = _target_fields(task)
+    return [
+        *dict.fromkeys([*task.patterns, *(CHILI_INPUTS if shared else ())]),
         pos_field,
         species_field,
         "cell_params",
-        *(["unit_cell_pos_frac", "unit_cell_x"] if particle else []),
+        *(["unit_cell_pos_frac", "unit_cell_x"] if task.kind == "particle" else []),
     ]
-    arrays = ds.cache_task_arrays(indices, fields)
+
+
+def _target_fields(task: TaskSpec) -> tuple[str, str]:
+    return ("unit_cell_pos_frac", "unit_cell_x") if task.kind == "unit_cell" else ("pos_abs", "x")
+
+
+def task_data_from_arrays(
+    ds: ChiliDataset, task: TaskSpec, indices: list[int], arrays: dict[str, list[np.ndarray]],
+    parent_atoms: int | None,
+) -> TaskData:
+    """The `TaskData` of graphs `indices` from their raw fields (`task_fields`); particle tasks
+    get their parent cells padded to `parent_atoms`."""
     patterns, ranges = {}, {}
     for name in task.patterns:
         if any(a.size == 0 for a in arrays[name]):
@@ -209,14 +214,186 @@ def load_task_data(ds: ChiliDataset, task: TaskSpec, indices: list[int] | None =
                         list(indices), meta, ranges, parent)
 
     parent = None
-    if particle:
-        largest = max(len(a) for a in arrays["unit_cell_pos_frac"])
-        cells = TaskSpec(task.patterns, "unit_cell_pos_frac",
-                         max(TARGETS["unit_cell_pos_frac"], largest))
+    if task.kind == "particle":
+        assert parent_atoms is not None
+        cells = TaskSpec(task.patterns, "unit_cell_pos_frac", parent_atoms)
         parent = part(cells, "unit_cell_pos_frac", "unit_cell_x", None)
-    data = part(task, pos_field, species_field, parent)
+    return part(task, *_target_fields(task), parent)
+
+
+def load_task_data(ds: ChiliDataset, task: TaskSpec, indices: list[int] | None = None) -> TaskData:
+    """Read the task tensors of `indices` (default: every graph passing the task filter) once."""
+    if indices is None:
+        indices = ds.task_indices(task.target, task.max_atoms)
+    if not indices:
+        raise InvdesignError(
+            f"no graph in {_where(ds)} fits task {task.name} (max_atoms={task.max_atoms})"
+        )
+    key = (str(ds.data_root), ds.fingerprint, task.name, task.max_atoms)
+    cached = _MEMORY.get(key)
+    if cached is not None and set(indices) <= set(cached.indices):
+        return cached.subset(indices)
+    particle = task.kind == "particle"
+    fields = task_fields(task)
+    arrays = ds.cache_task_arrays(indices, fields)
+    parent_atoms = None
+    if particle:  # CHILI's 20 atoms of padding, or more when a cell holds more
+        parent_atoms = max(TARGETS["unit_cell_pos_frac"],
+                           max(len(a) for a in arrays["unit_cell_pos_frac"]))
+    data = task_data_from_arrays(ds, task, indices, arrays, parent_atoms)
     _MEMORY[key] = data
     return data
+
+
+#: `in_memory='auto'` keeps the task arrays in memory up to this estimated size (see
+#: `estimated_bytes`), else reads them batch by batch from the files.
+IN_MEMORY_LIMIT_BYTES = 1 << 30
+_READ_CHUNK = 1024
+
+
+def _rows_of(data: TaskData, rows: list[int]) -> TaskData:
+    """`data`'s rows `rows` (positions, repeats allowed) as a new `TaskData`."""
+    r = torch.tensor(rows, dtype=torch.long)
+    return TaskData(
+        data.task, {k: v[r] for k, v in data.patterns.items()}, data.target[r], data.mask[r],
+        data.species[r], data.n_atoms[r], data.cell_params[r], [data.indices[i] for i in rows],
+        [data.meta[i] for i in rows], {k: v[r] for k, v in data.pattern_range.items()},
+        None if data.parent is None else _rows_of(data.parent, rows))
+
+
+class WholeDataRequired(InvdesignError):
+    """A statistic of every graph's arrays (e.g. the diffusion prior's prototype library) was asked
+    of data left on disk (`LazyTaskData`); `what` names the arrays."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"{what} of every graph was asked of data read batch by batch from the "
+                         "files; set data.in_memory=true")
+
+
+def estimated_bytes(task: TaskSpec, n_graphs: int) -> int:
+    """Rough peak memory (bytes) of reading `n_graphs` graphs of `task` into memory: the raw
+    patterns read (two float32 rows each, CHILI's three inputs and the task's), the normalised
+    float32 patterns kept, and the padded targets."""
+    read = [name for name in task_fields(task) if name in PATTERNS]
+    per_graph = (sum(8 * len(pattern_spec(name).grid()) for name in read)
+                 + sum(4 * len(pattern_spec(name).grid()) for name in task.patterns)
+                 + 64 * task.max_atoms)
+    return n_graphs * per_graph
+
+
+class LazyTaskData:
+    """The reading interface of `TaskData` (`len`, `task`, `indices`, `batch`, `raw_pattern`,
+    `compositions`, `species_vocab`) over graphs left in their HDF5 files: each call reads only the
+    graphs it needs through the dataset's on-disk index (`load_task_arrays(..., cache=False)`) and
+    turns them into tensors exactly as `load_task_data` does, so batches hold the same values as
+    those of the in-memory data while memory does not grow with the number of graphs.
+
+    Args:
+        task: the task.
+        segments: (dataset, graph indices) pairs whose rows follow each other; the graph indices
+            of the second and later segments are reported as -1 - index (as `TaskData.concat`).
+        parent_atoms: particle tasks, the padding of the parent cells (the largest cell of the
+            graphs the in-memory data would have been read from, at least CHILI's 20).
+    """
+
+    def __init__(self, task: TaskSpec, segments: Sequence[tuple[ChiliDataset, list[int]]],
+                 parent_atoms: int | None = None) -> None:
+        self.task = task
+        self.segments = [(ds, [int(i) for i in idx]) for ds, idx in segments]
+        self.parent_atoms = parent_atoms
+        self._starts = np.cumsum([0, *(len(idx) for _, idx in self.segments)])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    @property
+    def indices(self) -> list[int]:
+        return [i if k == 0 else -1 - i for k, (_, idx) in enumerate(self.segments) for i in idx]
+
+    @property
+    def meta(self) -> list[dict[str, Any]]:
+        return [{"index": i, "source": ds.records[i].source, "size_key": ds.records[i].size_key}
+                for ds, idx in self.segments for i in idx]
+
+    @property
+    def n_atoms(self) -> torch.Tensor:
+        """[N] atom counts of the targets, from the index (no file is opened)."""
+        attr = "unit_cell_n_atoms" if self.task.kind == "unit_cell" else "n_atoms"
+        return torch.tensor([getattr(ds.records[i], attr) for ds, idx in self.segments
+                             for i in idx], dtype=torch.long)
+
+    def _whole(self, what: str) -> Any:
+        raise WholeDataRequired(what)
+
+    target = property(lambda self: self._whole("the target"))
+    mask = property(lambda self: self._whole("the mask"))
+    parent = property(lambda self: self._whole("the parent cells"))
+    patterns = property(lambda self: self._whole("the patterns"))
+
+    def concat(self, other: LazyTaskData) -> LazyTaskData:
+        """These rows followed by `other`'s (same task); parent cells padded to the larger."""
+        if other.task != self.task:
+            raise InvdesignError(f"cannot join {other.task.name} data to {self.task.name} data")
+        atoms = None if self.parent_atoms is None else max(self.parent_atoms,
+                                                           other.parent_atoms or 0)
+        return LazyTaskData(self.task, [*self.segments, *other.segments], atoms)
+
+    def _read(self, rows: Sequence[int] | torch.Tensor) -> tuple[TaskData, list[int]]:
+        """The graphs of `rows` read from the files (grouped by segment) as in-memory `TaskData`,
+        and for each requested row its row in that data."""
+        rows = [int(r) for r in torch.as_tensor(rows, dtype=torch.long).reshape(-1).tolist()]
+        if not rows or any(not 0 <= r < len(self) for r in rows):
+            raise IndexError(f"rows {rows[:5]}... not in 0..{len(self) - 1}")
+        segment = np.searchsorted(self._starts, rows, side="right") - 1
+        parts, order = [], [0] * len(rows)
+        done = 0
+        for k, (ds, idx) in enumerate(self.segments):
+            mine = [p for p, s in enumerate(segment) if s == k]
+            if not mine:
+                continue
+            graphs = [idx[rows[p] - int(self._starts[k])] for p in mine]
+            arrays = load_task_arrays(ds, graphs, task_fields(self.task, shared=False),
+                                      cache=False)
+            parts.append(task_data_from_arrays(ds, self.task, graphs, arrays, self.parent_atoms))
+            for j, p in enumerate(mine):
+                order[p] = done + j
+            done += len(mine)
+        data = parts[0]
+        for extra in parts[1:]:
+            data = data.concat(extra)
+        return data, order
+
+    def read(self, rows: Sequence[int] | torch.Tensor) -> TaskData:
+        """The given rows, in that order, read from the files as in-memory `TaskData`."""
+        data, order = self._read(rows)
+        return data if order == list(range(len(order))) else _rows_of(data, order)
+
+    def batch(self, rows: Sequence[int] | torch.Tensor,
+              condition_on: tuple[str, ...] = ()) -> TaskBatch:
+        """A `TaskBatch` of the given rows, read from the files."""
+        data, order = self._read(rows)
+        return data.batch(order, condition_on)
+
+    def raw_pattern(self, name: str, row: int) -> np.ndarray:
+        data, order = self._read([row])
+        return data.raw_pattern(name, order[0])
+
+    def compositions(self, rows: torch.Tensor | list[int]) -> list[dict[int, float]]:
+        data, order = self._read(rows)
+        return data.compositions(order)
+
+    def species_vocab(self) -> list[int]:
+        """Sorted atomic numbers present in these graphs (one pass over their species field, a
+        chunk of graphs at a time)."""
+        feats = _target_fields(self.task)[1]
+        found: set[int] = set()
+        for ds, idx in self.segments:
+            for start in range(0, len(idx), _READ_CHUNK):
+                chunk = idx[start:start + _READ_CHUNK]
+                for x in load_task_arrays(ds, chunk, [feats], cache=False)[feats]:
+                    found.update(np.rint(np.asarray(x)[:, 0]).astype(np.int64).tolist())
+        return sorted(found)
 
 
 def _task_graphs(ds: ChiliDataset, task: TaskSpec) -> list[int]:
@@ -294,6 +471,24 @@ class _Rows(torch.utils.data.Dataset):
         return i
 
 
+class _Collate:
+    """Rows -> `TaskBatch` (a class, not a lambda, so loader workers can be spawned)."""
+
+    def __init__(self, data: TaskData | LazyTaskData, condition_on: tuple[str, ...]) -> None:
+        self.data, self.condition_on = data, condition_on
+
+    def __call__(self, rows: list[int]) -> TaskBatch:
+        return self.data.batch(rows, self.condition_on)
+
+
+def _parent_atoms(ds: ChiliDataset, chosen: list[int], task: TaskSpec) -> int | None:
+    """The parent-cell padding `load_task_data` gives `chosen` graphs of a particle task (the
+    largest cell, at least CHILI's 20), read from the index."""
+    if task.kind != "particle":
+        return None
+    return max(TARGETS["unit_cell_pos_frac"], max(ds.records[i].unit_cell_n_atoms for i in chosen))
+
+
 class ChiliTaskDataModule(L.LightningDataModule):
     """Train / val / test `TaskBatch`es of one task on one split of a CHILI folder.
 
@@ -303,10 +498,20 @@ class ChiliTaskDataModule(L.LightningDataModule):
         task: the task (its filter selects the graphs: <= max_atoms).
         split: 'chili_random', 'grouped' or 'leave_type_out:<Type>' (`splits.split_name`);
             split_seed: CHILI uses 42.
-        batch_size: training batch size (CHILI: 16); eval_batch_size for val/test.
+        batch_size: training batch size (CHILI: 16); eval_batch_size for val/test. Per process
+            when training runs on several (DDP).
         condition_on: extras put in the condition ('composition', 'cell', 'n_atoms').
         augment: folders of extra training graphs; those whose source is among the training part's
             sources are appended to it (`n_augment` counts them), the rest are left out.
+        in_memory: 'true' (or True): the task arrays are read once and kept (`TaskData`);
+            'false': each batch is read from the files (`LazyTaskData`: same values, memory
+            independent of the data set's size); 'auto': in memory when `estimated_bytes` of the
+            task's graphs is at most `IN_MEMORY_LIMIT_BYTES`. `lazy` says which was used.
+
+    Under DDP, Lightning gives the training loader a `DistributedSampler` (each process a
+    different shard of every shuffled epoch, seeded by the run's seed); validation and test
+    loaders get an `UnrepeatedDistributedSampler` here (each graph on exactly one process, none
+    repeated), so metrics summed over the processes are those of the whole part.
     """
 
     def __init__(
@@ -320,6 +525,7 @@ class ChiliTaskDataModule(L.LightningDataModule):
         condition_on: tuple[str, ...] | list[str] = (),
         num_workers: int = 0,
         augment: Sequence[str] = (),
+        in_memory: str | bool = True,
     ) -> None:
         super().__init__()
         self.augment = [str(folder) for folder in augment]
@@ -328,7 +534,11 @@ class ChiliTaskDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.condition_on = tuple(condition_on)
         self.num_workers = num_workers
-        self.parts: dict[str, TaskData] = {}
+        self.in_memory = str(in_memory).lower()
+        if self.in_memory not in ("auto", "true", "false"):
+            raise InvdesignError(f"in_memory must be auto, true or false, not {in_memory!r}")
+        self.lazy = False
+        self.parts: dict[str, TaskData | LazyTaskData] = {}
         self.data_fingerprint = ""
         self.n_files = 0
 
@@ -338,11 +548,27 @@ class ChiliTaskDataModule(L.LightningDataModule):
         ds = ChiliDataset(self.root)
         self.data_fingerprint = ds.fingerprint
         self.n_files = len({row.path for row in ds.records})
-        self.parts = load_task_split(ds, self.task, self.split, self.split_seed)
+        chosen = _task_graphs(ds, self.task)
+        self.lazy = self.in_memory == "false" or (
+            self.in_memory == "auto"
+            and estimated_bytes(self.task, len(chosen)) > IN_MEMORY_LIMIT_BYTES)
+        if self.lazy:
+            parts = split_indices(ds, self.split, self.split_seed, indices=chosen)
+            for name in ("train", "val", "test"):
+                if not parts[name]:
+                    raise InvdesignError(
+                        f"the {self.split} split of {len(chosen)} graphs for task "
+                        f"{self.task.name} leaves the {name} part empty", _where(ds))
+            atoms = _parent_atoms(ds, chosen, self.task)
+            self.parts = {name: LazyTaskData(self.task, [(ds, idx)], atoms)
+                          for name, idx in parts.items()}
+        else:
+            self.parts = load_task_split(ds, self.task, self.split, self.split_seed)
         if self.augment:
-            self._add_augment({ds.records[i].source for i in self.parts["train"].indices})
+            self._add_augment(ds)
 
-    def _add_augment(self, train_sources: set[str]) -> None:
+    def _add_augment(self, ds: ChiliDataset) -> None:
+        train_sources = {ds.records[i].source for i in self._graphs("train")}
         extra = ChiliDataset(self.augment)
         chosen = [
             i for i in extra.task_indices(self.task.target, self.task.max_atoms)
@@ -352,16 +578,37 @@ class ChiliTaskDataModule(L.LightningDataModule):
             raise InvdesignError(
                 f"no graph for task {self.task.name} comes from a training source", _where(extra)
             )
-        self.parts["train"] = self.parts["train"].concat(load_task_data(extra, self.task, chosen))
+        train = self.parts["train"]
+        if isinstance(train, LazyTaskData):
+            more = LazyTaskData(self.task, [(extra, chosen)],
+                                _parent_atoms(extra, chosen, self.task))
+            self.parts["train"] = train.concat(more)
+        else:
+            self.parts["train"] = train.concat(load_task_data(extra, self.task, chosen))
         self.n_augment = len(chosen)
+
+    def _graphs(self, part: str) -> list[int]:
+        data = self.parts[part]
+        return data.segments[0][1] if isinstance(data, LazyTaskData) else data.indices
 
     def _loader(self, part: str, shuffle: bool, batch_size: int) -> DataLoader:
         data = self.parts[part]
+        rows = _Rows(len(data))
+        sampler = None
+        trainer = self.trainer
+        if part != "train" and trainer is not None and trainer.world_size > 1:
+            if len(data) < trainer.world_size:
+                raise InvdesignError(
+                    f"the {part} part holds {len(data)} graphs, fewer than the "
+                    f"{trainer.world_size} training processes")
+            sampler = UnrepeatedDistributedSampler(
+                rows, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)
         return DataLoader(
-            _Rows(len(data)),
+            rows,
             batch_size=batch_size,
-            shuffle=shuffle,
-            collate_fn=lambda rows: data.batch(rows, self.condition_on),
+            shuffle=shuffle if sampler is None else None,
+            sampler=sampler,
+            collate_fn=_Collate(data, self.condition_on),
             num_workers=self.num_workers,
         )
 

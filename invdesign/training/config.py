@@ -58,7 +58,11 @@ class DataConfig:
     CHILI-3K and the `clusters` set); condition_on: extras the model sees besides the patterns;
     augment: folders of extra training graphs (e.g. more particle sizes cut from the same unit
     cells by `invdesign data build chili3k --radii ...`), of which only the graphs of sources in
-    the training part are used; validation and test come from `root` alone."""
+    the training part are used; validation and test come from `root` alone.
+    in_memory: 'true' reads the task arrays of every graph once and keeps them in memory (fast
+    epochs); 'false' reads each batch's graphs from the HDF5 files through the on-disk index, so
+    memory does not grow with the data set; 'auto' keeps them in memory when their estimated size
+    is at most `invdesign.data.datamodule.IN_MEMORY_LIMIT_BYTES`. batch_size is per process."""
 
     root: Any = "???"
     batch_size: int = 16
@@ -66,6 +70,7 @@ class DataConfig:
     num_workers: int = 0
     condition_on: list[str] = field(default_factory=list)
     augment: list[str] = field(default_factory=list)
+    in_memory: str = "auto"
 
 
 @dataclass
@@ -109,7 +114,11 @@ class TrainerConfig:
     max_time_minutes: wall-clock cap per run (CHILI: 60); num_threads: torch CPU threads
     (None: torch's default); ema_decay: exponential moving average of the weights per optimiser
     step (Lightning's `EMAWeightAveraging`), validated, kept and shipped instead of the raw
-    weights; 0 turns it off."""
+    weights; 0 turns it off.
+    devices, num_nodes, strategy: processes per node, nodes, and Lightning's strategy: 'auto'
+    (one process) or 'ddp' (distributed data parallel: one process per device, each training on
+    its shard of the training set, gradients averaged; on CPU the processes talk over gloo).
+    With 'ddp' the global batch is devices x num_nodes x data.batch_size."""
 
     max_epochs: int = 1000
     patience: int = 50
@@ -117,6 +126,8 @@ class TrainerConfig:
     max_time_minutes: float = 60.0
     accelerator: str = "cpu"
     devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
     fast_dev_run: bool = False
     limit_train_batches: float = 1.0
     num_threads: int | None = 1
@@ -293,6 +304,7 @@ RANGES: tuple[tuple[str, float | None, float | None], ...] = (
     ("trainer.max_epochs", 1, None),
     ("trainer.patience", 1, None),
     ("trainer.devices", 1, 1024),
+    ("trainer.num_nodes", 1, 1024),
     ("trainer.num_threads", 1, 1024),
     ("trainer.log_every_n_steps", 1, None),
 )
@@ -300,6 +312,10 @@ RANGES: tuple[tuple[str, float | None, float | None], ...] = (
 POSITIVE = ("optimizer.lr", "trainer.max_time_minutes", "trainer.limit_train_batches")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+#: Lightning strategies `invdesign train` runs: 'ddp' launches the other processes of a node as
+#: `python -m invdesign.training.ddp_worker` (see `invdesign.training.distributed`).
+STRATEGIES = ("auto", "ddp")
+IN_MEMORY = ("auto", "true", "false")
 
 
 def validate(cfg: DictConfig, where: str = "config") -> None:
@@ -354,6 +370,19 @@ def validate(cfg: DictConfig, where: str = "config") -> None:
     if cfg.trainer.accelerator not in ACCELERATORS:
         fail(f"trainer.accelerator must be one of {', '.join(ACCELERATORS)}, not "
              f"{cfg.trainer.accelerator!r}")
+    strategy = cfg.trainer.strategy
+    if strategy not in STRATEGIES:
+        hint = ("; 'ddp' runs the same processes without pickling the model"
+                if strategy.startswith("ddp") else "")
+        fail(f"trainer.strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}{hint}")
+    processes = cfg.trainer.devices * cfg.trainer.num_nodes
+    if strategy == "auto" and processes > 1:
+        fail(f"trainer.devices={cfg.trainer.devices} with trainer.num_nodes="
+             f"{cfg.trainer.num_nodes} needs trainer.strategy=ddp")
+    if strategy == "ddp" and cfg.trainer.fast_dev_run:
+        fail("trainer.fast_dev_run is a single-process smoke run; use trainer.strategy=auto")
+    if str(cfg.data.in_memory).lower() not in IN_MEMORY:
+        fail(f"data.in_memory must be one of {', '.join(IN_MEMORY)}, not {cfg.data.in_memory!r}")
     if cfg.optimizer.name.lower() not in OPTIMIZERS:
         fail(f"optimizer.name must be adam, adamw or sgd, not {cfg.optimizer.name!r}")
     try:

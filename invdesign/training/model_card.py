@@ -56,7 +56,8 @@ def model_card(
         f"- seed: {config['seed']}",
         f"- generator: `{gen['name']}`, hparams {dict(gen.get('hparams', {}))}; "
         f"{info.get('n_parameters', '?')} parameters",
-        f"- optimiser: {dict(config['optimizer'])}; batch size {config['data']['batch_size']}",
+        f"- optimiser: {dict(config['optimizer'])}; batch size {config['data']['batch_size']}"
+        + _processes(config, info),
         f"- training: {info.get('epochs', '?')} epochs (best epoch {info.get('best_epoch', '?')}), "
         f"{info.get('train_seconds', '?')} s; early stopping patience "
         f"{config['trainer']['patience']} on `{config['trainer']['monitor']}`, wall-clock cap "
@@ -93,6 +94,17 @@ def write_model_card(
 ) -> Path:
     """Write `out/MODEL_CARD.md` atomically; returns its path."""
     return atomic_write_text(Path(out) / "MODEL_CARD.md", model_card(config, metrics, command))
+
+
+def _processes(config: dict[str, Any], info: dict[str, Any]) -> str:
+    """', per process on N processes (...)' for a DDP run, else ''."""
+    n = int(info.get("processes", 1))
+    if n <= 1:
+        return ""
+    trainer = config["trainer"]
+    return (f" per process on {n} processes (strategy {trainer.get('strategy')}, "
+            f"{trainer.get('num_nodes', 1)} node(s) x {trainer.get('devices')} devices; global "
+            f"batch {n * int(config['data']['batch_size'])})")
 
 
 def _folders(root: str | list[str]) -> str:
