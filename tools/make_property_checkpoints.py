@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from invdesign.evaluators.property.checkpoint import save_property_checkpoint
+from invdesign.evaluators.property.checkpoint import (
+    load_property_checkpoint,
+    save_property_checkpoint,
+)
 from invdesign.evaluators.property.data import (
     PropertyData,
     make_graphs,
@@ -90,6 +94,7 @@ def grouped_split(
 
 def train_cfg(args, target: str) -> TrainConfig:
     return TrainConfig(
+        model=getattr(args, "model", "crystograph"),
         hidden=args.hidden,
         blocks=args.blocks,
         line_k=args.line_k,
@@ -99,6 +104,9 @@ def train_cfg(args, target: str) -> TrainConfig:
         pretrain_epochs=args.pretrain_epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        weight_decay=getattr(args, "weight_decay", 1e-4),
+        dropout=getattr(args, "dropout", 0.0),
+        ensemble=getattr(args, "ensemble", 1),
         seed=args.seed,
         target=target,
     )
@@ -173,11 +181,13 @@ def cv_summary(path: Path | None, variant: str) -> str:
     if path is None or not path.is_file():
         return "- Cross-validation: none recorded (run `benchmarks/property_perov5.py`).\n"
     record = json.loads(path.read_text())
+    if variant not in record["mae"]:
+        return f"- Cross-validation: `{path.name}` has no row `{variant}`.\n"
     rows = {**record["mae"], **{f"[{k}]": v for k, v in record.get("baselines", {}).items()}}
     table = ", ".join(f"{k} {np.mean(v):.3f}" for k, v in rows.items() if v)
-    folds = len(record["mae"].get("cgcnn", []))
+    folds = len(record["mae"][variant])
     control = ""
-    if "chgnet" in variant and "cgcnn+chgnet" in record["mae"]:
+    if variant.startswith("ctg") and "chgnet" in variant and "cgcnn+chgnet" in record["mae"]:
         control = (
             f"  CGCNN given the same CHGNet features scores "
             f"{np.mean(record['mae']['cgcnn+chgnet']):.3f} (plain CGCNN "
@@ -194,22 +204,31 @@ def cv_summary(path: Path | None, variant: str) -> str:
 
 
 def cmd_perov5(args) -> None:
-    torch.set_num_threads(args.threads)
-    data = read_property_csv(args.csv, target="heat_ref")
-    cfg = train_cfg(args, "heat_ref")
-    inputs = model_inputs(data.structures, cfg, workers=args.workers)
-    require_all(data.ids, inputs.status)
-    graphs = make_graphs(
-        data.structures, data.targets, inputs.desc, cfg.k, cfg.line_k, inputs.atom_fea
-    )
-    t0 = time.time()
-    predictor = fit(graphs, cfg, log=lambda m: print(m, flush=True))
-    seconds = time.time() - t0
     out = Path(args.out)
-    save_property_checkpoint(out, predictor, {"data": str(args.csv)})
-    command = " ".join(["python", "tools/make_property_checkpoints.py", *sys.argv[1:]])
+    if args.card_only:  # the card of the checkpoint in --out, with the CV of --cv-json
+        predictor = load_property_checkpoint(out)
+        cfg, info = predictor.cfg, predictor.info
+        seconds, command = predictor.metrics.get("train_seconds", math.nan), info["command"]
+        n_rows, csv = info["n_rows"], info["data"]
+    else:
+        torch.set_num_threads(args.threads)
+        data = read_property_csv(args.csv, target="heat_ref")
+        cfg = train_cfg(args, "heat_ref")
+        inputs = model_inputs(data.structures, cfg, workers=args.workers)
+        require_all(data.ids, inputs.status)
+        graphs = make_graphs(
+            data.structures, data.targets, inputs.desc, cfg.k, cfg.line_k, inputs.atom_fea
+        )
+        t0 = time.time()
+        predictor = fit(graphs, cfg, log=lambda m: print(m, flush=True))
+        seconds = time.time() - t0
+        predictor.metrics["train_seconds"] = seconds
+        command = " ".join(["python", "tools/make_property_checkpoints.py", *sys.argv[1:]])
+        n_rows, csv = len(data), str(args.csv)
+        extra = {"data": csv, "command": command, "n_rows": n_rows}
+        save_property_checkpoint(out, predictor, extra)
     variant = (
-        "ctg"
+        {"crystograph": "ctg", "atomset": "set"}.get(cfg.model, cfg.model)
         + ("+desc" if cfg.descriptors else "")
         + ("+cdssl" if cfg.pretrain_epochs else "")
         + ("+chgnet" if cfg.chgnet_features else "")
@@ -222,13 +241,24 @@ def cmd_perov5(args) -> None:
         if cfg.chgnet_features
         else ""
     )
+    network = {
+        "crystograph": "CrysToGraph-style GNN",
+        "atomset": "Set transformer over the cell's atoms with CHGNet's atom features\n"
+        "(`AtomSet`, evaluators/property/model.py)",
+        "cgcnn": "CGCNN",
+    }[cfg.model]
+    if cfg.ensemble > 1:
+        network = (
+            f"Mean of {cfg.ensemble} independently trained networks (seeds {cfg.seed}-"
+            f"{cfg.seed + cfg.ensemble - 1}), each a\n{network[0].lower()}{network[1:]}"
+        )
     card = f"""# property-perov5: heat_ref of ABX3 perovskites
 
-CrysToGraph-style GNN (variant `{variant}`) trained on **all** of perov5_val.csv ({len(data)}
+{network}, variant `{variant}`, trained on **all** of perov5_val.csv ({n_rows}
 five-atom cells), target `heat_ref` (eV/atom relative to the data set's own reference phases: not a
 formation energy from the elements; do not mix with property-default).
 
-- Data: `{args.csv}` (all rows; no split, no held-out part).
+- Data: `{csv}` (all rows; no split, no held-out part).
 - Split: none for this checkpoint; its error on unseen cells is the cross-validation below.
 - Seed: {cfg.seed}.
 - Model/training: `{json.dumps(cfg.to_dict())}`; {seconds:.0f} s on a shared 2-core CPU.
@@ -289,6 +319,20 @@ def main() -> None:
                 help="per-fold MAEs of benchmarks/property_perov5.py, quoted in the card",
             )
             p.add_argument("--workers", type=int, default=1, help="processes for descriptors")
+            p.add_argument(
+                "--card-only",
+                action="store_true",
+                help="rewrite MODEL_CARD.md of the checkpoint in --out from --cv-json; no training",
+            )
+            p.add_argument(
+                "--model",
+                choices=("crystograph", "atomset", "cgcnn"),
+                default="crystograph",
+                help="atomset: set transformer over CHGNet's atom features (--chgnet-features)",
+            )
+            p.add_argument("--weight-decay", type=float, default=1e-4)
+            p.add_argument("--dropout", type=float, default=0.0)
+            p.add_argument("--ensemble", type=int, default=1, help="networks averaged")
             p.add_argument(
                 "--chgnet-features",
                 action="store_true",

@@ -36,7 +36,10 @@ def save_property_checkpoint(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in predictor.net.state_dict().items()}
+    # cloned: an ensemble's members share one element-feature table, which safetensors refuses
+    tensors = {
+        k: v.detach().cpu().contiguous().clone() for k, v in predictor.net.state_dict().items()
+    }
     config = {
         "format": FORMAT,
         "train_config": predictor.cfg.to_dict(),

@@ -1,0 +1,121 @@
+"""The `atomset` property model (a set transformer over a cell's atoms, used with CHGNet's atom
+features for perov5) and ensembles of independently trained networks: the model learns, its
+prediction of a cell does not depend on what it is batched with, an ensemble predicts the mean of
+its members and survives a checkpoint round trip with CHGNet's features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from torch_geometric.loader import DataLoader
+
+from invdesign.core.errors import InvdesignError
+from invdesign.core.structure import Structure
+from invdesign.evaluators.property.checkpoint import (
+    load_property_checkpoint,
+    save_property_checkpoint,
+)
+from invdesign.evaluators.property.data import make_graphs
+from invdesign.evaluators.property.model import Ensemble
+from invdesign.evaluators.property.train import (
+    PackedGraphs,
+    TrainConfig,
+    build_network,
+    fit,
+    model_inputs,
+)
+
+
+def rock_salt_cells() -> tuple[list[Structure], np.ndarray]:
+    """Rock-salt cells of two metals at eight lattice constants; target a (Å) + 0.5 for Mg."""
+    structures, targets = [], []
+    for i in range(8):
+        a, metal = 4.0 + 0.15 * i, (12, 29)[i % 2]
+        cell = (np.ones((3, 3)) - np.eye(3)) * a / 2
+        structures.append(Structure.from_fractional([metal, 8], [[0, 0, 0], [0.5, 0.5, 0.5]], cell))
+        targets.append(a + 0.5 * (metal == 12))
+    return structures, np.array(targets)
+
+
+def test_atomset_training_error_falls_well_below_the_mean_predictor():
+    structures, targets = rock_salt_cells()
+    baseline = float(np.abs(targets - targets.mean()).mean())
+    cfg = TrainConfig(model="atomset", hidden=16, heads=2, blocks=1, epochs=60, batch_size=8,
+                      lr=1e-2, weight_decay=0.0, seed=0)
+    predictor = fit(make_graphs(structures, targets, k=cfg.k, line_k=cfg.line_k), cfg)
+    mae = float(np.abs(predictor.predict(structures) - targets).mean())
+    # the lattice constant reaches the model only through its neighbour-distance histogram
+    assert mae < 0.25 * baseline, (mae, baseline)
+
+
+def test_atomset_prediction_does_not_depend_on_the_batch():
+    """Padding of the smaller cells to the largest one of a batch must not leak into them."""
+    small, targets = rock_salt_cells()
+    big = Structure.from_ase(bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 1, 1))  # 8 atoms
+    cfg = TrainConfig(model="atomset", hidden=16, heads=2, blocks=2, dropout=0.1, seed=1)
+    graphs = make_graphs([*small, big], [*targets, 0.0], k=cfg.k, line_k=cfg.line_k)
+    net = build_network(cfg).eval()
+    alone = [float(net(next(iter(DataLoader([g], batch_size=1)))).detach()) for g in graphs]
+    together = net(next(iter(DataLoader(graphs, batch_size=len(graphs))))).detach().numpy()
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-5)
+    # the packed batches training uses give what PyG's collation gives, in the order asked
+    packed = PackedGraphs(graphs)
+    order = torch.tensor([8, 0, 3, 5])
+    np.testing.assert_allclose(
+        net(packed.batch(order)).detach().numpy(), np.array(alone)[order], rtol=1e-5, atol=1e-5
+    )
+    seen = torch.cat([b.y for b in packed.batches(4, torch.Generator().manual_seed(0), True)])
+    assert len(seen) == 8 and len(set(seen.tolist())) == 8  # drop_last: two full batches
+
+
+def test_ensemble_is_the_mean_of_its_members():
+    structures, targets = rock_salt_cells()
+    cfg = TrainConfig(model="atomset", hidden=8, heads=2, blocks=1, epochs=3, batch_size=4,
+                      ensemble=3, seed=5)
+    graphs = make_graphs(structures, targets, k=cfg.k, line_k=cfg.line_k)
+    predictor = fit(graphs, cfg)
+    assert isinstance(predictor.net, Ensemble) and len(predictor.net.members) == 3
+    batch = next(iter(DataLoader(graphs, batch_size=len(graphs))))
+    members = np.stack([m.eval()(batch).detach().numpy() for m in predictor.net.members])
+    assert np.ptp(members, axis=0).max() > 1e-4  # different seeds: different networks
+    expected = members.mean(0) * predictor.y_std + predictor.y_mean
+    np.testing.assert_allclose(predictor.predict_graphs(graphs), expected, rtol=1e-5, atol=1e-6)
+    # member 0 is the network a single fit with the same seed trains
+    single = fit(graphs, TrainConfig(**{**cfg.to_dict(), "ensemble": 1}))
+    np.testing.assert_allclose(
+        single.predict_graphs(graphs), members[0] * predictor.y_std + predictor.y_mean,
+        rtol=1e-5, atol=1e-6,
+    )
+
+
+def test_atomset_ensemble_with_chgnet_features_round_trips(tmp_path):
+    pytest.importorskip("chgnet")
+    structures = [
+        Structure.from_ase(bulk(formula, "rocksalt", a=a))
+        for formula, lattice in (("MgO", 4.21), ("NaCl", 5.64))
+        for a in (0.97 * lattice, lattice, 1.03 * lattice)
+    ]
+    targets = np.linspace(-1.0, 0.5, len(structures))
+    cfg = TrainConfig(model="atomset", chgnet_features=True, hidden=8, heads=2, blocks=1,
+                      epochs=2, batch_size=4, ensemble=2, dropout=0.1, seed=0)
+    inputs = model_inputs(structures, cfg)
+    graphs = make_graphs(structures, targets, inputs.desc, atom_features=inputs.atom_fea)
+    predictor = fit(graphs, cfg)
+    first = predictor.predict(structures)
+    assert np.all(np.isfinite(first))
+    save_property_checkpoint(tmp_path / "ckpt", predictor)
+    loaded = load_property_checkpoint(tmp_path / "ckpt")
+    assert loaded.cfg.ensemble == 2 and loaded.cfg.model == "atomset"
+    np.testing.assert_allclose(loaded.predict(structures), first, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"ensemble": 0}, "ensemble"), ({"dropout": 1.0}, "dropout"),
+     ({"model": "atomset", "pretrain_epochs": 2}, "CDSSL")],
+)
+def test_bad_options_are_refused(options, message):
+    with pytest.raises(InvdesignError, match=message):
+        TrainConfig(**options)
