@@ -133,8 +133,52 @@ def _sum_by_atom(i: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
 def n_features() -> int:
     """Width of `atom_features`."""
-    radial = 2 * REDUCED_CENTRES.size + DISTANCE_CENTRES.size + 2
-    return radial + REDUCED_CENTRES.size + 2 + element_descriptors().shape[1]
+    own = REDUCED_CENTRES.size + 2 + len(STEINHARDT)
+    return 2 * own + REDUCED_CENTRES.size + DISTANCE_CENTRES.size + element_descriptors().shape[1]
+
+
+STEINHARDT = (2, 4, 6)  # bond-orientational orders q_l of the first shell
+
+
+# Legendre polynomials P_l(x) as coefficients of x^0, x^2, x^4, x^6 (even l only)
+_LEGENDRE = {2: (-0.5, 1.5, 0.0, 0.0), 4: (3 / 8, -30 / 8, 35 / 8, 0.0),
+             6: (-5 / 16, 105 / 16, -315 / 16, 231 / 16)}
+
+
+@cache
+def _monomials(power: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exponents [k, 3] (a + b + c = power) and multinomial weights [k] with
+    (u . v)^power = sum_k weight_k (u_x v_x)^a (u_y v_y)^b (u_z v_z)^c."""
+    exps = np.array([(a, b, power - a - b) for a in range(power + 1)
+                     for b in range(power + 1 - a)])
+    weights = np.array([math.factorial(power) / math.prod(math.factorial(int(e)) for e in row)
+                        for row in exps])
+    return exps, weights
+
+
+def _steinhardt(i: np.ndarray, unit: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+    """[n, len(STEINHARDT)] bond-orientational orders q_l of the `w`-weighted edges of each atom
+    (unit vectors `unit` [e, 3]). By the addition theorem, q_l^2 = 4 pi / (2l + 1) sum_m
+    |<Y_lm>|^2 = sum_jk w_j w_k P_l(u_j . u_k) / W^2, and sum_jk w_j w_k (u_j . u_k)^p is a
+    weighted sum of squared per-atom monomial moments: linear in edges, no spherical harmonics."""
+    keep = w > 1e-3
+    i, unit, w = i[keep], unit[keep], w[keep]
+    total = np.bincount(i, weights=w, minlength=n)
+    # powers 0..6 of each component by repeated products ([e, 7] per axis): fast, exact
+    pw = np.ones((3, unit.shape[0], 7))
+    for p in range(1, 7):
+        pw[:, :, p] = pw[:, :, p - 1] * unit.T
+    sums = {0: total**2}
+    for power in (2, 4, 6):
+        exps, weights = _monomials(power)
+        mono = pw[0][:, exps[:, 0]] * pw[1][:, exps[:, 1]] * pw[2][:, exps[:, 2]]
+        sums[power] = (_sum_by_atom(i, mono * w[:, None], n) ** 2) @ weights
+    out = np.zeros((n, len(STEINHARDT)))
+    for k, order in enumerate(STEINHARDT):
+        c = _LEGENDRE[order]
+        value = c[0] * sums[0] + c[1] * sums[2] + c[2] * sums[4] + c[3] * sums[6]
+        out[:, k] = np.sqrt(np.maximum(value, 0.0)) / np.maximum(total, 1e-6)
+    return out
 
 
 def atom_features(structure: Structure, cutoff: float = 5.5) -> np.ndarray:
@@ -144,9 +188,10 @@ def atom_features(structure: Structure, cutoff: float = 5.5) -> np.ndarray:
     Gaussian counts in the reduced distance s_ij (15), the same weighted by the electronegativity
     difference (X_j - X_i) / 4 (15; tells cation from anion shells), Gaussian counts in d_ij (10),
     the length of the mean unit vector to first-shell neighbours and to all neighbours (2; ~0 in
-    the bulk, large at a surface), the first-shell mean of the neighbours' reduced counts and
-    vector lengths (17; the next shell's coordination), and i's element descriptors (7). All
-    invariant to rotation, translation and atom order.
+    the bulk, large at a surface), the first shell's bond-orientational orders q_2, q_4, q_6 (3),
+    the first-shell mean of the neighbours' reduced counts, vector lengths and q_l (20; the next
+    shell), and i's element descriptors (7). All invariant to rotation, translation and atom
+    order.
     """
     z = structure.species
     n = structure.n_atoms
@@ -167,11 +212,11 @@ def atom_features(structure: Structure, cutoff: float = 5.5) -> np.ndarray:
         total = _sum_by_atom(i, unit * w[:, None], n)
         weight = np.bincount(i, weights=w, minlength=n)
         vec[:, k] = np.linalg.norm(total, axis=1) / np.maximum(weight, 1e-6)
-    own = np.concatenate([counts, vec], axis=1)
+    own = np.concatenate([counts, vec, _steinhardt(i, unit, first, n)], axis=1)
     first_weight = np.bincount(i, weights=first, minlength=n)
     second = _sum_by_atom(i, own[j] * first[:, None], n) / np.maximum(first_weight, 1e-6)[:, None]
-    feats = np.concatenate([counts, _sum_by_atom(i, g * dx, n), _sum_by_atom(i, gd, n), vec,
-                            second, desc], axis=1)
+    feats = np.concatenate([own, _sum_by_atom(i, g * dx, n), _sum_by_atom(i, gd, n), second,
+                            desc], axis=1)
     return feats.astype(np.float32)
 
 
@@ -183,11 +228,14 @@ class ExcessNet(nn.Module):
         hidden: width of the hidden layers.
         layers: hidden layers.
         cutoff: neighbour radius of the features in Å.
+        embed: add the learned per-element offset (else element descriptors only).
     """
 
-    def __init__(self, hidden: int = 96, layers: int = 2, cutoff: float = 5.5) -> None:
+    def __init__(self, hidden: int = 96, layers: int = 2, cutoff: float = 5.5,
+                 embed: bool = True) -> None:
         super().__init__()
         self.cutoff = float(cutoff)
+        self.use_embed = bool(embed)
         width = n_features()
         self.register_buffer("mean", torch.zeros(width))
         self.register_buffer("std", torch.ones(width))
@@ -201,7 +249,8 @@ class ExcessNet(nn.Module):
 
     def forward(self, features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         x = (features - self.mean) / self.std
-        return self.body(self.first(x) + self.embed(z)).squeeze(1)
+        h = self.first(x) + self.embed(z) if self.use_embed else self.first(x)
+        return self.body(h).squeeze(1)
 
 
 @dataclass
@@ -219,6 +268,25 @@ class ParticleInput:
 def particle_input(structure: Structure, cutoff: float = 5.5) -> ParticleInput:
     """Features and species of a particle (positions in Å)."""
     return ParticleInput(atom_features(structure, cutoff), structure.species.astype(np.int64))
+
+
+def bulk_input(cell: Structure, cutoff: float = 5.5) -> ParticleInput:
+    """Features of a unit cell's atoms in their bulk environment: the cell's atoms at the centre of
+    a supercell large enough that everything the features see (cutoff plus the first shell of the
+    second-order terms) is bulk. Training uses it as a particle of excess 0 (its exact
+    stoichiometry makes the mean of the per-atom targets zero)."""
+    reach = cutoff + 4.0  # the cutoff plus the first shell (s < 1.3) of the second-order terms
+    lengths = np.abs(np.linalg.det(cell.cell)) / np.linalg.norm(
+        np.cross(cell.cell[[1, 2, 0]], cell.cell[[2, 0, 1]]), axis=1)  # plane spacings, Å
+    reps = np.ceil(reach / lengths).astype(int)
+    shifts = np.array([(a, b, c) for a in range(-reps[0], reps[0] + 1)
+                       for b in range(-reps[1], reps[1] + 1)
+                       for c in range(-reps[2], reps[2] + 1)])
+    shifts = shifts[np.argsort(np.abs(shifts).sum(1), kind="stable")]  # (0, 0, 0) first
+    pos = (cell.positions[None, :, :] + (shifts @ cell.cell)[:, None, :]).reshape(-1, 3)
+    species = np.tile(cell.species, len(shifts))
+    feats = atom_features(Structure(species, pos), cutoff)[: cell.n_atoms]
+    return ParticleInput(feats, cell.species.astype(np.int64))
 
 
 def collate(inputs: Sequence[ParticleInput]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -252,7 +320,8 @@ def fit_excess(train: Sequence[tuple[ParticleInput, float, np.ndarray | None]],
                net_options: dict[str, Any] | None = None,
                cfg: ExcessTrainConfig | None = None,
                log=None) -> tuple[ExcessNet, list[float]]:
-    """Train an ExcessNet on (input, label eV/atom, per-atom targets eV or None) triples.
+    """Train an ExcessNet on (input, label eV/atom, per-atom targets eV or None) triples (bulk
+    cells from `bulk_input` enter with label 0 and no per-atom targets).
 
     Loss per batch: L1 of the particle means against the labels plus `site_weight` x L1 of the
     contributions against the per-atom targets (where given). AdamW with cosine decay; the
@@ -280,10 +349,12 @@ def fit_excess(train: Sequence[tuple[ParticleInput, float, np.ndarray | None]],
             y = torch.tensor([label for _, label, _ in items], dtype=torch.float32)
             c = net(feats, z)
             loss = (graph_means(c, batch, len(items)) - y).abs().mean()
-            sites = [t for _, _, t in items]
-            if cfg.site_weight > 0 and all(t is not None for t in sites):
-                target = torch.from_numpy(np.concatenate(sites).astype(np.float32))
-                loss = loss + cfg.site_weight * (c - target).abs().mean()
+            if cfg.site_weight > 0 and any(t is not None for _, _, t in items):
+                target = torch.from_numpy(np.concatenate(
+                    [np.full(p.n_atoms, np.nan) if t is None else t for p, _, t in items]
+                ).astype(np.float32))
+                known = torch.isfinite(target)
+                loss = loss + cfg.site_weight * (c[known] - target[known]).abs().mean()
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -19,6 +19,7 @@ from invdesign.evaluators.property.excess import (
     ExcessTrainConfig,
     ParticleExcessEvaluator,
     atom_features,
+    bulk_input,
     fit_excess,
     load_excess_checkpoint,
     neighbour_pairs,
@@ -68,6 +69,16 @@ def test_neighbour_list_matches_brute_force():
         zip(bi.tolist(), bj.tolist(), strict=True))
     np.testing.assert_allclose(d, full[i, j])
     assert len(i) > 60  # the test is about a populated list
+
+
+def test_bulk_input_is_the_environment_deep_inside_a_particle():
+    cell = Structure.from_ase(bulk("Cu", "fcc", a=3.61))
+    centre = sphere("Cu", 3.61, 12.0)
+    k = int(np.argmin(np.linalg.norm(centre.positions, axis=1)))
+    inner = atom_features(centre)[k]
+    np.testing.assert_allclose(bulk_input(cell).features[0], inner, atol=1e-5)
+    surface = atom_features(centre)[int(np.argmax(np.linalg.norm(centre.positions, axis=1)))]
+    assert np.abs(surface - inner).max() > 0.1  # the features do see a surface
 
 
 def test_prediction_invariant_to_rotation_translation_and_order(checkpoint):
