@@ -12,18 +12,20 @@ import json
 import os
 import sys
 
-from invdesign.core.errors import InvdesignError
-from invdesign.training.config import config_from_dict
-from invdesign.training.distributed import CONFIG_ENV
+#: `invdesign.training.distributed.CONFIG_ENV`, not imported from there: that pulls in Lightning
+#: (and makes an import cycle through `invdesign.training.train`) before the refusal below.
+CONFIG_ENV = "INVDESIGN_DDP_CONFIG"
 
 
 def main() -> int:
     raw = os.environ.get(CONFIG_ENV)
     if not raw or "LOCAL_RANK" not in os.environ:
-        print(f"invdesign: error: {__name__} is started by `invdesign train` with "
-              "trainer.strategy=ddp, not by hand", file=sys.stderr)
+        print("invdesign: error: invdesign.training.ddp_worker is started by `invdesign train` "
+              "with trainer.strategy=ddp, not by hand", file=sys.stderr)
         return 2
-    # lazy: importing the trainer pulls in Lightning and the generators
+    # lazy: importing the trainer pulls in torch, Lightning and the generators
+    from invdesign.core.errors import InvdesignError  # noqa: PLC0415
+    from invdesign.training.config import config_from_dict  # noqa: PLC0415
     from invdesign.training.train import fit_worker  # noqa: PLC0415
 
     try:
