@@ -29,7 +29,7 @@ from ase.geometry import cellpar_to_cell
 from invdesign.core.errors import DataFormatError
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import Condition
-from invdesign.data.datamodule import TaskData
+from invdesign.data.datamodule import LazyTaskData, TaskData
 from invdesign.data.splits import split_name
 from invdesign.evaluators.metrics import structure as metrics
 from invdesign.generators.base import Generator
@@ -43,7 +43,7 @@ def task_coordinates(structure: Structure) -> np.ndarray:
 @torch.no_grad()
 def evaluate_generator(
     generator: Generator,
-    data: TaskData,
+    data: TaskData | LazyTaskData,
     batch_size: int = 256,
     condition_on: tuple[str, ...] = (),
     seed: int = 0,
@@ -88,7 +88,10 @@ def evaluate_generator(
     if rw_items > 0:
         spaced = np.linspace(0, len(data) - 1, min(rw_items, len(data))).round()
         rows = np.unique(spaced).astype(int)
-        values = pattern_rw([free_pred[r] for r in rows], data, rows.tolist())
+        # data left on disk (`LazyTaskData`): read just these rows
+        chosen, at = ((data.read(rows.tolist()), list(range(len(rows))))
+                      if isinstance(data, LazyTaskData) else (data, rows.tolist()))
+        values = pattern_rw([free_pred[r] for r in rows], chosen, at)
         out.update({"rw_median": float(np.median(values)), "rw_mean": float(np.mean(values)),
                     "rw_items": len(values)})
     return out

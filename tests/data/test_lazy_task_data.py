@@ -122,3 +122,19 @@ def test_auto_reads_batch_by_batch_above_the_size_limit(roots, monkeypatch) -> N
     assert datamodule.estimated_bytes(task, 1) > 1000
     with pytest.raises(InvdesignError, match="in_memory must be auto, true or false"):
         ChiliTaskDataModule(str(roots[0]), task, in_memory="sometimes")
+
+
+def test_evaluation_of_lazy_data_equals_in_memory(roots) -> None:
+    """`evaluate_generator` (the metrics after training, Rw of a few samples included) gives the
+    same figures on a part left on disk as on the same part in memory."""
+    from invdesign.generators.base import build_generator
+    from invdesign.training.evaluate import evaluate_generator
+
+    eager, lazy = modules(roots[0], "xPDF->unit_cell_pos_frac")
+    torch.manual_seed(0)
+    generator = build_generator("mlp", eager.task, hidden=16, aux_hidden=16,
+                                species_vocab=eager.parts["train"].species_vocab())
+    a = evaluate_generator(generator, eager.parts["test"], batch_size=3, rw_items=2)
+    b = evaluate_generator(generator, lazy.parts["test"], batch_size=3, rw_items=2)
+    assert a["rw_items"] == 2 and np.isfinite(a["rw_median"])
+    assert a == b
