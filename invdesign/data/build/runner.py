@@ -17,7 +17,9 @@ task order. A task that raises, or whose worker dies, is 'failed' (or 'rejected'
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +114,31 @@ def _unit(work: Callable[[Any, Path], Outcome], task: Any, out_dir: Path,
 
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
+    _keep_freed_memory()
     return _safe(work, task, out_dir, broken)
+
+
+_MALLOC_TUNED: list[bool] = []
+
+
+def _keep_freed_memory() -> None:
+    """Undo, once per worker process, the `MALLOC_TRIM_THRESHOLD_=65536` a Dask nanny gives its
+    workers: it switches off glibc's adaptive mmap threshold, so every array above 128 KiB is
+    mmapped and its pages faulted in again on each allocation (measured on CHILI-3K units: 71,000
+    minor page faults and 0.16 s of system time per unit against 1,500 and 0.005 s serially, i.e.
+    +75 % CPU). Fixed thresholds like the adaptive ones' ceiling (32 MiB mmap, 64 MiB trim) keep
+    freed memory for reuse."""
+    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
+        return
+    _MALLOC_TUNED.append(True)
+    if os.environ.get("MALLOC_TRIM_THRESHOLD_") is None:
+        return  # glibc's adaptive defaults are in force
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return  # not glibc (musl): no such variable to undo
+    libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
 
 
 def _remove_partials(out_dir: Path) -> None:

@@ -180,10 +180,19 @@ def _fails_for_zn_rocksalt(source, out_dir: Path) -> Outcome:
     return build_chili3k_source(source, out_dir)
 
 
-def _torch_threads(source, out_dir: Path) -> Outcome:
+def _worker_state(source, out_dir: Path) -> Outcome:
+    """The unit's torch threads, process id, and the minor page faults of 100 allocations of a
+    4 MiB array (each would fault its 1,024 pages in again if freed memory went back to the OS)."""
+    import resource  # noqa: PLC0415 - runs on the worker
+
     import torch  # noqa: PLC0415 - runs on the worker
 
-    return Outcome(source.name, "rejected", f"threads={torch.get_num_threads()} pid={os.getpid()}")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(100):
+        np.ones(1 << 19).sum()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    return Outcome(source.name, "rejected",
+                   f"threads={torch.get_num_threads()} pid={os.getpid()} faults={faults}")
 
 
 class ByValue:
@@ -245,14 +254,17 @@ def test_a_unit_killing_its_worker_is_failed_and_the_others_finish(tmp_path) -> 
         read_chili_file(tmp_path / "out" / f"{name}.h5")
 
 
-def test_one_torch_thread_per_local_worker(tmp_path) -> None:
+def test_local_workers_use_one_torch_thread_and_reuse_freed_memory(tmp_path) -> None:
+    """One torch thread per worker; and the allocator keeps freed memory although Dask's nanny
+    sets MALLOC_TRIM_THRESHOLD_=65536 (which made every unit re-fault its arrays' pages)."""
     sources = chili3k_sources(METALS, TYPES, (3.0,), simulate=False)
-    summary = run_tasks(sources, ByValue(_torch_threads), tmp_path / "out", workers=2,
+    summary = run_tasks(sources, ByValue(_worker_state), tmp_path / "out", workers=2,
                         progress=False)
-    reasons = [o.reason for o in summary.outcomes]
-    assert all(r.startswith("threads=1 ") for r in reasons), reasons
-    pids = {r.split("pid=")[1] for r in reasons}
+    state = [dict(kv.split("=") for kv in o.reason.split()) for o in summary.outcomes]
+    assert {s["threads"] for s in state} == {"1"}, state
+    pids = {s["pid"] for s in state}
     assert str(os.getpid()) not in pids and 1 <= len(pids) <= 2  # worker processes, not this one
+    assert max(int(s["faults"]) for s in state) < 10 * 1024, state  # 100 x 1,024 without reuse
 
 
 def test_local_cluster_of_two_workers_writes_the_serial_files(tmp_path, serial_build,
