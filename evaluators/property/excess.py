@@ -62,13 +62,18 @@ KEY = "particle_excess_energy_per_atom"
 # ----------------------------------------------------------------------------- inputs
 @cache
 def element_descriptors() -> np.ndarray:
-    """[MAX_Z + 1, 7] float32 per atomic number (row 0 unused), scaled to O(1): Pauling
+    """[MAX_Z + 1, 8] float32 per atomic number (row 0 unused), scaled to O(1): Pauling
     electronegativity / 4, row / 7, group / 18, metallic-else-atomic radius (Å), atomic radius (Å),
-    electron affinity / 4 (eV), metal flag. NaN where pymatgen/mendeleev lack a value."""
+    electron affinity / 4 (eV), metal flag, MP elemental reference energy mu / 10 (eV/atom; a
+    cohesive-energy scale, which carries the bond strength to materials not trained on). NaN where
+    pymatgen/mendeleev/the MP table lack a value."""
     from pymatgen.core import Element  # noqa: PLC0415 - lazy: only the descriptor table needs it
 
+    from invdesign.evaluators.property.reference import elemental_references  # noqa: PLC0415
+
+    mu = elemental_references()
     table = elements._table()  # noqa: SLF001 - the project's element table
-    out = np.full((MAX_Z + 1, 7), np.nan, dtype=np.float32)
+    out = np.full((MAX_Z + 1, 8), np.nan, dtype=np.float32)
     for z in range(1, MAX_Z + 1):
         el = Element.from_Z(z)
         with warnings.catch_warnings():
@@ -84,6 +89,7 @@ def element_descriptors() -> np.ndarray:
             table["atomic_radius"][z - 1] / 100.0,
             table["electron_affinity"][z - 1] / 4.0,
             float(elements.is_metal(z)),
+            mu.get(elements.symbol(z), np.nan) / 10.0,
         ]
     return out
 
@@ -190,7 +196,7 @@ def atom_features(structure: Structure, cutoff: float = 5.5) -> np.ndarray:
     the length of the mean unit vector to first-shell neighbours and to all neighbours (2; ~0 in
     the bulk, large at a surface), the first shell's bond-orientational orders q_2, q_4, q_6 (3),
     the first-shell mean of the neighbours' reduced counts, vector lengths and q_l (20; the next
-    shell), and i's element descriptors (7). All invariant to rotation, translation and atom
+    shell), and i's element descriptors (8). All invariant to rotation, translation and atom
     order.
     """
     z = structure.species
