@@ -174,6 +174,25 @@ def test_workers_that_do_not_see_the_output_folder_are_refused(tmp_path, schedul
         client.close()
 
 
+def test_a_scheduler_without_workers_is_one_line(tmp_path) -> None:
+    from invdesign.data.build.dask_cluster import connect
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with open(tmp_path / "scheduler.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
+                                 "--port", address.rsplit(":", 1)[1], "--no-dashboard"],
+                                cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            with distributed.Client(address, timeout=120, set_as_default=False):
+                pass  # the scheduler is up
+            with pytest.raises(InvdesignError) as caught:
+                connect(address, worker_wait=2)
+        finally:
+            _stop(proc)
+    assert str(caught.value) == (f"--scheduler: Dask scheduler {address} has no workers after "
+                                 f"2 s; start some with `dask worker {address}`")
+
+
 def _fails_for_zn_rocksalt(source, out_dir: Path) -> Outcome:
     if source.name == "RockSalt_ZnO":
         raise ZeroDivisionError("a bug in one unit")
