@@ -15,6 +15,11 @@ for `invdesign train`; no evaluation after training, so the runs fit in a few mi
   epochs: its curve must equal the in-memory one exactly over those epochs, and its time is the
   cost of not keeping the set in memory.
 
+Memory: in fresh processes, the data module of the task is set up and one training epoch read,
+in memory and from the files (`data.in_memory=true|false`), on the set and on the set joined
+with `--copies - 1` copies of itself (symlinked folders): the growth of the process's memory with
+the number of graphs.
+
 Prints the per-epoch validation loss of every run side by side, the mean absolute difference
 between one and two processes (same seed) against the mean absolute difference between seeds of
 one process, wall and fit times and the speed ratios; writes
@@ -88,6 +93,58 @@ def train(name: str, data: Path, epochs: int, seed: int, extra: list[str]) -> di
     return row
 
 
+MEMORY_PROBE = """
+import json, resource, sys
+from invdesign.core.tasks import TaskSpec
+from invdesign.data.datamodule import ChiliTaskDataModule
+
+def status(key):
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+mode, roots = sys.argv[1], sys.argv[2:]
+with open('/proc/self/clear_refs', 'w') as f:  # reset the peak (VmHWM) to the current size
+    f.write('5')
+base = status('VmRSS:')
+dm = ChiliTaskDataModule(roots if len(roots) > 1 else roots[0],
+                         TaskSpec.parse('xPDF->unit_cell_pos_frac'), batch_size=16,
+                         in_memory=mode)
+dm.setup()
+n = sum(len(batch.target) for batch in dm.train_dataloader())
+print(json.dumps({'graphs_read': n,
+                  'rss_growth_mb': round((status('VmRSS:') - base) / 2**20, 1),
+                  'peak_growth_mb': round((status('VmHWM:') - base) / 2**20, 1)}))
+"""
+
+
+def memory(data: Path, work: Path, copies: int) -> list[dict]:
+    """Memory growth of setting up the data and reading one training epoch, in memory and from
+    the files, on the set and on `copies` copies of it."""
+    folders = [data]
+    for k in range(1, copies):
+        folder = work / f"copy{k}"
+        folder.mkdir()
+        for path in sorted(data.rglob("*.h5")):
+            target = folder / path.relative_to(data)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(path.resolve())
+        folders.append(folder)
+    rows = []
+    for n in sorted({1, copies}):
+        for mode in ("true", "false"):
+            out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, mode,
+                                  *map(str, folders[:n])], capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"memory probe failed:\n{out.stderr[-3000:]}")
+            row = {"copies": n, "in_memory": mode == "true",
+                   **json.loads(out.stdout.strip().splitlines()[-1])}
+            print(f"  {n} x the set, in_memory={mode}: {row['graphs_read']} graphs read, "
+                  f"memory +{row['rss_growth_mb']} MB after the epoch, peak "
+                  f"+{row['peak_growth_mb']} MB", flush=True)
+            rows.append(row)
+    return rows
+
+
 def mean_abs(a: list[float], b: list[float]) -> float:
     return float(np.mean(np.abs(np.asarray(a) - np.asarray(b))))
 
@@ -102,6 +159,8 @@ def main() -> None:
     parser.add_argument("--metals", nargs="+", default=list(METALS))
     parser.add_argument("--radii", nargs="+", default=list(RADII))
     parser.add_argument("--workers", type=int, default=2, help="build processes")
+    parser.add_argument("--copies", type=int, default=4,
+                        help="largest number of copies of the set in the memory measurement")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.batch % 2:
@@ -133,6 +192,8 @@ def main() -> None:
         ]:
             epochs = args.speed_epochs if name in SPEED_ONLY else args.epochs
             runs[name] = train(name, data, epochs, seed, extra)
+        print("memory of the data (set up, one training epoch read):", flush=True)
+        memory_rows = memory(data, work, args.copies)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -210,6 +271,7 @@ def main() -> None:
         "epochs": args.epochs, "speed_epochs": args.speed_epochs, "global_batch": args.batch,
         "cpu_count": os.cpu_count(),
         "summary": summary,
+        "memory": memory_rows,
         "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
