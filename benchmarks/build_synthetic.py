@@ -3,16 +3,18 @@
     python benchmarks/build_synthetic.py --out WORK/bench_synthetic [--n 2000] [--n1 200]
         [--radii 5 10 15 20 25] [--patterns xrd xPDF ...] [--profile-n 20]
 
-1. Per-cell cost (`--profile-n` cells, serially in this process): placing + relaxing, cutting the
-   particles, and simulating the patterns of each particle radius, so the cost of a build with fewer
-   radii is read off (relax + cut + the chosen radii's simulations).
+1. Per-cell cost (`--profile-n` cells, serially in this process, after the builds): placing and
+   relaxing, cutting the particles, and simulating the patterns of each particle radius, so the cost
+   of a build with fewer radii is read off (relax + cut + the chosen radii's simulations).
 2. Scaling: `--n` cells built with 2 workers into OUT/w2, the first `--n1` of them with 1 worker
    into OUT/w1 (the 1-worker case is timed on that subset; say so when quoting). Cells per hour
    count every processed task (written or rejected) and, separately, the written ones.
-3. Peak memory: this process and its largest finished worker (ru_maxrss).
+3. Peak memory: this process and its largest finished worker (ru_maxrss); CPU seconds per cell
+   (this process and its workers), a figure that holds on a machine shared with other jobs.
 4. Rejection reasons with counts (the reason up to its first ':').
 5. Extrapolation to a CHILI-100K-size build (100,000 cells) on 2 cores (the 2-worker rate) and on a
-   64-core cluster (the 1-worker rate x 64 x the measured 2-worker efficiency).
+   64-core cluster (the 1-worker rate x 64 x the measured 2-worker efficiency), and from the CPU
+   seconds per cell on dedicated cores.
 Figures go to benchmarks/results/build_synthetic.json. Folders are built fresh (an existing OUT/w1
 or OUT/w2 is refused, so reruns do not time resumed, skipped files).
 """
@@ -101,14 +103,23 @@ def profile(n: int, seed: int, radii: list[float], patterns: tuple[str, ...]) ->
     return out
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (s)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    child = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + child.ru_utime + child.ru_stime
+
+
 def timed_build(out: Path, n: int, workers: int, seed: int, radii: list[float],
                 patterns: tuple[str, ...]) -> dict:
     if out.exists():
         raise SystemExit(f"{out} exists; give a fresh --out so no file is skipped")
-    start = time.perf_counter()
+    load = os.getloadavg()[0]
+    start, cpu = time.perf_counter(), cpu_seconds()
     summary = build_synthetic(out, n=n, seed=seed, sources=["synthetic"], radii=radii,
                               patterns=patterns, workers=workers, progress=False)
     wall = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu
     done = summary.count("written") + summary.count("rejected")
     reasons = Counter(o.reason.split(":")[0] for o in summary.outcomes if o.status == "rejected")
     return {
@@ -117,6 +128,8 @@ def timed_build(out: Path, n: int, workers: int, seed: int, radii: list[float],
         "cells_per_hour": 3600.0 * done / wall, "written_per_hour":
             3600.0 * summary.count("written") / wall,
         "rejection_reasons": dict(reasons.most_common()),
+        "cpu_s": cpu, "cpu_s_per_cell": cpu / max(done, 1),
+        "load_average_1min": [load, os.getloadavg()[0]],
         "line": summary.line(),
     }
 
@@ -141,6 +154,14 @@ def main() -> None:
         "radii": args.radii, "patterns": list(patterns), "relax_steps": RELAX_STEPS,
         "cpus": os.cpu_count(), "load_average_start": os.getloadavg()}
 
+    # builds first, both cold (the 1-worker build loads CHGNet in this process, the 2-worker one
+    # starts a local Dask cluster whose workers load it), then the per-phase profile
+    runs = []
+    if args.n1 > 0:
+        runs.append(timed_build(out / "w1", min(args.n1, args.n), 1, args.seed, args.radii,
+                                patterns))
+    if args.n > 0:
+        runs.append(timed_build(out / "w2", args.n, 2, args.seed, args.radii, patterns))
     if not args.skip_profile:
         prof = profile(args.profile_n, args.seed, args.radii, patterns)
         result["per_cell_cost"] = prof
@@ -155,12 +176,6 @@ def main() -> None:
               f"{prof['s_per_cell_two_smallest_radii']:.2f}, smallest "
               f"{prof['s_per_cell_smallest_radius']:.2f}")
 
-    runs = []
-    if args.n > 0:
-        runs.append(timed_build(out / "w2", args.n, 2, args.seed, args.radii, patterns))
-    if args.n1 > 0:
-        runs.append(timed_build(out / "w1", min(args.n1, args.n), 1, args.seed, args.radii,
-                                patterns))
     own, child = peak_memory_gb()
     result.update({"runs": runs, "peak_memory_gb": {"main": own, "largest_worker": child},
                    "load_average_end": os.getloadavg()})
@@ -168,7 +183,9 @@ def main() -> None:
         print(f"{run['workers']} worker(s), {run['cells']} cells: {run['wall_s']:.0f} s, "
               f"{run['cells_per_hour']:.0f} cells/h processed, {run['written_per_hour']:.0f} "
               f"written/h; {run['line']}")
-        print(f"  rejections: {run['rejection_reasons']}")
+        print(f"  CPU {run['cpu_s_per_cell']:.1f} s per cell; load average "
+              f"{run['load_average_1min'][0]:.1f} -> {run['load_average_1min'][1]:.1f}; "
+              f"rejections: {run['rejection_reasons']}")
     print(f"peak memory: main {own:.2f} GB, largest worker {child:.2f} GB")
     by_workers = {r["workers"]: r for r in runs}
     if 1 in by_workers and 2 in by_workers:
@@ -177,14 +194,23 @@ def main() -> None:
         efficiency = ratio / 2.0
         hours_2 = CHILI100K_CELLS / rate2
         hours_64 = CHILI100K_CELLS / (rate1 * 64 * efficiency)
+        cpu_cell = by_workers[1]["cpu_s_per_cell"]
         result["scaling"] = {"ratio_2_over_1": ratio, "efficiency": efficiency,
                              "chili100k_hours_2_cores": hours_2,
                              "chili100k_hours_64_cores": hours_64,
+                             "cpu_s_per_cell_1_worker": cpu_cell,
+                             "chili100k_hours_by_cpu_2_cores":
+                                 CHILI100K_CELLS * cpu_cell / 2 / 3600,
+                             "chili100k_hours_by_cpu_64_cores":
+                                 CHILI100K_CELLS * cpu_cell / 64 / 3600,
                              "note": "1-worker rate timed on the first --n1 cells; 64 cores "
                                      "assume the 2-worker efficiency holds"}
         print(f"scaling 2/1 workers: {ratio:.2f}x (efficiency {efficiency:.0%}); "
               f"CHILI-100K size ({CHILI100K_CELLS:,} cells): {hours_2:.0f} h on 2 cores, "
-              f"{hours_64:.1f} h on 64 cores")
+              f"{hours_64:.1f} h on 64 cores (measured wall rates)")
+        print(f"by CPU time ({cpu_cell:.1f} CPU s per cell, 1 worker), on dedicated cores: "
+              f"{CHILI100K_CELLS * cpu_cell / 2 / 3600:.0f} h on 2, "
+              f"{CHILI100K_CELLS * cpu_cell / 64 / 3600:.1f} h on 64")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS}")

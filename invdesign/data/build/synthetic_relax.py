@@ -1,10 +1,12 @@
 """One synthetic cell: pyxtal placement, radius-based volume, short CHGNet relaxation, checks.
 
 `make_cell(plan)` places the planned composition in its space group with pyxtal (the task's own
-seed), scales the lattice isotropically to pymatgen's data-mined volume estimate from ionic and
-covalent radii (`DLSVolumePredictor`), relaxes positions and cell with CHGNet for at most
-`steps` FIRE steps with the space group held fixed (ASE's `FixSymmetry`), and refuses cells that
-fell apart. Every refusal raises `InvdesignError` with its reason (the build report lists it):
+seed) in a random lattice of a volume from the atoms' radii (`radius_volume`: Shannon crystal radii
+of the ions, metallic radii for intermetallics, over a packing fraction) with no two atoms closer
+than 0.8 (r_i + r_j) (pyxtal's tolerance matrix set from the same radii), relaxes positions and
+cell with CHGNet for at most `steps` FIRE steps with the space group held fixed (ASE's
+`FixSymmetry`), and refuses cells that fell apart. Every refusal raises `InvdesignError` with its
+reason (the build report lists it):
 
 - pyxtal could not place the atoms;
 - atoms closer than `MIN_DISTANCE` Å (CHILI's cleaning rule, 1.2 Å) after relaxation;
@@ -28,6 +30,7 @@ import numpy as np
 from invdesign.core import elements
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
+from invdesign.crystals.crystal_types import radius_pm
 from invdesign.data.build.graphs import BOND_SCALE
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
@@ -39,6 +42,9 @@ MIN_DISTANCE = 1.2  # Å, CHILI-100K's cleaning threshold
 MAX_VOLUME_RATIO = 2.0
 MAX_RISE = 0.02  # eV/atom
 FIX_SYMPREC = 1e-3  # FixSymmetry tolerance, the labelling tolerance of `record.space_group`
+IONIC_PACKING = 0.55  # sphere volume / cell volume with Shannon crystal radii
+METAL_PACKING = 0.5  # with `radius_pm` metallic radii
+MIN_CONTACT = 0.8  # closest approach pyxtal may place, in units of r_i + r_j
 
 
 @cache
@@ -50,49 +56,74 @@ def _optimizer() -> StructOptimizer:
     return StructOptimizer(model=CHGNet.load(verbose=False), use_device="cpu")
 
 
-def place(plan: CellPlan) -> Structure:
-    """The planned composition placed in its space group by pyxtal (task seed); InvdesignError
-    when pyxtal finds no placement."""
+def place(plan: CellPlan, attempts: int = 4) -> Structure:
+    """The planned composition placed in its space group by pyxtal (task seed) in a random lattice
+    of the radius-based volume (`radius_volume`), no two atoms closer than `MIN_CONTACT` x (r_i +
+    r_j) (`radius`); each failed attempt grows the volume by 20 %. InvdesignError when pyxtal finds
+    no placement."""
     # lazy: pyxtal is only needed by the workers
     from pyxtal import pyxtal  # noqa: PLC0415
+    from pyxtal.lattice import Lattice  # noqa: PLC0415
+    from pyxtal.symmetry import Group  # noqa: PLC0415
+    from pyxtal.tolerance import Tol_matrix  # noqa: PLC0415
 
-    crystal = pyxtal()
-    try:
+    radii = {s: radius(s, q) for s, q in zip(plan.species, plan.oxidation, strict=True)}
+    tolerances = Tol_matrix(prototype="atomic")
+    for a in plan.species:
+        for b in plan.species:
+            tolerances.set_tol(a, b, MIN_CONTACT * (radii[a] + radii[b]))
+    rng = np.random.default_rng(plan.seed)
+    volume = radius_volume(plan)
+    ltype = Group(plan.spacegroup).lattice_type
+    error = ""
+    for _ in range(attempts):
+        crystal = pyxtal()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                lattice = Lattice(ltype, volume, random_state=rng)
+                crystal.from_random(3, plan.spacegroup, list(plan.species), list(plan.counts),
+                                    lattice=lattice, tm=tolerances, random_state=rng)
+        except Exception as exc:  # noqa: BLE001 - pyxtal raises its own types and RuntimeError
+            error = f" ({type(exc).__name__})"
+            crystal.valid = False
+        if crystal.valid:
+            return Structure.from_ase(crystal.to_ase(), kind="unit_cell")
+        volume *= 1.2
+    raise InvdesignError(f"pyxtal could not place {plan.formula} in space group "
+                         f"{plan.spacegroup}{error}")
+
+
+def radius(symbol: str, oxidation: int) -> float:
+    """Radius in Å of an atom in a planned cell: pymatgen's (Shannon crystal) ionic radius of the
+    ion for ionic compounds (else the element's average cationic / anionic radius), the metallic
+    radius (`crystal_types.radius_pm`, as CHILI's lattice estimate) for intermetallics."""
+    from pymatgen.core import Element, Species  # noqa: PLC0415 - lazy: heavy import
+
+    if oxidation:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            crystal.from_random(3, plan.spacegroup, list(plan.species), list(plan.counts),
-                                random_state=np.random.default_rng(plan.seed))
-    except Exception as exc:  # noqa: BLE001 - pyxtal raises its own error types and RuntimeError
-        raise InvdesignError(f"pyxtal could not place {plan.formula} in space group "
-                             f"{plan.spacegroup} ({type(exc).__name__})") from None
-    if not crystal.valid:
-        raise InvdesignError(f"pyxtal could not place {plan.formula} in space group "
-                             f"{plan.spacegroup}")
-    return Structure.from_ase(crystal.to_ase(), kind="unit_cell")
+            try:
+                value = Species(symbol, oxidation).ionic_radius
+            except (ValueError, KeyError):
+                value = None
+            if not value:
+                element = Element(symbol)
+                value = (element.average_cationic_radius if oxidation > 0
+                         else element.average_anionic_radius)
+        if value:
+            return float(value)
+    return radius_pm(symbol) / 100.0
 
 
-def radius_volume(cell: Structure) -> float | None:
-    """Volume (Å^3) pymatgen's `DLSVolumePredictor` predicts from bond-valence / ionic and covalent
-    radii, or None when it has no estimate."""
-    # lazy: pymatgen's structure_prediction is heavy
-    from pymatgen.analysis.structure_prediction.volume_predictor import (  # noqa: PLC0415
-        DLSVolumePredictor,
-    )
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            volume = float(DLSVolumePredictor().predict(cell.to_pymatgen()))
-    except Exception:  # noqa: BLE001 - missing radii raise ValueError/KeyError/ZeroDivisionError
-        return None
-    return volume if np.isfinite(volume) and volume > 0 else None
-
-
-def scale_to(cell: Structure, volume: float) -> Structure:
-    """`cell` scaled isotropically to `volume` Å^3 (fractional coordinates kept)."""
-    factor = (volume / abs(np.linalg.det(cell.cell))) ** (1.0 / 3.0)
-    return Structure(cell.species, cell.positions * factor, cell.cell * factor, "unit_cell",
-                     dict(cell.info))
+def radius_volume(plan: CellPlan) -> float:
+    """Target cell volume (Å^3): the atoms' sphere volumes (`radius`) over a packing fraction,
+    `IONIC_PACKING` for ionic compounds and `METAL_PACKING` for intermetallics (fractions that give
+    rock salt, rutile, fluorite, Cs2O and the alkali / alkaline-earth metals within ~10-20 %)."""
+    packing = METAL_PACKING if plan.family == "intermetallic" else IONIC_PACKING
+    spheres = sum(n * 4.0 / 3.0 * np.pi * radius(s, q) ** 3
+                  for s, n, q in zip(plan.species, plan.counts, plan.oxidation, strict=True))
+    return float(spheres / packing)
 
 
 def fragments(cell: Structure) -> int:
@@ -170,9 +201,6 @@ def check_relaxed(before: Structure, after: Structure, energies: np.ndarray) -> 
 def make_cell(plan: CellPlan, steps: int, fmax: float = 0.1) -> Structure:
     """Place, scale, relax and check one planned cell; InvdesignError with the reason if refused."""
     cell = place(plan)
-    volume = radius_volume(cell)
-    if volume is not None:
-        cell = scale_to(cell, volume)
     if steps <= 0:
         return cell
     relaxed, energies = relax(cell, steps, fmax)
