@@ -198,7 +198,8 @@ def cv_summary(path: Path | None, variant: str) -> str:
         f"- Cross-validation ({folds} folds of `benchmarks/property_perov5.py`, "
         f"from `{path.name}`;\n"
         f"  the same recipe per fold, trained on 4/5 of the rows): this checkpoint's variant\n"
-        f"  `{variant}` MAE {np.mean(record['mae'][variant]):.3f} eV/atom. All rows (mean MAE,\n"
+        f"  `{variant}` MAE {np.mean(record['mae'][variant]):.3f} eV/atom (folds: "
+        f"{', '.join(f'{v:.4f}' for v in record['mae'][variant])}). All rows (mean MAE,\n"
         f"  eV/atom): {table}.\n  Setup: {record['setup']}.\n" + control
     )
 
