@@ -56,11 +56,14 @@ def _optimizer() -> StructOptimizer:
     return StructOptimizer(model=CHGNet.load(verbose=False), use_device="cpu")
 
 
-def place(plan: CellPlan, attempts: int = 4) -> Structure:
+def place(plan: CellPlan, attempts: int = 3) -> Structure:
     """The planned composition placed in its space group by pyxtal (task seed) in a random lattice
     of the radius-based volume (`radius_volume`), no two atoms closer than `MIN_CONTACT` x (r_i +
     r_j) (`radius`); each failed attempt grows the volume by 20 %. InvdesignError when pyxtal finds
-    no placement."""
+    no placement.
+
+    One pyxtal cycle per attempt (`max_count=1`): a hard case (PbO, 10 + 10 atoms in Pm-3m) takes
+    pyxtal ~1 min per cycle, and its default 10 cycles x 4 attempts stalled a build for 40 min."""
     # lazy: pyxtal is only needed by the workers
     from pyxtal import pyxtal  # noqa: PLC0415
     from pyxtal.lattice import Lattice  # noqa: PLC0415
@@ -83,7 +86,8 @@ def place(plan: CellPlan, attempts: int = 4) -> Structure:
                 warnings.simplefilter("ignore")
                 lattice = Lattice(ltype, volume, random_state=rng)
                 crystal.from_random(3, plan.spacegroup, list(plan.species), list(plan.counts),
-                                    lattice=lattice, tm=tolerances, random_state=rng)
+                                    lattice=lattice, tm=tolerances, random_state=rng,
+                                    max_count=1)
         except Exception as exc:  # noqa: BLE001 - pyxtal raises its own types and RuntimeError
             error = f" ({type(exc).__name__})"
             crystal.valid = False
