@@ -155,6 +155,50 @@ def label_material(mat: dict, args, guard: ChgnetReference) -> dict:
     return record
 
 
+def add_small_cuts(todo: list[dict], folder: Path, args, guard: ChgnetReference,
+                   start: float) -> None:
+    """Add `--extra-small` seeded small cuts (13..120 atoms) to each labelled material's file
+    (marked `extra_small`; a rerun skips files that have them)."""
+    lo, hi = SIZE_BANDS[0]
+    for k, mat in enumerate(todo):
+        path = folder / f"{mat['id']}.json"
+        if not path.exists():
+            continue
+        record = json.loads(path.read_text())
+        if "extra_small" in record or record["bulk"]["status"] != "ok":
+            continue
+        if args.budget_minutes and time.perf_counter() - start > 60 * args.budget_minutes:
+            print(f"budget of {args.budget_minutes:g} min reached; rerun to continue", flush=True)
+            break
+        rng = np.random.default_rng([args.seed, 1, *mat["id"].encode()])
+        sizes = np.exp(rng.uniform(math.log(lo), math.log(hi), size=args.extra_small))
+        cell = mat["cell"]
+        radii = sorted({round(radius_for(cell, int(round(n))), 3) for n in sizes})
+        done = {p["n_atoms"] for p in record["particles"]}
+        added = []
+        try:
+            particles = cut_particles(cell, radii, default_metals(cell))
+        except (InvdesignError, RuntimeError) as exc:
+            particles = []
+            record["extra_small_status"] = f"cut failed: {exc}"
+        for particle in particles:
+            if particle.n_atoms in done:  # the same cut as an earlier radius
+                continue
+            done.add(particle.n_atoms)
+            row = chgnet_particle(particle, guard)
+            row["radius"] = particle.info["radius"]
+            row["extra_small"] = True
+            if row["status"] == "ok":
+                row["particle_excess_energy_per_atom"] = (
+                    row["formation_energy_per_atom"] - record["bulk"]["formation_energy_per_atom"])
+            record["particles"].append({**row, **_structure_json(particle)})
+            added.append((particle.n_atoms, row["status"][:40]))
+        record["extra_small"] = args.extra_small
+        atomic_write_text(path, json.dumps(record))
+        print(f"{k + 1}/{len(todo)} {mat['id']} extra small {added} total "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="data folder (outside the repo)")
@@ -166,6 +210,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-atoms", type=int, default=2000)
     parser.add_argument("--limit", type=int, default=0, help="label at most this many materials")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--extra-small", type=int, default=0,
+                        help="instead of new materials: add this many more small (13..120-atom) "
+                             "cuts to every labelled material that has none yet (seeded radii; "
+                             "cheap for CHGNet)")
     parser.add_argument("--budget-minutes", type=float, default=0,
                         help="stop starting new materials after this long (0: no limit)")
     args = parser.parse_args(argv)
@@ -177,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     order = np.random.default_rng(args.seed).permutation(len(todo))  # a partial run is diverse
     todo = [todo[i] for i in order][: args.limit or None]
     start = time.perf_counter()
+    if args.extra_small:
+        add_small_cuts(todo, folder, args, guard, start)
+        return
     with open(args.out / "log.txt", "a") as log:
         for k, mat in enumerate(todo):
             path = folder / f"{mat['id']}.json"

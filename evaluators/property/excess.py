@@ -14,7 +14,9 @@ neighbour counts in distance and in distance over the pair's radius sum, split b
 difference; surface vectors; the first shell's mean of those; the element's descriptors), taken from
 a sparse neighbour list (`neighbour_pairs`: scipy's k-d tree, all pairs within `cutoff` Å; no dense
 n x n matrix), go through an MLP with a learned per-element offset to a per-atom contribution c_i
-(eV); the prediction is their mean. Cost is linear in atoms. Training fits the mean to the label
+(eV); the prediction is their mean. Optional: a particle-relative feature block (`relative`,
+computable from the particle alone) and an ensemble of `members` MLPs averaged per atom. Cost is
+linear in atoms. Training fits the mean to the label
 and c_i to CHGNet's own per-site decomposition (site_i - mu_i - E_f(bulk), which averages exactly
 to the label), so an atom in a bulk-like environment contributes its share of the bulk (~0 on
 average).
@@ -26,6 +28,7 @@ Checkpoint folder (`checkpoints/particle-excess/`): `model.safetensors` (weights
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -137,10 +140,22 @@ def _sum_by_atom(i: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(incidence @ values)
 
 
-def n_features() -> int:
-    """Width of `atom_features`."""
+def n_features(relative: bool = False) -> int:
+    """Width of `atom_features` (with or without the particle-relative block)."""
     own = REDUCED_CENTRES.size + 2 + len(STEINHARDT)
-    return 2 * own + REDUCED_CENTRES.size + DISTANCE_CENTRES.size + element_descriptors().shape[1]
+    base = 2 * own + REDUCED_CENTRES.size + DISTANCE_CENTRES.size + element_descriptors().shape[1]
+    return base + (N_RELATIVE if relative else 0)
+
+
+# Particle-relative block: each atom's reduced counts (15) and first-shell coordination (1) minus
+# the INTERIOR_QUANTILE of the same column over the particle's atoms of its element (the atom's
+# deficit against the particle's own most-coordinated, bulk-like atoms of that element; computable
+# from the particle alone); the broken-bond fraction b = 1 - sqrt(CN / CN_interior) (the
+# second-moment bond-cutting estimate of a surface atom's energy share) and b x mu / 10 (that share
+# on the element's cohesive scale, for materials not trained on); and two particle-level terms:
+# n^(-1/3) (a surface-fraction scale, 0 for the bulk) and the particle's mean first-shell deficit.
+INTERIOR_QUANTILE = 90.0
+N_RELATIVE = REDUCED_CENTRES.size + 1 + 2 + 2
 
 
 STEINHARDT = (2, 4, 6)  # bond-orientational orders q_l of the first shell
@@ -187,8 +202,25 @@ def _steinhardt(i: np.ndarray, unit: np.ndarray, w: np.ndarray, n: int) -> np.nd
     return out
 
 
-def atom_features(structure: Structure, cutoff: float = 5.5) -> np.ndarray:
-    """[n_atoms, n_features()] float32 descriptors of each atom's local environment.
+def _relative_block(z: np.ndarray, columns: np.ndarray, mu: np.ndarray, n_total: float
+                    ) -> np.ndarray:
+    """[n, N_RELATIVE]: deficits of `columns` [n, 16] (last: first-shell coordination) against the
+    per-element INTERIOR_QUANTILE, the broken-bond fraction b and b x `mu` (eV/atom / 10),
+    n_total^(-1/3) (0 for an infinite crystal) and the mean first-shell deficit."""
+    ref = np.zeros_like(columns)
+    for element in np.unique(z):
+        mask = z == element
+        ref[mask] = np.percentile(columns[mask], INTERIOR_QUANTILE, axis=0)
+    deficit = columns - ref
+    broken = 1.0 - np.sqrt(np.clip(columns[:, -1] / np.maximum(ref[:, -1], 1e-6), 0.0, 4.0))
+    size = 0.0 if not np.isfinite(n_total) else float(n_total) ** (-1.0 / 3.0)
+    glob = np.broadcast_to([size, float(deficit[:, -1].mean())], (len(z), 2))
+    return np.concatenate([deficit, broken[:, None], (broken * mu)[:, None], glob], axis=1)
+
+
+def atom_features(structure: Structure, cutoff: float = 5.5, relative: bool = False,
+                  core: int | None = None) -> np.ndarray:
+    """[n_atoms, n_features(relative)] float32 descriptors of each atom's local environment.
 
     Per atom i, over the neighbours j within `cutoff` Å (k-d tree pairs, cosine cutoff f(d)):
     Gaussian counts in the reduced distance s_ij (15), the same weighted by the electronegativity
@@ -196,8 +228,11 @@ def atom_features(structure: Structure, cutoff: float = 5.5) -> np.ndarray:
     the length of the mean unit vector to first-shell neighbours and to all neighbours (2; ~0 in
     the bulk, large at a surface), the first shell's bond-orientational orders q_2, q_4, q_6 (3),
     the first-shell mean of the neighbours' reduced counts, vector lengths and q_l (20; the next
-    shell), and i's element descriptors (8). All invariant to rotation, translation and atom
-    order.
+    shell), and i's element descriptors (8). With `relative`, the particle-relative block (20, see
+    N_RELATIVE). All invariant to rotation, translation and atom order.
+
+    `core`: return only the first `core` atoms and treat them as an infinite crystal (the
+    relative block's reference is taken over them and the size term is 0); `bulk_input` uses it.
     """
     z = structure.species
     n = structure.n_atoms
@@ -223,28 +258,24 @@ def atom_features(structure: Structure, cutoff: float = 5.5) -> np.ndarray:
     second = _sum_by_atom(i, own[j] * first[:, None], n) / np.maximum(first_weight, 1e-6)[:, None]
     feats = np.concatenate([own, _sum_by_atom(i, g * dx, n), _sum_by_atom(i, gd, n), second,
                             desc], axis=1)
+    keep = n if core is None else int(core)
+    feats = feats[:keep]
+    if relative:
+        columns = np.concatenate([counts[:keep], first_weight[:keep, None]], axis=1)
+        feats = np.concatenate(
+            [feats, _relative_block(z[:keep], columns, desc[:keep, 7],
+                                    math.inf if core is not None else n)],
+            axis=1)
     return feats.astype(np.float32)
 
 
-class ExcessNet(nn.Module):
-    """Per-atom contributions c_i (eV) from `atom_features`: standardised features -> MLP, plus a
-    learned per-element offset of the first hidden layer (zero for elements never trained on).
+class _Member(nn.Module):
+    """One MLP of the ensemble: standardised features -> hidden layers -> c_i, plus a learned
+    per-element offset of the first hidden layer (zero-initialised)."""
 
-    Args:
-        hidden: width of the hidden layers.
-        layers: hidden layers.
-        cutoff: neighbour radius of the features in Å.
-        embed: add the learned per-element offset (else element descriptors only).
-    """
-
-    def __init__(self, hidden: int = 96, layers: int = 2, cutoff: float = 5.5,
-                 embed: bool = True) -> None:
+    def __init__(self, width: int, hidden: int, layers: int, embed: bool) -> None:
         super().__init__()
-        self.cutoff = float(cutoff)
-        self.use_embed = bool(embed)
-        width = n_features()
-        self.register_buffer("mean", torch.zeros(width))
-        self.register_buffer("std", torch.ones(width))
+        self.use_embed = embed
         self.embed = nn.Embedding(MAX_Z + 1, hidden)
         nn.init.zeros_(self.embed.weight)
         self.first = nn.Linear(width, hidden)
@@ -253,10 +284,42 @@ class ExcessNet(nn.Module):
             blocks += [nn.SiLU(), nn.Linear(hidden, hidden)]
         self.body = nn.Sequential(*blocks, nn.SiLU(), nn.Linear(hidden, 1))
 
-    def forward(self, features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        x = (features - self.mean) / self.std
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         h = self.first(x) + self.embed(z) if self.use_embed else self.first(x)
         return self.body(h).squeeze(1)
+
+
+class ExcessNet(nn.Module):
+    """Per-atom contributions c_i (eV) from `atom_features`: standardised features -> the mean of
+    `members` independently trained MLPs (an ensemble), each with a learned per-element offset of
+    its first hidden layer (zero for elements never trained on).
+
+    Args:
+        hidden: width of the hidden layers.
+        layers: hidden layers.
+        cutoff: neighbour radius of the features in Å.
+        embed: add the learned per-element offset (else element descriptors only).
+        relative: use the particle-relative feature block (`atom_features(relative=True)`).
+        members: ensemble size.
+    """
+
+    def __init__(self, hidden: int = 96, layers: int = 2, cutoff: float = 5.5,
+                 embed: bool = True, relative: bool = False, members: int = 1) -> None:
+        super().__init__()
+        self.cutoff = float(cutoff)
+        self.relative = bool(relative)
+        width = n_features(self.relative)
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+        self.members = nn.ModuleList(_Member(width, hidden, layers, bool(embed))
+                                     for _ in range(max(int(members), 1)))
+
+    def forward(self, features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        x = (features - self.mean) / self.std
+        out = self.members[0](x, z)
+        for member in self.members[1:]:
+            out = out + member(x, z)
+        return out / len(self.members)
 
 
 @dataclass
@@ -271,12 +334,14 @@ class ParticleInput:
         return int(self.species.shape[0])
 
 
-def particle_input(structure: Structure, cutoff: float = 5.5) -> ParticleInput:
+def particle_input(structure: Structure, cutoff: float = 5.5, relative: bool = False
+                   ) -> ParticleInput:
     """Features and species of a particle (positions in Å)."""
-    return ParticleInput(atom_features(structure, cutoff), structure.species.astype(np.int64))
+    return ParticleInput(atom_features(structure, cutoff, relative),
+                         structure.species.astype(np.int64))
 
 
-def bulk_input(cell: Structure, cutoff: float = 5.5) -> ParticleInput:
+def bulk_input(cell: Structure, cutoff: float = 5.5, relative: bool = False) -> ParticleInput:
     """Features of a unit cell's atoms in their bulk environment: the cell's atoms at the centre of
     a supercell large enough that everything the features see (cutoff plus the first shell of the
     second-order terms) is bulk. Training uses it as a particle of excess 0 (its exact
@@ -291,7 +356,7 @@ def bulk_input(cell: Structure, cutoff: float = 5.5) -> ParticleInput:
     shifts = shifts[np.argsort(np.abs(shifts).sum(1), kind="stable")]  # (0, 0, 0) first
     pos = (cell.positions[None, :, :] + (shifts @ cell.cell)[:, None, :]).reshape(-1, 3)
     species = np.tile(cell.species, len(shifts))
-    feats = atom_features(Structure(species, pos), cutoff)[: cell.n_atoms]
+    feats = atom_features(Structure(species, pos), cutoff, relative, core=cell.n_atoms)
     return ParticleInput(feats, cell.species.astype(np.int64))
 
 
@@ -335,12 +400,30 @@ def fit_excess(train: Sequence[tuple[ParticleInput, float, np.ndarray | None]],
     training loss per epoch.
     """
     cfg = cfg or ExcessTrainConfig()
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    net = ExcessNet(**(net_options or {}))
+    options = dict(net_options or {})
+    net = ExcessNet(**options)
     every = np.concatenate([p.features for p, _, _ in train])
     net.mean.copy_(torch.from_numpy(every.mean(0)))
     net.std.copy_(torch.from_numpy(np.maximum(every.std(0), 1e-3)))
+    # ensemble members are trained one after another from different seeds (seed, seed + 1, ...)
+    losses: list[float] = []
+    for k, member in enumerate(net.members):
+        single = ExcessNet(**{**options, "members": 1})
+        single.mean.copy_(net.mean)
+        single.std.copy_(net.std)
+        member_losses = _fit_one(single, train, dataclasses.replace(cfg, seed=cfg.seed + k), log)
+        member.load_state_dict(single.members[0].state_dict())
+        losses = member_losses if not losses else [a + b for a, b in zip(losses, member_losses,
+                                                                          strict=True)]
+    net.eval()
+    return net, [v / len(net.members) for v in losses]
+
+
+def _fit_one(net: ExcessNet, train: Sequence[tuple[ParticleInput, float, np.ndarray | None]],
+             cfg: ExcessTrainConfig, log=None) -> list[float]:
+    """Train one single-member network in place; mean training loss per epoch."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * math.ceil(len(train) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1), eta_min=cfg.lr / 50)
@@ -369,8 +452,7 @@ def fit_excess(train: Sequence[tuple[ParticleInput, float, np.ndarray | None]],
         losses.append(total / len(train))
         if log is not None and (epoch % 25 == 0 or epoch == cfg.epochs - 1):
             log(f"epoch {epoch} loss {losses[-1]:.4f}")
-    net.eval()
-    return net, losses
+    return losses
 
 
 @torch.no_grad()
@@ -427,6 +509,8 @@ def load_excess_checkpoint(folder: str | os.PathLike, device: str = "cpu"
     net = ExcessNet(**options)
     try:
         state = load_file(str(weights))
+        if "first.weight" in state:  # a single-MLP checkpoint from before ensembles
+            state = {k if k in ("mean", "std") else f"members.0.{k}": v for k, v in state.items()}
         net.load_state_dict(state)
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise CheckpointError(f"weights do not fit the config ({str(exc).splitlines()[0][:120]})",
@@ -479,7 +563,7 @@ class ParticleExcessEvaluator(Evaluator):
                             "status": f"no prediction: {problem}" if problem else "ok"})
             if not problem:
                 todo.append(k)
-                inputs.append(particle_input(structure, self.net.cutoff))
+                inputs.append(particle_input(structure, self.net.cutoff, self.net.relative))
         if inputs:
             values = predict_inputs(self.net, inputs)
             for k, value in zip(todo, values, strict=True):

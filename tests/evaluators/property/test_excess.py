@@ -15,6 +15,7 @@ from invdesign.core.structure import Structure
 from invdesign.evaluators.base import evaluator_class
 from invdesign.evaluators.property.excess import (
     KEY,
+    N_RELATIVE,
     WEIGHTS,
     ExcessTrainConfig,
     ParticleExcessEvaluator,
@@ -37,6 +38,11 @@ def sphere(symbol: str, a: float, radius: float, kind: str = "fcc") -> Structure
 
 
 def tiny_set() -> list[tuple]:
+    """`tiny_structures` as model inputs (without the particle-relative block)."""
+    return [(particle_input(s, 5.5), y, t) for s, y, t in tiny_structures()]
+
+
+def tiny_structures() -> list[tuple]:
     """Cu and Ni spheres labelled with a surface-fraction-like excess (eV/atom) and per-atom
     targets that average to it (1 eV per missing neighbour / 12)."""
     items = []
@@ -46,14 +52,15 @@ def tiny_set() -> list[tuple]:
             i, _, _ = neighbour_pairs(p.positions, 0.8 * a)
             missing = 12 - np.bincount(i, minlength=p.n_atoms)
             sites = missing / 12.0
-            items.append((particle_input(p, 5.5), float(sites.mean()), sites))
+            items.append((p, float(sites.mean()), sites))
     return items
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    options = {"hidden": 16, "layers": 2, "cutoff": 5.5}
-    net, _ = fit_excess(tiny_set(), options, ExcessTrainConfig(epochs=3, batch_size=4))
+    options = {"hidden": 16, "layers": 2, "cutoff": 5.5, "relative": True, "members": 2}
+    data = [(particle_input(s, 5.5, True), y, t) for s, y, t in tiny_structures()]
+    net, _ = fit_excess(data, options, ExcessTrainConfig(epochs=3, batch_size=4))
     folder = tmp_path_factory.mktemp("excess") / "ckpt"
     save_excess_checkpoint(folder, net, options, {"elements": [28, 29]})
     return folder
@@ -79,6 +86,36 @@ def test_bulk_input_is_the_environment_deep_inside_a_particle():
     np.testing.assert_allclose(bulk_input(cell).features[0], inner, atol=1e-5)
     surface = atom_features(centre)[int(np.argmax(np.linalg.norm(centre.positions, axis=1)))]
     assert np.abs(surface - inner).max() > 0.1  # the features do see a surface
+
+
+def test_relative_block_is_zero_deep_inside_and_sees_broken_bonds():
+    cell = Structure.from_ase(bulk("Cu", "fcc", a=3.61))
+    centre = sphere("Cu", 3.61, 12.0)
+    k = int(np.argmin(np.linalg.norm(centre.positions, axis=1)))
+    feats = atom_features(centre, relative=True)
+    assert feats.shape[1] == atom_features(centre).shape[1] + N_RELATIVE
+    block = feats[:, -N_RELATIVE:]
+    bulk_block = bulk_input(cell, relative=True).features[0, -N_RELATIVE:]
+    # per-atom part (deficits, broken-bond terms): the centre atom is bulk-like, as the crystal
+    np.testing.assert_allclose(block[k, :-2], 0.0, atol=1e-4)
+    np.testing.assert_allclose(bulk_block, 0.0, atol=1e-4)  # size term 0 for the bulk too
+    assert block[k, -2] == pytest.approx(centre.n_atoms ** (-1 / 3))
+    surface = int(np.argmax(np.linalg.norm(centre.positions, axis=1)))
+    assert block[surface, N_RELATIVE - 4] > 0.1  # a surface atom has broken bonds
+
+
+def test_ensemble_predicts_the_mean_of_its_members(checkpoint):
+    import torch
+
+    net, _ = load_excess_checkpoint(checkpoint)
+    p = particle_input(sphere("Cu", 3.61, 6.0), 5.5, True)
+    x = (torch.from_numpy(p.features) - net.mean) / net.std
+    z = torch.from_numpy(p.species)
+    with torch.no_grad():
+        parts = [m(x, z) for m in net.members]
+        both = net(torch.from_numpy(p.features), z)
+    assert not torch.allclose(parts[0], parts[1])  # members trained from different seeds
+    torch.testing.assert_close(both, (parts[0] + parts[1]) / 2)
 
 
 def test_prediction_invariant_to_rotation_translation_and_order(checkpoint):
@@ -126,9 +163,10 @@ def test_loading_uses_safetensors(checkpoint, tmp_path):
 
     with safe_open(str(checkpoint / WEIGHTS), framework="pt") as f:
         assert f.metadata()["format"].startswith("invdesign-particle-excess")
-        assert "first.weight" in f.keys()  # noqa: SIM118 - safe_open has keys(), no __iter__
+        assert "members.1.first.weight" in f.keys()  # noqa: SIM118 - safe_open has keys()
     net, config = load_excess_checkpoint(checkpoint)
-    assert config["elements"] == [28, 29] and net.first.out_features == 16
+    assert config["elements"] == [28, 29] and net.members[0].first.out_features == 16
+    assert net.relative and len(net.members) == 2
     # a pickle under the safetensors name is refused, never unpickled
     bad = tmp_path / "bad"
     bad.mkdir()
