@@ -54,13 +54,15 @@ def test_lookup_of_a_name_without_its_own_package_discovers_all() -> None:
 
 
 def test_names_list_every_shipped_evaluator() -> None:
-    assert evaluator_names() == ["chgnet_formation_energy", "formation_energy", "forward"]
+    assert evaluator_names() == ["chgnet_formation_energy", "formation_energy", "forward",
+                                 "particle_excess"]
     assert evaluator_class("forward").name == "forward"
 
 
 def test_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(InvdesignError, match=r"unknown evaluator 'nope'; available: "
-                                             r"chgnet_formation_energy, formation_energy, forward"):
+                                             r"chgnet_formation_energy, formation_energy, forward, "
+                                             r"particle_excess$"):
         evaluator_class("nope")
 
 

@@ -77,10 +77,25 @@ def test_loading_an_mlp_checkpoint_imports_no_other_generator(tiny_checkpoint) -
     assert out.strip().splitlines()[-1] == "[]"
 
 
-def _generator_checkpoints() -> list:
+def _checkpoints(generators: bool) -> list:
+    """Shipped checkpoint folders: generators (a `config.yaml` training config) or the others
+    (property and particle-excess models, a `config.json`)."""
     root = defaults.checkpoint_root()
     return sorted(p.name for p in root.iterdir() if (p / "model.safetensors").is_file()
-                  and not p.name.startswith("property-")) if root.is_dir() else []
+                  and (p / "config.yaml").is_file() == generators) if root.is_dir() else []
+
+
+def _generator_checkpoints() -> list:
+    return _checkpoints(generators=True)
+
+
+@pytest.mark.parametrize("name", _checkpoints(generators=False))
+def test_every_shipped_evaluator_checkpoint_is_small_and_has_a_card(name: str) -> None:
+    path = _shipped(name)
+    assert (path / "model.safetensors").stat().st_size < 10e6  # "a few MB"
+    card = (path / "MODEL_CARD.md").read_text()
+    assert "python tools/make_" in card  # the command that made it
+    assert "seed" in card.lower() and "MAE" in card
 
 
 @pytest.mark.parametrize("name", _generator_checkpoints())
