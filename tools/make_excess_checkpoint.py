@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-material-split", action="store_true")
     parser.add_argument("--relative", type=int, default=0,
-                        help="1: add the particle-relative feature block (excess.N_RELATIVE)")
+                        help="1: add the particle-relative feature block (excess_features.N_RELATIVE)")
     parser.add_argument("--members", type=int, default=1, help="ensemble size")
     parser.add_argument("--validate", action="store_true",
                         help="choose settings: train on 80 %% of the training particles (and of "

@@ -15,17 +15,19 @@ from invdesign.core.structure import Structure
 from invdesign.evaluators.base import evaluator_class
 from invdesign.evaluators.property.excess import (
     KEY,
-    N_RELATIVE,
     WEIGHTS,
     ExcessTrainConfig,
     ParticleExcessEvaluator,
-    atom_features,
     bulk_input,
     fit_excess,
     load_excess_checkpoint,
-    neighbour_pairs,
     particle_input,
     save_excess_checkpoint,
+)
+from invdesign.evaluators.property.excess_features import (
+    N_RELATIVE,
+    atom_features,
+    neighbour_pairs,
 )
 
 
