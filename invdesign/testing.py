@@ -81,6 +81,18 @@ def rock_salt_cell(a: float = 4.2, metal: int = 12, anion: int = 8) -> Structure
     return Structure.from_fractional(species, frac, np.eye(3) * a)
 
 
+def rock_salt_learning_set() -> tuple[list[Structure], np.ndarray]:
+    """Primitive rock-salt cells of Mg and Cu oxides at eight lattice constants, with a target a
+    property model can learn: a (Å) + 0.5 for Mg (the property models' learning checks)."""
+    structures, targets = [], []
+    for i in range(8):
+        a, metal = 4.0 + 0.15 * i, (12, 29)[i % 2]
+        cell = (np.ones((3, 3)) - np.eye(3)) * a / 2
+        structures.append(Structure.from_fractional([metal, 8], [[0, 0, 0], [0.5, 0.5, 0.5]], cell))
+        targets.append(a + 0.5 * (metal == 12))
+    return structures, np.array(targets)
+
+
 def caesium_chloride_cell(a: float = 3.2, metal: int = 12, anion: int = 8) -> Structure:
     """Caesium-chloride cell (2 atoms, a in Å): metal at 1a, anion at 1b."""
     return Structure.from_fractional([metal, anion], [[0, 0, 0], [0.5, 0.5, 0.5]], np.eye(3) * a)

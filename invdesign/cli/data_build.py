@@ -92,6 +92,12 @@ def _common(
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _run_options(args: argparse.Namespace) -> dict:
+    """The options every builder takes: where and how the units run."""
+    return dict(workers=args.workers, device=args.device, progress=not args.no_progress,
+                scheduler=args.scheduler)
+
+
 def _finish(summary) -> int:
     print(summary.line())
     return 1 if summary.count("failed") else 0
@@ -106,11 +112,8 @@ def _chili3k(args: argparse.Namespace) -> int:
             args.out,
             metals=args.metals,
             radii=args.radii,
-            workers=args.workers,
             crystal_types=args.crystal_types,
-            device=args.device,
-            progress=not args.no_progress,
-            scheduler=args.scheduler,
+            **_run_options(args),
         )
     )
 
@@ -124,10 +127,7 @@ def _cifs(args: argparse.Namespace) -> int:
             args.cif_dir,
             args.out,
             radii=args.radii,
-            workers=args.workers,
-            device=args.device,
-            progress=not args.no_progress,
-            scheduler=args.scheduler,
+            **_run_options(args),
         )
     )
 
@@ -141,10 +141,7 @@ def _clusters(args: argparse.Namespace) -> int:
             args.out,
             metals=args.metals,
             radii=args.radii,
-            workers=args.workers,
-            device=args.device,
-            progress=not args.no_progress,
-            scheduler=args.scheduler,
+            **_run_options(args),
         )
     )
 
@@ -163,9 +160,6 @@ def _synthetic(args: argparse.Namespace) -> int:
             radii=args.radii,
             patterns=args.patterns,
             relax_steps=args.relax_steps,
-            workers=args.workers,
-            device=args.device,
-            progress=not args.no_progress,
-            scheduler=args.scheduler,
+            **_run_options(args),
         )
     )

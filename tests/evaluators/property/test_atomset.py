@@ -26,21 +26,11 @@ from invdesign.evaluators.property.train import (
     fit,
     model_inputs,
 )
-
-
-def rock_salt_cells() -> tuple[list[Structure], np.ndarray]:
-    """Rock-salt cells of two metals at eight lattice constants; target a (Å) + 0.5 for Mg."""
-    structures, targets = [], []
-    for i in range(8):
-        a, metal = 4.0 + 0.15 * i, (12, 29)[i % 2]
-        cell = (np.ones((3, 3)) - np.eye(3)) * a / 2
-        structures.append(Structure.from_fractional([metal, 8], [[0, 0, 0], [0.5, 0.5, 0.5]], cell))
-        targets.append(a + 0.5 * (metal == 12))
-    return structures, np.array(targets)
+from invdesign.testing import rock_salt_learning_set
 
 
 def test_atomset_training_error_falls_well_below_the_mean_predictor():
-    structures, targets = rock_salt_cells()
+    structures, targets = rock_salt_learning_set()
     baseline = float(np.abs(targets - targets.mean()).mean())
     cfg = TrainConfig(model="atomset", hidden=16, heads=2, blocks=1, epochs=60, batch_size=8,
                       lr=1e-2, weight_decay=0.0, seed=0)
@@ -52,7 +42,7 @@ def test_atomset_training_error_falls_well_below_the_mean_predictor():
 
 def test_atomset_prediction_does_not_depend_on_the_batch():
     """Padding of the smaller cells to the largest one of a batch must not leak into them."""
-    small, targets = rock_salt_cells()
+    small, targets = rock_salt_learning_set()
     big = Structure.from_ase(bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 1, 1))  # 8 atoms
     cfg = TrainConfig(model="atomset", hidden=16, heads=2, blocks=2, dropout=0.1, seed=1)
     graphs = make_graphs([*small, big], [*targets, 0.0], k=cfg.k, line_k=cfg.line_k)
@@ -71,7 +61,7 @@ def test_atomset_prediction_does_not_depend_on_the_batch():
 
 
 def test_ensemble_is_the_mean_of_its_members():
-    structures, targets = rock_salt_cells()
+    structures, targets = rock_salt_learning_set()
     cfg = TrainConfig(model="atomset", hidden=8, heads=2, blocks=1, epochs=3, batch_size=4,
                       ensemble=3, seed=5)
     graphs = make_graphs(structures, targets, k=cfg.k, line_k=cfg.line_k)

@@ -6,25 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from invdesign.core.structure import Structure
 from invdesign.evaluators.property.data import make_graphs
 from invdesign.evaluators.property.train import TrainConfig, fit
-
-
-def _cells() -> tuple[list[Structure], np.ndarray]:
-    """Rock-salt cells of two metals at eight lattice constants; target a (Å) + 0.5 for Mg."""
-    structures, targets = [], []
-    for i in range(8):
-        a, metal = 4.0 + 0.15 * i, (12, 29)[i % 2]
-        cell = (np.ones((3, 3)) - np.eye(3)) * a / 2
-        structures.append(Structure.from_fractional([metal, 8], [[0, 0, 0], [0.5, 0.5, 0.5]], cell))
-        targets.append(a + 0.5 * (metal == 12))
-    return structures, np.array(targets)
+from invdesign.testing import rock_salt_learning_set
 
 
 @pytest.mark.parametrize("model", ["crystograph", "cgcnn"])
 def test_training_error_falls_well_below_the_mean_predictor(model):
-    structures, targets = _cells()
+    structures, targets = rock_salt_learning_set()
     baseline = float(np.abs(targets - targets.mean()).mean())
     cfg = TrainConfig(model=model, hidden=16, heads=2, blocks=1, epochs=60, batch_size=8,
                       lr=1e-2, weight_decay=0.0, seed=0)
