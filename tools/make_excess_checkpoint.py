@@ -254,8 +254,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-material-split", action="store_true")
     parser.add_argument("--relative", type=int, default=0,
-                        help="1: add the particle-relative feature block (excess_features.N_RELATIVE)")
+                        help="1: add the particle-relative feature block "
+                             "(excess_features.N_RELATIVE)")
     parser.add_argument("--members", type=int, default=1, help="ensemble size")
+    parser.add_argument("--species", type=int, default=0,
+                        help="width of the neighbour-element embedding of the neighbour-species "
+                             "shells (excess_features.species_shells; 0: off)")
     parser.add_argument("--validate", action="store_true",
                         help="choose settings: train on 80 %% of the training particles (and of "
                              "the training materials) and print the MAE on the other 20 %%; the "
@@ -272,15 +276,17 @@ def main(argv: list[str] | None = None) -> None:
         labels_text if a == str(args.labels) else shlex.quote(a) for a in given)
     rows, skipped, bulks = load_labels(args.labels)
     net_options = {"hidden": args.hidden, "layers": args.layers, "cutoff": args.cutoff,
-                   "relative": bool(args.relative), "members": args.members}
+                   "relative": bool(args.relative), "members": args.members,
+                   "species": args.species}
     cfg = ExcessTrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                             site_weight=args.site_weight, weight_decay=args.weight_decay,
                             seed=args.seed)
     t0 = time.perf_counter()
     for r in rows:
-        r["input"] = particle_input(r["structure"], args.cutoff, bool(args.relative))
-    bulk_inputs = ({m: bulk_input(c, args.cutoff, bool(args.relative)) for m, c in bulks.items()}
-                   if args.bulk_copies else {})
+        r["input"] = particle_input(r["structure"], args.cutoff, bool(args.relative),
+                                    args.species > 0)
+    bulk_inputs = ({m: bulk_input(c, args.cutoff, bool(args.relative), args.species > 0)
+                    for m, c in bulks.items()} if args.bulk_copies else {})
     print(f"features of {len(rows)} particles in {time.perf_counter() - t0:.1f} s")
     y = np.array([r["label"] for r in rows])
     print(f"{len(rows)} particles, labels {y.min():.3f}..{y.max():.3f} eV/atom; skipped {skipped}")

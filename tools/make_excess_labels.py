@@ -2,6 +2,7 @@
 cells.
 
     nice -n 10 python tools/make_excess_labels.py --out WORK/data/excess [--threads 2] [--seed 0]
+    nice -n 10 python tools/make_excess_labels.py --out WORK/data/excess --extra 6 --band small
 
 Materials (seeded, diverse): the example compound of every type of the structure-type library
 (`invdesign.crystals.library`, 94 types: metals, oxides, chalcogenides, halides, nitrides,
@@ -68,10 +69,14 @@ def materials(args) -> list[dict]:
         out.append({"id": f"lib_{stype.name}", "source": "library",
                     "structure_type": stype.name, "cell": stype.cell()})
     rng = np.random.default_rng(args.seed)
+    more = np.random.default_rng([args.seed, 7])  # `--chili-more`: leaves the first draw as it was
     for name in ct.CRYSTAL_TYPES:
-        for metal in rng.choice(ct.CHILI3K_METALS, size=args.chili, replace=False):
+        first = [str(m) for m in rng.choice(ct.CHILI3K_METALS, size=args.chili, replace=False)]
+        rest = [str(m) for m in ct.CHILI3K_METALS if str(m) not in first]
+        extra = more.choice(rest, size=min(args.chili_more, len(rest)), replace=False)
+        for metal in [*first, *(str(m) for m in extra)]:
             out.append({"id": f"chili_{name}_{metal}", "source": "chili3k", "structure_type": name,
-                        "cell": ct.unit_cell(name, str(metal))})
+                        "cell": ct.unit_cell(name, metal)})
     lattices = {t.name: t for t in builtin_types() if t.name in ("fcc", "bcc", "hcp")}
     for metal in args.metals.split(","):
         z = elements.atomic_number(metal)
@@ -155,24 +160,29 @@ def label_material(mat: dict, args, guard: ChgnetReference) -> dict:
     return record
 
 
-def add_small_cuts(todo: list[dict], folder: Path, args, guard: ChgnetReference,
-                   start: float) -> None:
-    """Add `--extra-small` seeded small cuts (13..120 atoms) to each labelled material's file
-    (marked `extra_small`; a rerun skips files that have them)."""
-    lo, hi = SIZE_BANDS[0]
-    for k, mat in enumerate(todo):
-        path = folder / f"{mat['id']}.json"
-        if not path.exists():
-            continue
+BAND_SALT = {"small": 1, "medium": 2, "large": 3}  # seed salts of `--extra` cuts per band
+
+
+def add_cuts(folder: Path, args, guard: ChgnetReference, start: float) -> None:
+    """Add `--extra` seeded cuts of `--band` (target atom counts log-uniform in the band) to every
+    labelled material file in `folder` (the cell is read back from the file, so any earlier
+    material list works). A file records `extra_<band>` = the number asked for; a rerun skips files
+    that have it (resumable), and a cut with an atom count the file already has is not labelled
+    twice (DebyeCalculator's cuts are nested shells around one central metal)."""
+    lo, hi = SIZE_BANDS[("small", "medium", "large").index(args.band)]
+    key = f"extra_{args.band}"
+    paths = sorted(folder.glob("*.json"))
+    for k, path in enumerate(paths):
         record = json.loads(path.read_text())
-        if "extra_small" in record or record["bulk"]["status"] != "ok":
+        if record.get(key, 0) >= args.extra or record["bulk"]["status"] != "ok":
             continue
         if args.budget_minutes and time.perf_counter() - start > 60 * args.budget_minutes:
             print(f"budget of {args.budget_minutes:g} min reached; rerun to continue", flush=True)
             break
-        rng = np.random.default_rng([args.seed, 1, *mat["id"].encode()])
-        sizes = np.exp(rng.uniform(math.log(lo), math.log(hi), size=args.extra_small))
-        cell = mat["cell"]
+        rng = np.random.default_rng([args.seed, BAND_SALT[args.band], *record["id"].encode()])
+        sizes = np.exp(rng.uniform(math.log(lo), math.log(hi), size=args.extra))
+        b = record["bulk"]
+        cell = Structure(b["species"], b["positions"], b["cell"], "unit_cell")
         radii = sorted({round(radius_for(cell, int(round(n))), 3) for n in sizes})
         done = {p["n_atoms"] for p in record["particles"]}
         added = []
@@ -180,22 +190,22 @@ def add_small_cuts(todo: list[dict], folder: Path, args, guard: ChgnetReference,
             particles = cut_particles(cell, radii, default_metals(cell))
         except (InvdesignError, RuntimeError) as exc:
             particles = []
-            record["extra_small_status"] = f"cut failed: {exc}"
+            record[f"{key}_status"] = f"cut failed: {exc}"
         for particle in particles:
             if particle.n_atoms in done:  # the same cut as an earlier radius
                 continue
             done.add(particle.n_atoms)
             row = chgnet_particle(particle, guard)
             row["radius"] = particle.info["radius"]
-            row["extra_small"] = True
+            row["extra"] = args.band
             if row["status"] == "ok":
                 row["particle_excess_energy_per_atom"] = (
-                    row["formation_energy_per_atom"] - record["bulk"]["formation_energy_per_atom"])
+                    row["formation_energy_per_atom"] - b["formation_energy_per_atom"])
             record["particles"].append({**row, **_structure_json(particle)})
             added.append((particle.n_atoms, row["status"][:40]))
-        record["extra_small"] = args.extra_small
+        record[key] = args.extra
         atomic_write_text(path, json.dumps(record))
-        print(f"{k + 1}/{len(todo)} {mat['id']} extra small {added} total "
+        print(f"{k + 1}/{len(paths)} {record['id']} extra {args.band} {added} total "
               f"{time.perf_counter() - start:.0f} s", flush=True)
 
 
@@ -210,10 +220,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-atoms", type=int, default=2000)
     parser.add_argument("--limit", type=int, default=0, help="label at most this many materials")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--extra-small", type=int, default=0,
-                        help="instead of new materials: add this many more small (13..120-atom) "
-                             "cuts to every labelled material that has none yet (seeded radii; "
-                             "cheap for CHGNet)")
+    parser.add_argument("--chili-more", type=int, default=0,
+                        help="CHILI-3K metals per crystal type beyond --chili (a separate seeded "
+                             "draw: the first --chili stay the same)")
+    parser.add_argument("--extra", type=int, default=0,
+                        help="instead of new materials: add this many seeded cuts of --band to "
+                             "every labelled material file (a rerun skips files that have them)")
+    parser.add_argument("--band", choices=("small", "medium", "large"), default="small",
+                        help="size band of --extra cuts: 13..120, 120..600 or 600..2,000 atoms")
     parser.add_argument("--budget-minutes", type=float, default=0,
                         help="stop starting new materials after this long (0: no limit)")
     args = parser.parse_args(argv)
@@ -225,8 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     order = np.random.default_rng(args.seed).permutation(len(todo))  # a partial run is diverse
     todo = [todo[i] for i in order][: args.limit or None]
     start = time.perf_counter()
-    if args.extra_small:
-        add_small_cuts(todo, folder, args, guard, start)
+    if args.extra:
+        add_cuts(folder, args, guard, start)
         return
     with open(args.out / "log.txt", "a") as log:
         for k, mat in enumerate(todo):

@@ -47,7 +47,13 @@ from invdesign.core.errors import CheckpointError, InvdesignError
 from invdesign.core.schema import check_fields, count_parameters_meta, signature_hints
 from invdesign.core.structure import Structure
 from invdesign.evaluators.base import Evaluator, register_evaluator
-from invdesign.evaluators.property.excess_features import MAX_Z, atom_features, n_features
+from invdesign.evaluators.property.excess_features import (
+    MAX_Z,
+    SHELL_CENTRES,
+    atom_features,
+    n_features,
+    species_shells,
+)
 from invdesign.io.atomic import atomic_path, atomic_write_text
 
 DEFAULT_EXCESS_CHECKPOINT = "particle-excess"
@@ -60,21 +66,33 @@ KEY = "particle_excess_energy_per_atom"
 
 class _Member(nn.Module):
     """One MLP of the ensemble: standardised features -> hidden layers -> c_i, plus a learned
-    per-element offset of the first hidden layer (zero-initialised)."""
+    per-element offset of the first hidden layer (zero-initialised) and, with `species` > 0, the
+    neighbour-species shells contracted with a learned `species`-wide element embedding."""
 
-    def __init__(self, width: int, hidden: int, layers: int, embed: bool) -> None:
+    def __init__(self, width: int, hidden: int, layers: int, embed: bool, species: int = 0
+                 ) -> None:
         super().__init__()
         self.use_embed = embed
         self.embed = nn.Embedding(MAX_Z + 1, hidden)
         nn.init.zeros_(self.embed.weight)
         self.first = nn.Linear(width, hidden)
+        self.species = int(species)
+        if self.species:
+            self.neighbour = nn.Embedding(MAX_Z + 1, self.species, padding_idx=0)
+            self.shell_first = nn.Linear(SHELL_CENTRES.size * self.species, hidden, bias=False)
         blocks: list[nn.Module] = []
         for _ in range(layers - 1):
             blocks += [nn.SiLU(), nn.Linear(hidden, hidden)]
         self.body = nn.Sequential(*blocks, nn.SiLU(), nn.Linear(hidden, 1))
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, z: torch.Tensor, shells: torch.Tensor | None = None,
+                shell_z: torch.Tensor | None = None) -> torch.Tensor:
         h = self.first(x) + self.embed(z) if self.use_embed else self.first(x)
+        if self.species:
+            if shells is None or shell_z is None:
+                raise ValueError("this network needs the neighbour-species shells")
+            mixed = torch.einsum("nrk,nkd->nrd", shells, self.neighbour(shell_z))
+            h = h + self.shell_first(mixed.reshape(mixed.shape[0], -1))
         return self.body(h).squeeze(1)
 
 
@@ -90,47 +108,58 @@ class ExcessNet(nn.Module):
         embed: add the learned per-element offset (else element descriptors only).
         relative: use the particle-relative feature block (`atom_features(relative=True)`).
         members: ensemble size.
+        species: width of the neighbour-element embedding that the neighbour-species shells
+            (`species_shells`) are contracted with (0: no shells).
     """
 
     def __init__(self, hidden: int = 96, layers: int = 2, cutoff: float = 5.5,
-                 embed: bool = True, relative: bool = False, members: int = 1) -> None:
+                 embed: bool = True, relative: bool = False, members: int = 1,
+                 species: int = 0) -> None:
         super().__init__()
         self.cutoff = float(cutoff)
         self.relative = bool(relative)
+        self.species = int(species)
         width = n_features(self.relative)
         self.register_buffer("mean", torch.zeros(width))
         self.register_buffer("std", torch.ones(width))
-        self.members = nn.ModuleList(_Member(width, hidden, layers, bool(embed))
+        self.members = nn.ModuleList(_Member(width, hidden, layers, bool(embed), self.species)
                                      for _ in range(max(int(members), 1)))
 
-    def forward(self, features: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, z: torch.Tensor, shells: torch.Tensor | None = None,
+                shell_z: torch.Tensor | None = None) -> torch.Tensor:
         x = (features - self.mean) / self.std
-        out = self.members[0](x, z)
+        out = self.members[0](x, z, shells, shell_z)
         for member in self.members[1:]:
-            out = out + member(x, z)
+            out = out + member(x, z, shells, shell_z)
         return out / len(self.members)
 
 
 @dataclass
 class ParticleInput:
-    """Model input of one particle: features [n, F] float32 and species [n]."""
+    """Model input of one particle: features [n, F] float32 and species [n]; for networks with
+    `species` > 0 also the neighbour-species shells [n, R, k] float32 and their elements [k]."""
 
     features: np.ndarray
     species: np.ndarray
+    shells: np.ndarray | None = None
+    shell_species: np.ndarray | None = None
 
     @property
     def n_atoms(self) -> int:
         return int(self.species.shape[0])
 
 
-def particle_input(structure: Structure, cutoff: float = 5.5, relative: bool = False
-                   ) -> ParticleInput:
-    """Features and species of a particle (positions in Å)."""
+def particle_input(structure: Structure, cutoff: float = 5.5, relative: bool = False,
+                   species: bool = False) -> ParticleInput:
+    """Features and species of a particle (positions in Å); with `species`, the neighbour-species
+    shells too."""
+    shells = species_shells(structure, cutoff) if species else (None, None)
     return ParticleInput(atom_features(structure, cutoff, relative),
-                         structure.species.astype(np.int64))
+                         structure.species.astype(np.int64), *shells)
 
 
-def bulk_input(cell: Structure, cutoff: float = 5.5, relative: bool = False) -> ParticleInput:
+def bulk_input(cell: Structure, cutoff: float = 5.5, relative: bool = False,
+               species: bool = False) -> ParticleInput:
     """Features of a unit cell's atoms in their bulk environment: the cell's atoms at the centre of
     a supercell large enough that everything the features see (cutoff plus the first shell of the
     second-order terms) is bulk. Training uses it as a particle of excess 0 (its exact
@@ -144,16 +173,27 @@ def bulk_input(cell: Structure, cutoff: float = 5.5, relative: bool = False) -> 
                        for c in range(-reps[2], reps[2] + 1)])
     shifts = shifts[np.argsort(np.abs(shifts).sum(1), kind="stable")]  # (0, 0, 0) first
     pos = (cell.positions[None, :, :] + (shifts @ cell.cell)[:, None, :]).reshape(-1, 3)
-    species = np.tile(cell.species, len(shifts))
-    feats = atom_features(Structure(species, pos), cutoff, relative, core=cell.n_atoms)
-    return ParticleInput(feats, cell.species.astype(np.int64))
+    supercell = Structure(np.tile(cell.species, len(shifts)), pos)
+    feats = atom_features(supercell, cutoff, relative, core=cell.n_atoms)
+    shells = species_shells(supercell, cutoff, core=cell.n_atoms) if species else (None, None)
+    return ParticleInput(feats, cell.species.astype(np.int64), *shells)
 
 
-def collate(inputs: Sequence[ParticleInput]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(features [n_total, F], species [n_total], graph index [n_total]) of a batch."""
-    return (torch.from_numpy(np.concatenate([p.features for p in inputs])),
-            torch.from_numpy(np.concatenate([p.species for p in inputs])),
-            torch.from_numpy(np.repeat(np.arange(len(inputs)), [p.n_atoms for p in inputs])))
+def collate(inputs: Sequence[ParticleInput]) -> tuple[torch.Tensor, ...]:
+    """(features [n_total, F], species [n_total], graph index [n_total], shells [n_total, R, k]
+    or None, shell elements [n_total, k] or None) of a batch; k is the batch's most elements per
+    input, shorter inputs padded with element 0 (embedding fixed at zero) and zero counts."""
+    out = (torch.from_numpy(np.concatenate([p.features for p in inputs])),
+           torch.from_numpy(np.concatenate([p.species for p in inputs])),
+           torch.from_numpy(np.repeat(np.arange(len(inputs)), [p.n_atoms for p in inputs])))
+    if inputs[0].shells is None:
+        return (*out, None, None)
+    k = max(p.shells.shape[2] for p in inputs)
+    shells = np.concatenate([np.pad(p.shells, ((0, 0), (0, 0), (0, k - p.shells.shape[2])))
+                             for p in inputs])
+    shell_z = np.concatenate([np.broadcast_to(np.pad(p.shell_species, (0, k - p.shells.shape[2])),
+                                              (p.n_atoms, k)) for p in inputs])
+    return (*out, torch.from_numpy(shells), torch.from_numpy(np.ascontiguousarray(shell_z)))
 
 
 def graph_means(values: torch.Tensor, batch: torch.Tensor, n_graphs: int) -> torch.Tensor:
@@ -223,9 +263,9 @@ def _fit_one(net: ExcessNet, train: Sequence[tuple[ParticleInput, float, np.ndar
         total = 0.0
         for start in range(0, len(order), cfg.batch_size):
             items = [train[k] for k in order[start:start + cfg.batch_size]]
-            feats, z, batch = collate([p for p, _, _ in items])
+            feats, z, batch, shells, shell_z = collate([p for p, _, _ in items])
             y = torch.tensor([label for _, label, _ in items], dtype=torch.float32)
-            c = net(feats, z)
+            c = net(feats, z, shells, shell_z)
             loss = (graph_means(c, batch, len(items)) - y).abs().mean()
             if cfg.site_weight > 0 and any(t is not None for _, _, t in items):
                 target = torch.from_numpy(np.concatenate(
@@ -249,8 +289,8 @@ def predict_inputs(net: ExcessNet, inputs: Sequence[ParticleInput]) -> np.ndarra
     """[n] mean contribution (eV/atom) of each particle."""
     out = np.full(len(inputs), np.nan)
     for k, p in enumerate(inputs):
-        c = net(torch.from_numpy(p.features), torch.from_numpy(p.species))
-        out[k] = float(c.double().mean())
+        feats, z, _, shells, shell_z = collate([p])
+        out[k] = float(net(feats, z, shells, shell_z).double().mean())
     return out
 
 
@@ -352,7 +392,8 @@ class ParticleExcessEvaluator(Evaluator):
                             "status": f"no prediction: {problem}" if problem else "ok"})
             if not problem:
                 todo.append(k)
-                inputs.append(particle_input(structure, self.net.cutoff, self.net.relative))
+                inputs.append(particle_input(structure, self.net.cutoff, self.net.relative,
+                                             self.net.species > 0))
         if inputs:
             values = predict_inputs(self.net, inputs)
             for k, value in zip(todo, values, strict=True):

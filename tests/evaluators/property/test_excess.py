@@ -19,15 +19,20 @@ from invdesign.evaluators.property.excess import (
     ExcessTrainConfig,
     ParticleExcessEvaluator,
     bulk_input,
+    collate,
     fit_excess,
     load_excess_checkpoint,
     particle_input,
+    predict_inputs,
     save_excess_checkpoint,
 )
 from invdesign.evaluators.property.excess_features import (
     N_RELATIVE,
+    SHELL_CENTRES,
     atom_features,
     neighbour_pairs,
+    pair_radius,
+    species_shells,
 )
 
 
@@ -190,3 +195,57 @@ def test_edited_config_is_refused_before_building(checkpoint, tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="config.json"):
         load_excess_checkpoint(folder)
+
+
+def rock_salt_sphere(radius: float) -> Structure:
+    """A NaCl sphere of `radius` Å (two elements, for the neighbour-species shells)."""
+    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat((8, 8, 8))
+    pos = atoms.positions - atoms.positions[np.argmin(np.linalg.norm(
+        atoms.positions - atoms.positions.mean(0), axis=1))]
+    keep = np.linalg.norm(pos, axis=1) <= radius
+    return Structure(atoms.numbers[keep], pos[keep])
+
+
+def test_species_shells_split_the_counts_by_neighbour_element():
+    p = rock_salt_sphere(9.0)
+    shells, present = species_shells(p)
+    assert present.tolist() == [11, 17] and shells.shape == (p.n_atoms, 8, 2)
+    # the first shell of rock salt is the other element: the nearest-neighbour channel of the
+    # most central Na atom counts Cl only
+    dist = np.where(p.species == 11, np.linalg.norm(p.positions, axis=1), np.inf)
+    centre = int(np.argmin(dist))
+    assert dist[centre] < 3.0
+    near = int(np.argmin(np.abs(SHELL_CENTRES - 2.82 / (pair_radius(np.array([11]))[0]
+                                                       + pair_radius(np.array([17]))[0]))))
+    assert shells[centre, near, 1] > 5 * shells[centre, near, 0]
+    # the bulk cell's shells are those deep inside the particle
+    cell = Structure.from_ase(bulk("NaCl", "rocksalt", a=5.64))
+    inside = bulk_input(cell, species=True)
+    np.testing.assert_allclose(inside.shells[0], shells[centre], atol=1e-5)
+    np.testing.assert_array_equal(inside.shell_species, present)
+
+
+def test_species_network_trains_saves_and_is_invariant(tmp_path):
+    options = {"hidden": 16, "layers": 2, "cutoff": 5.5, "members": 2, "species": 4}
+    data = [(particle_input(s, 5.5, species=True), y, t) for s, y, t in tiny_structures()]
+    salt = rock_salt_sphere(7.0)
+    data.append((particle_input(salt, 5.5, species=True), 0.5, None))
+    net, losses = fit_excess(data, options, ExcessTrainConfig(epochs=40, batch_size=4, lr=5e-3))
+    assert losses[-1] < 0.5 * losses[0]
+    folder = save_excess_checkpoint(tmp_path / "ckpt", net, options, {"elements": [11, 17, 28, 29]})
+    ev = ParticleExcessEvaluator(folder)
+    assert ev.net.species == 4
+    rot = Rotation.random(random_state=3).as_matrix()
+    perm = np.random.default_rng(4).permutation(salt.n_atoms)
+    moved = Structure(salt.species[perm], salt.positions[perm] @ rot.T + 5.0)
+    a, b = ev.evaluate([salt, moved])
+    assert a["status"] == b["status"] == "ok"
+    assert a[KEY] == pytest.approx(b[KEY], abs=1e-5)
+    # a batch of inputs with different element counts gives each input's own prediction
+    single = predict_inputs(ev.net, [data[0][0]])[0]
+    feats, z, batch, shells, shell_z = collate([data[0][0], data[-1][0]])
+    import torch
+
+    with torch.no_grad():
+        c = ev.net(feats, z, shells, shell_z)
+    assert float(c[batch == 0].mean()) == pytest.approx(single, abs=1e-5)
