@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 from torch_geometric.nn import CGConv
-from torch_geometric.utils import scatter
 
 from invdesign.evaluators.property.atoms import N_ELEMENTS, AtomFeatureInput, ElementFeatures
 from invdesign.evaluators.property.graphs import edge_vectors
 from invdesign.evaluators.property.model import GaussianBasis
+from invdesign.evaluators.property.segment_ops import scatter_mean
 
 
 @dataclass
@@ -64,7 +64,7 @@ class CGCNN(nn.Module):
             x = x + self.atom_in(batch.atom_fea)
         for conv in self.convs:
             x = nn.functional.softplus(conv(x, batch.edge_index, edge_attr))
-        pooled = scatter(x, batch.batch, 0, dim_size=batch.num_graphs, reduce="mean")  # [B, d]
+        pooled = scatter_mean(x, batch.batch, 0, batch.num_graphs)  # [B, d]
         if self.config.n_descriptors:
             pooled = torch.cat([pooled, batch.desc], -1)
         return self.head(pooled).squeeze(-1)

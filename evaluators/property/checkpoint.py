@@ -30,7 +30,7 @@ MAX_PARAMETERS = 50_000_000
 def save_property_checkpoint(
     folder: str | os.PathLike, predictor, extra: dict | None = None
 ) -> Path:
-    """Write weights and config of a `train.Predictor` into `folder`; returns it."""
+    """Write weights and config of a `predictor.Predictor` into `folder`; returns it."""
     # lazy: heavy libraries load only when a checkpoint is used
     from safetensors.torch import save_file  # noqa: PLC0415
 
@@ -85,7 +85,7 @@ def _scaler(config: dict[str, Any], key: str, n: int, file: Path) -> np.ndarray 
 def load_property_checkpoint(
     path: str | os.PathLike, device: str = "cpu", max_parameters: int = MAX_PARAMETERS
 ):
-    """A `train.Predictor` from a checkpoint folder (or a file inside it).
+    """A `predictor.Predictor` from a checkpoint folder (or a file inside it).
 
     Raises:
         CheckpointError: a missing file or, in one line naming `config.json` and the entry, an
@@ -95,8 +95,9 @@ def load_property_checkpoint(
     # lazy: heavy libraries load only when a checkpoint is used
     from safetensors.torch import load_file  # noqa: PLC0415
 
-    # lazy: heavy libraries load only when a checkpoint is used
-    from invdesign.evaluators.property.train import (  # noqa: PLC0415
+    # lazy: heavy libraries load only when a checkpoint is used (not the training stack:
+    # `predictor` predicts without torch_geometric)
+    from invdesign.evaluators.property.predictor import (  # noqa: PLC0415
         Predictor,
         TrainConfig,
         build_network,

@@ -26,7 +26,7 @@ from pymatgen.io.cif import CifWriter
 
 from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.core.structure import Structure
-from invdesign.evaluators.property.graphs import build_graph
+from invdesign.evaluators.property.graphs import build_graph, graph_data
 from invdesign.io.atomic import atomic_path
 
 DEFAULT_TARGET = "formation_energy_per_atom"
@@ -139,14 +139,15 @@ def make_graphs(
     k: int = 12,
     line_k: int | None = None,
     atom_features: Sequence[np.ndarray] | None = None,
+    plain: bool = False,
 ) -> list:
-    """One `CrystalGraph` per structure with optional `y` [1], raw `desc` [1, n_desc] and per-atom
-    `atom_fea` [n_atoms, n] (see `train.model_inputs`)."""
-
-
+    """One `CrystalGraph` per structure (a plain `batching.GraphData` with `plain`: for
+    prediction, without torch_geometric) with optional `y` [1], raw `desc` [1, n_desc] and
+    per-atom `atom_fea` [n_atoms, n] (see `predictor.model_inputs`)."""
+    make = graph_data if plain else build_graph
     graphs = []
     for i, structure in enumerate(structures):
-        graph = build_graph(structure, k=k, line_k=line_k)
+        graph = make(structure, k=k, line_k=line_k)
         if targets is not None:
             graph.y = torch.tensor([float(targets[i])], dtype=torch.float32)
         if descriptors is not None:

@@ -22,7 +22,7 @@ from scipy.spatial import Voronoi
 from invdesign.core import elements
 from invdesign.core.structure import Structure
 from invdesign.data.layout import CRYSTAL_SYSTEMS, crystal_system_from_number
-from invdesign.evaluators.property.graphs import build_graph, edge_vectors
+from invdesign.evaluators.property.graphs import edge_vectors, graph_data
 
 DESCRIPTOR_NAMES: tuple[str, ...] = (
     "niggli_a",
@@ -145,7 +145,7 @@ def _symmetry_block(pmg) -> list[float]:
 
 def _knn_block(structure: Structure) -> list[float]:
 
-    graph = build_graph(structure)
+    graph = graph_data(structure)
     if graph.edge_index.shape[1] == 0:
         return [0.0, 0.0, 0.0]
     d = edge_vectors(graph.pos, graph.edge_index, graph.edge_shift).norm(dim=-1).numpy()

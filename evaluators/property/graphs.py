@@ -1,8 +1,9 @@
 """k-nearest-neighbour crystal graphs, their line graphs (bond angles) and positional encodings.
 
-A `CrystalGraph` stores topology and periodic image offsets only; distances and angles are
-recomputed from `pos` inside the model (`edge_vectors`, `bond_cosines`), so a perturbed copy (CDSSL)
-keeps the clean edges.
+A graph stores topology and periodic image offsets only; distances and angles are recomputed from
+`pos` inside the model (`edge_vectors`, `bond_cosines`), so a perturbed copy (CDSSL) keeps the clean
+edges. `graph_data` gives it as a plain `batching.GraphData` (prediction: no torch_geometric),
+`build_graph` as a PyG `CrystalGraph` (training with PyG's data loaders, module `pyg_graphs`).
 
 Conventions:
     edge_index: [2, E]; row 0 = neighbour j (source), row 1 = centre i (target). Edges are grouped
@@ -23,25 +24,16 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import eigsh
-from torch_geometric.data import Data
-from torch_geometric.utils import scatter
 
 from invdesign.core.structure import Structure
+from invdesign.evaluators.property.batching import GraphData
+from invdesign.evaluators.property.segment_ops import scatter_sum
 
 DEFAULT_K = 12
 N_LAP = 4  # Laplacian eigenvectors kept (zero-padded for small graphs)
 N_RW = 8  # random-walk steps
 DENSE_PE_MAX = 400  # atoms; larger graphs get their encodings from sparse matrices
 _TIE_MARGIN = 8  # neighbours asked of the k-d tree beyond the k kept (see `finite_knn`)
-
-
-class CrystalGraph(Data):
-    """PyG `Data` whose `lg_index` is offset by the number of bonds when graphs are batched."""
-
-    def __inc__(self, key, value, *args, **kwargs):
-        if key == "lg_index":
-            return self.edge_index.size(1)
-        return super().__inc__(key, value, *args, **kwargs)
 
 
 def periodic_knn(
@@ -200,10 +192,10 @@ def _return_probabilities(walk: sp.csr_matrix, n: int) -> np.ndarray:
     return rw
 
 
-def build_graph(
-    structure: Structure, k: int = DEFAULT_K, line_k: int | None = None
-) -> CrystalGraph:
-    """Crystal graph (periodic for cells, finite for particles) with line graph and encodings."""
+def graph_data(structure: Structure, k: int = DEFAULT_K,
+               line_k: int | None = None) -> GraphData:
+    """Crystal graph (periodic for cells, finite for particles) with line graph and encodings, as
+    plain tensors: z, pos, edge_index, edge_shift, lg_index, pe, num_nodes."""
     n = structure.n_atoms
     if structure.is_periodic:
         src, dst, shift = periodic_knn(structure, k)
@@ -212,7 +204,7 @@ def build_graph(
         src, dst, shift = finite_knn(structure.positions, k)
         k_eff = min(k, n - 1)
     lg = line_graph_index(n, max(k_eff, 0), line_k) if k_eff > 1 else np.zeros((2, 0), np.int64)
-    return CrystalGraph(
+    return GraphData(
         z=torch.as_tensor(structure.species, dtype=torch.long),
         pos=torch.as_tensor(structure.positions, dtype=torch.float32),
         edge_index=torch.as_tensor(np.stack([src, dst]), dtype=torch.long),
@@ -221,6 +213,14 @@ def build_graph(
         pe=torch.as_tensor(positional_encoding(src, dst, n), dtype=torch.float32),
         num_nodes=n,
     )
+
+
+def build_graph(structure: Structure, k: int = DEFAULT_K, line_k: int | None = None):
+    """`graph_data` as a PyG `CrystalGraph` (for PyG's data loaders: training)."""
+    # lazy: torch_geometric is for training; prediction uses `graph_data`
+    from invdesign.evaluators.property.pyg_graphs import CrystalGraph  # noqa: PLC0415
+
+    return CrystalGraph(**vars(graph_data(structure, k, line_k)))
 
 
 def edge_vectors(
@@ -247,11 +247,9 @@ def standardised_distances(
         dist: [E] Å; batch_of_edge: [E] graph index of each edge.
     """
 
-    count = scatter(torch.ones_like(dist), batch_of_edge, 0, dim_size=n_graphs, reduce="sum")
-    mean = scatter(dist, batch_of_edge, 0, dim_size=n_graphs, reduce="sum") / count.clamp_min(1)
-    var = scatter(
-        (dist - mean[batch_of_edge]) ** 2, batch_of_edge, 0, dim_size=n_graphs, reduce="sum"
-    )
+    count = scatter_sum(torch.ones_like(dist), batch_of_edge, 0, n_graphs)
+    mean = scatter_sum(dist, batch_of_edge, 0, n_graphs) / count.clamp_min(1)
+    var = scatter_sum((dist - mean[batch_of_edge]) ** 2, batch_of_edge, 0, n_graphs)
     std = (var / count.clamp_min(1)).sqrt()
     out = (dist - mean[batch_of_edge]) / std[batch_of_edge].clamp_min(1e-12)
     return torch.where(std[batch_of_edge] > 1e-5, out, torch.zeros_like(out))

@@ -15,10 +15,15 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
-from torch_geometric.utils import scatter, softmax, to_dense_batch
 
 from invdesign.evaluators.property.atoms import N_ELEMENTS, AtomFeatureInput, ElementFeatures
 from invdesign.evaluators.property.graphs import N_LAP, N_RW, bond_cosines, edge_vectors
+from invdesign.evaluators.property.segment_ops import (
+    scatter_mean,
+    scatter_sum,
+    segment_softmax,
+    to_dense_batch,
+)
 
 
 @dataclass
@@ -91,10 +96,8 @@ class ETGCLayer(nn.Module):
         k_ji = self.k_edge(torch.cat([k[dst], k[src], ep], -1)).view(-1, h, dk)  # [E, h, dk]
         v_ji = self.v_edge(torch.cat([v[dst], v[src], ep], -1)).view(-1, h, dk)
         score = (q[dst].view(-1, h, dk) * k_ji).sum(-1) / dk**0.5  # [E, h]
-        attn = softmax(score, dst, num_nodes=x.shape[0])  # over the incoming bonds of each centre
-        h_x = scatter(
-            attn.unsqueeze(-1) * v_ji, dst, 0, dim_size=x.shape[0], reduce="sum"
-        )  # [N, h, dk]
+        attn = segment_softmax(score, dst, x.shape[0])  # over the incoming bonds of each centre
+        h_x = scatter_sum(attn.unsqueeze(-1) * v_ji, dst, 0, x.shape[0])  # [N, h, dk]
         h_e = attn.unsqueeze(-1) * ep.view(-1, h, dk)  # [E, h, dk]
         x = x + self.norm_node(self.out_node(h_x.reshape(x.shape[0], -1)))
         e = e + self.norm_edge(self.out_edge(h_e.reshape(e.shape[0], -1)))
@@ -119,7 +122,7 @@ class GwTLayer(nn.Module):
         x = (
             x
             + self.pe(pe)
-            + scatter(self.edge(e), edge_index[1], 0, dim_size=x.shape[0], reduce="sum")
+            + scatter_sum(self.edge(e), edge_index[1], 0, x.shape[0])
         )
         dense, mask = to_dense_batch(x, batch)  # [B, n_max, d], [B, n_max]
         att, _ = self.attn(dense, dense, dense, key_padding_mask=~mask, need_weights=False)
@@ -172,9 +175,7 @@ class CrysToGraph(nn.Module):
     def forward(self, batch) -> torch.Tensor:
         x, e = self.encode(batch)
         x = self.gwt(x, e, batch.edge_index, batch.pe, batch.batch)  # [N, d]
-        pooled = self.pool_norm(
-            scatter(x, batch.batch, 0, dim_size=batch.num_graphs, reduce="mean")
-        )
+        pooled = self.pool_norm(scatter_mean(x, batch.batch, 0, batch.num_graphs))
         if self.config.n_descriptors:
             pooled = torch.cat([pooled, batch.desc], -1)  # [B, d + n_desc]
         return self.head(pooled).squeeze(-1)
@@ -242,7 +243,7 @@ class AtomSet(nn.Module):
         vec = edge_vectors(batch.pos, batch.edge_index, batch.edge_shift)  # [E, 3] Å
         n = batch.z.shape[0]
         # per atom: how many neighbours at which distance (sum of Gaussians over its k bonds)
-        env = scatter(self.rbf(vec.norm(dim=-1)), batch.edge_index[1], 0, dim_size=n, reduce="sum")
+        env = scatter_sum(self.rbf(vec.norm(dim=-1)), batch.edge_index[1], 0, n)
         x = self.embed(batch.z.clamp(max=N_ELEMENTS)) + self.env_in(env)  # [N, d]
         if self.element_features is not None:
             x = x + self.element_features(batch.z)
