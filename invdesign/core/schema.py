@@ -167,12 +167,33 @@ def widths(values: Mapping[str, Any]) -> list[tuple[str, int]]:
     return sorted(out, key=lambda kv: -kv[1])
 
 
+#: In-place fills of a tensor (random or constant) that `count_parameters_meta` skips.
+_FILLS = frozenset({"normal_", "uniform_", "trunc_normal_", "fill_", "zero_", "bernoulli_",
+                    "exponential_", "random_", "log_normal_", "cauchy_", "geometric_"})
+
+
+class _SkipInit(torch.overrides.TorchFunctionMode):
+    """Leaves a `meta` tensor as it is where a constructor would fill it (`torch.nn.init`, the
+    in-place fills of `_FILLS`): a meta tensor has no values to fill, and some fills (`normal_`,
+    as every `nn.Embedding` does) otherwise run through their reference implementation, whose first
+    call imports torch._dynamo (1.5 s or more)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        skip = (getattr(func, "__module__", None) == "torch.nn.init"
+                or getattr(func, "__name__", None) in _FILLS)
+        target = args[0] if args else kwargs.get("tensor")  # nn.init passes it by keyword
+        if skip and isinstance(target, torch.Tensor) and target.is_meta:
+            return target
+        return func(*args, **kwargs)
+
+
 def count_parameters_meta(build: Callable[[], torch.nn.Module]) -> int | None:
     """Parameters plus buffers (elements) of the module `build()` makes, built on the `meta`
-    device so nothing is allocated; None if the module's constructor cannot run on `meta` (it
-    computes constants from data, as e3nn's layers do)."""
+    device so nothing is allocated (nor initialised: `_SkipInit`); None if the module's
+    constructor cannot run on `meta` (it computes constants from data, as e3nn's layers do)."""
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _SkipInit():
             module = build()
     except InvdesignError:
         raise
