@@ -219,6 +219,7 @@ def run_fold(args: argparse.Namespace, f: int) -> tuple[int, dict, dict]:
             weight_decay=args.weight_decay,
             dropout=args.dropout,
             ensemble=args.ensemble,
+            baseline=args.baseline,
             seed=args.seed + f,
             target=args.target,
         )
@@ -269,6 +270,11 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument(
         "--ensemble", type=int, default=1, help="networks per variant and fold (mean prediction)"
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="networks learn the residual of a ridge fit to composition + CHGNet energy",
     )
     parser.add_argument(
         "--no-element-features",
@@ -327,7 +333,7 @@ def main() -> None:
             f"(seed {args.seed}), {args.epochs} epochs, CDSSL {args.pretrain_epochs} epochs, "
             f"hidden {args.hidden}, blocks {args.blocks}, line_k {args.line_k}, "
             f"batch {args.batch_size}, lr {args.lr}, weight decay {args.weight_decay}, "
-            f"dropout {args.dropout}, ensemble {args.ensemble}, "
+            f"dropout {args.dropout}, ensemble {args.ensemble}, baseline {args.baseline}, "
             f"element features {args.element_features}, "
             f"{args.jobs} fold processes x {args.threads} thread; wall {time.time() - start:.0f} s"
         )

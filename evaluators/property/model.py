@@ -259,6 +259,38 @@ class AtomSet(nn.Module):
         return self.head(pooled).squeeze(-1)
 
 
+class LinearBaseline(nn.Module):
+    """A fixed linear prediction (standardised target units) that a network corrects: one weight
+    per element averaged over the cell's atoms (a linear function of the composition fractions),
+    plus weights on the standardised graph-level inputs (`desc`) and a bias. Buffers, not
+    parameters: `train.fit_baseline` sets them by ridge regression on the training set before the
+    network trains, and a checkpoint stores them with the weights. `forward(batch) -> [B]`."""
+
+    def __init__(self, n_descriptors: int) -> None:
+        super().__init__()
+        self.register_buffer("element_weight", torch.zeros(N_ELEMENTS + 1))
+        self.register_buffer("desc_weight", torch.zeros(n_descriptors))
+        self.register_buffer("bias", torch.zeros(1))
+
+    def forward(self, batch) -> torch.Tensor:
+        per_atom = self.element_weight[batch.z.clamp(max=N_ELEMENTS)]
+        out = scatter_mean(per_atom, batch.batch, 0, batch.num_graphs)
+        if self.desc_weight.numel():
+            out = out + batch.desc @ self.desc_weight
+        return out + self.bias
+
+
+class Residual(nn.Module):
+    """`net` learning what a `LinearBaseline` leaves: `forward(batch) = baseline + net` [B]."""
+
+    def __init__(self, net: nn.Module, baseline: LinearBaseline) -> None:
+        super().__init__()
+        self.net, self.baseline = net, baseline
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.baseline(batch) + self.net(batch)
+
+
 class Ensemble(nn.Module):
     """The mean of independently trained member networks (same config, different seeds);
     `forward(batch) -> [B]`."""

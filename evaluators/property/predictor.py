@@ -27,6 +27,8 @@ from invdesign.evaluators.property.model import (
     CrysToGraph,
     CrysToGraphConfig,
     Ensemble,
+    LinearBaseline,
+    Residual,
 )
 from invdesign.evaluators.property.potential import (
     N_ATOM_POTENTIAL,
@@ -59,6 +61,8 @@ class TrainConfig:
     pretrain_epochs: int = 0  # CDSSL epochs before fine-tuning (0: none)
     dropout: float = 0.0  # crystograph and atomset heads (atomset: its transformer layers too)
     ensemble: int = 1  # independently trained networks whose mean is the prediction
+    # the networks learn the residual of a ridge fit to the composition (+ CHGNet's energy)
+    baseline: bool = False
     sigma: float = 0.5  # Å, CDSSL noise
     seed: int = 42
     target: str = "formation_energy_per_atom"
@@ -73,6 +77,8 @@ class TrainConfig:
             raise InvdesignError(f"ensemble must be 1 to 32 networks, not {self.ensemble}")
         if not 0.0 <= self.dropout < 1.0:
             raise InvdesignError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.baseline and self.pretrain_epochs:
+            raise InvdesignError("a linear baseline cannot be combined with CDSSL pretraining")
         if self.chgnet_features and self.pretrain_epochs:
             raise InvdesignError(
                 "CDSSL pretraining cannot see CHGNet features (they describe the clean structure "
@@ -139,7 +145,14 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
 
 
 def build_member(cfg: TrainConfig) -> torch.nn.Module:
-    """One network of `cfg` (ignores cfg.ensemble)."""
+    """One network of `cfg` (ignores cfg.ensemble); with cfg.baseline, wrapped in a `Residual`
+    whose `LinearBaseline` is still zero (`train.fit` sets it, a checkpoint stores it)."""
+    if cfg.baseline:
+        return Residual(_build_core(cfg), LinearBaseline(n_descriptor_inputs(cfg)))
+    return _build_core(cfg)
+
+
+def _build_core(cfg: TrainConfig) -> torch.nn.Module:
     n_desc = n_descriptor_inputs(cfg)
     if cfg.model == "atomset":
         return AtomSet(

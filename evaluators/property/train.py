@@ -25,8 +25,10 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from invdesign.core.errors import InvdesignError
+from invdesign.evaluators.property.atoms import N_ELEMENTS
 from invdesign.evaluators.property.batching import PackedGraphs
-from invdesign.evaluators.property.model import Ensemble
+from invdesign.evaluators.property.descriptors import N_DESCRIPTORS
+from invdesign.evaluators.property.model import Ensemble, LinearBaseline
 from invdesign.evaluators.property.predictor import (
     MODELS,
     ModelInputs,
@@ -51,6 +53,7 @@ __all__ = [
     "build_member",
     "build_network",
     "fit",
+    "fit_baseline",
     "model_inputs",
     "n_atom_inputs",
     "n_descriptor_inputs",
@@ -89,11 +92,16 @@ def fit(
             raise InvdesignError("the model needs per-atom features (atom_fea) on every graph")
         if not all(bool(torch.isfinite(g.atom_fea).all()) for g in graphs):
             raise InvdesignError("training structures have no atom features (NaN)")
+    baseline = None
+    if cfg.baseline:
+        baseline = fit_baseline(graphs, (y - y_mean) / y_std, cfg, desc_mean, desc_std)
     members = []
     for m in range(cfg.ensemble):
         seed = cfg.seed + m
         torch.manual_seed(seed)
         net = pretrained if (pretrained is not None and m == 0) else build_member(cfg)
+        if baseline is not None:
+            net.baseline.load_state_dict(baseline.state_dict())
         if (pretrained is None or m > 0) and cfg.pretrain_epochs:
             cdssl_pretrain(
                 net,
@@ -123,6 +131,40 @@ def fit(
         if log:
             log(f"ensemble of {cfg.ensemble}: val MAE {mae:.4f}")
     return predictor
+
+
+def fit_baseline(
+    graphs: Sequence,
+    target: np.ndarray,
+    cfg: TrainConfig,
+    desc_mean: np.ndarray | None = None,
+    desc_std: np.ndarray | None = None,
+    alpha: float = 1e-2,
+) -> LinearBaseline:
+    """Ridge fit (penalty `alpha` on the squared weights) of `target` [n] (standardised) to the
+    composition fractions of `graphs` and, with cfg.chgnet_features, CHGNet's standardised
+    formation energy (the first column of the CHGNet block of `desc`): the `LinearBaseline` that
+    cfg.baseline networks correct. The other graph-level inputs get weight 0 (on perov5 fold 0 a
+    baseline on all of them left the network worse off than one on the energy alone,
+    benchmarks/results/property_perov5_NOTES.md); elements absent from `graphs` get weight 0."""
+    n_desc = n_descriptor_inputs(cfg)
+    columns = [N_DESCRIPTORS * cfg.descriptors] if cfg.chgnet_features else []
+    comp = np.zeros((len(graphs), N_ELEMENTS + 1))
+    for i, g in enumerate(graphs):
+        z = g.z.clamp(max=N_ELEMENTS).numpy()
+        np.add.at(comp[i], z, 1.0 / len(z))
+    x = comp
+    if columns:
+        desc = np.concatenate([g.desc.numpy() for g in graphs])[:, columns]
+        x = np.concatenate([comp, (desc - desc_mean[columns]) / desc_std[columns]], axis=1)
+    x_mean = x.mean(0)
+    xc = x - x_mean
+    w = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ (target - target.mean()))
+    baseline = LinearBaseline(n_desc)
+    baseline.element_weight.copy_(torch.as_tensor(w[: N_ELEMENTS + 1]))
+    baseline.desc_weight[columns] = torch.as_tensor(w[N_ELEMENTS + 1 :], dtype=torch.float32)
+    baseline.bias.fill_(float(target.mean() - x_mean @ w))
+    return baseline
 
 
 def _train(

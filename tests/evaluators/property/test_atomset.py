@@ -18,12 +18,13 @@ from invdesign.evaluators.property.checkpoint import (
     save_property_checkpoint,
 )
 from invdesign.evaluators.property.data import make_graphs
-from invdesign.evaluators.property.model import Ensemble
+from invdesign.evaluators.property.model import Ensemble, Residual
 from invdesign.evaluators.property.train import (
     PackedGraphs,
     TrainConfig,
     build_network,
     fit,
+    fit_baseline,
     model_inputs,
 )
 from invdesign.testing import rock_salt_learning_set
@@ -101,10 +102,53 @@ def test_atomset_ensemble_with_chgnet_features_round_trips(tmp_path):
     np.testing.assert_allclose(loaded.predict(structures), first, rtol=1e-5, atol=1e-6)
 
 
+def test_linear_baseline_is_a_ridge_fit_to_the_composition_and_round_trips(tmp_path):
+    """cfg.baseline: the network corrects a ridge fit to the composition fractions (here the
+    mean of each metal's cells, as the lattice constants are spread alike), fitted before
+    training and stored in the checkpoint with the weights."""
+    structures, targets = rock_salt_learning_set()
+    cfg = TrainConfig(model="atomset", hidden=8, heads=2, blocks=1, epochs=2, batch_size=4,
+                      ensemble=2, baseline=True, seed=3)
+    graphs = make_graphs(structures, targets, k=cfg.k, line_k=cfg.line_k)
+    predictor = fit(graphs, cfg)
+    batch = next(iter(DataLoader(graphs, batch_size=len(graphs))))
+    for member in predictor.net.members:
+        assert isinstance(member, Residual)
+        base = member.baseline(batch).numpy() * predictor.y_std + predictor.y_mean
+        mg = np.arange(len(structures)) % 2 == 0  # Mg, Cu, Mg, ... (rock_salt_learning_set)
+        expected = np.where(mg, targets[mg].mean(), targets[~mg].mean())
+        np.testing.assert_allclose(base, expected, atol=5e-3)  # ridge: slightly shrunk
+        member.eval()
+        np.testing.assert_allclose(
+            member(batch).detach(), (member.baseline(batch) + member.net(batch)).detach()
+        )
+    save_property_checkpoint(tmp_path / "ckpt", predictor)
+    loaded = load_property_checkpoint(tmp_path / "ckpt")
+    assert loaded.cfg.baseline
+    np.testing.assert_allclose(
+        loaded.predict(structures), predictor.predict(structures), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_linear_baseline_reads_chgnet_energy_column_only():
+    """With CHGNet's block, the baseline's one graph-level input is its energy (column 0)."""
+    structures, targets = rock_salt_learning_set()
+    energy = targets + 0.1 * np.sin(np.arange(len(targets)))  # an informative "energy"
+    desc = np.concatenate([energy[:, None], np.random.default_rng(0).normal(size=(8, 64))], 1)
+    atoms = [np.zeros((s.n_atoms, 64)) for s in structures]
+    cfg = TrainConfig(model="atomset", chgnet_features=True, baseline=True)
+    graphs = make_graphs(structures, targets, desc, atom_features=atoms)
+    y = (targets - targets.mean()) / targets.std()
+    baseline = fit_baseline(graphs, y, cfg, desc.mean(0), desc.std(0))
+    weights = baseline.desc_weight.numpy()
+    assert weights[0] > 0.1 and np.all(weights[1:] == 0)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [({"ensemble": 0}, "ensemble"), ({"dropout": 1.0}, "dropout"),
-     ({"model": "atomset", "pretrain_epochs": 2}, "CDSSL")],
+     ({"model": "atomset", "pretrain_epochs": 2}, "CDSSL"),
+     ({"baseline": True, "pretrain_epochs": 2}, "baseline")],
 )
 def test_bad_options_are_refused(options, message):
     with pytest.raises(InvdesignError, match=message):
