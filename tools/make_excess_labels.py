@@ -11,7 +11,9 @@ type) and fcc/bcc/hcp cells of `--metals`. Each cell is cut with the reference r
 (`invdesign.physics.cutter.cut_particles`, DebyeCalculator's `generate_nanoparticles` as CHILI does,
 the cell's metal species as metals) at radii chosen for seeded target sizes: one small
 (13..120 atoms), one medium (120..600) and, for a seeded `--large-fraction` of the materials, one
-large (600..2,000) particle.
+large (600..2,000) particle. `--extra N --band small|medium|large` then adds N seeded cuts of one
+band to every labelled material file (new atom counts only), `--chili-more K` adds K CHILI-3K
+metals per crystal type (a separate draw: the first `--chili` stay).
 
 Label (eV/atom): particle_excess_energy_per_atom = E_f(particle) - E_f(bulk cell), both the CHGNet
 formation-energy recipe of `evaluators/property/reference.py` (E/n - sum_i x_i mu_i; single points,

@@ -14,9 +14,12 @@ neighbour counts in distance and in distance over the pair's radius sum, split b
 difference; surface vectors; the first shell's mean of those; the element's descriptors), taken from
 a sparse neighbour list (`neighbour_pairs`: scipy's k-d tree, all pairs within `cutoff` Å; no dense
 n x n matrix), go through an MLP with a learned per-element offset to a per-atom contribution c_i
-(eV); the prediction is their mean. Optional: a particle-relative feature block (`relative`,
-computable from the particle alone) and an ensemble of `members` MLPs averaged per atom. Cost is
-linear in atoms. Training fits the mean to the label
+(eV); the prediction is their mean. With `species` > 0 each atom also sees which elements its
+neighbours are: per-neighbour-element Gaussian counts in the reduced distance (`species_shells`)
+contracted with a learned element embedding and added to the first hidden layer (a one-layer
+SchNet-like interaction, still linear in atoms). Optional: a particle-relative feature block
+(`relative`, computable from the particle alone) and an ensemble of `members` MLPs averaged per
+atom. Cost is linear in atoms. Training fits the mean to the label
 and c_i to CHGNet's own per-site decomposition (site_i - mu_i - E_f(bulk), which averages exactly
 to the label), so an atom in a bulk-like environment contributes its share of the bulk (~0 on
 average).
