@@ -60,7 +60,7 @@ CASES = {
         entry("desc_mean", [1.0, 2.0]), "desc_mean must be a list of 0 finite numbers"),
     "metrics a string": (entry("metrics", "good"), "metrics must be a JSON object"),
     "train_config a list": (entry("train_config", [8]), "train_config options must be a JSON"),
-    "unknown option": (option("bogus", 1), "option 'bogus' unknown; known: batch_size"),
+    "unknown option": (option("bogus", 1), "option 'bogus' unknown; known: baseline, batch_size"),
     "string width": (option("hidden", "8"), "train_config option hidden must be int, not '8'"),
     "absurd width": (option("hidden", 10**7), "hidden = 10000000 is outside 1..65536"),
     "float width": (option("hidden", 1e7), "hidden must be int, not 10000000.0"),
