@@ -266,9 +266,10 @@ def card(args, rows, skipped, split, metrics, net_options, cfg, command) -> str:
         f"  bulk cell enters {args.bulk_copies} x per epoch as a sample of excess 0 (its atoms'",
         "  features in their periodic environment, `excess.bulk_input`): no CHGNet call, and it",
         "  anchors the bulk-like contributions.",
-        "- Settings were chosen on validation sets carved from the training sets only (a seeded",
-        "  20 % of the training particles; a seeded 20 % of the training materials; `--validate`",
-        "  prints both); the held-aside figures below were computed once for the final settings.",
+        "- Settings were chosen on validation sets carved from the training set only (a seeded",
+        "  20 % of the training particles; `--validate` also prints a seeded 20 % of the training",
+        "  materials unless `--skip-material-split`); the held-aside figures below were computed",
+        "  once for the final settings.",
         *TRIALS,
         f"- Command: `{command}`",
         "",
@@ -290,9 +291,12 @@ def card(args, rows, skipped, split, metrics, net_options, cfg, command) -> str:
         "- The particle split holds particles aside, not materials: "
         f"{m['particles']['n_test_material_seen']} of the {m['particles']['n_test']} held-aside",
         "  particles belong to a material with another cut in training (MAE "
-        f"{m['particles']['mae_material_seen']:.4f}; the others",
-        f"  {m['particles']['mae_material_new']:.4f}). New materials are the weak part (the "
-        "material split above).",
+        f"{m['particles']['mae_material_seen']:.4f}"
+        + (f"; the others {m['particles']['mae_material_new']:.4f})"
+           if m["particles"]["n_test_material_seen"] < m["particles"]["n_test"] else ")")
+        + ". It",
+        "  interpolates in size within known materials; new materials are the weak part (the",
+        "  material split above, about half the error of a constant).",
         "- Trained on single points of unrelaxed cuts: it predicts CHGNet's unrelaxed excess",
         "  energy.",
         "- Particles with an element outside the training elements get `no prediction`.",
