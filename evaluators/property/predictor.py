@@ -153,43 +153,19 @@ def build_member(cfg: TrainConfig) -> torch.nn.Module:
 
 
 def _build_core(cfg: TrainConfig) -> torch.nn.Module:
-    n_desc = n_descriptor_inputs(cfg)
+    # the inputs every architecture shares; each adds its own depth and attention settings
+    common = {"hidden": cfg.hidden, "n_descriptors": n_descriptor_inputs(cfg),
+              "n_atom_features": n_atom_inputs(cfg), "element_features": cfg.element_features}
     if cfg.model == "atomset":
-        return AtomSet(
-            AtomSetConfig(
-                hidden=cfg.hidden,
-                heads=cfg.heads,
-                layers=cfg.blocks,
-                n_descriptors=n_desc,
-                n_atom_features=n_atom_inputs(cfg),
-                dropout=cfg.dropout,
-                element_features=cfg.element_features,
-            )
-        )
+        return AtomSet(AtomSetConfig(**common, heads=cfg.heads, layers=cfg.blocks,
+                                     dropout=cfg.dropout))
     if cfg.model == "cgcnn":
         # lazy: the CGCNN baseline's convolution comes from torch_geometric
         from invdesign.evaluators.property.cgcnn import CGCNN, CGCNNConfig  # noqa: PLC0415
 
-        return CGCNN(
-            CGCNNConfig(
-                hidden=cfg.hidden,
-                layers=max(cfg.blocks, 3),
-                n_descriptors=n_desc,
-                element_features=cfg.element_features,
-                n_atom_features=n_atom_inputs(cfg),
-            )
-        )
-    return CrysToGraph(
-        CrysToGraphConfig(
-            hidden=cfg.hidden,
-            heads=cfg.heads,
-            blocks=cfg.blocks,
-            n_descriptors=n_desc,
-            dropout=cfg.dropout,
-            element_features=cfg.element_features,
-            n_atom_features=n_atom_inputs(cfg),
-        )
-    )
+        return CGCNN(CGCNNConfig(**common, layers=max(cfg.blocks, 3)))
+    return CrysToGraph(CrysToGraphConfig(**common, heads=cfg.heads, blocks=cfg.blocks,
+                                         dropout=cfg.dropout))
 
 
 @dataclass
