@@ -88,19 +88,22 @@ def cached_descriptors(data, cache: Path, workers: int) -> np.ndarray:
     return desc
 
 
-def cached_potential(data, cache: Path) -> tuple[np.ndarray, list[np.ndarray]]:
-    """CHGNet's graph-level block [n, N_POTENTIAL] and atom features (one [n_atoms, 64] per row)
-    for the CSV's first n rows; cached like the descriptors (one .npz of plain arrays). Stops when
-    CHGNet refuses a structure (no NaN inputs in the benchmark)."""
+def cached_potential(
+    data, cache: Path, all_layers: bool = False
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """CHGNet's graph-level block [n, N_POTENTIAL] and atom features (one [n_atoms, 64] per row,
+    [n_atoms, 256] with `all_layers`) for the CSV's first n rows; cached like the descriptors
+    (one .npz of plain arrays). Stops when CHGNet refuses a structure (no NaN inputs in the
+    benchmark)."""
     key = hashlib.sha1(data.source.encode()).hexdigest()[:12]
-    path = cache / f"chgnet_features_{key}.npz"
+    path = cache / f"chgnet_features_{key}{'_all_layers' if all_layers else ''}.npz"
     if path.is_file():
         with np.load(path) as stored:
             graph, atoms, counts = stored["graph"], stored["atoms"], stored["counts"]
         if len(graph) >= len(data):
             starts = np.concatenate([[0], np.cumsum(counts)])
             return graph[: len(data)], [atoms[starts[i] : starts[i + 1]] for i in range(len(data))]
-    features = potential_features(data.structures)
+    features = potential_features(data.structures, all_layers=all_layers)
     require_all(data.ids, features.status)
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(
@@ -120,7 +123,7 @@ def cached_graphs(args, chgnet: bool) -> tuple[np.ndarray, list, dict[str, np.nd
     asked "chgnet": [n, N_POTENTIAL] and "chgnet_atoms": one [n_atoms, 64] per structure}. The
     blocks (the slow part) are cached as numpy files; graphs are rebuilt once per process, so no
     pickled objects are ever loaded."""
-    key = (str(args.csv), args.target, args.limit, args.line_k, chgnet)
+    key = (str(args.csv), args.target, args.limit, args.line_k, chgnet, args.chgnet_all_layers)
     if key not in _GRAPHS:
         _GRAPHS.clear()
         _GRAPHS[key] = _build_graphs(args, chgnet)
@@ -131,7 +134,9 @@ def _build_graphs(args, chgnet: bool) -> tuple[np.ndarray, list, dict[str, np.nd
     data = read_property_csv(args.csv, target=args.target, limit=args.limit)
     blocks = {"desc": cached_descriptors(data, args.cache, args.workers)}
     if chgnet:
-        blocks["chgnet"], blocks["chgnet_atoms"] = cached_potential(data, args.cache)
+        blocks["chgnet"], blocks["chgnet_atoms"] = cached_potential(
+            data, args.cache, args.chgnet_all_layers
+        )
     graphs = make_graphs(data.structures, data.targets, k=12, line_k=args.line_k)
     return data.targets, graphs, blocks
 
@@ -216,6 +221,7 @@ def run_fold(args: argparse.Namespace, f: int) -> tuple[int, dict, dict]:
             line_k=args.line_k,
             descriptors="desc" in variant,
             chgnet_features="chgnet" in variant,
+            chgnet_all_layers=args.chgnet_all_layers,
             element_features=args.element_features,
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -281,6 +287,12 @@ def main() -> None:
         help="networks learn the residual of a ridge fit to composition + CHGNet energy",
     )
     parser.add_argument(
+        "--chgnet-all-layers",
+        action="store_true",
+        help="+chgnet variants: CHGNet's atom features after each of its 4 layers, not only the "
+        "third",
+    )
+    parser.add_argument(
         "--no-element-features",
         dest="element_features",
         action="store_false",
@@ -338,6 +350,7 @@ def main() -> None:
             f"hidden {args.hidden}, blocks {args.blocks}, line_k {args.line_k}, "
             f"batch {args.batch_size}, lr {args.lr}, weight decay {args.weight_decay}, "
             f"dropout {args.dropout}, ensemble {args.ensemble}, baseline {args.baseline}, "
+            f"CHGNet atom features of all layers {args.chgnet_all_layers}, "
             f"element features {args.element_features}, "
             f"{args.jobs} fold processes x {args.threads} thread; wall {time.time() - start:.0f} s"
         )

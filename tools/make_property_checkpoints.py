@@ -101,6 +101,7 @@ def train_cfg(args, target: str) -> TrainConfig:
         epochs=args.epochs,
         descriptors=args.descriptors,
         chgnet_features=getattr(args, "chgnet_features", False),
+        chgnet_all_layers=getattr(args, "chgnet_all_layers", False),
         pretrain_epochs=args.pretrain_epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -350,6 +351,11 @@ def main() -> None:
                 action="store_true",
                 help="hybridise with CHGNet's energy, crystal and atom features (not offered for "
                 "`default`: its labels are CHGNet energies)",
+            )
+            p.add_argument(
+                "--chgnet-all-layers",
+                action="store_true",
+                help="with --chgnet-features: CHGNet's atom features after each of its 4 layers",
             )
         p.set_defaults(func=func)
     args = parser.parse_args()

@@ -4,7 +4,10 @@ references, the same guards).
 
 - graph level [N_POTENTIAL]: the single-point formation energy per atom (eV/atom) and the pooled
   crystal feature (the 64 numbers CHGNet's energy head reads);
-- atom level [n_atoms, N_ATOM_POTENTIAL]: CHGNet's feature of each atom after its message passing.
+- atom level [n_atoms, N_ATOM_POTENTIAL]: CHGNet's feature of each atom after its third
+  message-passing layer (the one its magnetic-moment head reads); with `all_layers`,
+  [n_atoms, CONV_LAYERS * N_ATOM_POTENTIAL]: the features after each of its four layers, from the
+  embedding-near local ones to the last layer's, which its energy head reads.
 
 CHGNet 0.3's weights were trained on ~1.5 M Materials Project DFT calculations. A property model
 trained with `TrainConfig.chgnet_features` adds the atom features to its node embeddings and
@@ -24,7 +27,11 @@ import numpy as np
 
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
-from invdesign.evaluators.property.reference import CRYSTAL_FEATURES, ChgnetReference
+from invdesign.evaluators.property.reference import (
+    CONV_LAYERS,
+    CRYSTAL_FEATURES,
+    ChgnetReference,
+)
 
 POTENTIAL_NAMES: tuple[str, ...] = (
     "chgnet_formation_energy_per_atom",
@@ -32,6 +39,11 @@ POTENTIAL_NAMES: tuple[str, ...] = (
 )
 N_POTENTIAL = len(POTENTIAL_NAMES)
 N_ATOM_POTENTIAL = CRYSTAL_FEATURES
+
+
+def atom_potential_width(all_layers: bool) -> int:
+    """Width of the atom-level block: one layer's features, or every layer's side by side."""
+    return N_ATOM_POTENTIAL * (CONV_LAYERS if all_layers else 1)
 
 
 @dataclass
@@ -52,11 +64,14 @@ def require_all(ids: Sequence[str], status: Sequence[str]) -> None:
         raise InvdesignError(f"CHGNet refused {len(refused)} structures, e.g. {refused[0]}")
 
 
-def potential_features(structures: Sequence[Structure]) -> PotentialFeatures:
+def potential_features(
+    structures: Sequence[Structure], all_layers: bool = False
+) -> PotentialFeatures:
     """CHGNet's graph- and atom-level features of each structure (see the module docstring)."""
     if not structures:
         return PotentialFeatures(np.zeros((0, N_POTENTIAL)), [], [])
-    records = ChgnetReference(relax=False, batch_size=64, features=True).evaluate(structures)
+    reference = ChgnetReference(relax=False, batch_size=64, features=True, all_layers=all_layers)
+    records = reference.evaluate(structures)
     graph = np.array(
         [[r["formation_energy_per_atom"], *r["crystal_fea"]] for r in records], dtype=np.float64
     )

@@ -31,8 +31,8 @@ from invdesign.evaluators.property.model import (
     Residual,
 )
 from invdesign.evaluators.property.potential import (
-    N_ATOM_POTENTIAL,
     N_POTENTIAL,
+    atom_potential_width,
     potential_features,
 )
 
@@ -53,6 +53,8 @@ class TrainConfig:
     )
     descriptors: bool = False  # seed-002 structure descriptors
     chgnet_features: bool = False  # CHGNet energy + crystal and atom features (needs chgnet)
+    # with chgnet_features: the atom features after each of CHGNet's 4 layers, not only the third
+    chgnet_all_layers: bool = False
     element_features: bool = True  # CGCNN-style element features beside the learned embedding
     epochs: int = 10
     batch_size: int = 64
@@ -96,7 +98,7 @@ def n_descriptor_inputs(cfg: TrainConfig) -> int:
 
 def n_atom_inputs(cfg: TrainConfig) -> int:
     """Width of the per-atom input features added to the node embeddings (0: none)."""
-    return N_ATOM_POTENTIAL * cfg.chgnet_features
+    return atom_potential_width(cfg.chgnet_all_layers) * cfg.chgnet_features
 
 
 @dataclass
@@ -129,7 +131,7 @@ def model_inputs(
     if cfg.descriptors:
         blocks.append(descriptor_matrix(structures, workers=workers))
     if cfg.chgnet_features:
-        features = potential_features(structures)
+        features = potential_features(structures, all_layers=cfg.chgnet_all_layers)
         blocks.append(features.graph)
         inputs.atom_fea, inputs.status = features.atoms, features.status
     if blocks:
@@ -154,18 +156,24 @@ def build_member(cfg: TrainConfig) -> torch.nn.Module:
 
 def _build_core(cfg: TrainConfig) -> torch.nn.Module:
     # the inputs every architecture shares; each adds its own depth and attention settings
-    common = {"hidden": cfg.hidden, "n_descriptors": n_descriptor_inputs(cfg),
-              "n_atom_features": n_atom_inputs(cfg), "element_features": cfg.element_features}
+    common = {
+        "hidden": cfg.hidden,
+        "n_descriptors": n_descriptor_inputs(cfg),
+        "n_atom_features": n_atom_inputs(cfg),
+        "element_features": cfg.element_features,
+    }
     if cfg.model == "atomset":
-        return AtomSet(AtomSetConfig(**common, heads=cfg.heads, layers=cfg.blocks,
-                                     dropout=cfg.dropout))
+        return AtomSet(
+            AtomSetConfig(**common, heads=cfg.heads, layers=cfg.blocks, dropout=cfg.dropout)
+        )
     if cfg.model == "cgcnn":
         # lazy: the CGCNN baseline's convolution comes from torch_geometric
         from invdesign.evaluators.property.cgcnn import CGCNN, CGCNNConfig  # noqa: PLC0415
 
         return CGCNN(CGCNNConfig(**common, layers=max(cfg.blocks, 3)))
-    return CrysToGraph(CrysToGraphConfig(**common, heads=cfg.heads, blocks=cfg.blocks,
-                                         dropout=cfg.dropout))
+    return CrysToGraph(
+        CrysToGraphConfig(**common, heads=cfg.heads, blocks=cfg.blocks, dropout=cfg.dropout)
+    )
 
 
 @dataclass
@@ -210,8 +218,9 @@ class Predictor:
         # zeros in place of NaN inputs, so nothing undefined enters a batch; those rows -> NaN
         desc = None if inputs.desc is None else np.nan_to_num(inputs.desc)
         atom_fea = None if inputs.atom_fea is None else [np.nan_to_num(a) for a in inputs.atom_fea]
-        graphs = make_graphs(structures, None, desc, self.cfg.k, self.cfg.line_k, atom_fea,
-                             plain=True)
+        graphs = make_graphs(
+            structures, None, desc, self.cfg.k, self.cfg.line_k, atom_fea, plain=True
+        )
         values = self.predict_graphs(graphs)
         values[~usable] = np.nan
         return values

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
@@ -33,6 +34,7 @@ from invdesign.evaluators.base import Evaluator, register_evaluator
 TABLE = Path(__file__).with_name("elemental_references.json")
 BOX_PADDING = 10.0  # Å of vacuum on each side of a particle
 CRYSTAL_FEATURES = 64  # width of CHGNet 0.3's pooled crystal feature
+CONV_LAYERS = 4  # CHGNet 0.3's atom message-passing layers (atom features after each: `all_layers`)
 
 
 @lru_cache(maxsize=1)
@@ -96,6 +98,9 @@ class ChgnetReference:
     relax_max_atoms: int = 300  # larger particles: energy only, no forces
     batch_size: int = 16
     features: bool = False  # also return CHGNet's crystal feature [64] and atom features [n, 64]
+    # with `features`: atom features after every message-passing layer, [n, CONV_LAYERS * 64] in
+    # layer order, instead of only the one after the third (the one CHGNet's magmom head reads)
+    all_layers: bool = False
 
     def _check(self, structure: Structure) -> str | None:
         if structure.n_atoms > self.max_atoms:
@@ -120,7 +125,8 @@ class ChgnetReference:
     def evaluate(self, structures: Sequence[Structure]) -> list[dict[str, Any]]:
         """Per structure: formation_energy_per_atom, energy_per_atom (eV/atom), relax_steps,
         status; with `features`, CHGNet's representation of the final structure: crystal_fea [64]
-        (pooled) and atom_fea [n_atoms, 64] (input order; NaN when skipped)."""
+        (pooled) and atom_fea [n_atoms, 64] (input order; NaN when skipped; [n_atoms, 256] of the
+        four layers with `all_layers`)."""
         records: list[dict[str, Any]] = []
         todo, pmgs = [], []
         for i, structure in enumerate(structures):
@@ -135,7 +141,8 @@ class ChgnetReference:
             )
             if self.features:
                 records[i]["crystal_fea"] = np.full(CRYSTAL_FEATURES, np.nan)
-                records[i]["atom_fea"] = np.full((structure.n_atoms, CRYSTAL_FEATURES), np.nan)
+                width = CRYSTAL_FEATURES * (CONV_LAYERS if self.all_layers else 1)
+                records[i]["atom_fea"] = np.full((structure.n_atoms, width), np.nan)
             if problem:
                 continue
             pmg = _to_periodic_pymatgen(structure)
@@ -144,26 +151,53 @@ class ChgnetReference:
             todo.append(i)
             pmgs.append(pmg)
         if pmgs:
+            preds, layers = self._predict(pmgs)
+            for j, (i, pred) in enumerate(zip(todo, preds, strict=True)):
+                energy = float(np.asarray(pred["e"]).reshape(-1)[0])
+                records[i]["energy_per_atom"] = energy
+                if self.features:
+                    records[i]["crystal_fea"] = np.asarray(pred["crystal_fea"], dtype=np.float64)
+                    atom_fea = layers[j] if self.all_layers else pred["atom_fea"]
+                    records[i]["atom_fea"] = np.asarray(atom_fea, dtype=np.float64)
+                records[i]["formation_energy_per_atom"] = energy - reference_energy_per_atom(
+                    structures[i]
+                )
+        return records
+
+    def _predict(self, pmgs: list) -> tuple[list[dict], list[np.ndarray] | None]:
+        """CHGNet's predictions for `pmgs` and, with `all_layers`, each structure's atom features
+        after every message-passing layer ([n_atoms, CONV_LAYERS * 64], caught by forward hooks:
+        CHGNet returns only one layer's)."""
+        model = _chgnet()
+        caught: list[torch.Tensor] = []
+        hooks = []
+        if self.features and self.all_layers:
+            hooks = [
+                layer.register_forward_hook(lambda _m, _i, out: caught.append(out.detach()))
+                for layer in model.atom_conv_layers
+            ]
+        try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                preds = _chgnet().predict_structure(
+                preds = model.predict_structure(
                     pmgs,
                     task="e",
                     batch_size=self.batch_size,
                     return_crystal_feas=self.features,
                     return_atom_feas=self.features,
                 )
-            preds = [preds] if isinstance(preds, dict) else preds
-            for i, pred in zip(todo, preds, strict=True):
-                energy = float(np.asarray(pred["e"]).reshape(-1)[0])
-                records[i]["energy_per_atom"] = energy
-                if self.features:
-                    records[i]["crystal_fea"] = np.asarray(pred["crystal_fea"], dtype=np.float64)
-                    records[i]["atom_fea"] = np.asarray(pred["atom_fea"], dtype=np.float64)
-                records[i]["formation_energy_per_atom"] = energy - reference_energy_per_atom(
-                    structures[i]
-                )
-        return records
+        finally:
+            for hook in hooks:
+                hook.remove()
+        preds = [preds] if isinstance(preds, dict) else preds
+        if not hooks:
+            return preds, None
+        n_layers = len(model.atom_conv_layers)
+        # batches run in order, each calling the layers in order: batch b's layer l is caught[b*L + l]
+        per_layer = [torch.cat(caught[layer::n_layers]).cpu().numpy() for layer in range(n_layers)]
+        stacked = np.concatenate(per_layer, axis=1)  # [all atoms, n_layers * 64], input order
+        bounds = np.cumsum([len(p) for p in pmgs])[:-1]
+        return preds, np.split(stacked, bounds)
 
 
 @register_evaluator("chgnet_formation_energy")

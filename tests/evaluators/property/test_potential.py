@@ -26,6 +26,7 @@ from invdesign.evaluators.property.potential import (
     N_ATOM_POTENTIAL,
     N_POTENTIAL,
     POTENTIAL_NAMES,
+    atom_potential_width,
 )
 from invdesign.evaluators.property.pretrain import transfer_encoder
 from invdesign.evaluators.property.reference import CRYSTAL_FEATURES, ChgnetReference
@@ -88,6 +89,43 @@ def test_chgnet_inputs_are_the_recipe_energy_and_chgnet_features():
     mg, o = inputs.atom_fea[1]
     assert np.linalg.norm(mg - o) > 0  # one row per atom, in input order
     assert np.linalg.norm(inputs.atom_fea[1][0] - inputs.atom_fea[4][0]) > 0  # Mg vs Na
+
+
+def test_all_layers_hold_every_message_passing_layer_in_input_order():
+    # batch_size 2 splits the six cells (12 atoms) over three CHGNet batches: the features caught
+    # per batch and layer must come back to the right cell and atom
+    structures = cells()
+    one = ChgnetReference(relax=False, features=True, batch_size=2).evaluate(structures)
+    every = ChgnetReference(relax=False, features=True, batch_size=2, all_layers=True)
+    layers = every.evaluate(structures)
+    width = reference.CONV_LAYERS * CRYSTAL_FEATURES
+    assert atom_potential_width(True) == width and atom_potential_width(False) == CRYSTAL_FEATURES
+    for a, b in zip(one, layers, strict=True):
+        assert b["atom_fea"].shape == (2, width)
+        # CHGNet's own atom_fea is the third layer's (the magmom head's input)
+        np.testing.assert_allclose(b["atom_fea"][:, 128:192], a["atom_fea"], rtol=1e-5, atol=1e-6)
+        assert b["formation_energy_per_atom"] == pytest.approx(a["formation_energy_per_atom"])
+    first, last = layers[1]["atom_fea"][0, :64], layers[1]["atom_fea"][0, 192:]
+    assert np.linalg.norm(first - last) > 0  # distinct layers, not one repeated
+    # no hook is left on the shared CHGNet: a plain call afterwards still returns one layer
+    assert ChgnetReference(relax=False, features=True).evaluate(structures[:1])[0][
+        "atom_fea"
+    ].shape == (2, CRYSTAL_FEATURES)
+    assert not any(layer._forward_hooks for layer in reference._chgnet().atom_conv_layers)
+
+
+def test_a_model_on_all_layers_trains_saves_and_predicts(tmp_path):
+    structures = cells()
+    cfg = TrainConfig(model="atomset", chgnet_features=True, chgnet_all_layers=True, **TINY)
+    assert n_atom_inputs(cfg) == reference.CONV_LAYERS * N_ATOM_POTENTIAL
+    predictor = fit(graphs_for(structures, np.linspace(-1.0, 0.0, 6), cfg), cfg)
+    path = tmp_path / "all_layers"
+    save_property_checkpoint(path, predictor)
+    loaded = load_property_checkpoint(path)
+    assert loaded.cfg.chgnet_all_layers
+    np.testing.assert_allclose(
+        loaded.predict(structures), predictor.predict(structures), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_atom_features_reach_the_prediction():
