@@ -198,6 +198,21 @@ def baseline_maes(targets: np.ndarray, blocks: dict, folds: list, fold_ids) -> d
     return maes
 
 
+def depths(text: str) -> tuple[int, ...]:
+    """--ensemble-blocks: "2,3,2" -> (2, 3, 2)."""
+    try:
+        return tuple(int(b) for b in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of depths: {text!r}"
+        ) from None
+
+
+def row_name(variant: str, args: argparse.Namespace) -> str:
+    """The table row of `variant`: `-all` marks CHGNet atom features of all layers."""
+    return variant + ("-all" if args.chgnet_all_layers and "chgnet" in variant else "")
+
+
 def model_of(variant: str) -> str:
     """TrainConfig.model of a variant name (its first part)."""
     return {"cgcnn": "cgcnn", "set": "atomset"}.get(variant.split("+")[0], "crystograph")
@@ -229,6 +244,7 @@ def run_fold(args: argparse.Namespace, f: int) -> tuple[int, dict, dict]:
             weight_decay=args.weight_decay,
             dropout=args.dropout,
             ensemble=args.ensemble,
+            ensemble_blocks=args.ensemble_blocks,
             baseline=args.baseline,
             seed=args.seed + f,
             target=args.target,
@@ -255,10 +271,11 @@ def run_fold(args: argparse.Namespace, f: int) -> tuple[int, dict, dict]:
                 )
             pretrained = transfer_encoder(encoder, build_network(cfg))
         predictor = fit(train_g, cfg, pretrained=pretrained)
-        maes[variant] = float(np.abs(predictor.predict_graphs(test_g) - targets[test]).mean())
-        seconds[variant] = time.time() - t0
+        row = row_name(variant, args)
+        maes[row] = float(np.abs(predictor.predict_graphs(test_g) - targets[test]).mean())
+        seconds[row] = time.time() - t0
         print(
-            f"fold {f} {variant:16s} MAE {maes[variant]:.4f} eV/atom ({seconds[variant]:.0f} s)",
+            f"fold {f} {row:16s} MAE {maes[row]:.4f} eV/atom ({seconds[row]:.0f} s)",
             flush=True,
         )
     return f, maes, seconds
@@ -280,6 +297,12 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.0)
     parser.add_argument(
         "--ensemble", type=int, default=1, help="networks per variant and fold (mean prediction)"
+    )
+    parser.add_argument(
+        "--ensemble-blocks",
+        type=depths,
+        default=(),
+        help="depth of each ensemble member, e.g. 2,3,2,3 (default: all --blocks)",
     )
     parser.add_argument(
         "--baseline",
@@ -325,7 +348,7 @@ def main() -> None:
         print_merged(args.merge, args.merged_out)
         return
     torch.set_num_threads(args.threads)
-    variants = args.variants.split(",")
+    variants = [row_name(v, args) for v in args.variants.split(",")]
 
     start = time.time()
     targets, graphs, blocks = cached_graphs(args, "chgnet" in args.variants)
@@ -350,7 +373,8 @@ def main() -> None:
             f"hidden {args.hidden}, blocks {args.blocks}, line_k {args.line_k}, "
             f"batch {args.batch_size}, lr {args.lr}, weight decay {args.weight_decay}, "
             f"dropout {args.dropout}, ensemble {args.ensemble}, baseline {args.baseline}, "
-            f"CHGNet atom features of all layers {args.chgnet_all_layers}, "
+            + (f"member depths {list(args.ensemble_blocks)}, " if args.ensemble_blocks else "")
+            + f"CHGNet atom features of all layers {args.chgnet_all_layers}, "
             f"element features {args.element_features}, "
             f"{args.jobs} fold processes x {args.threads} thread; wall {time.time() - start:.0f} s"
         )

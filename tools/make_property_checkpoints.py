@@ -108,6 +108,7 @@ def train_cfg(args, target: str) -> TrainConfig:
         weight_decay=getattr(args, "weight_decay", 1e-4),
         dropout=getattr(args, "dropout", 0.0),
         ensemble=getattr(args, "ensemble", 1),
+        ensemble_blocks=getattr(args, "ensemble_blocks", ()),
         baseline=getattr(args, "baseline", False),
         seed=args.seed,
         target=target,
@@ -235,12 +236,14 @@ def cmd_perov5(args) -> None:
         + ("+desc" if cfg.descriptors else "")
         + ("+cdssl" if cfg.pretrain_epochs else "")
         + ("+chgnet" if cfg.chgnet_features else "")
+        + ("-all" if cfg.chgnet_features and cfg.chgnet_all_layers else "")
     )
     uses_chgnet = (
         "- Prediction needs CHGNet (`pip install -e '.[chgnet]'`, CHGNet 0.3 weights): the model\n"
-        "  reads CHGNet's single-point formation energy, crystal feature and atom features of the\n"
-        "  cell as given (evaluators/property/potential.py); cells CHGNet refuses (a pair closer\n"
-        "  than 0.7 Å) get no prediction.\n"
+        "  reads CHGNet's single-point formation energy, crystal feature and atom features"
+        + (" (after\n  each of its four layers)" if cfg.chgnet_all_layers else "")
+        + " of the\n  cell as given (evaluators/property/potential.py); cells CHGNet refuses (a "
+        "pair closer\n  than 0.7 Å) get no prediction.\n"
         if cfg.chgnet_features
         else ""
     )
@@ -341,6 +344,12 @@ def main() -> None:
             p.add_argument("--weight-decay", type=float, default=1e-4)
             p.add_argument("--dropout", type=float, default=0.0)
             p.add_argument("--ensemble", type=int, default=1, help="networks averaged")
+            p.add_argument(
+                "--ensemble-blocks",
+                type=lambda text: tuple(int(b) for b in text.split(",")),
+                default=(),
+                help="depth of each ensemble member, e.g. 2,3,2,3 (default: all --blocks)",
+            )
             p.add_argument(
                 "--baseline",
                 action="store_true",

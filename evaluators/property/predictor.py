@@ -11,7 +11,7 @@ Only the CGCNN baseline (`cgcnn`, PyG's `CGConv`) imports it, when built.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -63,6 +63,8 @@ class TrainConfig:
     pretrain_epochs: int = 0  # CDSSL epochs before fine-tuning (0: none)
     dropout: float = 0.0  # crystograph and atomset heads (atomset: its transformer layers too)
     ensemble: int = 1  # independently trained networks whose mean is the prediction
+    # depth (`blocks`) of each ensemble member, for ensembles mixing depths; empty: all `blocks`
+    ensemble_blocks: tuple[int, ...] = ()
     # the networks learn the residual of a ridge fit to the composition (+ CHGNet's energy)
     baseline: bool = False
     sigma: float = 0.5  # Å, CDSSL noise
@@ -77,6 +79,14 @@ class TrainConfig:
             raise InvdesignError("CDSSL pretraining needs the crystograph model (per-bond head)")
         if not 1 <= self.ensemble <= 32:
             raise InvdesignError(f"ensemble must be 1 to 32 networks, not {self.ensemble}")
+        self.ensemble_blocks = tuple(int(b) for b in self.ensemble_blocks)
+        if self.ensemble_blocks and (
+            len(self.ensemble_blocks) != self.ensemble or min(self.ensemble_blocks) < 1
+        ):
+            raise InvdesignError(
+                f"ensemble_blocks needs one depth >= 1 per member ({self.ensemble}), not "
+                f"{list(self.ensemble_blocks)}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise InvdesignError(f"dropout must be in [0, 1), not {self.dropout}")
         if self.baseline and self.pretrain_epochs:
@@ -142,8 +152,15 @@ def model_inputs(
 def build_network(cfg: TrainConfig) -> torch.nn.Module:
     """The untrained network of `cfg` (an `Ensemble` of cfg.ensemble members when > 1)."""
     if cfg.ensemble > 1:
-        return Ensemble([build_member(cfg) for _ in range(cfg.ensemble)])
+        return Ensemble([build_member(member_config(cfg, m)) for m in range(cfg.ensemble)])
     return build_member(cfg)
+
+
+def member_config(cfg: TrainConfig, m: int) -> TrainConfig:
+    """The config of ensemble member m: `cfg` with that member's depth (cfg.ensemble_blocks)."""
+    if not cfg.ensemble_blocks:
+        return cfg
+    return replace(cfg, blocks=cfg.ensemble_blocks[m], ensemble=1, ensemble_blocks=())
 
 
 def build_member(cfg: TrainConfig) -> torch.nn.Module:

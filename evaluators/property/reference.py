@@ -193,7 +193,8 @@ class ChgnetReference:
         if not hooks:
             return preds, None
         n_layers = len(model.atom_conv_layers)
-        # batches run in order, each calling the layers in order: batch b's layer l is caught[b*L + l]
+        # batches run in order, each calling the layers in order: batch b's layer l is
+        # caught[b * n_layers + l]
         per_layer = [torch.cat(caught[layer::n_layers]).cpu().numpy() for layer in range(n_layers)]
         stacked = np.concatenate(per_layer, axis=1)  # [all atoms, n_layers * 64], input order
         bounds = np.cumsum([len(p) for p in pmgs])[:-1]

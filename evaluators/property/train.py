@@ -36,6 +36,7 @@ from invdesign.evaluators.property.predictor import (
     TrainConfig,
     build_member,
     build_network,
+    member_config,
     model_inputs,
     n_atom_inputs,
     n_descriptor_inputs,
@@ -70,8 +71,8 @@ def fit(
 ) -> Predictor:
     """Train on graphs carrying `y` [1] (and `desc` [1, n_descriptor_inputs(cfg)] and `atom_fea`
     [n_atoms, n_atom_inputs(cfg)] when the model uses them). Seeded by cfg.seed; with
-    cfg.ensemble > 1, member m is trained alone with seed cfg.seed + m (and starts from
-    `pretrained` only for m = 0)."""
+    cfg.ensemble > 1, member m is trained alone with seed cfg.seed + m, at depth
+    cfg.ensemble_blocks[m] when given (and starts from `pretrained` only for m = 0)."""
     graphs = list(graphs)
     y = np.array([float(g.y) for g in graphs])
     y_mean, y_std = float(y.mean()), float(y.std() or 1.0)
@@ -99,7 +100,11 @@ def fit(
     for m in range(cfg.ensemble):
         seed = cfg.seed + m
         torch.manual_seed(seed)
-        net = pretrained if (pretrained is not None and m == 0) else build_member(cfg)
+        net = (
+            pretrained
+            if (pretrained is not None and m == 0)
+            else build_member(member_config(cfg, m))
+        )
         if baseline is not None:
             net.baseline.load_state_dict(baseline.state_dict())
         if (pretrained is None or m > 0) and cfg.pretrain_epochs:

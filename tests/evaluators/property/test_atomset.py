@@ -81,6 +81,29 @@ def test_ensemble_is_the_mean_of_its_members():
     )
 
 
+def test_an_ensemble_of_mixed_depths_trains_each_member_at_its_depth_and_round_trips(tmp_path):
+    structures, targets = rock_salt_learning_set()
+    cfg = TrainConfig(model="atomset", hidden=8, heads=2, blocks=1, epochs=2, batch_size=4,
+                      ensemble=3, ensemble_blocks=[1, 2, 1], baseline=True, seed=3)
+    assert cfg.ensemble_blocks == (1, 2, 1)  # JSON gives a list; stored as a tuple
+    predictor = fit(make_graphs(structures, targets, k=cfg.k, line_k=cfg.line_k), cfg)
+    depths = [len(m.net.layers) for m in predictor.net.members]  # Residual(AtomSet).net
+    assert depths == [1, 2, 1]
+    # member 1 is the network a single fit of depth 2 with its seed trains
+    single = fit(make_graphs(structures, targets, k=cfg.k, line_k=cfg.line_k),
+                 TrainConfig(**{**cfg.to_dict(), "ensemble": 1, "ensemble_blocks": (),
+                                "blocks": 2, "seed": 4}))
+    member = predictor.net.members[1]
+    for name, value in single.net.state_dict().items():
+        torch.testing.assert_close(member.state_dict()[name], value)
+    save_property_checkpoint(tmp_path / "mixed", predictor)
+    loaded = load_property_checkpoint(tmp_path / "mixed")
+    assert loaded.cfg.ensemble_blocks == (1, 2, 1)
+    np.testing.assert_allclose(
+        loaded.predict(structures), predictor.predict(structures), rtol=1e-5, atol=1e-6
+    )
+
+
 def test_atomset_ensemble_with_chgnet_features_round_trips(tmp_path):
     pytest.importorskip("chgnet")
     structures = [
@@ -148,7 +171,9 @@ def test_linear_baseline_reads_chgnet_energy_column_only():
     ("options", "message"),
     [({"ensemble": 0}, "ensemble"), ({"dropout": 1.0}, "dropout"),
      ({"model": "atomset", "pretrain_epochs": 2}, "CDSSL"),
-     ({"baseline": True, "pretrain_epochs": 2}, "baseline")],
+     ({"baseline": True, "pretrain_epochs": 2}, "baseline"),
+     ({"ensemble": 3, "ensemble_blocks": (1, 2)}, "one depth"),
+     ({"ensemble": 2, "ensemble_blocks": (1, 0)}, "one depth")],
 )
 def test_bad_options_are_refused(options, message):
     with pytest.raises(InvdesignError, match=message):
