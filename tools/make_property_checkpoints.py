@@ -259,9 +259,14 @@ def cmd_perov5(args) -> None:
             "energy\n(`TrainConfig.baseline`, fitted on the training rows, stored in the weights)"
         )
     if cfg.ensemble > 1:
+        depths = (
+            f", layers {', '.join(map(str, cfg.ensemble_blocks))} in turn"
+            if cfg.ensemble_blocks
+            else ""
+        )
         network = (
             f"Mean of {cfg.ensemble} independently trained networks (seeds {cfg.seed}-"
-            f"{cfg.seed + cfg.ensemble - 1}), each a\n{network[0].lower()}{network[1:]}"
+            f"{cfg.seed + cfg.ensemble - 1}{depths}), each a\n{network[0].lower()}{network[1:]}"
         )
     card = f"""# property-perov5: heat_ref of ABX3 perovskites
 
