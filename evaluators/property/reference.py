@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
@@ -169,7 +168,7 @@ class ChgnetReference:
         after every message-passing layer ([n_atoms, CONV_LAYERS * 64], caught by forward hooks:
         CHGNet returns only one layer's)."""
         model = _chgnet()
-        caught: list[torch.Tensor] = []
+        caught: list = []  # torch tensors, one per batch and layer
         hooks = []
         if self.features and self.all_layers:
             hooks = [
@@ -195,7 +194,10 @@ class ChgnetReference:
         n_layers = len(model.atom_conv_layers)
         # batches run in order, each calling the layers in order: batch b's layer l is
         # caught[b * n_layers + l]
-        per_layer = [torch.cat(caught[layer::n_layers]).cpu().numpy() for layer in range(n_layers)]
+        per_layer = [
+            np.concatenate([t.cpu().numpy() for t in caught[layer::n_layers]])
+            for layer in range(n_layers)
+        ]
         stacked = np.concatenate(per_layer, axis=1)  # [all atoms, n_layers * 64], input order
         bounds = np.cumsum([len(p) for p in pmgs])[:-1]
         return preds, np.split(stacked, bounds)
