@@ -59,7 +59,7 @@ from invdesign.evaluators.property.data import make_graphs, read_property_csv
 from invdesign.evaluators.property.descriptors import descriptor_matrix
 from invdesign.evaluators.property.potential import potential_features, require_all
 from invdesign.evaluators.property.pretrain import cdssl_pretrain, transfer_encoder
-from invdesign.evaluators.property.train import TrainConfig, build_network, fit
+from invdesign.evaluators.property.train import TrainConfig, build_network, fit, parse_depths
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "perov5" / "perov5_val.csv"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "property_perov5.json"
@@ -201,16 +201,6 @@ def baseline_maes(targets: np.ndarray, blocks: dict, folds: list, fold_ids) -> d
     return maes
 
 
-def depths(text: str) -> tuple[int, ...]:
-    """--ensemble-blocks: "2,3,2" -> (2, 3, 2)."""
-    try:
-        return tuple(int(b) for b in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a comma-separated list of depths: {text!r}"
-        ) from None
-
-
 def row_name(variant: str, args: argparse.Namespace) -> str:
     """The table row of `variant`: `-all` marks CHGNet atom features of all layers."""
     return variant + ("-all" if args.chgnet_all_layers and "chgnet" in variant else "")
@@ -303,7 +293,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--ensemble-blocks",
-        type=depths,
+        type=parse_depths,
         default=(),
         help="depth of each ensemble member, e.g. 2,3,2,3 (default: all --blocks)",
     )

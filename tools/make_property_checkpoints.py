@@ -35,7 +35,7 @@ from invdesign.evaluators.property.data import (
     write_property_csv,
 )
 from invdesign.evaluators.property.potential import require_all
-from invdesign.evaluators.property.train import TrainConfig, fit, model_inputs
+from invdesign.evaluators.property.train import TrainConfig, fit, model_inputs, parse_depths
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_METALS = "Li,Mg,Al,Ti,Mn,Fe,Co,Ni,Cu,Zn,Zr,Ag,Sn,Pt"
@@ -351,7 +351,7 @@ def main() -> None:
             p.add_argument("--ensemble", type=int, default=1, help="networks averaged")
             p.add_argument(
                 "--ensemble-blocks",
-                type=lambda text: tuple(int(b) for b in text.split(",")),
+                type=parse_depths,
                 default=(),
                 help="depth of each ensemble member, e.g. 2,3,2,3 (default: all --blocks)",
             )

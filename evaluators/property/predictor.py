@@ -156,6 +156,12 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
     return build_member(cfg)
 
 
+def parse_depths(text: str) -> tuple[int, ...]:
+    """A command line's ensemble depths: "2,3,2" -> (2, 3, 2) (`TrainConfig.ensemble_blocks`);
+    ValueError when a part is not an integer (argparse reports it as an invalid value)."""
+    return tuple(int(part) for part in text.split(","))
+
+
 def member_config(cfg: TrainConfig, m: int) -> TrainConfig:
     """The config of ensemble member m: `cfg` with that member's depth (cfg.ensemble_blocks)."""
     if not cfg.ensemble_blocks:

@@ -40,6 +40,7 @@ from invdesign.evaluators.property.predictor import (
     model_inputs,
     n_atom_inputs,
     n_descriptor_inputs,
+    parse_depths,
 )
 from invdesign.evaluators.property.pretrain import cdssl_pretrain
 
@@ -58,6 +59,7 @@ __all__ = [
     "model_inputs",
     "n_atom_inputs",
     "n_descriptor_inputs",
+    "parse_depths",
 ]
 
 

@@ -26,6 +26,7 @@ from invdesign.evaluators.property.train import (
     fit,
     fit_baseline,
     model_inputs,
+    parse_depths,
 )
 from invdesign.testing import rock_salt_learning_set
 
@@ -102,6 +103,14 @@ def test_an_ensemble_of_mixed_depths_trains_each_member_at_its_depth_and_round_t
     np.testing.assert_allclose(
         loaded.predict(structures), predictor.predict(structures), rtol=1e-5, atol=1e-6
     )
+
+
+def test_ensemble_depths_parse_from_the_command_line():
+    assert parse_depths("2,3,2") == (2, 3, 2)
+    cfg = TrainConfig(ensemble=3, ensemble_blocks=parse_depths("2,3,2"))
+    assert cfg.ensemble_blocks == (2, 3, 2)
+    with pytest.raises(ValueError):
+        parse_depths("2,x")
 
 
 def test_atomset_ensemble_with_chgnet_features_round_trips(tmp_path):
