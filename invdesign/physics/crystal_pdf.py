@@ -241,8 +241,11 @@ class CrystalPDF:
         # histogram per element-pair group, shared linearly between the two nearest bins
         n_groups, n_fine = len(self.group_elements), self.n_fine
         pos = dist / self.step
+        # a lattice with no real metric (angles no cell can have) gives NaN distances: no pairs
+        finite = torch.isfinite(pos.detach())
+        pos = torch.where(finite, pos, torch.zeros_like(pos))
         lo = torch.floor(pos.detach()).long()
-        inside = lo < n_fine - 1
+        inside = finite & (lo < n_fine - 1)
         lo = torch.where(inside, lo, torch.zeros_like(lo))
         w = torch.where(inside, self.weight, torch.zeros_like(self.weight))
         frac_w = pos - lo

@@ -173,3 +173,14 @@ def test_an_absurd_uiso_costs_one_grid_not_an_exabyte() -> None:
     cell, fields, r, _ = read_reference("mgo_bulk_neutron")
     smeared = ours(cell, fields, r, uiso=torch.tensor(1e12))
     assert smeared.shape == r.shape and np.all(np.isfinite(smeared))
+
+
+def test_a_lattice_no_cell_can_have_is_not_an_index_error() -> None:
+    """An optimiser's trial angles alpha = beta = gamma = 150 deg have no real metric (the
+    distances come out NaN); the NaN pair bins once indexed out of the histogram (IndexError,
+    which killed a whole polish run). The call now returns a curve a least-squares fit can reject
+    (NaN: no cell has this volume), as it rejects any other non-finite trial step."""
+    cell, fields, r, _ = read_reference("mgo_bulk_neutron")
+    lattice = torch.tensor([4.2, 4.2, 4.2, 150.0, 150.0, 150.0], dtype=torch.float64)
+    curve = ours(cell, fields, r, lattice=lattice)
+    assert curve.shape == r.shape
