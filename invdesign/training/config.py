@@ -118,7 +118,10 @@ class TrainerConfig:
     devices, num_nodes, strategy: processes per node, nodes, and Lightning's strategy: 'auto'
     (one process) or 'ddp' (distributed data parallel: one process per device, each training on
     its shard of the training set, gradients averaged; on CPU the processes talk over gloo).
-    With 'ddp' the global batch is devices x num_nodes x data.batch_size."""
+    With 'ddp' the global batch is devices x num_nodes x data.batch_size.
+    init_from: a checkpoint (folder or weights file) whose weights the run starts from
+    (fine-tuning, or training on for longer); it must be of the same generator, task and
+    hyper-parameters that shape the network. None: fresh weights from `seed`."""
 
     max_epochs: int = 1000
     patience: int = 50
@@ -133,6 +136,7 @@ class TrainerConfig:
     num_threads: int | None = 1
     log_every_n_steps: int = 50
     ema_decay: float = 0.0
+    init_from: str | None = None
 
 
 @dataclass
