@@ -62,11 +62,24 @@ def true_structure(data: TaskData, row: int) -> Structure:
 
 def generation_records(gen: Generator, data: TaskData, *, split: str, ks: list[int],
                        items: int, seed: int, variant: str = "plain", polish_samples: bool = False,
-                       sampling: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One record per k (module docstring); `sampling` are options of `gen.sample`."""
-    rows = np.unique(np.linspace(0, len(data) - 1, min(items, len(data))).round()).astype(int)
-    rows = rows.tolist()
-    batch = data.batch(rows, ())
+                       sampling: dict[str, Any] | None = None, rows: list[int] | None = None,
+                       condition_on: tuple[str, ...] = (), items_rule: str | None = None,
+                       rank: bool = False) -> list[dict[str, Any]]:
+    """One record per k (module docstring); `sampling` are options of `gen.sample`.
+
+    `rows` (default: `items` rows evenly spaced over `data`, described by `items_rule`) are the
+    test items; `condition_on` gives the generator what it would otherwise predict
+    ('composition', 'n_atoms', 'cell'; DiffCSP's protocol knows the cell's composition).
+    `rank` also simulates every sample: per k, `rw_median_best_of_k` (median over items of the
+    lowest Rw among the first k samples) and, for unit cells, `match_rate_ranked` (the fraction
+    of items whose lowest-Rw sample among the first k matches: the one answer a user ranking k
+    samples by their fit would take)."""
+    if rows is None:
+        rows = np.unique(np.linspace(0, len(data) - 1, min(items, len(data))).round())
+        rows = rows.astype(int).tolist()
+        items_rule = (f"{len(rows)} test items evenly spaced (numpy.linspace) over "
+                      f"{len(data)}")
+    batch = data.batch(rows, condition_on)
     gen.eval()
     samples = gen.sample(batch.condition, max(ks), generator=torch.Generator().manual_seed(seed),
                          **(sampling or {}))
@@ -85,16 +98,27 @@ def generation_records(gen: Generator, data: TaskData, *, split: str, ks: list[i
     valid = valid_fraction(samples, [composition_of(t) for t in truths])
     matches = ([match_structure(group, t) for group, t in zip(samples, truths, strict=True)]
                if data.task.kind == "unit_cell" else None)
+    every = None
+    if rank:
+        flat = [s for group in samples for s in group]
+        every = np.asarray(pattern_rw(flat, data, [r for r in rows for _ in range(max(ks))]))
+        every = every.reshape(len(rows), max(ks))
     out = []
     for k in ks:
         summary = match_summary(matches, k) if matches is not None else {}
-        out.append({
+        ranked: dict[str, Any] = {}
+        if every is not None:
+            ranked["rw_median_best_of_k"] = float(np.median(every[:, :k].min(1)))
+            if matches is not None:
+                best = every[:, :k].argmin(1)
+                ranked["match_rate_ranked"] = float(np.mean(
+                    [m.rms[int(b)] is not None for m, b in zip(matches, best, strict=True)]))
+        out.append({**ranked,
             "task": data.task.name, "model": model_name(gen), "variant": variant, "split": split,
             "k": k, "match_rate": summary.get("match_rate"), "rmse": summary.get("rmse"),
             "rw_median": statistics.median(rw_values), "rw_median_refined": refined,
             "valid_fraction": valid, "seed": seed, "n_items": len(rows),
-            "items_rule": f"{len(rows)} test items evenly spaced (numpy.linspace) over "
-                          f"{len(data)}",
+            "items_rule": items_rule, "condition_on": list(condition_on),
         })
     return out
 

@@ -87,8 +87,8 @@ def run(checkpoint: Path, folder: Path, args: argparse.Namespace, scale: float) 
     gen.eval()
     data = load_task_part(ChiliDataset(folder), gen.task, "grouped", 42, "all")
     rows = one_per_source(data)
-    batch = data.batch(rows, ())
     start = time.perf_counter()
+    batch = data.batch(rows, tuple(args.condition_on))
     samples = gen.sample(batch.condition, args.samples,
                          generator=torch.Generator().manual_seed(args.seed),
                          guidance_scale=scale, guidance_start=args.guidance_start)
@@ -100,13 +100,64 @@ def run(checkpoint: Path, folder: Path, args: argparse.Namespace, scale: float) 
         "guidance_start": args.guidance_start, "samples": args.samples, "seed": args.seed,
         "items": [data.meta[r]["source"] + " " + data.meta[r]["size_key"] for r in rows],
         "rw": [round(v, 4) for v in values], "rw_median": statistics.median(values),
-        "sample_seconds": round(seconds, 1),
+        "sample_seconds": round(seconds, 1), "condition_on": list(args.condition_on),
     }
     if gen.task.kind == "unit_cell":
         truths = [truth_cell(data, r) for r in rows]
         matches = [match_structure(group, t) for group, t in zip(samples, truths, strict=True)]
         out.update(match_summary(matches, args.samples))
         out["valid_fraction"] = valid_fraction(samples, [composition_of(t) for t in truths])
+    return out
+
+
+def sampling_hparams(pairs: list[str]) -> dict[str, Any]:
+    """{name: value} of `--sampling-hparams name=value ...` (ints, floats or words)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        value: Any = text
+        for kind in (int, float):
+            try:
+                value = kind(text)
+                break
+            except ValueError:
+                continue
+        out[name] = value
+    return out
+
+
+def records(checkpoint: Path, folder: Path, args: argparse.Namespace,
+            scale: float) -> list[dict[str, Any]]:
+    """Issue 27's generation records (`generation.py`) of one checkpoint on the picked items,
+    k = 1 and `--samples`."""
+    from generation import generation_records
+
+    gen = load_checkpoint(checkpoint)
+    changed = sampling_hparams(args.sampling_hparams)
+    if changed:
+        gen.hp = gen.space.hp = gen.hp.replace(**changed)  # sampling-only fields
+    data = load_task_part(ChiliDataset(folder), gen.task, "grouped", 42, "all")
+    rows = one_per_source(data)
+    variant = ("guided" if scale > 0 else "plain") + "".join(
+        f"+{c}" for c in args.condition_on) + "".join(
+        f"+{k}={v}" for k, v in changed.items())
+    sampling = ({"guidance_scale": scale, "guidance_start": args.guidance_start}
+                if gen.name == "diffusion" else {})
+    if not sampling and scale > 0:
+        raise SystemExit(f"{checkpoint}: only the diffusion generator samples with guidance")
+    rule = (f"{len(rows)} grouped-split test sources of CHILI-3K picked with "
+            f"numpy default_rng({args.pick_seed}) (benchmarks/guided_sampling.py), the smallest "
+            "particle of each")
+    start = time.perf_counter()
+    out = generation_records(gen, data, split="grouped", ks=sorted({1, args.samples}),
+                             items=len(rows), seed=args.seed, variant=variant,
+                             polish_samples=args.polish, sampling=sampling, rows=rows,
+                             condition_on=tuple(args.condition_on), items_rule=rule,
+                             rank=args.rank)
+    for r in out:
+        r["seconds"] = round(time.perf_counter() - start, 1)
+        r["guidance_start"] = args.guidance_start if scale > 0 else None
+        r["guidance_scale"] = scale
     return out
 
 
@@ -122,6 +173,20 @@ def main() -> None:
     parser.add_argument("--guidance-scales", type=float, nargs="+", default=[0.0, 0.5],
                         help="one run per scale (0: unguided)")
     parser.add_argument("--guidance-start", type=float, default=0.8)
+    parser.add_argument("--condition-on", nargs="*", default=[],
+                        choices=["composition", "n_atoms", "cell"],
+                        help="give the generator these (DiffCSP's protocol: composition n_atoms)")
+    parser.add_argument("--generation-results", type=Path, default=None,
+                        help="write issue 27's generation records (k = 1 and --samples) here "
+                             "instead of the per-item rows")
+    parser.add_argument("--sampling-hparams", nargs="*", default=[],
+                        help="diffusion sampling hyper-parameters to change, name=value "
+                             "(e.g. corrector_steps=3); with --generation-results")
+    parser.add_argument("--rank", action="store_true",
+                        help="with --generation-results: simulate every sample (best-of-k Rw, "
+                             "match rate of the best-fitting sample)")
+    parser.add_argument("--polish", action="store_true",
+                        help="with --generation-results: also the Rw of the polished first sample")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path,
                         default=ROOT / "benchmarks" / "results" / "guided_sampling.json")
@@ -131,6 +196,16 @@ def main() -> None:
     print("test sources:", ", ".join(name for name, _, _ in picked), flush=True)
     if args.build:
         build(args.data, picked)
+    if args.generation_results is not None:
+        from generation import save_records
+
+        for checkpoint in args.checkpoints:
+            for scale in args.guidance_scales:
+                found = records(checkpoint, args.data, args, scale)
+                save_records(args.generation_results, found)
+                for r in found:
+                    print(json.dumps(r), flush=True)
+        return
     rows = json.loads(args.results.read_text()) if args.results.is_file() else []
     for checkpoint in args.checkpoints:
         for scale in args.guidance_scales:
