@@ -87,8 +87,8 @@ def run(checkpoint: Path, folder: Path, args: argparse.Namespace, scale: float) 
     gen.eval()
     data = load_task_part(ChiliDataset(folder), gen.task, "grouped", 42, "all")
     rows = one_per_source(data)
-    start = time.perf_counter()
     batch = data.batch(rows, tuple(args.condition_on))
+    start = time.perf_counter()
     samples = gen.sample(batch.condition, args.samples,
                          generator=torch.Generator().manual_seed(args.seed),
                          guidance_scale=scale, guidance_start=args.guidance_start)
@@ -134,6 +134,8 @@ def records(checkpoint: Path, folder: Path, args: argparse.Namespace,
 
     gen = load_checkpoint(checkpoint)
     changed = sampling_hparams(args.sampling_hparams)
+    if changed and gen.name != "diffusion":
+        raise SystemExit(f"{checkpoint}: --sampling-hparams are the diffusion sampler's")
     if changed:
         gen.hp = gen.space.hp = gen.hp.replace(**changed)  # sampling-only fields
     data = load_task_part(ChiliDataset(folder), gen.task, "grouped", 42, "all")
