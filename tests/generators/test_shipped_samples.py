@@ -16,8 +16,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "tests" / "references" / "shipped_samples.json"
 TOOL = ROOT / "tools" / "make_sample_references.py"
-#: Å for particles, fractional units for unit cells; cell lengths Å and angles deg alike
-TOLERANCE = 1e-4
+#: Å for particles, fractional units for unit cells; cell lengths Å and angles deg alike. The
+#: references and the samples are both rounded to 4 decimals, so a float32 difference of ~1e-6
+#: between CPUs (seen on another machine's kernels) can land on either side of a rounding edge
+#: and show as one unit of the last decimal: two units are allowed.
+TOLERANCE = 2e-4
 
 
 def _tool():

@@ -136,6 +136,11 @@ def test_an_invalid_candidate_is_not_predicted(root) -> None:
     assert all(cand.row()[c] is None for c in ENERGY_COLUMNS)
 
 
+#: eV/atom: the pipeline predicts the particles in other batches than the direct call, and
+#: float32 sums in another order differ by ~1e-8 on some CPUs
+FLOAT32 = 1e-6
+
+
 def test_particles_get_the_excess_energy_and_the_estimate_uses_it(root) -> None:
     folder = tiny_excess_checkpoint(root / defaults.EXCESS_MODEL)
     from invdesign.evaluators.property.excess import ParticleExcessEvaluator
@@ -151,11 +156,11 @@ def test_particles_get_the_excess_energy_and_the_estimate_uses_it(root) -> None:
               for r in ParticleExcessEvaluator(folder).evaluate([cut, loose])]
     crystal, cut_e, loose_e = (c.energies for c in cands)
     assert math.isnan(crystal["particle_excess_energy_per_atom"])
-    assert cut_e["particle_excess_energy_per_atom"] == pytest.approx(excess[0], abs=1e-9)
-    assert loose_e["particle_excess_energy_per_atom"] == pytest.approx(excess[1], abs=1e-9)
+    assert cut_e["particle_excess_energy_per_atom"] == pytest.approx(excess[0], abs=FLOAT32)
+    assert loose_e["particle_excess_energy_per_atom"] == pytest.approx(excess[1], abs=FLOAT32)
     assert all(math.isfinite(v) for v in excess)
     # a particle without a cell: its own prediction minus its excess energy
     assert loose_e["formation_energy_basis"] == BASIS_ESTIMATE
     assert loose_e["formation_energy_per_atom"] == pytest.approx(
-        predict(root, [loose])[0] - excess[1], abs=1e-9)
+        predict(root, [loose])[0] - excess[1], abs=FLOAT32)
     assert "particle excess energy of 2 of 2 particle(s)" in lines[-1]
