@@ -81,22 +81,36 @@ class _IgnoreCtrlC(distributed.WorkerPlugin):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+#: loggers of the in-process scheduler and its event loop: on an interrupt they log the
+#: cancelled gathers ("Couldn't gather keys", a tornado callback traceback) to stderr
+_CLUSTER_LOGGERS = ("distributed", "tornado")
+
+
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt in the block (main thread only), so a terminated build
-    closes its cluster as Ctrl-C does instead of dying with the workers' semaphores leaked."""
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt in the block (main thread only), so a terminated
+    build closes its cluster as Ctrl-C does instead of dying with the workers' semaphores leaked.
+    The cluster's loggers are silenced at the signal, before the unwinding cancels the running
+    gathers, so an interrupt prints only the CLI's one line; their levels are restored after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    loggers = [logging.getLogger(name) for name in _CLUSTER_LOGGERS]
+    levels = [log.level for log in loggers]
 
     def interrupt(signum: int, _frame: object) -> None:
+        for log in loggers:
+            log.setLevel(logging.CRITICAL + 1)
         raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -325,7 +325,10 @@ def test_ctrl_c_leaves_no_worker_and_the_build_resumes(tmp_path, serial_build, s
                                                        group) -> None:
     """Ctrl-C or SIGTERM during a local-cluster build: the CLI ends with one line, no worker
     process outlives it, every .h5 left is complete, and a rerun finishes the set."""
-    types = ["RockSalt", "Wurtzite", "CaesiumChloride", "Rutile"]
+    # all 12 types (24 units): with 8, a fast machine finished the build before the signal
+    types = ["RockSalt", "Wurtzite", "CaesiumChloride", "Rutile", "AntiFluorite",
+             "CadmiumChloride", "CadmiumIodide", "Fluorite", "NickelArsenide", "Perovskite",
+             "RheniumTrioxide", "ZincBlende"]
     argv = ["data", "build", "chili3k", "--metals", *METALS, "--crystal-types", *types,
             "--radii", "3", "--no-progress", "--workers", "2", "--out", str(tmp_path / "out")]
     out = tmp_path / "out"
