@@ -84,7 +84,12 @@ def generation_records(gen: Generator, data: TaskData, *, split: str, ks: list[i
     samples = gen.sample(batch.condition, max(ks), generator=torch.Generator().manual_seed(seed),
                          **(sampling or {}))
     firsts = [group[0] for group in samples]
-    rw_values = pattern_rw(firsts, data, rows)
+    every = None  # [items, max(ks)] Rw of every sample (`rank`)
+    if rank:
+        flat = [s for group in samples for s in group]
+        every = np.asarray(pattern_rw(flat, data, [r for r in rows for _ in range(max(ks))]))
+        every = every.reshape(len(rows), max(ks))
+    rw_values = every[:, 0].tolist() if every is not None else pattern_rw(firsts, data, rows)
     truths = [true_structure(data, r) for r in rows]
     refined = None
     if polish_samples:
@@ -98,11 +103,6 @@ def generation_records(gen: Generator, data: TaskData, *, split: str, ks: list[i
     valid = valid_fraction(samples, [composition_of(t) for t in truths])
     matches = ([match_structure(group, t) for group, t in zip(samples, truths, strict=True)]
                if data.task.kind == "unit_cell" else None)
-    every = None
-    if rank:
-        flat = [s for group in samples for s in group]
-        every = np.asarray(pattern_rw(flat, data, [r for r in rows for _ in range(max(ks))]))
-        every = every.reshape(len(rows), max(ks))
     out = []
     for k in ks:
         summary = match_summary(matches, k) if matches is not None else {}

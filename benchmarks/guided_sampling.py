@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from invdesign.core.structure import Structure
 from invdesign.data.build.chili3k import build_chili3k, chili3k_sources
@@ -111,19 +112,9 @@ def run(checkpoint: Path, folder: Path, args: argparse.Namespace, scale: float) 
 
 
 def sampling_hparams(pairs: list[str]) -> dict[str, Any]:
-    """{name: value} of `--sampling-hparams name=value ...` (ints, floats or words)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        name, _, text = pair.partition("=")
-        value: Any = text
-        for kind in (int, float):
-            try:
-                value = kind(text)
-                break
-            except ValueError:
-                continue
-        out[name] = value
-    return out
+    """{name: value} of `--sampling-hparams name=value ...`, read as config overrides are
+    (OmegaConf's dotlist: ints, floats, words)."""
+    return OmegaConf.to_container(OmegaConf.from_dotlist(pairs))
 
 
 def records(checkpoint: Path, folder: Path, args: argparse.Namespace,

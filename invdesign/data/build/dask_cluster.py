@@ -87,7 +87,7 @@ _CLUSTER_LOGGERS = ("distributed", "tornado")
 
 
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
+def _signals_interrupt() -> Iterator[None]:
     """Ctrl-C and SIGTERM raise KeyboardInterrupt in the block (main thread only), so a terminated
     build closes its cluster as Ctrl-C does instead of dying with the workers' semaphores leaked.
     The cluster's loggers are silenced at the signal, before the unwinding cancels the running
@@ -122,7 +122,7 @@ def local_client(n_workers: int) -> Iterator[distributed.Client]:
     it), so none is left behind.
     """
     with (
-        _sigterm_interrupts(),
+        _signals_interrupt(),
         distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                  silence_logs=logging.ERROR,
                                  # the scheduler's HTTP server always starts: on a free port (the
