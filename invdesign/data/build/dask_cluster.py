@@ -81,26 +81,24 @@ class _IgnoreCtrlC(distributed.WorkerPlugin):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-#: loggers of the in-process scheduler and its event loop: on an interrupt they log the
-#: cancelled gathers ("Couldn't gather keys", a tornado callback traceback) to stderr
-_CLUSTER_LOGGERS = ("distributed", "tornado")
-
-
 @contextlib.contextmanager
 def _signals_interrupt() -> Iterator[None]:
     """Ctrl-C and SIGTERM raise KeyboardInterrupt in the block (main thread only), so a terminated
     build closes its cluster as Ctrl-C does instead of dying with the workers' semaphores leaked.
-    The cluster's loggers are silenced at the signal, before the unwinding cancels the running
-    gathers, so an interrupt prints only the CLI's one line; their levels are restored after."""
+
+    All logging is switched off at the signal, before the unwinding cancels the running gathers,
+    so an interrupt prints only the CLI's one line: the in-process scheduler and its event loop
+    log the cancelled gathers ("Couldn't gather keys", a tornado callback traceback), and
+    distributed's logging config gives loggers such as `tornado.application` levels of their own,
+    so quietening their parents is not enough. Logging is switched back on after the block.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    loggers = [logging.getLogger(name) for name in _CLUSTER_LOGGERS]
-    levels = [log.level for log in loggers]
+    disabled = logging.root.manager.disable
 
     def interrupt(signum: int, _frame: object) -> None:
-        for log in loggers:
-            log.setLevel(logging.CRITICAL + 1)
+        logging.disable(logging.CRITICAL)
         raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -109,8 +107,7 @@ def _signals_interrupt() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for log, level in zip(loggers, levels, strict=True):
-            log.setLevel(level)
+        logging.disable(disabled)
 
 
 @contextlib.contextmanager

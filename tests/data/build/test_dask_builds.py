@@ -5,6 +5,7 @@ build writes."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -315,6 +316,45 @@ def test_unreachable_scheduler_is_one_line_and_writes_nothing(tmp_path, capsys) 
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1 and err.startswith("invdesign: error: ")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_switches_all_logging_off_until_the_block_ends(sig) -> None:
+    """distributed's logging config gives `tornado.application` a level of its own: quietening
+    `tornado` let a cancelled gather's traceback through on an interrupted build (CI, stop 33)."""
+    from invdesign.data.build.dask_cluster import _signals_interrupt
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.name)
+
+    keep = Keep()
+    logging.getLogger().addHandler(keep)
+    try:
+        with pytest.raises(KeyboardInterrupt, match=signal.Signals(sig).name), \
+                _signals_interrupt():
+            os.kill(os.getpid(), sig)
+            time.sleep(5)  # the handler raises here; the sleep only bounds a lost signal
+        assert logging.root.manager.disable == logging.NOTSET
+        logging.getLogger("tornado.application").error("after the block")
+    finally:
+        logging.getLogger().removeHandler(keep)
+    assert seen == ["tornado.application"]
+
+
+def test_logging_stays_off_during_the_unwinding() -> None:
+    from invdesign.data.build.dask_cluster import _signals_interrupt
+
+    during: list[bool] = []
+    with pytest.raises(KeyboardInterrupt), _signals_interrupt():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        finally:  # where the cluster's close runs: the tornado logger must be off
+            during.append(logging.getLogger("tornado.application").isEnabledFor(logging.ERROR))
+    assert during == [False]
 
 
 @pytest.mark.parametrize("sig, group", [
