@@ -72,7 +72,11 @@ def run_one(args: argparse.Namespace, task: str, split: str, seed: int) -> dict[
         *args.override,
     ]
     cfg = load_config(config_path(args.model, task), overrides, args.data)
-    result = train(cfg, evaluate_parts=("test",), rw_items=args.rw_items)
+    out = None
+    if args.save_to is not None:  # one checkpoint folder per run, e.g. for more sampling later
+        short = task.replace("->", "-").replace("unit_cell_pos_frac", "unit_cell").lower()
+        out = args.save_to / f"{args.model}-{short}-{split.replace(':', '-')}-{seed}"
+    result = train(cfg, out, evaluate_parts=("test",), rw_items=args.rw_items, force=True)
     test, info = result.metrics["test"], result.info
     if args.generation:
         write_generation(args, result.generator, split, seed)
@@ -111,7 +115,7 @@ def run_one(args: argparse.Namespace, task: str, split: str, seed: int) -> dict[
 def write_generation(args: argparse.Namespace, gen: Any, split: str, seed: int) -> None:
     """Issue 27's generation records of `gen` on the test part of `split` into
     `--generation-results` (`generation.py`)."""
-    from generation import generation_records, save_records
+    from generation import generation_records, save_records, spaced_sources
 
     from invdesign.data.datamodule import load_task_part
     from invdesign.data.dataset import ChiliDataset
@@ -120,10 +124,16 @@ def write_generation(args: argparse.Namespace, gen: Any, split: str, seed: int) 
     guided = args.guidance_scale > 0
     sampling = ({"guidance_scale": args.guidance_scale, "guidance_start": args.guidance_start}
                 if guided else {})
+    rows, rule = spaced_sources(data, args.generation_items)
+    condition_on = tuple(args.generation_condition_on)
+    variant = ("guided" if guided else "plain") + "".join(f"+{c}" for c in condition_on)
     records = generation_records(
-        gen, data, split=split, ks=args.generation, items=args.generation_items, seed=seed,
-        variant="guided" if guided else "plain", polish_samples=args.generation_polish,
-        sampling=sampling)
+        gen, data, split=split, ks=args.generation, items=len(rows), seed=seed,
+        variant=variant, polish_samples=args.generation_polish, sampling=sampling, rows=rows,
+        condition_on=condition_on, items_rule=rule, rank=args.generation_rank)
+    for r in records:
+        r["guidance_scale"] = args.guidance_scale
+        r["guidance_start"] = args.guidance_start if guided else None
     save_records(args.generation_results, records)
     for r in records:
         print(json.dumps(r), flush=True)
@@ -286,13 +296,22 @@ def main() -> None:
     parser.add_argument(
         "--override", nargs="*", default=[], help="extra config overrides key=value"
     )
+    parser.add_argument("--save-to", type=Path, default=None,
+                        help="also save each run's checkpoint in a folder under this one "
+                             "(<model>-<task>-<split>-<seed>; replaced if present)")
     parser.add_argument("--results", type=Path, default=RESULTS / "chili3k_table5.json")
     parser.add_argument("--table", type=Path, default=RESULTS / "chili3k_table5.md")
     parser.add_argument("--markdown-only", action="store_true", help="only rewrite the table")
     parser.add_argument("--generation", nargs="*", type=int, default=[],
                         help="also write issue 27's generation records at these k (e.g. 1 20)")
     parser.add_argument("--generation-items", type=int, default=40,
-                        help="test items of the generation records (evenly spaced)")
+                        help="test unit cells of the generation records (evenly spaced, the "
+                             "smallest particle of each)")
+    parser.add_argument("--generation-condition-on", nargs="*", default=[],
+                        choices=["composition", "n_atoms", "cell"],
+                        help="give the generator these (DiffCSP's protocol: composition n_atoms)")
+    parser.add_argument("--generation-rank", action="store_true",
+                        help="simulate every sample: best-of-k Rw and the ranked match rate")
     parser.add_argument("--generation-polish", action="store_true",
                         help="also polish each item's first sample (rw_median_refined)")
     parser.add_argument("--generation-checkpoint", type=Path, default=None,

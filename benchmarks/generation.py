@@ -4,8 +4,9 @@
     {task, model, variant, split, k, match_rate, rmse, rw_median, rw_median_refined,
      valid_fraction, seed, n_items, items_rule}
 
-- free samples (count, composition and cell predicted), max(k) per test item, on `items` test
-  items evenly spaced over the part (`numpy.linspace`, as `--rw-items`);
+- free samples (count, composition and cell predicted unless `condition_on` gives them), max(k)
+  per test item, on the given rows (`spaced_sources`: unit cells evenly spaced, the smallest
+  particle of each) or `items` test items evenly spaced over the part (`numpy.linspace`);
 - unit cells: StructureMatcher match rate and RMSE at each k (`evaluators.metrics.match`,
   DiffCSP's protocol); particles: None (no matcher for finite clusters here);
 - `rw_median`: median Rw of each item's first sample (`training.evaluate.pattern_rw`; unit cells
@@ -49,6 +50,26 @@ def model_name(gen: Generator) -> str:
     """mlp, vae, diffusion or diffusion_prototype."""
     prior = getattr(getattr(gen, "hp", None), "prior", None)
     return "diffusion_prototype" if gen.name == "diffusion" and prior == "prototype" else gen.name
+
+
+def one_per_source(data: TaskData) -> list[int]:
+    """Rows of `data`: each source's smallest particle (one item per unit cell)."""
+    best: dict[str, tuple[float, int]] = {}
+    for row, meta in enumerate(data.meta):
+        size = float(meta["size_key"].rstrip("Å"))
+        if meta["source"] not in best or size < best[meta["source"]][0]:
+            best[meta["source"]] = (size, row)
+    return sorted(row for _, row in best.values())
+
+
+def spaced_sources(data: TaskData, items: int) -> tuple[list[int], str]:
+    """`items` of `one_per_source(data)` evenly spaced (`numpy.linspace`), and how they were
+    picked (the records' `items_rule`)."""
+    sources = one_per_source(data)
+    picks = np.unique(np.linspace(0, len(sources) - 1, min(items, len(sources))).round())
+    rows = [sources[int(i)] for i in picks]
+    return rows, (f"{len(rows)} of the part's {len(sources)} unit cells evenly spaced "
+                  "(numpy.linspace over sources in file order), the smallest particle of each")
 
 
 def true_structure(data: TaskData, row: int) -> Structure:

@@ -66,16 +66,6 @@ def build(folder: Path, picked: list[tuple[str, str, str]]) -> None:
                       progress=False)
 
 
-def one_per_source(data: TaskData) -> list[int]:
-    """Rows of `data`: each source's smallest particle."""
-    best: dict[str, tuple[float, int]] = {}
-    for row, meta in enumerate(data.meta):
-        size = float(meta["size_key"].rstrip("Å"))
-        if meta["source"] not in best or size < best[meta["source"]][0]:
-            best[meta["source"]] = (size, row)
-    return sorted(row for _, row in best.values())
-
-
 def truth_cell(data: TaskData, row: int) -> Structure:
     m = data.mask[row]
     return Structure.from_cell_parameters(data.species[row][m].numpy(),
@@ -87,6 +77,8 @@ def run(checkpoint: Path, folder: Path, args: argparse.Namespace, scale: float) 
     gen = load_checkpoint(checkpoint)
     gen.eval()
     data = load_task_part(ChiliDataset(folder), gen.task, "grouped", 42, "all")
+    from generation import one_per_source
+
     rows = one_per_source(data)
     batch = data.batch(rows, tuple(args.condition_on))
     start = time.perf_counter()
@@ -121,7 +113,7 @@ def records(checkpoint: Path, folder: Path, args: argparse.Namespace,
             scale: float) -> list[dict[str, Any]]:
     """Issue 27's generation records (`generation.py`) of one checkpoint on the picked items,
     k = 1 and `--samples`."""
-    from generation import generation_records
+    from generation import generation_records, one_per_source
 
     gen = load_checkpoint(checkpoint)
     changed = sampling_hparams(args.sampling_hparams)
