@@ -12,7 +12,9 @@
 - `rw_median`: median Rw of each item's first sample (`training.evaluate.pattern_rw`; unit cells
   cut as the input was); `rw_median_refined`: the same after `evaluators.forward.polish` (only
   with `polish=True`, else None; particles: the polished particle's Rw at CHILI's biso, cells: the
-  attenuated-crystal fit's Rw);
+  cell refined as an attenuated crystal, then cut as the input was, like `rw_median`; records
+  before 2026-12-03 give the attenuated-crystal fit's own Rw instead, see generation_NOTES.md);
+  `rw_median_refined_fit`: the polish's own final Rw (cells: of the attenuated-crystal model);
 - `valid_fraction`: `validity.check_validity` over all samples, against the item's composition.
 `model` is the generator's name ('diffusion_prototype' for the diffusion model with the prototype
 prior); `variant` says how it sampled (e.g. 'plain', 'guided').
@@ -112,15 +114,20 @@ def generation_records(gen: Generator, data: TaskData, *, split: str, ks: list[i
         every = every.reshape(len(rows), max(ks))
     rw_values = every[:, 0].tolist() if every is not None else pattern_rw(firsts, data, rows)
     truths = [true_structure(data, r) for r in rows]
-    refined = None
+    refined = refined_fit = None
     if polish_samples:
         spec = pattern_spec(data.task.patterns[0])
         done = []
         for sample, row in zip(firsts, rows, strict=True):
             stored = data.raw_pattern(spec.name, row)
             target = chili_pattern(spec.grid(), stored, spec, name=data.meta[row]["source"])
-            done.append(polish([sample], target)[0].rw_after)
-        refined = statistics.median(done)
+            done.append(polish([sample], target)[0])
+        # unit cells: the polished cell cut as the input was made (as `rw_median`), not the
+        # attenuated-crystal model's own Rw, whose misfit to a cut particle is a floor of ~0.17
+        refined = statistics.median(
+            pattern_rw([p.structure for p in done], data, rows) if data.task.kind == "unit_cell"
+            else [p.rw_after for p in done])
+        refined_fit = statistics.median(p.rw_after for p in done)
     valid = valid_fraction(samples, [composition_of(t) for t in truths])
     matches = ([match_structure(group, t) for group, t in zip(samples, truths, strict=True)]
                if data.task.kind == "unit_cell" else None)
@@ -138,6 +145,7 @@ def generation_records(gen: Generator, data: TaskData, *, split: str, ks: list[i
             "task": data.task.name, "model": model_name(gen), "variant": variant, "split": split,
             "k": k, "match_rate": summary.get("match_rate"), "rmse": summary.get("rmse"),
             "rw_median": statistics.median(rw_values), "rw_median_refined": refined,
+            "rw_median_refined_fit": refined_fit,
             "valid_fraction": valid, "seed": seed, "n_items": len(rows),
             "items_rule": items_rule, "condition_on": list(condition_on),
         })
