@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from generation import generation_records, one_per_source, save_records
 from omegaconf import OmegaConf
 
 from invdesign.core.structure import Structure
@@ -77,8 +78,6 @@ def run(checkpoint: Path, folder: Path, args: argparse.Namespace, scale: float) 
     gen = load_checkpoint(checkpoint)
     gen.eval()
     data = load_task_part(ChiliDataset(folder), gen.task, "grouped", 42, "all")
-    from generation import one_per_source
-
     rows = one_per_source(data)
     batch = data.batch(rows, tuple(args.condition_on))
     start = time.perf_counter()
@@ -113,8 +112,6 @@ def records(checkpoint: Path, folder: Path, args: argparse.Namespace,
             scale: float) -> list[dict[str, Any]]:
     """Issue 27's generation records (`generation.py`) of one checkpoint on the picked items,
     k = 1 and `--samples`."""
-    from generation import generation_records, one_per_source
-
     gen = load_checkpoint(checkpoint)
     changed = sampling_hparams(args.sampling_hparams)
     if changed and gen.name != "diffusion":
@@ -182,8 +179,6 @@ def main() -> None:
     if args.build:
         build(args.data, picked)
     if args.generation_results is not None:
-        from generation import save_records
-
         for checkpoint in args.checkpoints:
             for scale in args.guidance_scales:
                 found = records(checkpoint, args.data, args, scale)
