@@ -9,7 +9,9 @@ symmetry is checked with pymatgen's `SpacegroupAnalyzer` in the tests and when r
 
 Roles: a role whose name starts with 'X' is an anion site, any other role a cation (or metal) site.
 `placements` puts a composition's elements on roles, `typed_cells` returns every type x placement
-as a scaled unit cell.
+as a scaled unit cell and, for a type with no plain placement and one role fewer than the
+composition has elements, its ordered variants with one role shared by two elements
+(`ordered_cells`, `orderings`: K2NiF4 -> NaLaTiO4, perovskite -> P2_1/n double perovskite).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from invdesign.core import elements
 from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.core.structure import Structure
 from invdesign.crystals.crystal_types import CRYSTAL_TYPES, radius_pm
+from invdesign.crystals.orderings import Split, orderings, split_placements
 
 # Non-metals that make a compound ionic: a composition holding one of them is never placed on a
 # type without anion roles (metals, intermetallics); B, C, Si, P, As stay allowed there (Cr3Si).
@@ -394,14 +397,62 @@ def typed_cells(composition: dict[int, float], nn: float | None = None,
         raise InvdesignError(f"nearest-neighbour distance must be positive, not {nn}")
     out = []
     for stype in builtin_types() if library is None else library:
-        for assignment in placements(stype, composition, tol):
+        simple = placements(stype, composition, tol)
+        for assignment in simple:
             cell = stype.cell(assignment)
-            if nn is None:
-                factor = radius_scale(stype, assignment)
-            else:
-                factor = nn / float(_nearest(cell)[2].min())
+            factor = radius_scale(stype, assignment) if nn is None else _nn_scale(cell, nn)
             out.append(TypedCell(stype.name, scaled(cell, factor), stype.source))
+        if not simple:
+            out.extend(ordered_cells(stype, composition, nn, tol))
     return out
+
+
+def ordered_cells(stype: StructureType, composition: dict[int, float], nn: float | None = None,
+                  tol: float = STOICHIOMETRY_TOL) -> list[TypedCell]:
+    """The ordered variants of `stype` for a composition with one element more than its roles
+    (`orderings.split_placements`, `orderings.orderings`), named 'type:A/B-ordered SYMBOL'; scaled
+    by the mean of the radius scales with either element on the split role, or to `nn`."""
+    target = _fractions(composition)
+    parent = stype.cell()
+    roles = np.asarray(parent.info["roles"])
+    sites = {r: int(np.sum(roles == r)) for r in stype.roles}
+    out = []
+    for split in split_placements(stype.roles, sites, _candidates(stype, sorted(target)), target,
+                                  tol):
+        if not _sizes_in_order(stype, split):
+            continue
+        other = {**split.assignment, split.role: split.second}
+        factor = 0.5 * (radius_scale(stype, split.assignment) + radius_scale(stype, other))
+        pair = f"{elements.symbol(split.first)}/{elements.symbol(split.second)}"
+        for cell in orderings(stype.cell(split.assignment), split):
+            name = f"{stype.name}:{pair}-ordered {cell.info['ordering']}"
+            cell.info["structure_type"] = name
+            factor_n = factor if nn is None else _nn_scale(cell, nn)
+            out.append(TypedCell(name, scaled(cell, factor_n), stype.source))
+    return out
+
+
+def _sizes_in_order(stype: StructureType, split: Split) -> bool:
+    """True when the cation roles keep the example's size order: a role whose example cation is
+    larger than another's (by more than 5 %) is not given smaller cations (the split role counted
+    at its two elements' mean radius), so Sr2YbNbO6 puts Sr, not Yb/Nb, on the perovskite A site."""
+    def size(role: str, mapping: dict[str, int]) -> float:
+        if role == split.role and mapping is not stype.species:
+            return 0.5 * (_radius(split.first, False, True) + _radius(split.second, False, True))
+        return _radius(mapping[role], False, True)
+
+    cations = [r for r in stype.roles if not r.startswith("X")]
+    for r1, r2 in itertools.combinations(cations, 2):
+        old = size(r1, stype.species) - size(r2, stype.species)
+        new = size(r1, split.assignment) - size(r2, split.assignment)
+        if abs(old) > 0.05 * max(size(r1, stype.species), size(r2, stype.species)) and \
+                old * new < 0:
+            return False
+    return True
+
+
+def _nn_scale(cell: Structure, nn: float) -> float:
+    return nn / float(_nearest(cell)[2].min())
 
 
 def composition_of(formula: str) -> dict[int, float]:
