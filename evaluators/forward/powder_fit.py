@@ -2,10 +2,11 @@
 
 The model (`powder_pattern`): reflections of the candidate cell for the measured wavelength(s),
 pseudo-Voigt peaks broadened by the instrument (U, W), crystallite size and microstrain, times a
-scale, plus a Chebyshev background. Atomic positions stay as in the candidate (a structure-type
-fit, not a full Rietveld refinement). Refined: the lattice parameters the crystal system leaves
-free, the zero shift, U, W, size, strain and one overall B; the scale and the background are solved
-by weighted linear least squares at every step (variable projection).
+scale, plus a Chebyshev background. Refined: the lattice parameters the crystal system leaves
+free, the zero shift, U, W, size, strain, one overall B and, last, the atomic coordinates the
+space group leaves free (`powder_positions`; occupancies and per-site B stay fixed); the scale
+and the background are solved by weighted linear least squares at every step (variable
+projection).
 
 Search: the candidate's lattice may be off by several per cent, so the fit starts with broad peaks:
 a scan of an isotropic lattice scale, then of each further free parameter (c/a, ..., the monoclinic
@@ -34,6 +35,12 @@ from invdesign.evaluators.forward.powder_pattern import (
     Reflections,
     powder_pattern,
     reflections,
+)
+from invdesign.evaluators.forward.powder_positions import (
+    MAX_FREE,
+    MAX_SHIFT,
+    displacement_basis,
+    moved,
 )
 from invdesign.io.measured import MeasuredPattern
 
@@ -132,10 +139,14 @@ def powder_data(measured: MeasuredPattern,
 
 
 class _Model:
-    """Rwp of one candidate for parameter vectors (free lattice, zero, ln size, strain, U, W, B)."""
+    """Rwp of one candidate for parameter vectors (free lattice, zero, ln size, strain, U, W, B,
+    then one coefficient per column of `positions`, the symmetry-allowed displacements)."""
 
-    def __init__(self, refl: Reflections, data: PowderData, n_background: int) -> None:
+    def __init__(self, refl: Reflections, data: PowderData, n_background: int,
+                 positions: np.ndarray | None = None) -> None:
         self.refl, self.data = refl, data
+        self.positions = np.zeros((3 * len(refl.cell), 0)) if positions is None else positions
+        self.frac0 = refl.cell.frac_coords
         t = data.two_theta
         u = 2 * (t - t[0]) / (t[-1] - t[0]) - 1
         self.basis = chebyshev.chebvander(u, n_background - 1)  # [n, n_bg]
@@ -149,13 +160,24 @@ class _Model:
         zero, log_size, strain, u, w, biso = p[k:k + 6]
         return lattice, Profile(zero, u, w, math.exp(log_size), strain, biso)
 
+    def frac(self, p: np.ndarray) -> np.ndarray:
+        """[n, 3] fractional coordinates of the conventional cell at p."""
+        k = len(self.refl.free) + 6
+        return moved(self.frac0, self.positions, p[k:k + self.positions.shape[1]])
+
+    def reflections(self, p: np.ndarray) -> Reflections:
+        if self.positions.shape[1] == 0:
+            return self.refl
+        phase = 2 * np.pi * self.refl.hkl @ self.frac(p).T
+        return replace(self.refl, cos_phase=np.cos(phase), sin_phase=np.sin(phase))
+
     def solve(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Weighted residual [n], the linear coefficients (scale, background...) and the Bragg
         curve."""
         self.calls += 1
         lattice, profile = self.unpack(p)
-        bragg = powder_pattern(self.refl, lattice, self.data.two_theta, self.data.wavelengths,
-                               profile)
+        bragg = powder_pattern(self.reflections(p), lattice, self.data.two_theta,
+                               self.data.wavelengths, profile)
         design = np.column_stack([bragg, self.basis]) * self.sqrt_w[:, None]
         target = self.data.y * self.sqrt_w
         coef = _linear_fit(design, target)
@@ -238,7 +260,7 @@ class _Setup:
                       biso=float(profile.biso))
         refl = self.refl
         cell = Structure.from_cell_parameters(
-            np.array([site.specie.Z for site in refl.cell]), refl.cell.frac_coords, lattice,
+            np.array([site.specie.Z for site in refl.cell]), model.frac(p), lattice,
             spacegroup=refl.spacegroup, crystal_system=refl.system)
         return PowderFit(
             cell=cell, rwp=float(np.linalg.norm(residual) / model.norm), scale=float(coef[0]),
@@ -265,10 +287,13 @@ def screen_powder(cell: Structure, measured: MeasuredPattern | PowderData, *,
 def refine_powder(cell: Structure, measured: MeasuredPattern | PowderData, *,
                   start: PowderFit | None = None, n_background: int = N_BACKGROUND,
                   max_seconds: float = 30.0, lattice_range: float = LATTICE_RANGE,
-                  two_theta_range: tuple[float, float] | None = None) -> PowderFit:
+                  two_theta_range: tuple[float, float] | None = None,
+                  positions: bool = True) -> PowderFit:
     """Full fit (stage 'refined') from `start` (a `screen_powder` fit of the same cell; None runs
     the screen first): lattice and zero with measured-like widths, a W scan, then every parameter
-    free."""
+    free, then (`positions`, while time is left) also the atomic coordinates the space group
+    leaves free (`powder_positions`, at most `MAX_FREE` of them, each within `MAX_SHIFT`), kept
+    when they lower Rwp."""
     start_time = time.perf_counter()
     data = _as_data(measured, two_theta_range)
     screened_here = start is None
@@ -285,11 +310,36 @@ def refine_powder(cell: Structure, measured: MeasuredPattern | PowderData, *,
         p[k + 4] = widths[int(np.argmin(scores))] ** 2
         p = _least_squares(full, p, tuple(range(k + 6)), setup.lower, setup.upper,
                            max_seconds - (time.perf_counter() - start_time))
-        fit = setup.result(full, p, "refined", start_time)
+        model = full
+        if positions:
+            model, p = _refine_positions(setup, p, max_seconds - (time.perf_counter()
+                                                                  - start_time))
+        fit = setup.result(model, p, "refined", start_time)
     if screened_here:
         fit.steps += start.steps
     fit.seconds = time.perf_counter() - start_time
     return fit
+
+
+def _refine_positions(setup: _Setup, p: np.ndarray,
+                      seconds_left: float) -> tuple[_Model, np.ndarray]:
+    """Every parameter and the free atomic coordinates; (model, p) of the better of the fits with
+    and without them."""
+    if seconds_left <= 0:
+        return setup.full, p
+    basis = displacement_basis(setup.refl.cell)
+    kp = basis.shape[1]
+    if not 0 < kp <= MAX_FREE:
+        return setup.full, p
+    model = _Model(setup.refl, setup.data, setup.full.basis.shape[1], basis)
+    lower = np.concatenate([setup.lower, np.full(kp, -MAX_SHIFT)])
+    upper = np.concatenate([setup.upper, np.full(kp, MAX_SHIFT)])
+    q = _least_squares(model, np.concatenate([p, np.zeros(kp)]), tuple(range(p.size + kp)),
+                       lower, upper, seconds_left)
+    if model.rwp(q) < setup.full.rwp(p):
+        setup.full.calls += model.calls
+        return model, q
+    return setup.full, p
 
 
 def fit_powder(cell: Structure, measured: MeasuredPattern | PowderData,

@@ -27,6 +27,10 @@ from invdesign.core.structure import Structure
 MAX_COMBINATIONS = 5000
 #: Distinct arrangements kept per split, most symmetric first.
 MAX_ORDERINGS = 4
+#: Arrangements with fewer than this fraction of the most symmetric one's operations are dropped
+#: (an R3c perovskite's B sites ordered in R3 are kept, the P3 orderings that lose the centring are
+#: not): ordered compounds mostly keep a maximal symmetry of the parent.
+MIN_SYMMETRY = 0.5
 SYMPREC = 1e-3
 
 
@@ -95,10 +99,11 @@ def _split(roles: Mapping[str, float], sites: Mapping[str, int], target: Mapping
 
 
 def orderings(cell: Structure, split: Split, max_orderings: int = MAX_ORDERINGS,
-              symprec: float = SYMPREC) -> list[Structure]:
+              min_symmetry: float = MIN_SYMMETRY, symprec: float = SYMPREC) -> list[Structure]:
     """The distinct arrangements of `split.first` / `split.second` over the sites of `cell` whose
     info `roles` is `split.role` (cell from `StructureType.cell(split.assignment)`), at most
-    `max_orderings`, most symmetric first (then by enumeration order). Each cell's info gains
+    `max_orderings`, most symmetric first (then by enumeration order), none with fewer than
+    `min_symmetry` times the most symmetric one's symmetry operations. Each cell's info gains
     `ordering` (its space-group symbol) and `split` (role, elements, counts)."""
     roles = np.asarray(cell.info["roles"])
     idx = np.flatnonzero(roles == split.role)
@@ -123,7 +128,8 @@ def orderings(cell: Structure, split: Split, max_orderings: int = MAX_ORDERINGS,
                                                 "n_sites": split.n_sites})
         variants.append((-n_ops, order, out))
     variants.sort(key=lambda v: (v[0], v[1]))
-    return [v[2] for v in variants[:max_orderings]]
+    kept = [v for v in variants if -v[0] >= min_symmetry * -variants[0][0]] if variants else []
+    return [v[2] for v in kept[:max_orderings]]
 
 
 def _spglib_cell(cell: Structure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -57,7 +57,7 @@ def test_orderings_are_the_symmetry_distinct_arrangements(name, formula):
     assert splits, f"{formula} should fit {name} with one role split"
     for split in splits:
         parent = stype.cell(split.assignment)
-        found = orderings(parent, split, max_orderings=100)
+        found = orderings(parent, split, max_orderings=100, min_symmetry=0.0)
         assert len(found) == _classes(_all_arrangements(parent, split))
         assert _classes(found) == len(found)  # no two of them equivalent
         for cell in found:
@@ -75,6 +75,16 @@ def test_known_ordered_compounds_come_out_with_their_space_group():
     assert 148 in groups("FeTiO3", "corundum")  # ilmenite, R-3
     assert 14 in groups("Sr2YbNbO6", "perovskite_orthorhombic")  # B-site rock salt, P2_1/n
     assert 129 in groups("NaLaTiO4", "k2nif4")  # layered A sites, P4/nmm
+
+
+def test_orderings_that_lose_most_of_the_symmetry_are_dropped():
+    cells = ordered_cells(BY_NAME["perovskite_r3c"], composition_of("Na2LiAlF6"))
+    assert [c.cell.info["ordering"] for c in cells] == ["R3"]
+    split = cells[0].cell.info["split"]
+    parent = BY_NAME["perovskite_r3c"].cell({"A": 11, "B": 3, "X": 9})
+    every = orderings(parent, Split({"A": 11, "B": 3, "X": 9}, split["role"], 3, 13, 3, 6),
+                      max_orderings=100, min_symmetry=0.0)
+    assert "P3" in [c.info["ordering"] for c in every]  # the enumeration has them
 
 
 def test_split_keeps_the_parent_size_order_and_the_composition():

@@ -13,6 +13,7 @@ import pytest
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from pymatgen.core import Lattice
 from pymatgen.io.cif import CifParser
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from scipy.special import voigt_profile
 
 from invdesign.core.errors import InvdesignError
@@ -26,10 +27,12 @@ from invdesign.evaluators.forward.powder_fit import (
     screen_powder,
 )
 from invdesign.evaluators.forward.powder_pattern import (
+    conventional,
     d_spacings,
     reflections,
     structure_intensity,
 )
+from invdesign.evaluators.forward.powder_positions import displacement_basis
 from invdesign.io.measured import MeasuredPattern, read_pattern
 
 CU = 1.5406
@@ -156,3 +159,41 @@ def test_refined_structure_of_a_measured_cif_fits_near_the_authors_rwp(shared_da
     assert measured.header["reported_rwp"] == 0.0682
     assert fit.rwp < 0.1
     assert [fit.params[k] for k in "abc"] == pytest.approx(refined.lattice.abc, rel=1e-3)
+
+
+@pytest.mark.parametrize(("formula", "name", "free"), [
+    ("MgO", "rocksalt", 0), ("ZnO", "wurtzite", 1), ("K2NiF4", "k2nif4", 2),
+    ("GdFeO3", "perovskite_orthorhombic", 7), ("MgAl2O4", "spinel", 1),
+])
+def test_free_coordinates_are_the_space_groups_and_keep_it(formula, name, free):
+    conv, _, symbol = conventional(_cell(formula, name))
+    basis = displacement_basis(conv)
+    assert basis.shape[1] == free
+    number = SpacegroupAnalyzer(conv, symprec=1e-3).get_space_group_number()
+    for column in basis.T:
+        shifted = conv.copy()
+        for i, site in enumerate(shifted):
+            shifted.replace(i, site.species, site.frac_coords + 0.01 * column[3 * i:3 * i + 3])
+        assert SpacegroupAnalyzer(shifted, symprec=1e-3).get_space_group_number() == number
+
+
+def test_refined_positions_recover_a_displaced_structure():
+    """A wurtzite pattern whose oxygen sits 0.03 higher along c than the candidate's: with the
+    free coordinate refined the fit finds the shift and a lower Rwp than with positions fixed."""
+    cell = _cell("ZnO", "wurtzite")
+    conv, _, _ = conventional(cell)
+    oxygen = np.array([site.specie.symbol == "O" for site in conv])
+    true = conv.copy()
+    for i in np.flatnonzero(oxygen):
+        true.replace(i, "O", conv[i].frac_coords + [0.0, 0.0, 0.03])
+    measured, _ = _simulate(Structure.from_pymatgen(true), (1.0, 1.0, 1.0))
+    fixed = fit_powder(cell, measured, positions=False)
+    free = fit_powder(cell, measured)
+    assert free.rwp < 0.8 * fixed.rwp
+
+    def offset(fit_cell: Structure) -> float:
+        pmg = fit_cell.to_pymatgen()
+        z = {s: pmg.frac_coords[[site.specie.symbol == s for site in pmg], 2] for s in ("Zn", "O")}
+        return float((z["O"][0] - z["Zn"][0]) % 0.5)
+
+    assert offset(free.cell) == pytest.approx(offset(Structure.from_pymatgen(true)), abs=0.006)
