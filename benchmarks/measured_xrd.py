@@ -3,9 +3,10 @@
 Data: `../shared/data/xrd_iucr/*.cif`, IUCr "combined" CIFs holding a measured profile and the
 authors' refined structure(s). Per file:
 1. the profile is read by `read_pattern(path, "xrd")` (wavelength from the file);
-2. the candidates are the structure-type library's typed cells (`typed_cells`) for the composition
-   of the refined structure (`_chemical_formula_sum` of its block, else the parsed structure's),
-   nothing else;
+2. the candidates are those `sample --xrd` ranks for the composition of the refined structure
+   (`_chemical_formula_sum` of its block, else the parsed structure's): the structure-type
+   library's typed cells and ordered variants (`pipeline.xrd.crystal_cells`), duplicates collapsed
+   (`pipeline.pool.collapse`), nothing else;
 3. `rank_powder` screens every candidate and refines the best `--refine-top`;
 4. a candidate "matches" when pymatgen's StructureMatcher (ltol 0.3, stol 0.5, angle_tol 10)
    matches its fitted cell to any refined phase of the file; `type_in_library` says whether any
@@ -36,9 +37,10 @@ from pymatgen.core import Composition
 from pymatgen.io.cif import CifFile, CifParser
 
 from invdesign.core.structure import Structure
-from invdesign.crystals.library import typed_cells
 from invdesign.evaluators.forward.powder_fit import fit_powder, powder_data, rank_powder
 from invdesign.io.measured import read_pattern
+from invdesign.pipeline.pool import collapse
+from invdesign.pipeline.xrd import crystal_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "xrd_iucr"
@@ -65,7 +67,7 @@ def run_case(path: Path, refine_top: int, oracle: bool) -> dict[str, Any]:
     phases, formula = refined_phases(path)
     comp = Composition(formula) if formula else phases[0].composition
     composition = {el.Z: float(n) for el, n in comp.items()}
-    typed = typed_cells(composition)
+    cells, _ = collapse(crystal_cells(composition, None))
     matcher = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10)
     supercell = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10, attempt_supercell=True)
 
@@ -74,7 +76,7 @@ def run_case(path: Path, refine_top: int, oracle: bool) -> dict[str, Any]:
         return any(by.fit(pmg, ref) for ref in phases)
 
     data = powder_data(measured)
-    ranked = rank_powder([t.cell for t in typed], data, refine_top=refine_top) if typed else []
+    ranked = rank_powder(cells, data, refine_top=refine_top) if cells else []
     matched = [matches(fit.cell) for _, fit in ranked]
     seconds = time.perf_counter() - start
     reported = measured.header.get("reported_rwp")
@@ -82,11 +84,11 @@ def run_case(path: Path, refine_top: int, oracle: bool) -> dict[str, Any]:
         "file": path.name, "formula": comp.formula, "phases": [
             f"{p.composition.reduced_formula} {p.get_space_group_info()[0]}" for p in phases],
         "points": int(measured.x.size), "wavelengths": list(data.wavelengths),
-        "candidates": len(typed), "type_in_library": any(matches(t.cell) for t in typed),
+        "candidates": len(cells), "type_in_library": any(matches(c) for c in cells),
         "top1": bool(matched[:1] and matched[0]), "top5": any(matched[:5]),
         "rank_of_match": next((i + 1 for i, m in enumerate(matched) if m), None),
         "top5_supercell": any(matches(fit.cell, supercell) for _, fit in ranked[:5]),
-        "ranking": [{"type": typed[i].structure_type, "rwp": round(fit.rwp, 4),
+        "ranking": [{"type": cells[i].info["structure_type"], "rwp": round(fit.rwp, 4),
                      "stage": fit.stage, "spacegroup": fit.spacegroup,
                      "abc": [round(fit.params[k], 4) for k in "abc"], "matches": m}
                     for (i, fit), m in zip(ranked[:8], matched, strict=False)],
