@@ -120,7 +120,9 @@ def test_simulated_library_structure_ranks_first_among_all_types_of_its_composit
     ranked = rank_powder([t.cell for t in typed], measured, refine_top=3)
     assert names[ranked[0][0]] == true
     assert [ranked[0][1].params[k] for k in "abc"] == pytest.approx(abc, rel=5e-4)
-    assert ranked[1][1].rwp > 3 * ranked[0][1].rwp
+    # the runner-up is worse by a clear factor (was 3x with positions fixed; with its free
+    # coordinates refined, covellite's doubled hexagonal cell gets to 2.8x of wurtzite's Rwp)
+    assert ranked[1][1].rwp > 2 * ranked[0][1].rwp
 
 
 def test_screen_is_cheaper_and_the_q_axis_without_wavelength_is_mapped():
