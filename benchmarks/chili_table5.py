@@ -104,7 +104,7 @@ def run_one(args: argparse.Namespace, task: str, split: str, seed: int) -> dict[
         "patience": args.patience,
         "max_time_minutes": args.max_time_minutes,
         "dataset": "CHILI-3K rebuilt",
-        "data_folder": str(Path(args.data).resolve()),
+        "data_folder": data_label(args.data),
         "data_files": info["data_files"],
         "data_fingerprint": info["data_fingerprint"],
         "split_seed": 42,
@@ -175,7 +175,7 @@ def run_uniform(args: argparse.Namespace, task: str, split: str, seed: int) -> d
         "n_train": n_train, "n_val": n_val,
         "epochs": 0, "best_epoch": 0, "stopped_early": False, "train_seconds": 0.0,
         "patience": 0, "max_time_minutes": 0.0, "dataset": "CHILI-3K rebuilt",
-        "data_folder": str(Path(args.data).resolve()), "split_seed": 42, "overrides": [],
+        "data_folder": data_label(args.data), "split_seed": 42, "overrides": [],
     }
 
 
@@ -211,6 +211,12 @@ def _stat(values: list[float], digits: int) -> str:
         return "-"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+
+
+def data_label(folder: str | Path) -> str:
+    """The data folder as results record it: `DATA_DIR/<name>` (no machine path; the name and
+    the records' `data_fingerprint` identify the set)."""
+    return f"DATA_DIR/{Path(folder).resolve().name}"
 
 
 def _data(row: dict[str, Any]) -> str:
