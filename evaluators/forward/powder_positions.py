@@ -2,7 +2,7 @@
 
 The displacements that keep a cell's symmetry form a linear subspace: the range of the projector
 P = (1/|G|) sum_g D(g), D(g) moving atom i's displacement to atom g(i) rotated by g (fractional
-coordinates, operations from spglib through pymatgen). Its basis, less the uniform translations
+coordinates, operations from spglib, `crystals.symmetry`). Its basis, less the uniform translations
 (they change no intensity), has one vector per free Wyckoff coordinate combination: 0 for rock
 salt, 1 for the oxygen z of K2NiF4, 12 for a P2_1/n double perovskite. A fit refines one
 coefficient per basis vector; orbits stay orbits, so the Laue-orbit reflections of
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 from pymatgen.core import Structure as PmgStructure
-from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 from scipy.linalg import orth
+
+from invdesign.crystals.symmetry import site_operations
 
 #: Largest displacement of any atom per unit coefficient is 1 (fractional); coefficients are
 #: bounded by this (fractional coordinate units).
@@ -27,29 +28,13 @@ def displacement_basis(conv: PmgStructure, symprec: float = 0.01) -> np.ndarray:
     """[3n, k] symmetry-allowed displacement directions (fractional, atom-major x, y, z), each
     scaled so that its largest component is 1; k = 0 when every atom sits on a fixed site."""
     n = len(conv)
-    frac = conv.frac_coords % 1.0
-    try:
-        ops = SpacegroupAnalyzer(conv, symprec=symprec).get_symmetry_operations(cartesian=False)
-    except (TypeError, ValueError):
-        ops = []
-    lattice = conv.lattice.matrix
+    ops = site_operations(conv.lattice.matrix, conv.frac_coords,
+                          np.array([site.specie.Z for site in conv]), symprec)
     total = np.zeros((3 * n, 3 * n))
-    used = 0
     for op in ops:
-        rot = op.rotation_matrix
-        moved = (frac @ rot.T + op.translation_vector) % 1.0
-        diff = moved[:, None, :] - frac[None, :, :]
-        diff -= np.round(diff)
-        dist = np.linalg.norm(diff @ lattice, axis=-1)
-        image = dist.argmin(axis=1)
-        if np.unique(image).size != n or dist[np.arange(n), image].max() > 10 * symprec:
-            continue
-        for i, j in enumerate(image):
-            total[3 * j:3 * j + 3, 3 * i:3 * i + 3] += rot
-        used += 1
-    if used == 0:
-        return np.zeros((3 * n, 0))
-    projector = total / used
+        for i, j in enumerate(op.image):
+            total[3 * j:3 * j + 3, 3 * i:3 * i + 3] += op.rotation
+    projector = total / len(ops)
     shifts = np.kron(np.ones((n, 1)), np.eye(3)) / np.sqrt(n)  # uniform translations
     projector -= shifts @ (shifts.T @ projector)
     basis = orth(projector, rcond=1e-8)

@@ -436,17 +436,13 @@ def _sizes_in_order(stype: StructureType, split: Split) -> bool:
     """True when the cation roles keep the example's size order: a role whose example cation is
     larger than another's (by more than 5 %) is not given smaller cations (the split role counted
     at its two elements' mean radius), so Sr2YbNbO6 puts Sr, not Yb/Nb, on the perovskite A site."""
-    def size(role: str, mapping: dict[str, int]) -> float:
-        if role == split.role and mapping is not stype.species:
-            return 0.5 * (_radius(split.first, False, True) + _radius(split.second, False, True))
-        return _radius(mapping[role], False, True)
-
     cations = [r for r in stype.roles if not r.startswith("X")]
+    old = {r: _radius(stype.species[r], False, True) for r in cations}
+    new = {r: _radius(split.assignment[r], False, True) for r in cations}
+    new[split.role] = 0.5 * (_radius(split.first, False, True) + _radius(split.second, False, True))
     for r1, r2 in itertools.combinations(cations, 2):
-        old = size(r1, stype.species) - size(r2, stype.species)
-        new = size(r1, split.assignment) - size(r2, split.assignment)
-        if abs(old) > 0.05 * max(size(r1, stype.species), size(r2, stype.species)) and \
-                old * new < 0:
+        before, after = old[r1] - old[r2], new[r1] - new[r2]
+        if abs(before) > 0.05 * max(old[r1], old[r2]) and before * after < 0:
             return False
     return True
 

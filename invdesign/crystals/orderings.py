@@ -22,6 +22,7 @@ import numpy as np
 import spglib
 
 from invdesign.core.structure import Structure
+from invdesign.crystals.symmetry import site_operations
 
 #: Arrangements tried per split (more sites than this many combinations are not enumerated).
 MAX_COMBINATIONS = 5000
@@ -139,20 +140,9 @@ def _spglib_cell(cell: Structure) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _site_permutations(cell: Structure, idx: np.ndarray, symprec: float) -> list[np.ndarray]:
     """Each symmetry operation of `cell` (the split role's sites all one element) as a permutation
     of those sites (positions in `idx`)."""
-    lattice, frac, numbers = _spglib_cell(cell)
-    ops = spglib.get_symmetry((lattice, frac, numbers), symprec=symprec)
-    sub = frac[idx]
-    perms = [np.arange(idx.size)]
-    for rot, trans in zip(ops["rotations"], ops["translations"], strict=True):
-        moved = (sub @ rot.T + trans) % 1.0
-        diff = moved[:, None, :] - sub[None, :, :]
-        diff -= np.round(diff)
-        dist = np.linalg.norm(diff @ lattice, axis=-1)
-        target = dist.argmin(axis=1)
-        if np.all(dist[np.arange(idx.size), target] < 10 * symprec + 1e-6) and \
-                np.unique(target).size == idx.size:
-            perms.append(target)
-    return perms
+    where = {int(atom): k for k, atom in enumerate(idx)}
+    return [np.array([where[int(op.image[atom])] for atom in idx])
+            for op in site_operations(*_spglib_cell(cell), symprec)]
 
 
 def _symmetry(cell: Structure, symprec: float) -> tuple[int, str]:
