@@ -18,7 +18,7 @@ from scipy.special import voigt_profile
 
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
-from invdesign.crystals.library import composition_of, typed_cells
+from invdesign.crystals.library import builtin_types, composition_of, ordered_cells, typed_cells
 from invdesign.evaluators.forward.powder_fit import (
     fit_powder,
     powder_curve,
@@ -199,3 +199,17 @@ def test_refined_positions_recover_a_displaced_structure():
         return float((z["O"][0] - z["Zn"][0]) % 0.5)
 
     assert offset(free.cell) == pytest.approx(offset(Structure.from_pymatgen(true)), abs=0.006)
+
+
+def test_a_pattern_of_an_ordered_variant_ranks_that_ordering_first():
+    """NaLaTiO4-type (K2NiF4 with K and La layered on the A site, P4/nmm) against the other
+    K/La orderings of K2NiF4: same cell, same atoms, only the arrangement differs."""
+    variants = ordered_cells(next(t for t in builtin_types() if t.name == "k2nif4"),
+                             composition_of("KLaTiO4"))
+    names = [v.structure_type for v in variants]
+    true = names.index("k2nif4:K/La-ordered P4/nmm")
+    measured, abc = _simulate(variants[true].cell, (1.02, 1.02, 0.99))
+    ranked = rank_powder([v.cell for v in variants], measured, refine_top=len(variants))
+    assert names[ranked[0][0]] == names[true]
+    assert [ranked[0][1].params[k] for k in "abc"] == pytest.approx(abc, rel=2e-3)
+    assert ranked[1][1].rwp > 2 * ranked[0][1].rwp
