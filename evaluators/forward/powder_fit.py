@@ -336,10 +336,9 @@ def _refine_positions(setup: _Setup, p: np.ndarray,
     upper = np.concatenate([setup.upper, np.full(kp, MAX_SHIFT)])
     q = _least_squares(model, np.concatenate([p, np.zeros(kp)]), tuple(range(p.size + kp)),
                        lower, upper, seconds_left)
-    if model.rwp(q) < setup.full.rwp(p):
-        setup.full.calls += model.calls
-        return model, q
-    return setup.full, p
+    better = model.rwp(q) < setup.full.rwp(p)
+    setup.full.calls += model.calls  # the fit's step count includes this stage either way
+    return (model, q) if better else (setup.full, p)
 
 
 def fit_powder(cell: Structure, measured: MeasuredPattern | PowderData,

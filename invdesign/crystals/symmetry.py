@@ -25,13 +25,11 @@ class SiteOperation:
 def site_operations(lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray,
                     symprec: float) -> list[SiteOperation]:
     """The operations spglib finds for (lattice [3, 3] rows, frac [n, 3], numbers [n]) that map
-    the atoms onto atoms within 10 `symprec` Å, each once; only the identity when spglib finds
-    none."""
+    the atoms onto atoms within 10 `symprec` Å, each once; only the identity when none does."""
     frac = np.asarray(frac, float) % 1.0
     n = frac.shape[0]
-    ops = spglib.get_symmetry((lattice, frac, numbers), symprec=symprec)
-    if not ops:
-        return [SiteOperation(np.eye(3, dtype=int), np.zeros(3), np.arange(n))]
+    ops = spglib.get_symmetry((lattice, frac, numbers), symprec=symprec) or {
+        "rotations": [], "translations": []}
     out = []
     for rot, trans in zip(ops["rotations"], ops["translations"], strict=True):
         moved = (frac @ rot.T + trans) % 1.0
@@ -41,4 +39,4 @@ def site_operations(lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray,
         image = dist.argmin(axis=1)
         if np.unique(image).size == n and dist[np.arange(n), image].max() < 10 * symprec + 1e-6:
             out.append(SiteOperation(rot, trans, image))
-    return out
+    return out or [SiteOperation(np.eye(3, dtype=int), np.zeros(3), np.arange(n))]
