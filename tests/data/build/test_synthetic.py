@@ -27,7 +27,7 @@ from invdesign.data.build.synthetic import (
     read_duplicates,
 )
 from invdesign.data.build.synthetic_plan import CellPlan
-from invdesign.data.build.synthetic_relax import check_relaxed
+from invdesign.data.build.synthetic_relax import check_relaxed, place
 from invdesign.data.dataset import ChiliDataset
 from invdesign.data.hdf5_io import read_chili_file
 
@@ -105,6 +105,18 @@ def test_a_cell_pyxtal_cannot_place_is_rejected_with_its_reason(tmp_path) -> Non
     assert outcome.status == "rejected"
     assert "pyxtal could not place Na in space group 225" in outcome.reason
     assert not list((tmp_path / "out").glob("*.h5"))
+
+
+def test_placement_is_bounded_by_coordinate_trials_not_by_seconds() -> None:
+    # the same NaCl-type plan: placed with the default budget, refused with its reason when the
+    # budget is spent before pyxtal's first coordinate trial
+    plan = CellPlan(0, "halide", 225, ("Na", "Cl"), (4, 4), (1, -1), seed=3)
+    cell = place(plan)
+    assert sorted(cell.species.tolist()) == [11] * 4 + [17] * 4
+    assert cell.min_distance() > 1.5
+    with pytest.raises(InvdesignError, match="could not place Na4Cl4 in space group 225") as info:
+        place(plan, trials=0)
+    assert str(info.value).endswith("within 0 coordinate trials")
 
 
 def _cube(a: float, frac=((0, 0, 0), (0.5, 0.5, 0.5))) -> Structure:
