@@ -2,15 +2,21 @@
 
 `site_operations` gives, for each operation (R, t) of the cell's space group in fractional
 coordinates, the atom each atom goes to; orderings use them to tell equivalent arrangements apart,
-the powder fit to build the displacements that keep the symmetry.
+the powder fit to build the displacements that keep the symmetry. `aflow_prototype` names the
+structure type of a cell (AFLOW prototype label), e.g. to keep a held-out type out of training.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import spglib
+
+if TYPE_CHECKING:
+    from invdesign.core.structure import Structure
 
 
 @dataclass(frozen=True)
@@ -40,3 +46,21 @@ def site_operations(lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray,
         if np.unique(image).size == n and dist[np.arange(n), image].max() < 10 * symprec + 1e-6:
             out.append(SiteOperation(rot, trans, image))
     return out or [SiteOperation(np.eye(3, dtype=int), np.zeros(3), np.arange(n))]
+
+
+def aflow_prototype(cell: Structure, symprec: float = 0.1) -> str:
+    """The cell's AFLOW-style prototype label, anonymous formula, Pearson symbol, space group and
+    Wyckoff letters (e.g. 'AB_cF8_225_a_b' for every rock salt, 'AB2_cF12_225_a_c' for fluorite),
+    from pymatgen's `get_protostructure_label_from_spglib` (spglib at `symprec`, then 1e-5) without
+    the element part; '' when spglib finds no symmetry dataset."""
+    # lazy: pymatgen's prototype module loads its AFLOW library tables
+    from pymatgen.analysis.prototypes import (  # noqa: PLC0415
+        get_protostructure_label_from_spglib,
+        get_prototype_from_protostructure,
+    )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen's own deprecation notices
+        label = get_protostructure_label_from_spglib(cell.to_pymatgen(), raise_errors=False,
+                                                     init_symprec=symprec)
+        return get_prototype_from_protostructure(label) if label else ""

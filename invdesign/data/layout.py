@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from invdesign.core.structure import Structure
+
 CRYSTAL_SYSTEMS: tuple[str, ...] = (
     "Triclinic",
     "Monoclinic",
@@ -117,3 +119,9 @@ class ChiliRecord:
     elements_present: np.ndarray
     unit_cell: GraphArrays
     particles: list[ParticleEntry] = field(default_factory=list)
+
+    def cell(self) -> Structure:
+        """The unit cell as a `Structure` (species, fractional coordinates, cell parameters)."""
+        graph = self.unit_cell
+        return Structure.from_cell_parameters(graph.atomic_numbers, graph.pos_frac,
+                                              self.cell_params)

@@ -15,14 +15,18 @@
   that order) is held out: test = every graph of that type, and the other types' sources are split
   into train and validation (`val_size` of those sources, seeded shuffle, no source in both). A
   lookup of the training structures scores nothing here: the test of generalisation to a new type.
+  Sources with another label whose unit cell is the held-out type all the same (its AFLOW
+  prototype label, `held_out_lookalikes`: e.g. a synthetic or COD rock salt labelled 'Unknown')
+  are left out of all three parts, so data beyond CHILI-3K cannot leak the held-out type.
 
 All are deterministic: the same dataset, indices and seed give the same split.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,6 +36,8 @@ from invdesign.crystals.crystal_types import CRYSTAL_TYPES
 
 if TYPE_CHECKING:
     from invdesign.data.dataset import ChiliDataset
+
+_log = logging.getLogger(__name__)
 
 SPLIT_KINDS = ("chili_random", "grouped", "leave_type_out")
 #: the split kind that needs a fold (the held-out crystal type)
@@ -128,9 +134,11 @@ def leave_type_out_split(
     held_out: str,
     seed: int = 42,
     val_size: float = 0.1,
+    exclude: Collection[str] = (),
 ) -> dict[str, list[int]]:
     """Test = the graphs of type `held_out`; the other graphs' groups (sources) split into train
-    and validation, `val_size` of those groups for validation (at least one).
+    and validation, `val_size` of those groups for validation (at least one); the groups in
+    `exclude` (lookalikes of the held-out type) are in no part.
 
     `types[k]` and `groups[k]` are the crystal type and group of `indices[k]`. Each part keeps its
     graphs in ascending index order.
@@ -138,8 +146,9 @@ def leave_type_out_split(
     items = [int(i) for i in indices]
     if not len(types) == len(groups) == len(items):
         raise ValueError(f"{len(items)} indices but {len(types)} types and {len(groups)} groups")
-    rest = np.array(sorted({g for g, t in zip(groups, types, strict=True) if t != held_out}),
-                    dtype=object)
+    dropped = set(exclude)
+    rest = np.array(sorted({g for g, t in zip(groups, types, strict=True)
+                            if t != held_out and g not in dropped}), dtype=object)
     if len(rest) < 2:
         raise InvdesignError(
             f"cannot split {len(rest)} sources of the types other than {held_out} into train "
@@ -148,8 +157,37 @@ def leave_type_out_split(
     part_of = {g: name for name, part in (("train", train), ("val", val)) for g in part}
     out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
     for i, t, g in sorted(zip(items, types, groups, strict=True)):
-        out["test" if t == held_out else part_of[g]].append(i)
+        if t == held_out:
+            out["test"].append(i)
+        elif g not in dropped:
+            out[part_of[g]].append(i)
     return out
+
+
+def held_out_lookalikes(ds: ChiliDataset, indices: Sequence[int], held_out: str,
+                        symprec: float = 0.1) -> dict[str, str]:
+    """Sources among `indices` not labelled `held_out` whose unit cell has the AFLOW prototype
+    label (`crystals.symmetry.aflow_prototype`) of a source that is: source -> label.
+
+    Only sources in a space group of a held-out source are read (the label starts with it)."""
+    # lazy: spglib and pymatgen's prototype tables only for leave-type-out splits
+    from invdesign.crystals.symmetry import aflow_prototype  # noqa: PLC0415
+    from invdesign.data.hdf5_io import read_chili_file  # noqa: PLC0415
+
+    first: dict[str, int] = {}
+    for i in indices:
+        first.setdefault(ds.records[i].source, int(i))
+
+    def label(source: str) -> str:
+        return aflow_prototype(read_chili_file(ds.records[first[source]].path, sizes=[]).cell(),
+                               symprec)
+
+    held = [s for s, i in first.items() if ds.records[i].crystal_type == held_out]
+    groups = {ds.records[first[s]].space_group_number for s in held}
+    labels = {label(s) for s in held} - {""}
+    others = [s for s, i in first.items() if ds.records[i].crystal_type != held_out
+              and ds.records[i].space_group_number in groups]
+    return {s: found for s in others if (found := label(s)) in labels}
 
 
 def split_indices(
@@ -174,8 +212,14 @@ def split_indices(
         return grouped_split(chosen, [ds.records[i].source for i in chosen], seed)
     if kind.startswith(f"{LEAVE_TYPE_OUT}:"):
         held_out = type_fold(kind.split(":", 1)[1])
+        lookalikes = held_out_lookalikes(ds, chosen, held_out)
+        if lookalikes:
+            _log.info("%s: %d source(s) of another label are the held-out type (%s) and are left "
+                      "out: %s", kind, len(lookalikes), ", ".join(sorted(set(lookalikes.values()))),
+                      ", ".join(sorted(lookalikes)[:5]) + (" ..." if len(lookalikes) > 5 else ""))
         return leave_type_out_split(chosen, [ds.records[i].crystal_type for i in chosen],
-                                    [ds.records[i].source for i in chosen], held_out, seed)
+                                    [ds.records[i].source for i in chosen], held_out, seed,
+                                    exclude=lookalikes)
     if kind == LEAVE_TYPE_OUT:
         split_name(kind)  # raises: the fold is missing
     raise InvdesignError(f"unknown split kind {kind!r}; choose from chili_random, grouped, "

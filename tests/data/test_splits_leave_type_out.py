@@ -9,16 +9,21 @@ import pytest
 
 from invdesign.core.errors import ConfigError, InvdesignError
 from invdesign.core.tasks import TaskSpec
+from invdesign.data.build.cifs import LIGAND_NUMBERS, METAL_NUMBERS
+from invdesign.data.build.record import make_record
 from invdesign.data.datamodule import load_task_split
 from invdesign.data.dataset import ChiliDataset
+from invdesign.data.hdf5_io import write_chili_file
 from invdesign.data.splits import (
     grouped_split,
+    held_out_lookalikes,
     leave_type_out_split,
     split_indices,
     split_name,
     type_fold,
 )
-from invdesign.testing import make_tiny_chili3k
+from invdesign.physics.cutter import cut_particles
+from invdesign.testing import TINY_RADII, caesium_chloride_cell, make_tiny_chili3k, rock_salt_cell
 from invdesign.training.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,3 +133,31 @@ def test_task_split_and_config_group(tiny: ChiliDataset) -> None:
     with pytest.raises(ConfigError, match="split.fold: leave_type_out needs the held-out"):
         load_config(REPO / "configs" / "experiment" / "mlp_xpdf_unit_cell.yaml",
                     ["split.kind=leave_type_out"])
+
+
+@pytest.fixture(scope="module")
+def with_unlabelled(tiny: ChiliDataset, tmp_path_factory) -> ChiliDataset:
+    """`tiny` plus a second folder of two cells labelled 'Unknown', as a synthetic or COD set
+    labels them: a CaS rock salt (graphs 12-13) and a CsCl-type MgO (graphs 14-15)."""
+    extra = tmp_path_factory.mktemp("unlabelled")
+    for name, cell in (("x_CaS", rock_salt_cell(5.7, metal=20, anion=16)),
+                       ("x_MgO", caesium_chloride_cell(2.6, metal=12, anion=8))):
+        particles = cut_particles(cell, TINY_RADII, metals=METAL_NUMBERS, ligands=LIGAND_NUMBERS)
+        write_chili_file(extra / f"{name}.h5", make_record(name, cell, particles, "Unknown"))
+    folders = sorted({Path(r.path).parent for r in tiny.records}) + [extra]
+    ds = ChiliDataset(folders)
+    assert [r.source for r in ds.records[12:]] == ["x_CaS", "x_CaS", "x_MgO", "x_MgO"]
+    return ds
+
+
+def test_an_unlabelled_cell_of_the_held_out_type_is_in_no_part(with_unlabelled) -> None:
+    ds = with_unlabelled
+    assert held_out_lookalikes(ds, range(16), "RockSalt") == {"x_CaS": "AB_cF8_225_a_b"}
+    parts = split_indices(ds, "leave_type_out:RockSalt")
+    assert parts["test"] == [0, 1, 2, 3]  # only the labelled rock salts are tested
+    placed = sorted(parts["train"] + parts["val"] + parts["test"])
+    assert placed == [i for i in range(16) if i not in (12, 13)]
+    # another fold keeps both unlabelled cells for training or validation
+    parts = split_indices(ds, "leave_type_out:Rutile")
+    assert sorted(parts["train"] + parts["val"]) == [0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15]
+    assert held_out_lookalikes(ds, range(16), "Rutile") == {}

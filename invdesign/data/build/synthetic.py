@@ -288,12 +288,6 @@ def read_duplicates(out_dir: Path) -> dict[str, str]:
     return dict(line.split("\t")[:2] for line in lines if "\t" in line)
 
 
-def _cell_of(path: Path) -> Structure:
-    record = read_chili_file(path, sizes=[])
-    graph = record.unit_cell
-    return Structure.from_cell_parameters(graph.atomic_numbers, graph.pos_frac, record.cell_params)
-
-
 def remove_duplicates(out_dir: Path, names: Sequence[str]) -> dict[str, str]:
     """Compare the written cells of `names` (task order) with equal reduced composition; delete
     the files of all but the first of each group of matches. Returns name -> kept name for the
@@ -306,7 +300,7 @@ def remove_duplicates(out_dir: Path, names: Sequence[str]) -> dict[str, str]:
         path = output_path(out_dir, name)
         if not path.is_file():
             continue
-        cell = _cell_of(path)
+        cell = read_chili_file(path, sizes=[]).cell()
         counts = np.unique(cell.species, return_counts=True)
         divisor = int(np.gcd.reduce(counts[1]))
         key = tuple(zip(counts[0].tolist(), (counts[1] // divisor).tolist(), strict=True))
