@@ -46,7 +46,7 @@ def model_card(
         f"{info.get('data_files', '?')} files, "
         f"fingerprint `{info.get('data_fingerprint', '?')}`); task filter max_atoms = "
         f"{config['task'].get('max_atoms') or 'CHILI default'}; the folders are made by "
-        "`invdesign data build chili3k|clusters|cifs --out DIR` (deterministic builds)",
+        "`invdesign data build chili3k|clusters|cifs|synthetic --out DIR` (deterministic builds)",
         f"- split: {config['split']['kind']} (split seed {config['split']['seed']}); "
         f"{info.get('n_train', '?')} / {info.get('n_val', '?')} / {info.get('n_test', '?')} "
         "train / val / test graphs"
