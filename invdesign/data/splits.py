@@ -24,7 +24,6 @@ All are deterministic: the same dataset, indices and seed give the same split.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
@@ -36,8 +35,6 @@ from invdesign.crystals.crystal_types import CRYSTAL_TYPES
 
 if TYPE_CHECKING:
     from invdesign.data.dataset import ChiliDataset
-
-_log = logging.getLogger(__name__)
 
 SPLIT_KINDS = ("chili_random", "grouped", "leave_type_out")
 #: the split kind that needs a fold (the held-out crystal type)
@@ -213,10 +210,6 @@ def split_indices(
     if kind.startswith(f"{LEAVE_TYPE_OUT}:"):
         held_out = type_fold(kind.split(":", 1)[1])
         lookalikes = held_out_lookalikes(ds, chosen, held_out)
-        if lookalikes:
-            _log.info("%s: %d source(s) of another label are the held-out type (%s) and are left "
-                      "out: %s", kind, len(lookalikes), ", ".join(sorted(set(lookalikes.values()))),
-                      ", ".join(sorted(lookalikes)[:5]) + (" ..." if len(lookalikes) > 5 else ""))
         return leave_type_out_split(chosen, [ds.records[i].crystal_type for i in chosen],
                                     [ds.records[i].source for i in chosen], held_out, seed,
                                     exclude=lookalikes)
