@@ -163,10 +163,12 @@ def leave_type_out_split(
 
 def held_out_lookalikes(ds: ChiliDataset, indices: Sequence[int], held_out: str,
                         symprec: float = 0.1) -> dict[str, str]:
-    """Sources among `indices` not labelled `held_out` whose unit cell has the AFLOW prototype
-    label (`crystals.symmetry.aflow_prototype`) of a source that is: source -> label.
+    """Sources among `indices` labelled other than `held_out` whose unit cell has the AFLOW
+    prototype label (`crystals.symmetry.aflow_prototype`) of one of the `held_out` sources:
+    source -> that label.
 
-    Only sources in a space group of a held-out source are read (the label starts with it)."""
+    The label holds the space group, so only the sources filed under the space-group number of a
+    held-out source are read (the number in the file, from the build's symmetry tolerance)."""
     # lazy: spglib and pymatgen's prototype tables only for leave-type-out splits
     from invdesign.crystals.symmetry import aflow_prototype  # noqa: PLC0415
     from invdesign.data.hdf5_io import read_chili_file  # noqa: PLC0415
