@@ -15,8 +15,9 @@
 5. Extrapolation to a CHILI-100K-size build (100,000 cells) on 2 cores (the 2-worker rate) and on a
    64-core cluster (the 1-worker rate x 64 x the measured 2-worker efficiency), and from the CPU
    seconds per cell on dedicated cores.
-Figures go to benchmarks/results/build_synthetic.json. Folders are built fresh (an existing OUT/w1
-or OUT/w2 is refused, so reruns do not time resumed, skipped files).
+Figures go to benchmarks/results/build_synthetic.json, also after each build with
+"complete": false, so a run stopped later keeps what it measured. Folders are built fresh (an
+existing OUT/w1 or OUT/w2 is refused, so reruns do not time resumed, skipped files).
 """
 
 from __future__ import annotations
@@ -156,12 +157,15 @@ def main() -> None:
 
     # builds first, both cold (the 1-worker build loads CHGNet in this process, the 2-worker one
     # starts a local Dask cluster whose workers load it), then the per-phase profile
-    runs = []
+    runs: list[dict] = []
+    result["runs"] = runs
     if args.n1 > 0:
         runs.append(timed_build(out / "w1", min(args.n1, args.n), 1, args.seed, args.radii,
                                 patterns))
+        save(result, complete=False)  # a long run stopped later still leaves the 1-worker figures
     if args.n > 0:
         runs.append(timed_build(out / "w2", args.n, 2, args.seed, args.radii, patterns))
+        save(result, complete=False)
     if not args.skip_profile:
         prof = profile(args.profile_n, args.seed, args.radii, patterns)
         result["per_cell_cost"] = prof
@@ -177,7 +181,7 @@ def main() -> None:
               f"{prof['s_per_cell_smallest_radius']:.2f}")
 
     own, child = peak_memory_gb()
-    result.update({"runs": runs, "peak_memory_gb": {"main": own, "largest_worker": child},
+    result.update({"peak_memory_gb": {"main": own, "largest_worker": child},
                    "load_average_end": os.getloadavg()})
     for run in runs:
         print(f"{run['workers']} worker(s), {run['cells']} cells: {run['wall_s']:.0f} s, "
@@ -211,9 +215,14 @@ def main() -> None:
         print(f"by CPU time ({cpu_cell:.1f} CPU s per cell, 1 worker), on dedicated cores: "
               f"{CHILI100K_CELLS * cpu_cell / 2 / 3600:.0f} h on 2, "
               f"{CHILI100K_CELLS * cpu_cell / 64 / 3600:.1f} h on 64")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    save(result, complete=True)
     print(f"wrote {RESULTS}")
+
+
+def save(result: dict, complete: bool) -> None:
+    """Write the figures so far to `RESULTS` (`complete` False after each finished build)."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({**result, "complete": complete}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
