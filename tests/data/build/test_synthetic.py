@@ -107,13 +107,17 @@ def test_a_cell_pyxtal_cannot_place_is_rejected_with_its_reason(tmp_path) -> Non
     assert not list((tmp_path / "out").glob("*.h5"))
 
 
-def test_placement_is_bounded_by_coordinate_trials_not_by_seconds() -> None:
-    # the same NaCl-type plan: placed with the default budget, refused with its reason when the
-    # budget is spent before pyxtal's first coordinate trial
+def test_placement_is_bounded_by_coordinate_trials() -> None:
+    # the same NaCl-type plan: placed with the default budget (the same cell every time: the
+    # budget counts trials, not seconds), refused with its reason when the budget is spent before
+    # pyxtal's first coordinate trial
     plan = CellPlan(0, "halide", 225, ("Na", "Cl"), (4, 4), (1, -1), seed=3)
     cell = place(plan)
     assert sorted(cell.species.tolist()) == [11] * 4 + [17] * 4
     assert cell.min_distance() > 1.5
+    again = place(plan)
+    assert np.array_equal(again.species, cell.species)
+    assert np.allclose(again.positions, cell.positions) and np.allclose(again.cell, cell.cell)
     with pytest.raises(InvdesignError, match="could not place Na4Cl4 in space group 225") as info:
         place(plan, trials=0)
     assert str(info.value).endswith("within 0 coordinate trials")
