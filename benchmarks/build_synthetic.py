@@ -17,7 +17,9 @@
    seconds per cell on dedicated cores.
 Figures go to benchmarks/results/build_synthetic.json, also after each build with
 "complete": false, so a run stopped later keeps what it measured. Folders are built fresh (an
-existing OUT/w1 or OUT/w2 is refused, so reruns do not time resumed, skipped files).
+existing OUT/w1 or OUT/w2 is refused) unless `--resume`: then a folder a stopped run left is
+continued and its rates count only the tasks this run processed (not the files already there;
+a cell rejected before is tried again and counted); say so when quoting.
 """
 
 from __future__ import annotations
@@ -112,22 +114,27 @@ def cpu_seconds() -> float:
 
 
 def timed_build(out: Path, n: int, workers: int, seed: int, radii: list[float],
-                patterns: tuple[str, ...]) -> dict:
-    if out.exists():
-        raise SystemExit(f"{out} exists; give a fresh --out so no file is skipped")
+                patterns: tuple[str, ...], resume: bool = False) -> dict:
+    if out.exists() and not resume:
+        raise SystemExit(f"{out} exists; give a fresh --out so no file is skipped, or --resume")
+    there = {p.stem for p in out.glob("*.h5")} if out.exists() else set()
     load = os.getloadavg()[0]
     start, cpu = time.perf_counter(), cpu_seconds()
     summary = build_synthetic(out, n=n, seed=seed, sources=["synthetic"], radii=radii,
                               patterns=patterns, workers=workers, progress=False)
     wall = time.perf_counter() - start
     cpu = cpu_seconds() - cpu
-    done = summary.count("written") + summary.count("rejected")
-    reasons = Counter(o.reason.split(":")[0] for o in summary.outcomes if o.status == "rejected")
+    # this run's work: a duplicate found among files already there is not
+    new = [o for o in summary.outcomes if o.status != "exists" and o.name not in there]
+    written = sum(o.status == "written" for o in new)
+    done = sum(o.status in ("written", "rejected") for o in new)
+    reasons = Counter(o.reason.split(":")[0] for o in new if o.status == "rejected")
     return {
-        "workers": workers, "cells": n, "wall_s": wall, "written": summary.count("written"),
-        "rejected": summary.count("rejected"), "failed": summary.count("failed"),
-        "cells_per_hour": 3600.0 * done / wall, "written_per_hour":
-            3600.0 * summary.count("written") / wall,
+        "workers": workers, "cells": n, "already_there": len(there), "processed": done,
+        "wall_s": wall, "written": written,
+        "rejected": sum(o.status == "rejected" for o in new),
+        "failed": sum(o.status == "failed" for o in new),
+        "cells_per_hour": 3600.0 * done / wall, "written_per_hour": 3600.0 * written / wall,
         "rejection_reasons": dict(reasons.most_common()),
         "cpu_s": cpu, "cpu_s_per_cell": cpu / max(done, 1),
         "load_average_1min": [load, os.getloadavg()[0]],
@@ -146,12 +153,15 @@ def main() -> None:
     parser.add_argument("--patterns", nargs="+", default=list(PATTERNS))
     parser.add_argument("--profile-n", type=int, default=20, help="cells for the per-cell cost")
     parser.add_argument("--skip-profile", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue OUT/w1 and OUT/w2 if a stopped run left them")
     args = parser.parse_args()
     patterns = tuple(p for p in args.patterns if p != "none")
     out = Path(args.out)
     result: dict = {"command": "python benchmarks/build_synthetic.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if k not in ("out", "skip_profile")),
+        for k, v in vars(args).items() if k not in ("out", "skip_profile", "resume"))
+        + (" --resume" if args.resume else ""),
         "radii": args.radii, "patterns": list(patterns), "relax_steps": RELAX_STEPS,
         "cpus": os.cpu_count(), "load_average_start": os.getloadavg()}
 
@@ -161,10 +171,11 @@ def main() -> None:
     result["runs"] = runs
     if args.n1 > 0:
         runs.append(timed_build(out / "w1", min(args.n1, args.n), 1, args.seed, args.radii,
-                                patterns))
+                                patterns, args.resume))
         save(result, complete=False)  # a long run stopped later still leaves the 1-worker figures
     if args.n > 0:
-        runs.append(timed_build(out / "w2", args.n, 2, args.seed, args.radii, patterns))
+        runs.append(timed_build(out / "w2", args.n, 2, args.seed, args.radii, patterns,
+                                args.resume))
         save(result, complete=False)
     if not args.skip_profile:
         prof = profile(args.profile_n, args.seed, args.radii, patterns)
@@ -184,7 +195,8 @@ def main() -> None:
     result.update({"peak_memory_gb": {"main": own, "largest_worker": child},
                    "load_average_end": os.getloadavg()})
     for run in runs:
-        print(f"{run['workers']} worker(s), {run['cells']} cells: {run['wall_s']:.0f} s, "
+        print(f"{run['workers']} worker(s), {run['cells']} cells ({run['processed']} processed "
+              f"in this run, {run['already_there']} files already there): {run['wall_s']:.0f} s, "
               f"{run['cells_per_hour']:.0f} cells/h processed, {run['written_per_hour']:.0f} "
               f"written/h; {run['line']}")
         print(f"  CPU {run['cpu_s_per_cell']:.1f} s per cell; load average "
