@@ -18,8 +18,8 @@
 Figures go to benchmarks/results/build_synthetic.json, also after each build with
 "complete": false, so a run stopped later keeps what it measured. Folders are built fresh (an
 existing OUT/w1 or OUT/w2 is refused) unless `--resume`: then a folder a stopped run left is
-continued and its rates count only the tasks this run processed (not the files already there;
-a cell rejected before is tried again and counted); say so when quoting.
+continued and its rates count only the tasks this run processed (not the files already there nor
+the refusals an earlier run remembered); say so when quoting.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ def timed_build(out: Path, n: int, workers: int, seed: int, radii: list[float],
                 patterns: tuple[str, ...], resume: bool = False) -> dict:
     if out.exists() and not resume:
         raise SystemExit(f"{out} exists; give a fresh --out so no file is skipped, or --resume")
-    there = {p.stem for p in out.glob("*.h5")} if out.exists() else set()
+    # files already there and refusals remembered by an earlier run are not this run's work
+    there = {p.stem for p in [*out.glob("*.h5"), *out.glob(".rejected/*.tsv")]}
     load = os.getloadavg()[0]
     start, cpu = time.perf_counter(), cpu_seconds()
     summary = build_synthetic(out, n=n, seed=seed, sources=["synthetic"], radii=radii,

@@ -61,6 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     synthetic.add_argument(
         "--relax-steps", type=int, default=30, help="CHGNet relaxation steps cap (default: 30)"
     )
+    synthetic.add_argument(
+        "--retry-rejected",
+        action="store_true",
+        help="try again the cells an earlier run refused (they are skipped on resume otherwise)",
+    )
     synthetic.set_defaults(func=_synthetic)
 
 
@@ -160,6 +165,7 @@ def _synthetic(args: argparse.Namespace) -> int:
             radii=args.radii,
             patterns=args.patterns,
             relax_steps=args.relax_steps,
+            retry_rejected=args.retry_rejected,
             **_run_options(args),
         )
     )

@@ -36,6 +36,7 @@ import yaml
 from invdesign.core.errors import InvdesignError
 from invdesign.core.patterns import PATTERNS
 from invdesign.core.structure import Structure
+from invdesign.data.build import rejections
 from invdesign.data.build.chili3k import CHILI_RADII, check_radii
 from invdesign.data.build.cifs import LIGAND_NUMBERS, METAL_NUMBERS
 from invdesign.data.build.record import make_record
@@ -119,6 +120,17 @@ def build_synthetic_source(source: SyntheticSource, out_dir: Path) -> Outcome:
 
 
 def _build(source: SyntheticSource, out_dir: Path) -> Outcome:
+    """`_make`, remembering a refusal (`rejections`) so a resumed build skips it."""
+    try:
+        outcome = _make(source, out_dir)
+    except InvdesignError as exc:
+        rejections.record(out_dir, source.name, rejections.fingerprint(source), str(exc))
+        raise
+    rejections.forget(out_dir, source.name)
+    return outcome
+
+
+def _make(source: SyntheticSource, out_dir: Path) -> Outcome:
     # lazy: the cutter loads DebyeCalculator (torch)
     from invdesign.physics.cutter import cut_particles  # noqa: PLC0415
 
@@ -278,6 +290,16 @@ def _with(task: SyntheticSource, settings: dict) -> SyntheticSource:
     return replace(task, **settings)
 
 
+def remembered_rejections(out_dir: Path, tasks: Sequence[SyntheticSource]) -> dict[str, str]:
+    """name -> reason for the tasks without a file that an earlier run refused as they are now."""
+    found = {}
+    for task in tasks:
+        reason = rejections.recorded(out_dir, task.name, rejections.fingerprint(task))
+        if reason is not None and not output_path(out_dir, task.name).exists():
+            found[task.name] = reason
+    return found
+
+
 # ----------------------------------------------------------------------------- duplicates
 def read_duplicates(out_dir: Path) -> dict[str, str]:
     """name -> the name it duplicates, from `duplicates.tsv` (empty when absent)."""
@@ -332,18 +354,22 @@ def build_synthetic(
     device: str = "cpu",
     progress: bool = True,
     scheduler: str | None = None,
+    retry_rejected: bool = False,
 ) -> BuildSummary:
     """Build the synthetic set into `out`, one HDF5 file per cell; resumes an earlier run.
 
     Rejected cells (with their reason) and removed duplicates are listed in
-    `out/build_report.tsv`. `scheduler` is the address of a running Dask scheduler, passed on to
-    the runner.
+    `out/build_report.tsv`. A cell refused before with the same task (`rejections`) is not tried
+    again unless `retry_rejected`. `scheduler` is the address of a running Dask scheduler, passed
+    on to the runner.
     """
     tasks = synthetic_sources(n, seed, sources, perov5_csv, radii, patterns, relax_steps,
                               max_atoms, device)
     out_dir = Path(out)
     known = read_duplicates(out_dir) if out_dir.is_dir() else {}
-    todo = [t for t in tasks if t.name not in known]
+    refused = {} if retry_rejected or not out_dir.is_dir() else remembered_rejections(out_dir,
+                                                                                       tasks)
+    todo = [t for t in tasks if t.name not in known and t.name not in refused]
     inputs = [perov5_csv] if perov5_csv is not None else []
     summary = run_tasks(todo, build_synthetic_source, out, workers=workers, desc="synthetic",
                         progress=progress, inputs=inputs, scheduler=scheduler)
@@ -352,7 +378,8 @@ def build_synthetic(
     results = {o.name: o for o in summary.outcomes}
     outcomes = [
         Outcome(t.name, "rejected", f"duplicate of {known[t.name]} (StructureMatcher)")
-        if t.name in known else results[t.name]
+        if t.name in known else Outcome(t.name, "rejected", refused[t.name])
+        if t.name in refused else results[t.name]
         for t in tasks
     ]
     report = write_report(summary.report.parent / REPORT_NAME, outcomes)

@@ -186,6 +186,39 @@ def test_perov5_cells_build_and_a_duplicate_is_removed_for_good(tmp_path) -> Non
     assert not (out / "perov5_13.h5").exists()
 
 
+def test_a_refused_cell_is_remembered_and_not_redone_on_resume(tmp_path) -> None:
+    csv_path = _perov5_csv(tmp_path / "perov5_val.csv")
+    with csv_path.open("a", newline="") as handle:
+        csv.writer(handle).writerow([3, "99", "data_broken\n_cell_length_a x\n", "X"])
+    out = tmp_path / "out"
+    options = {"sources": ["perov5"], "perov5_csv": csv_path, "patterns": ["none"],
+               "progress": False}
+    first = {o.name: o for o in build_synthetic(out, radii=[3.0], **options).outcomes}
+    assert first["perov5_99"].status == "rejected"
+    assert "unreadable CIF" in first["perov5_99"].reason
+    record = out / ".rejected" / "perov5_99.tsv"
+    fingerprint, reason = record.read_text().rstrip("\n").split("\t")
+    assert reason == first["perov5_99"].reason
+    # a resumed run reads the refusal instead of redoing it (the marker reason shows which)
+    record.write_text(f"{fingerprint}\tremembered refusal\n")
+    again = {o.name: o for o in build_synthetic(out, radii=[3.0], **options).outcomes}
+    assert (again["perov5_99"].status, again["perov5_99"].reason) == ("rejected",
+                                                                      "remembered refusal")
+    assert again["perov5_11"].status == "exists"
+    retried = build_synthetic(out, radii=[3.0], retry_rejected=True, **options)
+    assert "unreadable CIF" in {o.name: o for o in retried.outcomes}["perov5_99"].reason
+    # another task (other radii) is not the one refused: tried again, and a record left by a
+    # different task is dropped once its file is written
+    record.write_text(f"{fingerprint}\tremembered refusal\n")
+    (out / ".rejected" / "perov5_12.tsv").write_text("0123456789abcdef\tstale\n")
+    (out / "perov5_12.h5").unlink()
+    other = build_synthetic(tmp_path / "out", radii=[3.0, 4.0], **options)
+    status = {o.name: o for o in other.outcomes}
+    assert "unreadable CIF" in status["perov5_99"].reason
+    assert status["perov5_12"].status == "written"
+    assert not (out / ".rejected" / "perov5_12.tsv").exists()
+
+
 def test_library_types_are_sources_with_chili_labels(tmp_path) -> None:
     tasks = library_tasks()
     assert len(tasks) == 94 and len({t.name for t in tasks}) == 94
