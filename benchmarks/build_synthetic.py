@@ -11,7 +11,7 @@
    count every processed task (written or rejected) and, separately, the written ones.
 3. Peak memory: this process and its largest finished worker (ru_maxrss); CPU seconds per cell
    (this process and its workers), a figure that holds on a machine shared with other jobs.
-4. Rejection reasons with counts (the reason up to its first ':').
+4. Rejection reasons with counts (`reason_kind`: up to the first ':', formulas and numbers masked).
 5. Extrapolation to a CHILI-100K-size build (100,000 cells) on 2 cores (the 2-worker rate) and on a
    64-core cluster (the 1-worker rate x 64 x the measured 2-worker efficiency), and from the CPU
    seconds per cell on dedicated cores.
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import time
 from collections import Counter
@@ -113,6 +114,12 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + child.ru_utime + child.ru_stime
 
 
+def reason_kind(reason: str) -> str:
+    """A rejection reason without its cell: up to its first ':', formulas and numbers masked
+    ('pyxtal could not place # in space group # within # coordinate trials')."""
+    return re.sub(r"\S*\d\S*", "#", reason.split(":")[0])
+
+
 def timed_build(out: Path, n: int, workers: int, seed: int, radii: list[float],
                 patterns: tuple[str, ...], resume: bool = False) -> dict:
     if out.exists() and not resume:
@@ -129,7 +136,7 @@ def timed_build(out: Path, n: int, workers: int, seed: int, radii: list[float],
     new = [o for o in summary.outcomes if o.status != "exists" and o.name not in there]
     written = sum(o.status == "written" for o in new)
     done = sum(o.status in ("written", "rejected") for o in new)
-    reasons = Counter(o.reason.split(":")[0] for o in new if o.status == "rejected")
+    reasons = Counter(reason_kind(o.reason) for o in new if o.status == "rejected")
     return {
         "workers": workers, "cells": n, "already_there": len(there), "processed": done,
         "wall_s": wall, "written": written,
@@ -139,7 +146,7 @@ def timed_build(out: Path, n: int, workers: int, seed: int, radii: list[float],
         "rejection_reasons": dict(reasons.most_common()),
         "cpu_s": cpu, "cpu_s_per_cell": cpu / max(done, 1),
         "load_average_1min": [load, os.getloadavg()[0]],
-        "line": summary.line(),
+        "line": summary.line().replace(str(out.parent), "OUT"),  # no machine path in results
     }
 
 
