@@ -40,7 +40,7 @@ from invdesign.core.structure import Structure
 from invdesign.evaluators.forward.powder_fit import fit_powder, powder_data, rank_powder
 from invdesign.io.measured import read_pattern
 from invdesign.pipeline.pool import collapse
-from invdesign.pipeline.xrd import crystal_cells
+from invdesign.pipeline.xrd import POWDER_EVALUATIONS, POWDER_SECONDS, crystal_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "xrd_iucr"
@@ -76,7 +76,8 @@ def run_case(path: Path, refine_top: int, oracle: bool) -> dict[str, Any]:
         return any(by.fit(pmg, ref) for ref in phases)
 
     data = powder_data(measured)
-    ranked = rank_powder(cells, data, refine_top=refine_top) if cells else []
+    ranked = rank_powder(cells, data, refine_top=refine_top, max_evaluations=POWDER_EVALUATIONS,
+                         max_seconds=POWDER_SECONDS) if cells else []  # as `sample --xrd`
     matched = [matches(fit.cell) for _, fit in ranked]
     seconds = time.perf_counter() - start
     reported = measured.header.get("reported_rwp")

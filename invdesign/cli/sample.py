@@ -61,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      f"refined (default {defaults.REFINE_TOP})")
     run.add_argument("--library", type=Path, metavar="DIR",
                      help="a folder of CIFs added to the structure-type library (one type each)")
+    run.add_argument("--aflow-prototypes", action=argparse.BooleanOptionalAction, default=None,
+                     help="add the 288 AFLOW prototypes pymatgen ships to the library "
+                          "(default: with --xrd and no --pdf)")
     run.add_argument("--fit-range", type=float, nargs=2, metavar=("RMIN", "RMAX"),
                      help="r range of the Rw in Å (default 1.5 to min(rmax, 30)); --xrd "
                      "without --pdf: the 2-theta range in deg (default: the whole pattern)")
@@ -109,7 +112,7 @@ def main(args: argparse.Namespace) -> int:
         refine=args.refine, refine_top=args.refine_top, device=args.device, out=out,
         force=args.force, fit_range=tuple(args.fit_range) if args.fit_range else None,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
-        sampler=args.sampler, steps=args.steps, library=args.library,
+        sampler=args.sampler, steps=args.steps, library=args.library, aflow=args.aflow_prototypes,
         energies=not args.no_energies,
     )
     print(report(result, taken=False))  # the taken values were printed as progress

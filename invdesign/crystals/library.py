@@ -210,23 +210,35 @@ def type_from_cif(path: str | os.PathLike) -> StructureType:
     if not pmg.is_ordered:
         raise DataFormatError("CIF has partially occupied sites; give an ordered cell", path)
     try:
-        sga = SpacegroupAnalyzer(pmg, symprec=0.01)
-        sym, spacegroup = sga.get_symmetrized_structure(), sga.get_space_group_number()
+        return type_from_structure(pmg, path.stem.lower(), "user_cif")
+    except InvdesignError as err:
+        raise DataFormatError(err.message, path) from None
+
+
+def type_from_structure(pmg: Any, name: str, source: str, note: str = "") -> StructureType:
+    """One `StructureType` from an ordered pymatgen Structure: every atom a site (expanded with
+    P1), roles by `_role_names`, the structure's own lattice; InvdesignError when spglib cannot
+    find its space group."""
+    try:
+        data = SpacegroupAnalyzer(pmg, symprec=0.01).get_symmetry_dataset()
     except Exception as exc:  # spglib fails on overlapping atoms and the like
-        raise DataFormatError(f"cannot find the space group ({exc})", path) from None
-    letters = {i: w for group, w in zip(sym.equivalent_indices, sym.wyckoff_symbols, strict=True)
-               for i in group}
+        raise InvdesignError(f"cannot find the space group ({exc})") from None
+    if data is None:
+        raise InvdesignError("cannot find the space group")
+    spacegroup = data.number
+    orbit = np.asarray(data.equivalent_atoms)
+    letters = {i: f"{int(np.sum(orbit == orbit[i]))}{w}" for i, w in enumerate(data.wyckoffs)}
     zs = [site.specie.Z for site in pmg]
     names = _role_names(sorted(set(zs)))
     reduced, factor = pmg.composition.get_reduced_composition_and_factor()
     return StructureType(
-        name=path.stem.lower(), spacegroup=int(spacegroup), system=crystal_system(int(spacegroup)),
+        name=name, spacegroup=int(spacegroup), system=crystal_system(int(spacegroup)),
         roles={names[el.Z]: float(n) for el, n in reduced.items()}, example=reduced.reduced_formula,
         sites=tuple(Site(names[z], letters[i], tuple(float(v) for v in f))
                     for i, (z, f) in enumerate(zip(zs, pmg.frac_coords, strict=True))),
         lattice=tuple(float(v) for v in (*pmg.lattice.abc, *pmg.lattice.angles)),
-        species={names[z]: z for z in set(zs)}, z=int(round(factor)), source="user_cif",
-        expand_group=1,
+        species={names[z]: z for z in set(zs)}, z=int(round(factor)), source=source,
+        note=note, expand_group=1,
     )
 
 
@@ -401,7 +413,8 @@ def typed_cells(composition: dict[int, float], nn: float | None = None,
         for assignment in simple:
             cell = stype.cell(assignment)
             factor = radius_scale(stype, assignment) if nn is None else _nn_scale(cell, nn)
-            out.append(TypedCell(stype.name, scaled(cell, factor), stype.source))
+            if np.isfinite(factor) and factor > 0:  # NaN: an element without a tabulated radius
+                out.append(TypedCell(stype.name, scaled(cell, factor), stype.source))
         if not simple:
             out.extend(ordered_cells(stype, composition, nn, tol))
     return out
@@ -428,7 +441,8 @@ def ordered_cells(stype: StructureType, composition: dict[int, float], nn: float
             name = f"{stype.name}:{pair}-ordered {cell.info['ordering']}"
             cell.info["structure_type"] = name
             factor_n = factor if nn is None else _nn_scale(cell, nn)
-            out.append(TypedCell(name, scaled(cell, factor_n), stype.source))
+            if np.isfinite(factor_n) and factor_n > 0:
+                out.append(TypedCell(name, scaled(cell, factor_n), stype.source))
     return out
 
 

@@ -33,6 +33,7 @@ import torch
 
 from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.core.structure import Structure
+from invdesign.crystals.aflow import aflow_types
 from invdesign.crystals.library import load_library
 from invdesign.pipeline import defaults
 from invdesign.pipeline.energies import add_energies
@@ -86,6 +87,7 @@ class SampleRequest:
     steps: int | None = None
     library: Any = None
     energies: bool = True
+    aflow: bool | None = None
 
     @property
     def sampling(self) -> dict[str, Any]:
@@ -143,6 +145,7 @@ def sample(
     steps: int | None = None,
     library: str | os.PathLike | None = None,
     energies: bool = True,
+    aflow: bool | None = None,
 ) -> SampleResult:
     """Candidate structures that explain measured pattern(s), ranked by Rw.
 
@@ -171,6 +174,8 @@ def sample(
         library: a folder of CIFs added to the structure-type library (one type per file).
         energies: predict the formation energy of every valid candidate's material and the excess
             energy of every particle (`invdesign.pipeline.energies`); False skips it.
+        aflow: add the 288 AFLOW prototypes pymatgen ships (`invdesign.crystals.aflow`) to the
+            structure-type library; None: added for an XRD run without a PDF, not with a PDF.
     """
     say = progress or (lambda _msg: None)
     n, seed, refine_top, fit_range = check_options(n, seed, refine_top, fit_range)
@@ -180,7 +185,7 @@ def sample(
                             seed=seed, refine=refine, refine_top=refine_top, device=device,
                             fit_range=fit_range, metal_core=metal_core, n_plotted=n_plotted,
                             sampler=sampler, steps=steps, library=types,
-                            energies=bool(energies))
+                            energies=bool(energies), aflow=aflow)
     patterns = read_patterns(measured_patterns)
     inputs = [p.path for p in patterns.values() if getattr(p, "path", None)]
     inputs += [checkpoint] if checkpoint is not None else []  # --out must not replace them
@@ -234,7 +239,8 @@ def _run(request: SampleRequest, patterns: dict[str, Any], folder: OutputFolder 
         say(f"{key}: {value}")
     forward = ForwardAdapter(patterns, fit_range=request.fit_range, device=request.device,
                              diameter=None if size is None or size.bulk else size.diameter)
-    pool_inputs = PoolInputs(comp, size, generator.task, request.library)
+    library = request.library + (list(aflow_types()) if request.aflow else [])
+    pool_inputs = PoolInputs(comp, size, generator.task, library)
     plan = make_plan(pool_inputs, ckpt)
     say(f"pool: {plan.text()}")
     made, notes, counts = produce(plan, pool_inputs, (ckpt, generator), patterns, taken, folder,

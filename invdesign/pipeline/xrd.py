@@ -2,7 +2,8 @@
 gets its particle-size answer.
 
 XRD (`--xrd FILE`, no `--pdf`): the pool's crystal candidates (the structure-type library with
-the user's `--library` CIFs, and for an all-metal composition the fcc/hcp/bcc lattices) are each
+the user's `--library` CIFs, the 288 AFLOW prototypes pymatgen ships unless `--no-aflow-prototypes`,
+and for an all-metal composition the fcc/hcp/bcc lattices) are each
 fitted to the powder pattern (`invdesign.evaluators.forward.powder_fit`: reflections of the cell,
 pseudo-Voigt peaks broadened by crystallite size and strain, Chebyshev background, lattice and
 zero shift); all are screened, the best `refine_top` refined, and they rank valid first, then
@@ -30,9 +31,11 @@ from ase.neighborlist import neighbor_list
 from invdesign.core import elements
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
-from invdesign.crystals.library import typed_cells
+from invdesign.crystals.aflow import aflow_types
+from invdesign.crystals.library import builtin_types, typed_cells
 from invdesign.crystals.packings import LATTICES, packing_candidates
 from invdesign.evaluators.forward.powder_fit import (
+    MAX_EVALUATIONS,
     PowderData,
     PowderFit,
     powder_curve,
@@ -40,6 +43,7 @@ from invdesign.evaluators.forward.powder_fit import (
     refine_powder,
     screen_powder,
 )
+from invdesign.evaluators.forward.powder_parsimony import parsimonious
 from invdesign.evaluators.forward.saxs_fit import SaxsFit, fit_saxs
 from invdesign.pipeline import defaults
 from invdesign.pipeline.energies import add_energies
@@ -50,10 +54,15 @@ from invdesign.pipeline.pool import check, collapse, describe
 from invdesign.pipeline.result import Candidate, Fit, SampleResult
 from invdesign.pipeline.sources import PARTICLE_ATOM_LIMIT, is_metallic, lattice_cell
 
-#: Wall-time cap (s) of the full powder fit of one candidate.
-POWDER_SECONDS = 20.0
-#: Wall-time cap (s) of the powder fit of a PDF run's crystal for its `xrd_rwp` column.
-EXTRA_SECONDS = 5.0
+#: Model evaluations of the full powder fit of one candidate (a budget of work, not of wall
+#: time, so a run ranks the same on a busy machine) and a wall-time cap (s) as a safety net that
+#: only a fit of pathological cost meets (peaks as broad as the pattern cost up to 100x more per
+#: evaluation: 281 s for 1005 evaluations in one measured case).
+POWDER_EVALUATIONS = MAX_EVALUATIONS
+POWDER_SECONDS = 120.0
+#: The same for the powder fit of a PDF run's crystal for its `xrd_rwp` column.
+EXTRA_EVALUATIONS = MAX_EVALUATIONS // 4
+EXTRA_SECONDS = 30.0
 #: Discrete packings made at the SAXS diameter (the first shapes of `packings.packing_plan`).
 SAXS_PACKINGS = 8
 
@@ -97,16 +106,20 @@ def metal_nn(z: int) -> float:
         return 2.0 * float(elements.metallic_radius(z))
 
 
-def crystal_cells(composition: Mapping[int, float] | None, library: Any) -> list[Structure]:
+def crystal_cells(composition: Mapping[int, float] | None, library: Any,
+                  aflow: bool = True) -> list[Structure]:
     """The crystal candidates of an XRD run: every library type the composition fits (user CIFs
-    included) and, for a one-metal composition, the fcc/hcp/bcc lattices at the metal's reference
-    nearest-neighbour distance (`metal_nn`; the fit scans the lattice). Raises without a
-    composition."""
+    included; None: the built-in types), with `aflow` also every AFLOW prototype
+    (`crystals.aflow`), and, for a one-metal composition, the fcc/hcp/bcc lattices at the metal's
+    reference nearest-neighbour distance (`metal_nn`; the fit scans the lattice). Raises without
+    a composition."""
     if not composition:
         raise InvdesignError(NO_COMPOSITION)
     comp = dict(composition)
+    types = list(builtin_types() if library is None else library)
+    types += list(aflow_types()) if aflow else []
     cells = []
-    for typed in typed_cells(comp, None, library):
+    for typed in typed_cells(comp, None, types):
         if set(typed.cell.species.tolist()) == set(comp):  # never an element dropped
             typed.cell.info.update(source=typed.source, structure_type=typed.structure_type)
             cells.append(typed.cell)
@@ -145,9 +158,9 @@ class PowderRanker:
                          crystal=fit)
 
     def refine(self, cand: Candidate) -> None:
-        """The full powder fit from the screen (within `POWDER_SECONDS`)."""
+        """The full powder fit from the screen (within `POWDER_EVALUATIONS`)."""
         fit = refine_powder(cand.structure, self.data, start=cand.crystal,
-                            max_seconds=POWDER_SECONDS)
+                            max_evaluations=POWDER_EVALUATIONS, max_seconds=POWDER_SECONDS)
         fit.cell.info.update({k: cand.structure.info[k] for k in ("source", "structure_type")
                               if k in cand.structure.info})
         cand.crystal, cand.refined = fit, fit.cell
@@ -172,13 +185,25 @@ def rank_key(cand: Candidate) -> tuple[bool, bool, float, int]:
     return (not cand.valid, cand.rw_refined is None, rwp, cand.index)
 
 
+def parsimonious_first(cands: list[Candidate]) -> list[Candidate]:
+    """`cands` in `rank_key` order with the valid refined ones (first) reordered by Hamilton's
+    test (`powder_parsimony`): a simpler fit of the same structure ahead of a richer one whose
+    lower Rwp is not significant."""
+    k = 0
+    while k < len(cands) and cands[k].valid and cands[k].rw_refined is not None:
+        k += 1
+    order = parsimonious([c.crystal for c in cands[:k]])
+    return [cands[i] for i in order] + cands[k:]
+
+
 def extra_rwp(cands: list[Candidate], measured: Any, top: int) -> int:
     """A PDF run with an XRD pattern: the powder-fit Rwp of the final cells of the best `top`
     crystal candidates (ranked) as `scores['xrd_rwp']`; returns how many got it."""
     data = powder_data(measured)
     done = 0
     for cand in [c for c in cands if c.is_crystal][:top]:
-        fit = refine_powder(cand.final, data, max_seconds=EXTRA_SECONDS)
+        fit = refine_powder(cand.final, data, max_evaluations=EXTRA_EVALUATIONS,
+                            max_seconds=EXTRA_SECONDS)
         cand.scores["xrd_rwp"] = float(fit.rwp)
         done += 1
     return done
@@ -249,7 +274,8 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
     if kind == "xrd":
         metric = "Rwp"
         ranker = PowderRanker(patterns["xrd"], request.fit_range)
-        structures, duplicates = collapse(crystal_cells(comp, request.library))
+        structures, duplicates = collapse(crystal_cells(comp, request.library,
+                                                        aflow=request.aflow is not False))
         say(f"pool: {len(structures)} crystal candidates ({duplicates} duplicates collapsed); "
             "XRD ranks crystals only")
         if not structures:
@@ -266,6 +292,7 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
                 say(f"refined candidate {cand.index} ({describe(cand)}): Rwp {cand.rw:.4f} -> "
                     f"{cand.rw_refined:.4f}")
         how = [f"{len(cands)} crystal candidates (structure-type library"
+               f"{', AFLOW prototypes' if request.aflow is not False else ''}"
                f"{', metallic lattices' if is_metallic(comp) else ''}), "
                f"{duplicates} duplicates collapsed.", METHOD,
                f"Fitted over 2-theta {ranker.fit_range[0]:g}-{ranker.fit_range[1]:g} deg; all "
@@ -297,6 +324,8 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
         fit_range, draw = forward.fit_range, forward.final_fit
         labels = forward.axis_labels()
     cands.sort(key=rank_key)
+    if kind == "xrd":
+        cands[:] = parsimonious_first(cands)
     for rank, cand in enumerate(cands, start=1):
         cand.rank = rank
     if cands and request.energies:

@@ -115,6 +115,16 @@ def test_library_folder_adds_user_cifs_to_the_pool(tmp_path, tiny_checkpoint) ->
     assert sorted(users[0].structure.species.tolist()) == [8, 30]
 
 
+@pytest.mark.slow
+def test_aflow_prototypes_join_a_pdf_run_only_when_asked(tiny_checkpoint) -> None:
+    plain = sample(ZNO, checkpoint=tiny_checkpoint, n=1)
+    assert not any(c.source == "aflow" for c in plain.candidates)
+    broad = sample(ZNO, checkpoint=tiny_checkpoint, n=1, aflow=True)
+    aflow = {c.structure_type for c in broad.candidates if c.source == "aflow"}
+    assert aflow and all(t.startswith("aflow_") for t in aflow)
+    assert len(broad.candidates) > len(plain.candidates)
+
+
 @pytest.mark.parametrize(("make", "problem"), [
     (lambda d: None, "--library: structure library folder not found"),
     (lambda d: d.mkdir(), "--library: structure library folder holds no .cif file"),

@@ -14,6 +14,7 @@ from pymatgen.io.cif import CifParser
 
 from invdesign.cli.main import main
 from invdesign.core.errors import InvdesignError
+from invdesign.crystals.dedup import same_structure
 from invdesign.crystals.library import composition_of, typed_cells
 from invdesign.evaluators.forward.powder_pattern import Profile, powder_pattern, reflections
 from invdesign.io.measured import read_pattern
@@ -58,12 +59,15 @@ def test_rutile_pattern_ranks_rutile_first_and_writes_its_fitted_cif(rutile_xy, 
     result = sample({"xrd": path}, composition="TiO2", refine=True, refine_top=2, out=out)
     best = result.best
     assert best.structure_type == "rutile" and best.source == "library"
+    assert any(c.source == "aflow" for c in result.candidates)  # AFLOW prototypes by default
     assert best.rank == 1 and best.rw_refined is not None
     # the refined fit reaches the noise of the counts: the true curve's Rwp (its model family
     # holds the truth; the fit's background and profile may absorb a little more noise)
     assert 0.97 * truth_rwp < best.rw_refined <= truth_rwp + 1e-4
-    # every other candidate (all screened, one more refined) fits worse
-    assert all(c.scores["rwp"] > 0.3 for c in result.candidates[1:])
+    # every other structure (all screened, one more refined) fits worse; a lower-symmetry
+    # description of rutile (AFLOW's CaCl2 type) may fit as well, and ranks behind rutile
+    assert all(c.scores["rwp"] > 0.3 for c in result.candidates[1:]
+               if not same_structure(c.final, best.final))
     assert result.metric == "Rwp"
     assert not any(c.structure.kind == "particle" for c in result.candidates)
     # the refined cell is written as CIF with its fitted lattice (the stretched one)
@@ -124,7 +128,8 @@ def test_metal_pattern_ranks_its_packing_first(tmp_path):
     path = tmp_path / "pt.xy"
     path.write_text("# wavelength = 1.5406\n# x_unit = 2theta_deg\n" + "\n".join(
         f"{a:.2f} {b:.6g}" for a, b in zip(tth, 5000 * y / y.max() + 100, strict=True)))
-    result = sample({"xrd": path}, composition="Pt")
+    result = sample({"xrd": path}, composition="Pt", aflow=False)
     assert result.best.structure_type == "fcc"
     assert {c.structure_type for c in result.candidates} >= {"fcc", "hcp", "bcc"}
+    assert {c.source for c in result.candidates} <= {"library", "packing"}
     assert result.best.final.cell[0, 0] == pytest.approx(2.775 * math.sqrt(2.0), rel=1e-3)

@@ -21,9 +21,7 @@ and the counts fit the space group's Wyckoff positions (pyxtal's `Group.check_co
 
 from __future__ import annotations
 
-import gzip
 import itertools
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -91,9 +89,9 @@ class CellPlan:
 # ----------------------------------------------------------------------------- space groups
 def derive_weights() -> dict[int, int]:
     """Prototype count per space group in pymatgen's copy of the AFLOW prototype library, Part 1."""
-    path = resources.files("pymatgen.analysis.prototypes").joinpath("aflow_prototypes.json.gz")
-    with path.open("rb") as raw, gzip.open(raw) as handle:
-        entries = json.load(handle)
+    from invdesign.crystals.aflow import prototype_entries  # noqa: PLC0415 - lazy: pymatgen
+
+    entries = prototype_entries()
     # AFLOW labels read '<stoichiometry>_<Pearson>_<space group>_<Wyckoff letters>'
     counts = Counter(int(e["tags"]["aflow"].split("_")[2]) for e in entries)
     return {sg: counts[sg] for sg in sorted(counts)}

@@ -24,6 +24,7 @@ from invdesign.evaluators.forward.powder_fit import (
     powder_curve,
     powder_data,
     rank_powder,
+    refine_powder,
     screen_powder,
 )
 from invdesign.evaluators.forward.powder_pattern import (
@@ -213,3 +214,19 @@ def test_a_pattern_of_an_ordered_variant_ranks_that_ordering_first():
     assert names[ranked[0][0]] == names[true]
     assert [ranked[0][1].params[k] for k in "abc"] == pytest.approx(abc, rel=2e-3)
     assert ranked[1][1].rwp > 2 * ranked[0][1].rwp
+
+
+def test_the_refinement_is_bounded_by_evaluations_not_time():
+    """The same fit twice is the same fit (no wall-clock cap by default); its least-squares
+    stages stop at `max_evaluations`, and a budget of none leaves the screened start."""
+    cell = _cell("ZnO", "wurtzite")
+    measured, _ = _simulate(cell, (1.02, 1.02, 0.99))
+    start = screen_powder(cell, measured)
+    fits = [refine_powder(cell, measured, start=start, max_evaluations=150) for _ in range(2)]
+    assert fits[0].params == fits[1].params and fits[0].rwp == fits[1].rwp
+    # 150 least-squares evaluations plus the fixed ones (the W scan and the result)
+    assert fits[0].steps <= 150 + 12 + 2
+    full = refine_powder(cell, measured, start=start)
+    assert full.rwp <= fits[0].rwp + 1e-9 and full.steps > fits[0].steps
+    none = refine_powder(cell, measured, start=start, max_evaluations=0, positions=False)
+    assert [none.params[k] for k in "abc"] == pytest.approx([start.params[k] for k in "abc"])
