@@ -300,7 +300,10 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
                + (f", the {min(request.refine_top, len(cands))} best refined (every profile "
                   "parameter free)"
                   if request.refine else "")
-               + "; ranked valid first, then refined before screened, then Rwp (column rwp)."]
+               + "; ranked valid first, then refined before screened, then Rwp (column rwp)"
+               + ("; among refined fits of one structure the one with fewer parameters first "
+                  "unless Hamilton's R-ratio test (5 %) finds the other's lower Rwp significant."
+                  if request.refine else ".")]
         fit_range, draw = ranker.fit_range, ranker.final_fit
         labels = ("2θ (deg)", "intensity")
     else:

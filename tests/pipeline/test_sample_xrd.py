@@ -87,6 +87,7 @@ def test_rutile_pattern_ranks_rutile_first_and_writes_its_fitted_cif(rutile_xy, 
     assert (out / f"candidate_{result.candidates[1].index:03d}.cif").is_file()
     text = report(result, taken=False)
     assert "rwp_screen  rwp_refined" in text and "no particle candidates" in text
+    assert "Hamilton's R-ratio test" in result.how
 
 
 def test_pdf_model_for_an_xrd_file_is_refused_naming_the_model_kind(rutile_xy, tmp_path, capsys):
