@@ -5,9 +5,10 @@ authors' refined structure(s). Per file:
 1. the profile is read by `read_pattern(path, "xrd")` (wavelength from the file);
 2. the candidates are those `sample --xrd` ranks for the composition of the refined structure
    (`_chemical_formula_sum` of its block, else the parsed structure's): the structure-type
-   library's typed cells and ordered variants (`pipeline.xrd.crystal_cells`), duplicates collapsed
-   (`pipeline.pool.collapse`), nothing else;
-3. `rank_powder` screens every candidate and refines the best `--refine-top`;
+   library's typed cells and ordered variants with pymatgen's AFLOW prototypes
+   (`pipeline.xrd.crystal_cells`), duplicates collapsed (`pipeline.pool.collapse`), nothing else;
+3. `rank_powder` screens every candidate and refines the best `--refine-top` with the evaluation
+   budget and safety cap of `sample --xrd` (Hamilton's test between fits of one structure);
 4. a candidate "matches" when pymatgen's StructureMatcher (ltol 0.3, stol 0.5, angle_tol 10)
    matches its fitted cell to any refined phase of the file; `type_in_library` says whether any
    candidate matches at all (if not, no ranking can find it); `top5_supercell` (not the issue's

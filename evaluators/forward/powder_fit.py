@@ -296,7 +296,7 @@ def screen_powder(cell: Structure, measured: MeasuredPattern | PowderData, *,
 
 class _Budget:
     """Model evaluations left to a fit (finite-difference Jacobians included) and, optionally, a
-    wall-time deadline; `take` raises `_OutOfTime` once either is spent."""
+    wall-time deadline; `take` raises `_OutOfBudget` once either is spent."""
 
     def __init__(self, evaluations: int, seconds: float | None = None) -> None:
         self.left = int(evaluations)
@@ -308,7 +308,7 @@ class _Budget:
 
     def take(self) -> None:
         if self.spent():
-            raise _OutOfTime
+            raise _OutOfBudget
         self.left -= 1
 
 
@@ -402,8 +402,8 @@ def _local_minima(values: list[float], n: int) -> list[int]:
     return sorted(inner, key=lambda i: v[i])[:n]
 
 
-class _OutOfTime(Exception):
-    """Raised inside `least_squares` when a fit's budget is spent."""
+class _OutOfBudget(Exception):
+    """Raised inside `least_squares` when a fit's evaluations (or its time cap) are spent."""
 
 
 def _least_squares(model: _Model, p: np.ndarray, active: tuple[int, ...], lower: np.ndarray,
@@ -432,7 +432,7 @@ def _least_squares(model: _Model, p: np.ndarray, active: tuple[int, ...], lower:
         out[idx] = least_squares(fun, x0, bounds=(lower[idx], upper[idx]), x_scale="jac",
                                  max_nfev=25 * (idx.size + 1), method="trf", ftol=1e-6,
                                  xtol=1e-6).x
-    except _OutOfTime:
+    except _OutOfBudget:
         out[idx] = best[1]
     return out
 

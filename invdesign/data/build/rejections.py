@@ -5,9 +5,9 @@ and relaxed from its own seed) records every refusal as it happens in `OUT/.reje
 the task's fingerprint and the reason, written atomically by the worker that refused it. A build
 stopped before its report was written (a killed session) thus keeps its refusals, and the next run
 skips the tasks whose recorded fingerprint equals their current one (same plan, relaxation and
-particle settings); a changed task is tried again. `retry=True` (`--retry-rejected`) tries them
-all again, e.g. after a code change that alters placement or relaxation. A task that later writes
-its file drops its record.
+particle settings); a changed task is tried again. `build_synthetic(retry_rejected=True)`
+(`--retry-rejected`) tries them all again, e.g. after a code change that alters placement or
+relaxation. A task that later writes its file drops its record.
 """
 
 from __future__ import annotations
