@@ -5,6 +5,7 @@ memory), with DDP sharding.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -14,7 +15,7 @@ from torch.utils.data import DataLoader
 from invdesign.core.errors import InvdesignError
 from invdesign.core.tasks import TARGETS, TaskBatch, TaskSpec
 from invdesign.data.dataset import ChiliDataset
-from invdesign.data.splits import split_indices
+from invdesign.data.splits import split_indices, training_only_graphs
 from invdesign.data.task_data import (
     IN_MEMORY_LIMIT_BYTES,
     LazyTaskData,
@@ -62,6 +63,10 @@ def _parent_atoms(ds: ChiliDataset, chosen: list[int], task: TaskSpec) -> int | 
     return max(TARGETS["unit_cell_pos_frac"], max(ds.records[i].unit_cell_n_atoms for i in chosen))
 
 
+def _files(ds: ChiliDataset) -> set[Path]:
+    return {Path(row.path).resolve() for row in ds.records}
+
+
 class ChiliTaskDataModule(L.LightningDataModule):
     """Train / val / test `TaskBatch`es of one task on one split of a CHILI folder.
 
@@ -76,6 +81,10 @@ class ChiliTaskDataModule(L.LightningDataModule):
         condition_on: extras put in the condition ('composition', 'cell', 'n_atoms').
         augment: folders of extra training graphs; those whose source is among the training part's
             sources are appended to it (`n_augment` counts them), the rest are left out.
+        extra: folders of other sources (e.g. the synthetic set), training only: their graphs
+            join the training part (`n_extra` counts them; under leave_type_out not those of the
+            held-out type or its lookalikes, `splits.training_only_graphs`); validation and test
+            come from `root` alone, so they are the same with or without `extra`.
         in_memory: 'true' (or True): the task arrays are read once and kept (`TaskData`);
             'false': each batch is read from the files (`LazyTaskData`: same values, memory
             independent of the data set's size); 'auto': in memory when `estimated_bytes` of the
@@ -99,10 +108,12 @@ class ChiliTaskDataModule(L.LightningDataModule):
         num_workers: int = 0,
         augment: Sequence[str] = (),
         in_memory: str | bool = True,
+        extra: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.augment = [str(folder) for folder in augment]
-        self.n_augment = 0
+        self.extra = [str(folder) for folder in extra]
+        self.n_augment = self.n_extra = 0
         self.root, self.task, self.split, self.split_seed = root, task, split, split_seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.condition_on = tuple(condition_on)
@@ -112,8 +123,8 @@ class ChiliTaskDataModule(L.LightningDataModule):
             raise InvdesignError(f"in_memory must be auto, true or false, not {in_memory!r}")
         self.lazy = False
         self.parts: dict[str, TaskData | LazyTaskData] = {}
-        self.data_fingerprint = ""
-        self.n_files = 0
+        self.data_fingerprint = self.extra_fingerprint = ""
+        self.n_files = self.n_extra_files = 0
 
     def setup(self, stage: str | None = None) -> None:
         if self.parts:
@@ -139,6 +150,8 @@ class ChiliTaskDataModule(L.LightningDataModule):
             self.parts = load_task_split(ds, self.task, self.split, self.split_seed)
         if self.augment:
             self._add_augment(ds)
+        if self.extra:
+            self._add_extra(ds, chosen)
 
     def _add_augment(self, ds: ChiliDataset) -> None:
         train_sources = {ds.records[i].source for i in self._graphs("train")}
@@ -151,6 +164,25 @@ class ChiliTaskDataModule(L.LightningDataModule):
             raise InvdesignError(
                 f"no graph for task {self.task.name} comes from a training source", _where(extra)
             )
+        self._append_train(extra, chosen)
+        self.n_augment = len(chosen)
+
+    def _add_extra(self, ds: ChiliDataset, indices: list[int]) -> None:
+        extra = ChiliDataset(self.extra)
+        if _files(extra) & _files(ds):
+            raise InvdesignError("a data.extra folder holds files of data.root too (training-only "
+                                 "data must not overlap validation and test)", _where(extra))
+        chosen = training_only_graphs(ds, indices, self.split, extra,
+                                      extra.task_indices(self.task.target, self.task.max_atoms))
+        if not chosen:
+            raise InvdesignError(f"no graph for task {self.task.name} in data.extra",
+                                 _where(extra))
+        self._append_train(extra, chosen)
+        self.n_extra = len(chosen)
+        self.extra_fingerprint = extra.fingerprint
+        self.n_extra_files = len(_files(extra))
+
+    def _append_train(self, extra: ChiliDataset, chosen: list[int]) -> None:
         train = self.parts["train"]
         if isinstance(train, LazyTaskData):
             more = LazyTaskData(self.task, [(extra, chosen)],
@@ -158,7 +190,6 @@ class ChiliTaskDataModule(L.LightningDataModule):
             self.parts["train"] = train.concat(more)
         else:
             self.parts["train"] = train.concat(load_task_data(extra, self.task, chosen))
-        self.n_augment = len(chosen)
 
     def _graphs(self, part: str) -> list[int]:
         data = self.parts[part]

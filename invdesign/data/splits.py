@@ -18,6 +18,7 @@
   Sources with another label whose unit cell is the held-out type all the same (its AFLOW
   prototype label, `held_out_lookalikes`: e.g. a synthetic or COD rock salt labelled 'Unknown')
   are left out of all three parts, so data beyond CHILI-3K cannot leak the held-out type.
+  Training-only folders (`training_only_graphs`, the config's `data.extra`) are filtered alike.
 
 All are deterministic: the same dataset, indices and seed give the same split.
 """
@@ -162,10 +163,12 @@ def leave_type_out_split(
 
 
 def held_out_lookalikes(ds: ChiliDataset, indices: Sequence[int], held_out: str,
-                        symprec: float = 0.1) -> dict[str, str]:
-    """Sources among `indices` labelled other than `held_out` whose unit cell has the AFLOW
-    prototype label (`crystals.symmetry.aflow_prototype`) of one of the `held_out` sources:
-    source -> that label.
+                        symprec: float = 0.1,
+                        among: tuple[ChiliDataset, Sequence[int]] | None = None) -> dict[str, str]:
+    """Sources labelled other than `held_out` whose unit cell has the AFLOW prototype label
+    (`crystals.symmetry.aflow_prototype`) of one of the `held_out` sources among `indices` of
+    `ds`: source -> that label. The sources looked at are those of `indices` of `ds`, or of the
+    graphs `among` = (dataset, indices) when given (e.g. training-only folders).
 
     The label holds the space group, so only the sources filed under the space-group number of a
     held-out source are read (the number in the file, from the build's symmetry tolerance)."""
@@ -173,20 +176,40 @@ def held_out_lookalikes(ds: ChiliDataset, indices: Sequence[int], held_out: str,
     from invdesign.crystals.symmetry import aflow_prototype  # noqa: PLC0415
     from invdesign.data.hdf5_io import read_chili_file  # noqa: PLC0415
 
-    first: dict[str, int] = {}
-    for i in indices:
-        first.setdefault(ds.records[i].source, int(i))
+    def first_graphs(data: ChiliDataset, chosen: Sequence[int]) -> dict[str, int]:
+        first: dict[str, int] = {}
+        for i in chosen:
+            first.setdefault(data.records[i].source, int(i))
+        return first
 
-    def label(source: str) -> str:
-        return aflow_prototype(read_chili_file(ds.records[first[source]].path, sizes=[]).cell(),
-                               symprec)
+    def label(data: ChiliDataset, i: int) -> str:
+        return aflow_prototype(read_chili_file(data.records[i].path, sizes=[]).cell(), symprec)
 
-    held = [s for s, i in first.items() if ds.records[i].crystal_type == held_out]
-    groups = {ds.records[first[s]].space_group_number for s in held}
-    labels = {label(s) for s in held} - {""}
-    others = [s for s, i in first.items() if ds.records[i].crystal_type != held_out
-              and ds.records[i].space_group_number in groups]
-    return {s: found for s in others if (found := label(s)) in labels}
+    first = first_graphs(ds, indices)
+    held = [i for i in first.values() if ds.records[i].crystal_type == held_out]
+    groups = {ds.records[i].space_group_number for i in held}
+    labels = {label(ds, i) for i in held} - {""}
+    other_ds, other_first = (ds, first) if among is None else (among[0],
+                                                               first_graphs(*among))
+    others = [(s, i) for s, i in other_first.items()
+              if other_ds.records[i].crystal_type != held_out
+              and other_ds.records[i].space_group_number in groups]
+    return {s: found for s, i in others if (found := label(other_ds, i)) in labels}
+
+
+def training_only_graphs(ds: ChiliDataset, indices: Sequence[int], kind: str,
+                         extra: ChiliDataset, extra_indices: Sequence[int]) -> list[int]:
+    """The graphs `extra_indices` of `extra` (folders of other sources, training only) that may
+    join the training part of split `kind` of `indices` of `ds`: all of them, except under
+    'leave_type_out:<Type>' those labelled the held-out type and those of sources that look like
+    a held-out source (`held_out_lookalikes`), so training-only data cannot leak the test type."""
+    chosen = [int(i) for i in extra_indices]
+    if not kind.startswith(f"{LEAVE_TYPE_OUT}:"):
+        return chosen
+    held_out = type_fold(kind.split(":", 1)[1])
+    lookalikes = held_out_lookalikes(ds, indices, held_out, among=(extra, chosen))
+    return [i for i in chosen if extra.records[i].crystal_type != held_out
+            and extra.records[i].source not in lookalikes]
 
 
 def split_indices(

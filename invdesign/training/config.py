@@ -59,6 +59,10 @@ class DataConfig:
     augment: folders of extra training graphs (e.g. more particle sizes cut from the same unit
     cells by `invdesign data build chili3k --radii ...`), of which only the graphs of sources in
     the training part are used; validation and test come from `root` alone.
+    extra: folders of other sources trained on besides `root` (e.g. the synthetic set of
+    `invdesign data build synthetic`): all their graphs join the training part (under
+    leave_type_out not the held-out type's nor its lookalikes), validation and test still come
+    from `root` alone, so the test figures compare with a model trained on `root` only.
     in_memory: 'true' reads the task arrays of every graph once and keeps them in memory (fast
     epochs); 'false' reads each batch's graphs from the HDF5 files through the on-disk index, so
     memory does not grow with the data set; 'auto' keeps them in memory when their estimated size
@@ -70,6 +74,7 @@ class DataConfig:
     num_workers: int = 0
     condition_on: list[str] = field(default_factory=list)
     augment: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
     in_memory: str = "auto"
 
 

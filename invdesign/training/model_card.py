@@ -52,7 +52,11 @@ def model_card(
         "train / val / test graphs"
         + (f", of the training graphs {info['n_augment']} from the augmentation folders "
            f"{_folders(config['data']['augment'])} (training sources only)"
-           if info.get("n_augment") else ""),
+           if info.get("n_augment") else "")
+        + (f", of the training graphs {info['n_extra']} from the training-only folders "
+           f"{_folders(config['data'].get('extra', []))} ({info.get('extra_files', '?')} files, "
+           f"fingerprint `{info.get('extra_fingerprint', '?')}`; validation and test from the "
+           "data folders alone)" if info.get("n_extra") else ""),
         f"- seed: {config['seed']}",
         f"- generator: `{gen['name']}`, hparams {dict(gen.get('hparams', {}))}; "
         f"{info.get('n_parameters', '?')} parameters",

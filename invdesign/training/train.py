@@ -258,7 +258,8 @@ def train(
     lead = launch_rank(int(cfg.trainer.devices)) == 0
     if out and lead:
         roots = [] if OmegaConf.is_missing(cfg.data, "root") else data_roots(cfg)
-        output = Output(out, [*protect, *roots, *cfg.data.augment], force, folder=True)
+        output = Output(out, [*protect, *roots, *cfg.data.augment, *cfg.data.extra], force,
+                        folder=True)
     try:
         if not lead:
             return _fit(cfg, (), None, 0)
@@ -303,6 +304,7 @@ def _fit(cfg: DictConfig, evaluate_parts: tuple[str, ...],
         int(cfg.data.num_workers),
         list(cfg.data.augment),
         str(cfg.data.in_memory),
+        list(cfg.data.extra),
     )
     dm.setup("fit")
     cls = generator_class(cfg.generator.name)
@@ -371,6 +373,9 @@ def _fit(cfg: DictConfig, evaluate_parts: tuple[str, ...],
         "train_seconds": round(seconds, 1),
         "n_train": len(dm.parts["train"]),
         "n_augment": dm.n_augment,
+        "n_extra": dm.n_extra,
+        "extra_files": dm.n_extra_files,
+        "extra_fingerprint": dm.extra_fingerprint,
         "n_val": len(dm.parts["val"]),
         "n_test": len(dm.parts["test"]),
         "n_parameters": sum(p.numel() for p in generator.parameters()),

@@ -20,6 +20,7 @@ from invdesign.data.splits import (
     leave_type_out_split,
     split_indices,
     split_name,
+    training_only_graphs,
     type_fold,
 )
 from invdesign.physics.cutter import cut_particles
@@ -161,3 +162,22 @@ def test_an_unlabelled_cell_of_the_held_out_type_is_in_no_part(with_unlabelled) 
     parts = split_indices(ds, "leave_type_out:Rutile")
     assert sorted(parts["train"] + parts["val"]) == [0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15]
     assert held_out_lookalikes(ds, range(16), "Rutile") == {}
+
+
+def test_training_only_folders_lose_the_held_out_type_and_its_lookalikes(tiny, tmp_path) -> None:
+    """`data.extra` graphs join training whole, except under leave_type_out those labelled the
+    held-out type and the unlabelled cells of its arrangement."""
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    for name, cell, label in (("x_CaS", rock_salt_cell(5.7, metal=20, anion=16), "Unknown"),
+                              ("x_MgO", caesium_chloride_cell(2.6, metal=12, anion=8), "Unknown"),
+                              ("x_NiO", rock_salt_cell(4.2, metal=28, anion=8), "RockSalt")):
+        particles = cut_particles(cell, TINY_RADII, metals=METAL_NUMBERS, ligands=LIGAND_NUMBERS)
+        write_chili_file(extra / f"{name}.h5", make_record(name, cell, particles, label))
+    other = ChiliDataset(extra)
+    assert [r.source for r in other.records] == ["x_CaS", "x_CaS", "x_MgO", "x_MgO",
+                                                 "x_NiO", "x_NiO"]
+    every = list(range(6))
+    assert training_only_graphs(tiny, range(12), "leave_type_out:RockSalt", other, every) == [2, 3]
+    assert training_only_graphs(tiny, range(12), "leave_type_out:Rutile", other, every) == every
+    assert training_only_graphs(tiny, range(12), "grouped", other, every) == every

@@ -311,6 +311,44 @@ def test_augment_folder_without_training_sources_fails_clearly(tiny_root, tmp_pa
     assert not out.exists()
 
 
+def test_extra_folders_train_on_every_graph_and_keep_validation_and_test(tiny_root, tmp_path,
+                                                                         capsys):
+    """`data.extra` (other sources, e.g. the synthetic set): all their graphs join the training
+    part, validation and test are those of `data.root` alone; the model card names the folders;
+    a folder that is also a data folder is refused in one line."""
+    from invdesign.data.datamodule import ChiliTaskDataModule
+
+    extra = tmp_path / "broad"
+    extra.mkdir()
+    for k in range(3):
+        write_chili_file(extra / f"Syn{k}.h5", toy_record(
+            name=f"Syn{k}", n_unit_cell=3 + k, particle_atoms=(6, 8), seed=50 + k))
+    task = TaskSpec.parse("xPDF->pos_abs")
+    plain = ChiliTaskDataModule(str(tiny_root), task, "grouped")
+    plain.setup()
+    dm = ChiliTaskDataModule(str(tiny_root), task, "grouped", extra=[str(extra)])
+    dm.setup()
+    added = dm.parts["train"].meta[len(plain.parts["train"]):]
+    assert dm.n_extra == len(added) == 6 and dm.n_extra_files == 3
+    assert {m["source"] for m in added} == {"Syn0", "Syn1", "Syn2"}
+    for part in ("val", "test"):
+        assert dm.parts[part].indices == plain.parts[part].indices
+
+    out = tmp_path / "run"
+    code = main(["train", "--config", str(CONFIGS[0]), "--data", str(tiny_root), "--out", str(out),
+                 f"data.extra=[{extra}]", "trainer.max_epochs=1"])
+    assert code == 0
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "6 from the training-only folders" in card and str(extra) in card
+    capsys.readouterr()
+    again = tmp_path / "run2"
+    code = main(["train", "--config", str(CONFIGS[0]), "--data", str(tiny_root), "--out",
+                 str(again), f"data.extra=[{tiny_root}]", "trainer.max_epochs=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "holds files of data.root too" in err[0]
+    assert not again.exists()
+
+
 def test_particle_data_carries_the_parent_cells(tiny_root):
     """Particle task data holds each graph's parent unit cell as unit-cell data of the same rows
     (sorted by |frac|, padded to CHILI's 20 atoms); subsets and batches keep the pairing."""
