@@ -216,7 +216,8 @@ def fragments(cell: Structure) -> int:
 
 def relax(cell: Structure, steps: int, fmax: float = 0.1) -> tuple[Structure, np.ndarray]:
     """CHGNet relaxation (FIRE, positions and cell via FrechetCellFilter, space group fixed) for at
-    most `steps` steps. Returns the relaxed cell and the energies [n_steps + 1] in eV/atom."""
+    most `steps` steps. Returns the relaxed cell (fractional coordinates wrapped into [0, 1)) and
+    the energies [n_steps + 1] in eV/atom."""
     from ase.constraints import FixSymmetry  # noqa: PLC0415 - lazy: heavy library
 
     atoms = cell.to_ase()
@@ -226,7 +227,11 @@ def relax(cell: Structure, steps: int, fmax: float = 0.1) -> tuple[Structure, np
         result = _optimizer().relax(atoms, steps=int(steps), fmax=float(fmax), verbose=False,
                                     assign_magmoms=False)
     energies = np.asarray(result["trajectory"].energies, dtype=float) / cell.n_atoms
-    return Structure.from_pymatgen(result["final_structure"]), energies
+    final = result["final_structure"]
+    # CHILI's cells hold fractional coordinates in [0, 1): relaxation moves atoms across faces
+    frac = np.mod(np.round(final.frac_coords, 10), 1.0)
+    return Structure.from_fractional(np.array(final.atomic_numbers), frac,
+                                     final.lattice.matrix), energies
 
 
 def check_relaxed(before: Structure, after: Structure, energies: np.ndarray) -> None:

@@ -27,9 +27,10 @@ from invdesign.data.build.synthetic import (
     read_duplicates,
 )
 from invdesign.data.build.synthetic_plan import CellPlan
-from invdesign.data.build.synthetic_relax import check_relaxed, place
+from invdesign.data.build.synthetic_relax import check_relaxed, place, relax
 from invdesign.data.dataset import ChiliDataset
 from invdesign.data.hdf5_io import read_chili_file
+from invdesign.testing import rock_salt_cell
 
 TINY = {"radii": [3.0], "relax_steps": 5}
 
@@ -75,6 +76,8 @@ def test_files_hold_small_cells_and_read_through_the_dataset(built, capsys) -> N
     for name, record in records.items():
         assert name.startswith("syn0_")
         assert 1 <= record.unit_cell.n_atoms <= 20
+        frac = record.unit_cell.pos_frac  # wrapped after relaxation, as CHILI's cells are
+        assert frac.min() > -1e-6 and frac.max() < 1.0 + 1e-6
         assert int(name.rsplit("_sg", 1)[1]) == record.space_group_number  # symmetry kept
         assert set(record.particles[0].patterns) == {"xPDF"}
     dataset = ChiliDataset(out)
@@ -145,6 +148,19 @@ def test_relaxed_cell_that_holds_passes_and_a_lone_atom_is_disconnected() -> Non
                                                                [0.5, 0.5, 0.5]]), np.eye(3) * 40)
     with pytest.raises(InvdesignError, match="disconnected: 2 isolated"):
         check_relaxed(lone, lone, np.array([-1.0, -1.1]))
+
+
+def test_relaxed_cells_keep_fractional_coordinates_in_the_unit_interval() -> None:
+    """CHILI's cells hold fractional coordinates in [0, 1); a relaxation that ends with atoms
+    across a face (here: the input already is, shifted by -0.01) returns them wrapped."""
+    cell = rock_salt_cell(5.64, metal=11, anion=17)
+    shifted = Structure.from_fractional(cell.species, cell.frac_positions - 0.01, cell.cell)
+    assert shifted.frac_positions.min() < 0
+    relaxed, energies = relax(shifted, steps=1)
+    frac = relaxed.frac_positions
+    assert frac.min() > -1e-9 and frac.max() < 1.0 and len(energies) >= 1
+    moved = (frac - np.mod(shifted.frac_positions, 1.0) + 0.5) % 1.0 - 0.5
+    assert np.abs(moved).max() < 0.05  # the same sites, one step of relaxation apart
 
 
 def _perov5_csv(path: Path) -> Path:
