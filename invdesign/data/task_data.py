@@ -183,6 +183,15 @@ def _target_fields(task: TaskSpec) -> tuple[str, str]:
     return ("unit_cell_pos_frac", "unit_cell_x") if task.kind == "unit_cell" else ("pos_abs", "x")
 
 
+def in_unit_cell(frac: np.ndarray) -> np.ndarray:
+    """Fractional coordinates wrapped into [0, 1), as CHILI's cells hold them (a file may keep an
+    atom across a cell face, e.g. a relaxed cell); values already inside are returned as stored."""
+    frac = np.asarray(frac, dtype=np.float32)
+    wrapped = np.mod(frac, np.float32(1.0))
+    wrapped[wrapped >= 1.0] = 0.0  # -1e-9 mod 1 is 1.0 in float32
+    return np.where((frac >= 0.0) & (frac < 1.0), frac, wrapped)
+
+
 def task_data_from_arrays(
     ds: ChiliDataset, task: TaskSpec, indices: list[int], arrays: dict[str, list[np.ndarray]],
     parent_atoms: int | None,
@@ -206,7 +215,10 @@ def task_data_from_arrays(
     ]
 
     def part(task: TaskSpec, pos: str, feats: str, parent: TaskData | None) -> TaskData:
-        target, mask, species = _sorted_padded(arrays[pos], arrays[feats], task.max_atoms)
+        positions = arrays[pos]
+        if pos == "unit_cell_pos_frac":
+            positions = [in_unit_cell(a) for a in positions]
+        target, mask, species = _sorted_padded(positions, arrays[feats], task.max_atoms)
         return TaskData(task, patterns, target, mask, species, mask.sum(1), cell_params,
                         list(indices), meta, ranges, parent)
 

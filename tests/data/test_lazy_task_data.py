@@ -138,3 +138,32 @@ def test_evaluation_of_lazy_data_equals_in_memory(roots) -> None:
     b = evaluate_generator(generator, lazy.parts["test"], batch_size=3, rw_items=2)
     assert a["rw_items"] == 2 and np.isfinite(a["rw_median"])
     assert a == b
+
+
+def test_unit_cell_targets_are_wrapped_into_the_cell(tmp_path) -> None:
+    """A file that keeps atoms across a cell face (fractional -0.25 or 1.25, as relaxed synthetic
+    cells did) gives the same unit-cell targets as its wrapped copy, in memory and lazily."""
+    import h5py
+
+    from invdesign.data.dataset import ChiliDataset
+    from invdesign.data.task_data import in_unit_cell, load_task_data
+
+    plain, shifted = tmp_path / "plain", tmp_path / "shifted"
+    for folder in (plain, shifted):
+        folder.mkdir()
+        write_chili_file(folder / "Toy0.h5", toy_record(name="Toy0", n_unit_cell=6,
+                                                        particle_atoms=(7,), seed=3))
+    with h5py.File(shifted / "Toy0.h5", "r+") as handle:
+        frac = handle["UnitCellGraph/FractionalCoordinates"]
+        moved = frac[()]
+        moved[0, 0] -= 1.0
+        moved[1, 2] += 1.0
+        frac[...] = moved
+    task = TaskSpec.parse("xPDF->unit_cell_pos_frac")
+    want = load_task_data(ChiliDataset(plain), task)
+    got = load_task_data(ChiliDataset(shifted), task)
+    assert torch.allclose(got.target, want.target, atol=1e-6)
+    lazy = LazyTaskData(task, [(ChiliDataset(shifted), [0])], None)
+    assert torch.allclose(lazy.read([0]).target, want.target[:1], atol=1e-6)
+    edge = in_unit_cell(np.array([[-1e-9, 0.5, 1.0]], dtype=np.float64))
+    assert edge.tolist() == [[0.0, 0.5, 0.0]]
