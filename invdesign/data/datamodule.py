@@ -133,9 +133,14 @@ class ChiliTaskDataModule(L.LightningDataModule):
         self.data_fingerprint = ds.fingerprint
         self.n_files = len({row.path for row in ds.records})
         chosen = _task_graphs(ds, self.task)
+        extra = ChiliDataset(self.extra) if self.extra else None
+        extra_graphs = (extra.task_indices(self.task.target, self.task.max_atoms)
+                        if extra is not None else [])
+        # 'auto' weighs the training-only folders too: they are read the same way as the rest
         self.lazy = self.in_memory == "false" or (
             self.in_memory == "auto"
-            and estimated_bytes(self.task, len(chosen)) > IN_MEMORY_LIMIT_BYTES)
+            and estimated_bytes(self.task, len(chosen) + len(extra_graphs))
+            > IN_MEMORY_LIMIT_BYTES)
         if self.lazy:
             parts = split_indices(ds, self.split, self.split_seed, indices=chosen)
             for name in ("train", "val", "test"):
@@ -150,8 +155,8 @@ class ChiliTaskDataModule(L.LightningDataModule):
             self.parts = load_task_split(ds, self.task, self.split, self.split_seed)
         if self.augment:
             self._add_augment(ds)
-        if self.extra:
-            self._add_extra(ds, chosen)
+        if extra is not None:
+            self._add_extra(ds, chosen, extra, extra_graphs)
 
     def _add_augment(self, ds: ChiliDataset) -> None:
         train_sources = {ds.records[i].source for i in self._graphs("train")}
@@ -167,13 +172,12 @@ class ChiliTaskDataModule(L.LightningDataModule):
         self._append_train(extra, chosen)
         self.n_augment = len(chosen)
 
-    def _add_extra(self, ds: ChiliDataset, indices: list[int]) -> None:
-        extra = ChiliDataset(self.extra)
+    def _add_extra(self, ds: ChiliDataset, indices: list[int], extra: ChiliDataset,
+                   extra_graphs: list[int]) -> None:
         if _files(extra) & _files(ds):
             raise InvdesignError("a data.extra folder holds files of data.root too (training-only "
                                  "data must not overlap validation and test)", _where(extra))
-        chosen = training_only_graphs(ds, indices, self.split, extra,
-                                      extra.task_indices(self.task.target, self.task.max_atoms))
+        chosen = training_only_graphs(ds, indices, self.split, extra, extra_graphs)
         if not chosen:
             raise InvdesignError(f"no graph for task {self.task.name} in data.extra",
                                  _where(extra))

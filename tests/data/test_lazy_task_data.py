@@ -124,6 +124,32 @@ def test_auto_reads_batch_by_batch_above_the_size_limit(roots, monkeypatch) -> N
         ChiliTaskDataModule(str(roots[0]), task, in_memory="sometimes")
 
 
+def test_auto_counts_the_training_only_folders(roots, tmp_path, monkeypatch) -> None:
+    """`data.extra` graphs weigh in the 'auto' decision: a small data folder with a large
+    training-only folder is read batch by batch, and the training part is the same either way."""
+    task = TaskSpec.parse("xPDF->unit_cell_pos_frac")
+    broad = tmp_path / "broad"
+    broad.mkdir()
+    for k in range(4):
+        write_chili_file(broad / f"Syn{k}.h5", toy_record(name=f"Syn{k}", n_unit_cell=3 + k,
+                                                          particle_atoms=(6, 8), seed=70 + k))
+    from invdesign.data.dataset import ChiliDataset
+
+    n_root = len(ChiliDataset(roots[0]).task_indices(task.target, task.max_atoms))
+    limit = datamodule.estimated_bytes(task, n_root) + 1
+    monkeypatch.setattr(datamodule, "IN_MEMORY_LIMIT_BYTES", limit)
+    alone = ChiliTaskDataModule(str(roots[0]), task, in_memory="auto")
+    alone.setup()
+    assert not alone.lazy
+    lazy = ChiliTaskDataModule(str(roots[0]), task, in_memory="auto", extra=[str(broad)])
+    lazy.setup()
+    eager = ChiliTaskDataModule(str(roots[0]), task, in_memory="true", extra=[str(broad)])
+    eager.setup()
+    assert lazy.lazy and not eager.lazy and lazy.n_extra == eager.n_extra == 8
+    rows = list(range(len(eager.parts["train"])))
+    assert_same(lazy.parts["train"].batch(rows), eager.parts["train"].batch(rows))
+
+
 def test_evaluation_of_lazy_data_equals_in_memory(roots) -> None:
     """`evaluate_generator` (the metrics after training, Rw of a few samples included) gives the
     same figures on a part left on disk as on the same part in memory."""
