@@ -89,6 +89,11 @@ class SampleRequest:
     energies: bool = True
     aflow: bool | None = None
 
+    def with_aflow(self, by_default: bool) -> bool:
+        """Whether the AFLOW prototypes join the structure-type library: `aflow` as asked, else
+        `by_default` (the one rule: XRD runs yes, PDF runs no)."""
+        return by_default if self.aflow is None else bool(self.aflow)
+
     @property
     def sampling(self) -> dict[str, Any]:
         """Options of the generator's `sample` (None: the checkpoint's default)."""
@@ -239,7 +244,7 @@ def _run(request: SampleRequest, patterns: dict[str, Any], folder: OutputFolder 
         say(f"{key}: {value}")
     forward = ForwardAdapter(patterns, fit_range=request.fit_range, device=request.device,
                              diameter=None if size is None or size.bulk else size.diameter)
-    library = request.library + (list(aflow_types()) if request.aflow else [])
+    library = request.library + (list(aflow_types()) if request.with_aflow(False) else [])
     pool_inputs = PoolInputs(comp, size, generator.task, library)
     plan = make_plan(pool_inputs, ckpt)
     say(f"pool: {plan.text()}")

@@ -274,8 +274,8 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
     if kind == "xrd":
         metric = "Rwp"
         ranker = PowderRanker(patterns["xrd"], request.fit_range)
-        structures, duplicates = collapse(crystal_cells(comp, request.library,
-                                                        aflow=request.aflow is not False))
+        aflow = request.with_aflow(True)
+        structures, duplicates = collapse(crystal_cells(comp, request.library, aflow=aflow))
         say(f"pool: {len(structures)} crystal candidates ({duplicates} duplicates collapsed); "
             "XRD ranks crystals only")
         if not structures:
@@ -292,7 +292,7 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
                 say(f"refined candidate {cand.index} ({describe(cand)}): Rwp {cand.rw:.4f} -> "
                     f"{cand.rw_refined:.4f}")
         how = [f"{len(cands)} crystal candidates (structure-type library"
-               f"{', AFLOW prototypes' if request.aflow is not False else ''}"
+               f"{', AFLOW prototypes' if aflow else ''}"
                f"{', metallic lattices' if is_metallic(comp) else ''}), "
                f"{duplicates} duplicates collapsed.", METHOD,
                f"Fitted over 2-theta {ranker.fit_range[0]:g}-{ranker.fit_range[1]:g} deg; all "
