@@ -12,6 +12,9 @@ Mapping a pattern recorded on another grid (`to_model_grid`):
 4. grid points outside the recorded range get `fill` (default 0: no signal); a PDF measured to 30 Å
    thus reads as G(r) = 0 beyond 30 Å on the 0-60 Å xPDF grid, as for a particle smaller than 30 Å.
 Normalisation comes after the mapping, so a pattern's absolute scale never matters.
+
+A measured pattern for a view that states a resolution (`PatternSpec.smooth_fwhm`) is first
+smoothed to it (`smoothed`): a Gaussian of that FWHM on a uniform grid of the recorded range.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter1d
 
 from invdesign.core.errors import InvdesignError
 from invdesign.core.patterns import PatternSpec, pattern_spec
@@ -43,6 +47,28 @@ def minmax(values: ArrayLike) -> ArrayLike:
     span = values.max(axis=-1, keepdims=True) - lo
     safe = np.where(span > 0, span, 1.0)
     return np.where(span > 0, (values - lo) / safe, 0.0)
+
+
+#: Points per FWHM of the uniform grid a pattern is smoothed on.
+SMOOTH_POINTS = 10
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+
+def smoothed(x: ArrayLike, y: ArrayLike, fwhm: float) -> tuple[np.ndarray, np.ndarray]:
+    """y(x) convolved with a Gaussian of full width `fwhm` (x's unit), on a uniform grid of the
+    recorded range (the recorded grid may be non-uniform, e.g. a 2θ scan converted to q) with the
+    recorded median step, or `SMOOTH_POINTS` per FWHM when that is finer (a coarser grid would
+    miss sharp peaks). Edges are mirrored. Returns (grid, values)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if not (np.isfinite(fwhm) and fwhm > 0):
+        raise InvdesignError(f"smoothing width must be positive and finite, got {fwhm!r}")
+    order = np.argsort(x)
+    x, y = x[order], y[order]
+    step = min(fwhm / SMOOTH_POINTS, float(np.median(np.diff(x))) or fwhm / SMOOTH_POINTS)
+    grid = np.arange(x[0], x[-1] + 0.5 * step, step)
+    values = gaussian_filter1d(np.interp(grid, x, y), fwhm / FWHM_PER_SIGMA / step, mode="mirror")
+    return grid, values
 
 
 def to_model_grid(

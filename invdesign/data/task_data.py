@@ -171,12 +171,18 @@ def task_fields(task: TaskSpec, shared: bool = True) -> list[str]:
     target after one pass over the files."""
     pos_field, species_field = _target_fields(task)
     return [
-        *dict.fromkeys([*task.patterns, *(CHILI_INPUTS if shared else ())]),
+        *dict.fromkeys([*stored_patterns(task), *(CHILI_INPUTS if shared else ())]),
         pos_field,
         species_field,
         "cell_params",
         *(["unit_cell_pos_frac", "unit_cell_x"] if task.kind == "particle" else []),
     ]
+
+
+def stored_patterns(task: TaskSpec) -> list[str]:
+    """The stored patterns (CHILI fields) the task's inputs are read from (a view reads its
+    source pattern, `invdesign.core.patterns.VIEWS`)."""
+    return list(dict.fromkeys(pattern_spec(name).stored for name in task.patterns))
 
 
 def _target_fields(task: TaskSpec) -> tuple[str, str]:
@@ -200,9 +206,10 @@ def task_data_from_arrays(
     get their parent cells padded to `parent_atoms`."""
     patterns, ranges = {}, {}
     for name in task.patterns:
-        if any(a.size == 0 for a in arrays[name]):
-            raise InvdesignError(f"some graphs of {_where(ds)} have no {name} pattern")
-        values = np.stack([on_model_grid(a, name) for a in arrays[name]])
+        stored = pattern_spec(name).stored
+        if any(a.size == 0 for a in arrays[stored]):
+            raise InvdesignError(f"some graphs of {_where(ds)} have no {stored} pattern")
+        values = np.stack([on_model_grid(a, name) for a in arrays[stored]])
         patterns[name] = torch.as_tensor(minmax(values), dtype=torch.float32)
         lo = values.min(axis=1)
         ranges[name] = torch.as_tensor(np.stack([lo, values.max(axis=1) - lo], axis=1))

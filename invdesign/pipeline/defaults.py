@@ -6,6 +6,7 @@ model's atom limit) here to switch the default of the command and of `invdesign.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -17,6 +18,11 @@ from invdesign.core.errors import CheckpointError
 DEFAULT_MODEL = "mlp-xpdf-pos_abs"
 #: Shipped unit-cell checkpoint, used when the particle exceeds the particle model's atom limit.
 UNIT_CELL_MODEL = "mlp-xpdf-unit_cell"
+#: Shipped models of runs without a PDF, by the measured kind that ranks the run: a unit-cell
+#: model on the lab-range powder XRD view (crystal candidates of `sample --xrd`) and a particle
+#: model on the lab-range SAXS view (particle candidates of `sample --saxs`); see
+#: `invdesign.core.patterns.VIEWS`. A PDF model is never used for these files.
+KIND_MODELS = {"xrd": "mlp-xrd_lab-unit_cell", "saxs": "mlp-saxs_lab-pos_abs"}
 #: Generator names accepted by `--model`: each stands for its shipped checkpoint folder.
 MODEL_ALIASES = {"mlp": DEFAULT_MODEL, "vae": "vae-xpdf-unit_cell",
                  "diffusion": "diffusion-xpdf-pos_abs"}
@@ -84,3 +90,12 @@ def weights_file(path: Path) -> Path:
     if not found:
         raise CheckpointError("no weights file (*.safetensors) in checkpoint folder", path)
     return found[0]
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file (a checkpoint's weights, named in every run's summary)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from invdesign.core.errors import InvdesignError
+from invdesign.core.patterns import pattern_spec
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import TaskSpec
 from invdesign.evaluators.base import evaluator_class
@@ -44,6 +45,12 @@ REFINE_SECONDS = 15.0
 CRYSTAL_SECONDS = 6.0
 
 
+def kind_of(name: str) -> str:
+    """The measured kind ('pdf', 'xrd', 'saxs') a task pattern or view takes."""
+    stored = pattern_spec(name).stored
+    return next(k for (k, _), v in TASK_NAMES.items() if v == stored)
+
+
 def pattern_names(patterns: dict[str, Any], task: TaskSpec) -> dict[str, str]:
     """measured kind -> the task's pattern name, for the patterns the task is conditioned on.
 
@@ -52,7 +59,7 @@ def pattern_names(patterns: dict[str, Any], task: TaskSpec) -> dict[str, str]:
     """
     out = {}
     for name in task.patterns:
-        kind = next(k for (k, _), v in TASK_NAMES.items() if v == name)
+        kind = kind_of(name)
         if kind not in patterns:
             raise InvdesignError(f"model for task {task.name} needs a {kind.upper()} pattern "
                                  f"(--{kind} FILE)")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from invdesign.core import elements
-from invdesign.core.conditions import minmax, to_model_grid
+from invdesign.core.conditions import minmax, smoothed, to_model_grid
 from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.core.patterns import pattern_spec
 from invdesign.core.tasks import TaskSpec
@@ -73,7 +73,12 @@ def model_inputs(patterns: dict[str, MeasuredPattern], task: TaskSpec,
         spec = pattern_spec(name)
         grid = spec.grid()
         note = coverage(pattern, grid, size) if check else None
-        values = minmax(to_model_grid(pattern.x, pattern.y, spec))
+        x, y = pattern.x, pattern.y
+        if spec.smooth_fwhm:  # a view trained on broad peaks: the data smoothed to that width
+            x, y = smoothed(x, y, spec.smooth_fwhm)
+            note = ((note + "; ") if note else "") + (
+                f"smoothed to the model's resolution (Gaussian FWHM {spec.smooth_fwhm:g} Å^-1)")
+        values = minmax(to_model_grid(x, y, spec))
         out[kind] = ModelInput(kind, spec.name, grid, np.asarray(values), note)
     return out
 

@@ -20,12 +20,10 @@ it); write summaries, fit plots and `.fgr` curves. The API's options travel as o
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,15 +107,6 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "unknown"
     return out
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_device(device: str) -> None:
@@ -310,7 +299,7 @@ def _run(request: SampleRequest, patterns: dict[str, Any], folder: OutputFolder 
         candidates=candidates,
         model=plan.model_name,
         checkpoint=str(weights or ""),
-        checkpoint_hash=sha256(weights) if weights is not None else "",
+        checkpoint_hash=defaults.sha256(weights) if weights is not None else "",
         seed=request.seed,
         versions=versions(),
         how=how,

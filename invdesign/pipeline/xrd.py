@@ -9,17 +9,18 @@ pseudo-Voigt peaks broadened by crystallite size and strain, Chebyshev backgroun
 zero shift); all are screened, the best `refine_top` refined, and they rank valid first, then
 refined before screened, then Rwp (a screen's Rwp, with broad peaks on binned data, compares with
 other screens only). No particle candidates: a powder pattern of crystallites answers with a
-crystal. No XRD model ships, so no model samples are taken; a PDF model given for an XRD file is
-refused (`check_model`).
+crystal. The XRD model's unit cells (`kind_models`: the shipped lab-range XRD model unless
+`--model`/`--checkpoint` names another XRD model) join the pool when the data cover its q grid; a
+PDF model given for an XRD file is refused.
 
 SAXS (`--saxs FILE`): polydisperse spheres fitted to I(q) (`fit_saxs`): diameter and
 polydispersity. With an all-metal composition, ase packings and cluster shapes at that diameter
-(at most `PARTICLE_ATOM_LIMIT` atoms) are scored by their Debye I(q) (the caller does that).
+(at most `PARTICLE_ATOM_LIMIT` atoms) and, with a composition, the SAXS model's particles
+(`kind_models`) are scored by their Debye I(q).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
@@ -45,11 +46,10 @@ from invdesign.evaluators.forward.powder_fit import (
 )
 from invdesign.evaluators.forward.powder_parsimony import parsimonious
 from invdesign.evaluators.forward.saxs_fit import SaxsFit, fit_saxs
-from invdesign.pipeline import defaults
+from invdesign.pipeline import defaults, kind_models
 from invdesign.pipeline.energies import add_energies
-from invdesign.pipeline.forward import TASK_NAMES, ForwardAdapter
+from invdesign.pipeline.forward import ForwardAdapter
 from invdesign.pipeline.outputs import OutputFolder
-from invdesign.pipeline.planning import label, load_generator
 from invdesign.pipeline.pool import check, collapse, describe
 from invdesign.pipeline.result import Candidate, Fit, SampleResult
 from invdesign.pipeline.sources import PARTICLE_ATOM_LIMIT, is_metallic, lattice_cell
@@ -66,35 +66,13 @@ EXTRA_SECONDS = 30.0
 #: Discrete packings made at the SAXS diameter (the first shapes of `packings.packing_plan`).
 SAXS_PACKINGS = 8
 
-NO_COMPOSITION = ("an XRD pattern is answered with known structures (no XRD model ships): give "
+NO_COMPOSITION = ("an XRD pattern is answered with crystal structures of a composition: give "
                   "--composition (e.g. --composition TiO2)")
 METHOD = ("XRD: crystal candidates fitted to the powder pattern (reflections of the cell, "
           "pseudo-Voigt peaks broadened by crystallite size and microstrain, Chebyshev "
           "background, lattice by crystal system and zero shift; scale and background by "
           "least squares); no particle candidates (a powder pattern of crystallites is answered "
           "with a crystal).")
-
-
-def check_model(model: str | None, checkpoint: str | os.PathLike | None, kind: str) -> None:
-    """Refuse a model for a run whose ranking pattern is `kind` ('xrd' or 'saxs', no PDF): a model
-    whose task needs a pattern that was not given (a PDF model for an XRD file) gets one line
-    naming the kind of model needed; no XRD or SAXS model ships, and sampling one is not wired
-    into `sample`, so any other model is refused too. Nothing given: nothing loaded."""
-    if model is None and checkpoint is None:
-        return
-    path = defaults.resolve_checkpoint(model, checkpoint)
-    task = load_generator(path).task
-    kinds = sorted({k for (k, _), v in TASK_NAMES.items() if v in task.patterns})
-    given = f"--model {model}" if checkpoint is None else f"--checkpoint {checkpoint}"
-    needed = "an XRD (xrd->...)" if kind == "xrd" else "a SAXS (saxs->...)"
-    instead = "fit known structures to the pattern" if kind == "xrd" else "get the size"
-    if kind not in kinds:
-        raise InvdesignError(
-            f"{given} ({label(path)}) is a {'/'.join(k.upper() for k in kinds)} model (task "
-            f"{task.name}); a --{kind} file needs {needed} model, and none is shipped: leave out "
-            f"--model to {instead}")
-    raise InvdesignError(f"{given}: sampling a {kind.upper()} model is not part of `sample` yet; "
-                         "leave out --model")
 
 
 def metal_nn(z: int) -> float:
@@ -242,6 +220,11 @@ def saxs_particles(composition: Mapping[int, float] | None, diameter: float,
     return made, None
 
 
+def model_text(model: kind_models.KindModel, n: int) -> str:
+    """'16 samples of MODEL, ' for the run's method line ('' when none were taken)."""
+    return f"{n} samples of {model.name}, " if n else ""
+
+
 def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, float] | None,
                     taken: dict[str, str], folder: OutputFolder | None,
                     say: Callable[[str], None], versions: dict[str, str]) -> SampleResult:
@@ -249,9 +232,17 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
     crystal candidates by Rwp; a SAXS pattern adds its size answer (and, alone, ranks the
     packings at that size by the Debye I(q) Rw). Written to `folder` when given."""
     kind = "xrd" if "xrd" in patterns else "saxs"
-    check_model(request.model, request.checkpoint, kind)
+    model = kind_models.choose(kind, request.model, request.checkpoint, request.device)
     if kind == "xrd" and not comp:
         raise InvdesignError(NO_COMPOSITION)
+    sampled: list[Structure] = []
+    if kind == "xrd" or comp:
+        sampled, model = kind_models.samples(model, patterns, comp, request.n, request.seed,
+                                             request.sampling)
+    elif model.path is not None:
+        model = kind_models.KindModel(None, note=f"{model.name} not sampled: no composition "
+                                      "given (a SAXS curve does not tell the elements)")
+    taken["model"] = kind_models.describe(model)
     answers: dict[str, Any] = {}
     if "saxs" in patterns:
         size = saxs_size(patterns["saxs"])
@@ -275,9 +266,10 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
         metric = "Rwp"
         ranker = PowderRanker(patterns["xrd"], request.fit_range)
         aflow = request.with_aflow(True)
-        structures, duplicates = collapse(crystal_cells(comp, request.library, aflow=aflow))
-        say(f"pool: {len(structures)} crystal candidates ({duplicates} duplicates collapsed); "
-            "XRD ranks crystals only")
+        structures, duplicates = collapse(crystal_cells(comp, request.library, aflow=aflow)
+                                          + sampled)
+        say(f"pool: {len(structures)} crystal candidates ({len(sampled)} sampled from "
+            f"{model.name}; {duplicates} duplicates collapsed); XRD ranks crystals only")
         if not structures:
             raise InvdesignError("no structure type of the library fits the composition; add "
                                  "CIFs with --library DIR")
@@ -291,7 +283,8 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
                     folder.write_refined(cand)
                 say(f"refined candidate {cand.index} ({describe(cand)}): Rwp {cand.rw:.4f} -> "
                     f"{cand.rw_refined:.4f}")
-        how = [f"{len(cands)} crystal candidates (structure-type library"
+        how = [f"{len(cands)} crystal candidates ({model_text(model, len(sampled))}"
+               "structure-type library"
                f"{', AFLOW prototypes' if aflow else ''}"
                f"{', metallic lattices' if is_metallic(comp) else ''}), "
                f"{duplicates} duplicates collapsed.", METHOD,
@@ -310,6 +303,8 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
         metric = "Rw"
         diameter = answers["saxs_size"]["diameter"]
         particles, reason = saxs_particles(comp, diameter, request.seed)
+        if sampled:
+            particles, reason = particles + sampled, None
         duplicates = 0
         how = ["SAXS: polydisperse spheres (sasmodels sphere, Schulz radius distribution) "
                "fitted to I(q): the size answer."]
@@ -321,9 +316,9 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
             particles, duplicates = collapse(particles)
             for i, particle in enumerate(particles):
                 keep(forward.score(i, particle))
-            how.append(f"{len(cands)} packings and cluster shapes at the SAXS diameter "
-                       f"({duplicates} duplicates collapsed) ranked by the Rw of their Debye "
-                       "I(q) (least-squares scale).")
+            how.append(f"{len(cands)} particles ({model_text(model, len(sampled))}packings "
+                       f"and cluster shapes at the SAXS diameter; {duplicates} duplicates "
+                       "collapsed) ranked by the Rw of their Debye I(q) (least-squares scale).")
         fit_range, draw = forward.fit_range, forward.final_fit
         labels = forward.axis_labels()
     cands.sort(key=rank_key)
@@ -333,8 +328,13 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
         cand.rank = rank
     if cands and request.energies:
         how.append(add_energies(cands, request.device, say))
-    result = SampleResult(candidates=cands, model="known structures", checkpoint="",
-                          checkpoint_hash="", seed=request.seed, versions=versions,
+    if model.note:
+        how.append(f"Model: {model.note}.")
+    weights = None if model.path is None else defaults.weights_file(model.path)
+    result = SampleResult(candidates=cands, model=model.name,
+                          checkpoint="" if model.path is None else str(model.path),
+                          checkpoint_hash="" if weights is None else defaults.sha256(weights),
+                          seed=request.seed, versions=versions,
                           how=" ".join(how), taken=taken, fit_range=fit_range,
                           duplicates=duplicates, metric=metric, answers=answers)
     if folder is not None:

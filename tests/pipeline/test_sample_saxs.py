@@ -1,5 +1,6 @@
 """`sample --saxs` without a PDF: the size answer of a sphere fit (diameter, polydispersity) in the
-report and summary.json; packings at that size for a metal; the size only otherwise."""
+report and summary.json; with a composition, the SAXS model's particles (and packings at that size
+for a metal); the size only without one."""
 
 from __future__ import annotations
 
@@ -63,16 +64,22 @@ def test_saxs_size_answer_within_5_percent_without_candidates(spheres_dat, tmp_p
     assert "no structure candidates" in text
 
 
-def test_compound_gets_the_size_only(spheres_dat):
-    result = sample({"saxs": spheres_dat}, composition="TiO2")
-    assert result.candidates == []
-    assert "does not tell a compound's atomic arrangement" in result.how
+def test_compound_gets_the_saxs_model_particles(spheres_dat):
+    """No packings for a compound; the shipped SAXS model's particles, conditioned on the curve
+    and the composition, ranked by their Debye I(q)."""
+    result = sample({"saxs": spheres_dat}, composition="TiO2", n=4, energies=False)
+    cands = result.candidates
+    assert 1 <= len(cands) <= 4 and {c.source for c in cands} == {"generator"}
+    assert all(c.structure.kind == "particle" for c in cands)
+    assert result.model == "mlp-saxs_lab-pos_abs"
+    assert "4 samples of mlp-saxs_lab-pos_abs" in result.how
+    assert [c.rw for c in cands] == sorted(c.rw for c in cands)
 
 
 def test_metal_packings_at_the_saxs_size_ranked_by_debye_iq(spheres_dat, tmp_path):
     result = sample({"saxs": spheres_dat}, composition="Au", out=tmp_path / "run")
     cands = result.candidates
-    assert len(cands) >= 4 and {c.source for c in cands} == {"packing"}
+    assert len(cands) >= 4 and {c.source for c in cands} == {"packing", "generator"}
     assert all(c.structure.kind == "particle" for c in cands)
     assert [c.rank for c in cands] == list(range(1, len(cands) + 1))
     assert [c.rw for c in cands] == sorted(c.rw for c in cands)
@@ -86,6 +93,7 @@ def test_metal_packings_at_the_saxs_size_ranked_by_debye_iq(spheres_dat, tmp_pat
 
 
 def test_pdf_model_for_a_saxs_file_is_refused(spheres_dat):
-    with pytest.raises(InvdesignError, match=r"a --saxs file needs a SAXS \(saxs->\.\.\.\) "
-                                             "model, and none is shipped"):
+    with pytest.raises(InvdesignError, match=r"a --saxs file needs a SAXS \(saxs->\.\.\. or "
+                                             r"saxs_lab->\.\.\.\) model: leave out --model to "
+                                             "use mlp-saxs_lab-pos_abs"):
         sample({"saxs": spheres_dat}, model="mlp-xpdf-pos_abs")

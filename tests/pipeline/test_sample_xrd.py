@@ -10,13 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from pymatgen.io.cif import CifParser
 
 from invdesign.cli.main import main
-from invdesign.core.errors import InvdesignError
+from invdesign.core.errors import DataFormatError, InvdesignError
+from invdesign.core.tasks import TaskSpec
 from invdesign.crystals.dedup import same_structure
 from invdesign.crystals.library import composition_of, typed_cells
 from invdesign.evaluators.forward.powder_pattern import Profile, powder_pattern, reflections
+from invdesign.generators.base import build_generator
+from invdesign.generators.checkpoint import save_checkpoint
 from invdesign.io.measured import read_pattern
 from invdesign.pipeline import sample
 from invdesign.pipeline.report import report
@@ -83,6 +87,8 @@ def test_rutile_pattern_ranks_rutile_first_and_writes_its_fitted_cif(rutile_xy, 
     assert float(rows[0]["a"]) == pytest.approx(abc[0], rel=1e-3)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metric"] == "Rwp" and summary["model"] == "known structures"
+    # the shipped XRD model's grid starts at q 1.1 Å^-1, the pattern at 1.42: left out, said
+    assert "mlp-xrd_lab-unit_cell not sampled" in result.how
     assert (out / "fit.png").stat().st_size > 0
     assert (out / f"candidate_{result.candidates[1].index:03d}.cif").is_file()
     text = report(result, taken=False)
@@ -98,9 +104,60 @@ def test_pdf_model_for_an_xrd_file_is_refused_naming_the_model_kind(rutile_xy, t
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err == ["invdesign: error: --model mlp-xpdf-pos_abs (mlp-xpdf-pos_abs) is a PDF model "
-                   "(task xPDF->pos_abs); a --xrd file needs an XRD (xrd->...) model, and none "
-                   "is shipped: leave out --model to fit known structures to the pattern"]
+                   "(task xPDF->pos_abs); a --xrd file needs an XRD (xrd->... or xrd_lab->...) "
+                   "model: leave out --model to use mlp-xrd_lab-unit_cell"]
     assert not out.exists()
+
+
+def test_other_kind_or_particle_model_for_an_xrd_run_is_refused(rutile_xy, tmp_path):
+    """The SAXS model (another kind) and an XRD particle model (an untrained xrd_lab->pos_abs MLP
+    saved here) are refused before anything is written."""
+    torch.manual_seed(0)
+    gen = build_generator("mlp", TaskSpec.parse("xrd_lab->pos_abs"), hidden=16, aux_hidden=16,
+                          species_vocab=[8, 22])
+    particle = save_checkpoint(tmp_path / "xrd-particle", gen)
+    with pytest.raises(InvdesignError, match=r"is a SAXS model \(task saxs_lab->pos_abs\); a "
+                                             r"--xrd file needs an XRD"):
+        sample({"xrd": rutile_xy[0]}, composition="TiO2", model="mlp-saxs_lab-pos_abs",
+               out=tmp_path / "run")
+    with pytest.raises(InvdesignError, match=r"makes particles; a --xrd run ranks crystals: give "
+                                             "a unit-cell model"):
+        sample({"xrd": rutile_xy[0]}, composition="TiO2", checkpoint=particle,
+               out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_xrd_model_asked_for_is_refused_when_the_data_miss_its_grid(rutile_xy, tmp_path):
+    """The pattern starts at q 1.42 Å^-1 (2θ 20° with Cu Kα1): the XRD model's grid starts at
+    1.1. Asked for by name it is refused naming the file; as the default it is left out with a
+    note (`test_rutile_pattern_ranks_rutile_first_and_writes_its_fitted_cif`)."""
+    with pytest.raises(DataFormatError, match=r"rutile\.xy: .*1\.1"):
+        sample({"xrd": rutile_xy[0]}, composition="TiO2", model="mlp-xrd_lab-unit_cell",
+               out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_xrd_model_samples_join_the_pool(tmp_path):
+    """A TiO2 anatase pattern from 2θ 10° (q 0.71 Å^-1) covers the XRD model's grid: the shipped
+    model's unit cells are screened with the library's, named in the summary with its hash."""
+    cell = _cell("anatase")
+    refl = reflections(cell, CU / (2 * math.sin(math.radians(47.0))))
+    tth = np.arange(10.0, 90.0, 0.04)
+    y = powder_pattern(refl, refl.lattice, tth, (CU,), Profile(w=0.004, size=200.0))
+    path = tmp_path / "anatase.xy"
+    path.write_text("# wavelength = 1.5406\n# x_unit = 2theta_deg\n" + "\n".join(
+        f"{a:.2f} {b:.6g}" for a, b in zip(tth, 5000 * y / y.max() + 100, strict=True)))
+    out = tmp_path / "run"
+    result = sample({"xrd": path}, composition="TiO2", n=4, aflow=False, energies=False,
+                    out=out)
+    sampled = [c for c in result.candidates if c.source == "unit_cell_model"]
+    assert 1 <= len(sampled) <= 4
+    assert all(c.structure.kind == "unit_cell" and c.crystal is not None for c in sampled)
+    assert result.best.structure_type == "anatase"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == "mlp-xrd_lab-unit_cell" and len(summary["checkpoint_hash"]) == 64
+    assert "samples of mlp-xrd_lab-unit_cell" in result.how
+    assert "smoothed to the model's resolution" in result.how
 
 
 def test_xrd_without_a_composition_is_refused(rutile_xy):
@@ -132,5 +189,5 @@ def test_metal_pattern_ranks_its_packing_first(tmp_path):
     result = sample({"xrd": path}, composition="Pt", aflow=False)
     assert result.best.structure_type == "fcc"
     assert {c.structure_type for c in result.candidates} >= {"fcc", "hcp", "bcc"}
-    assert {c.source for c in result.candidates} <= {"library", "packing"}
+    assert {c.source for c in result.candidates} <= {"library", "packing", "unit_cell_model"}
     assert result.best.final.cell[0, 0] == pytest.approx(2.775 * math.sqrt(2.0), rel=1e-3)
