@@ -6,7 +6,9 @@ authors' refined structure(s). Per file:
 2. the candidates are those `sample --xrd` ranks for the composition of the refined structure
    (`_chemical_formula_sum` of its block, else the parsed structure's): the structure-type
    library's typed cells and ordered variants with pymatgen's AFLOW prototypes
-   (`pipeline.xrd.crystal_cells`), duplicates collapsed (`pipeline.pool.collapse`), nothing else;
+   (`pipeline.xrd.crystal_cells`) and the `--n` unit cells of the XRD model `sample --xrd` uses
+   (`pipeline.kind_models`, the shipped `mlp-xrd_lab-unit_cell` unless `--model`; `--n 0` leaves it
+   out), duplicates collapsed (`pipeline.pool.collapse`), nothing else;
 3. `rank_powder` screens every candidate and refines the best `--refine-top` with the evaluation
    budget and safety cap of `sample --xrd` (Hamilton's test between fits of one structure);
 4. a candidate "matches" when pymatgen's StructureMatcher (ltol 0.3, stol 0.5, angle_tol 10)
@@ -40,6 +42,7 @@ from pymatgen.io.cif import CifFile, CifParser
 from invdesign.core.structure import Structure
 from invdesign.evaluators.forward.powder_fit import fit_powder, powder_data, rank_powder
 from invdesign.io.measured import read_pattern
+from invdesign.pipeline import kind_models
 from invdesign.pipeline.pool import collapse
 from invdesign.pipeline.xrd import POWDER_EVALUATIONS, POWDER_SECONDS, crystal_cells
 
@@ -62,13 +65,18 @@ def refined_phases(path: Path) -> tuple[list[Any], str | None]:
     return structures, formula
 
 
-def run_case(path: Path, refine_top: int, oracle: bool) -> dict[str, Any]:
+def run_case(path: Path, refine_top: int, oracle: bool, model: str | None = None,
+             n: int = 16) -> dict[str, Any]:
     start = time.perf_counter()
     measured = read_pattern(path, "xrd")
     phases, formula = refined_phases(path)
     comp = Composition(formula) if formula else phases[0].composition
-    composition = {el.Z: float(n) for el, n in comp.items()}
-    cells, _ = collapse(crystal_cells(composition, None))
+    composition = {el.Z: float(x) / comp.num_atoms for el, x in comp.items()}
+    sampled: list[Structure] = []
+    chosen = kind_models.choose("xrd", model)
+    if n > 0:
+        sampled, chosen = kind_models.samples(chosen, {"xrd": measured}, composition, n, seed=0)
+    cells, _ = collapse(crystal_cells(composition, None) + sampled)
     matcher = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10)
     supercell = StructureMatcher(ltol=0.3, stol=0.5, angle_tol=10, attempt_supercell=True)
 
@@ -87,6 +95,10 @@ def run_case(path: Path, refine_top: int, oracle: bool) -> dict[str, Any]:
             f"{p.composition.reduced_formula} {p.get_space_group_info()[0]}" for p in phases],
         "points": int(measured.x.size), "wavelengths": list(data.wavelengths),
         "candidates": len(cells), "type_in_library": any(matches(c) for c in cells),
+        "model": chosen.name, "model_note": chosen.note, "model_samples": len(sampled),
+        "model_sample_matches": sum(matches(c) for c in sampled),
+        "model_best_rank": next((i + 1 for i, (k, _) in enumerate(ranked)
+                                 if cells[k].info.get("source") == "unit_cell_model"), None),
         "top1": bool(matched[:1] and matched[0]), "top5": any(matched[:5]),
         "rank_of_match": next((i + 1 for i, m in enumerate(matched) if m), None),
         "top5_supercell": any(matches(fit.cell, supercell) for _, fit in ranked[:5]),
@@ -110,12 +122,15 @@ def run_case(path: Path, refine_top: int, oracle: bool) -> dict[str, Any]:
 
 
 def table(records: list[dict[str, Any]]) -> str:
-    lines = ["| file | formula | cands | type in library | top 1 | top 5 | top 5 (supercell) | "
-             "best | Rwp | authors' Rwp | oracle Rwp | s |", "|" + "---|" * 12]
+    lines = ["| file | formula | cands | model samples (match, best rank) | type in library | "
+             "top 1 | top 5 | top 5 (supercell) | best | Rwp | authors' Rwp | oracle Rwp | s |",
+             "|" + "---|" * 13]
     for r in records:
         best = f"{r['ranking'][0]['type']}" if r["ranking"] else "-"
         lines.append(
             f"| {r['file'].split('.')[0]} | {r['formula']} | {r['candidates']} | "
+            f"{r['model_samples']} ({r['model_sample_matches']}, "
+            f"{r['model_best_rank'] or '-'}) | "
             f"{'yes' if r['type_in_library'] else 'no'} | {'yes' if r['top1'] else 'no'} | "
             f"{'yes' if r['top5'] else 'no'} | {'yes' if r['top5_supercell'] else 'no'} | "
             f"{best} | {r['best_rwp'] or '-'} | "
@@ -129,18 +144,23 @@ def main() -> None:
     parser.add_argument("--refine-top", type=int, default=5)
     parser.add_argument("--only", default=None, help="substring of the file names to run")
     parser.add_argument("--no-oracle", action="store_true")
+    parser.add_argument("--model", default=None,
+                        help="XRD model (default: the one `sample --xrd` uses)")
+    parser.add_argument("--n", type=int, default=16, help="model samples per case (0: none)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     files = sorted(p for p in args.data.glob("*.cif") if not args.only or args.only in p.name)
     records = []
     for path in files:
-        record = run_case(path, args.refine_top, not args.no_oracle)
+        record = run_case(path, args.refine_top, not args.no_oracle, args.model, args.n)
         records.append(record)
         print(table([record]).splitlines()[-1], flush=True)
     summary = {"cases": len(records), "top1": sum(r["top1"] for r in records),
                "top5": sum(r["top5"] for r in records),
                "top5_supercell": sum(r["top5_supercell"] for r in records),
-               "type_in_library": sum(r["type_in_library"] for r in records)}
+               "type_in_library": sum(r["type_in_library"] for r in records),
+               "model_samples": sum(r["model_samples"] for r in records),
+               "model_sample_matches": sum(r["model_sample_matches"] for r in records)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"summary": summary, "refine_top": args.refine_top,
                                     "cases": records}, indent=1) + "\n")
