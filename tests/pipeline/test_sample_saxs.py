@@ -97,3 +97,18 @@ def test_pdf_model_for_a_saxs_file_is_refused(spheres_dat):
                                              r"saxs_lab->\.\.\.\) model: leave out --model to "
                                              "use mlp-saxs_lab-pos_abs"):
         sample({"saxs": spheres_dat}, model="mlp-xpdf-pos_abs")
+
+
+def test_default_saxs_model_left_out_with_a_note_when_the_data_miss_its_grid(tmp_path):
+    """A curve measured to q = 0.3 Å^-1 does not reach the end of the SAXS model's grid (0.49):
+    the default model is left out and the run says so; asked for by name, it is refused."""
+    q = np.geomspace(0.005, 0.3, 120)
+    path = tmp_path / "short.dat"
+    path.write_text("# x_unit = q_A\n" + "\n".join(
+        f"{a:.6g} {b:.6g}" for a, b in zip(q, 1e-4 * _schulz_population(q, MEAN_RADIUS, PD)
+                                           + 0.02, strict=True)))
+    result = sample({"saxs": path}, composition="TiO2", energies=False)
+    assert result.candidates == [] and result.model == "known structures"
+    assert "mlp-saxs_lab-pos_abs not sampled" in result.how and "short.dat" in result.how
+    with pytest.raises(InvdesignError, match=r"short\.dat: .*0\.49"):
+        sample({"saxs": path}, composition="TiO2", model="mlp-saxs_lab-pos_abs")
