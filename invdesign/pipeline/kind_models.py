@@ -107,7 +107,8 @@ def samples(model: KindModel, patterns: Mapping[str, Any], composition: dict[int
     except DataFormatError as err:
         if model.chosen == "option":
             raise
-        return [], KindModel(None, note=f"{model.name} not sampled: {err}")
+        where = f"{Path(err.path).name}: " if err.path else ""
+        return [], KindModel(None, note=f"{model.name} not sampled: {where}{err.message}")
     condition = prepare_condition({inp.name: (inp.grid, inp.values) for inp in inputs.values()},
                                   model.generator.task, composition=composition)
     made = from_generator(model.generator, condition, n, seed, sampling)
