@@ -22,9 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "screen every candidate against the measured data (particles with "
                     "DebyeCalculator, crystals as attenuated crystals), optionally refine the "
                     "best, rank (valid first, then Rw) and write them with summaries and fit "
-                    "plots. Without --pdf: --xrd ranks crystal candidates (library types, "
-                    "--library CIFs) by powder-fit Rwp (--composition needed); --saxs gives the "
-                    "particle size (sphere fit).",
+                    "plots. Without --pdf: --xrd ranks crystal candidates (the XRD model's cells, "
+                    "library types, --library CIFs) by powder-fit Rwp (--composition needed); "
+                    "--saxs gives the particle size (sphere fit) and, with --composition, ranks "
+                    "the SAXS model's particles (and a metal's packings) by their Debye I(q).",
     )
     data = parser.add_argument_group("measured data")
     data.add_argument("--pdf", type=Path, metavar="FILE", help="G(r): .gr, .fgr or columns")
@@ -45,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     model = parser.add_argument_group("model")
     which = model.add_mutually_exclusive_group()
     which.add_argument("--model", help=f"shipped model name (default {defaults.DEFAULT_MODEL} "
-                       "with --pdf; none for --xrd/--saxs alone: no XRD or SAXS model ships)")
+                       f"with --pdf, {defaults.KIND_MODELS['xrd']} with --xrd alone, "
+                       f"{defaults.KIND_MODELS['saxs']} with --saxs alone)")
     which.add_argument("--checkpoint", type=Path, metavar="FILE", help="a checkpoint file/folder")
     run = parser.add_argument_group("run")
     run.add_argument("--n", type=int, default=defaults.DEFAULT_N,
