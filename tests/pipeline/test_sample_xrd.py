@@ -36,6 +36,17 @@ def _cell(name: str):
     return next(t.cell for t in typed_cells(composition_of("TiO2")) if t.structure_type == name)
 
 
+def _write_xy(path: Path, cell, tth_min: float, size: float) -> Path:
+    """The noise-free powder pattern of `cell` (Cu Kα1, 2θ from `tth_min` to 90°, crystallites
+    of `size` Å) on a flat background, as a two-column .xy stating wavelength and unit."""
+    refl = reflections(cell, CU / (2 * math.sin(math.radians(47.0))))
+    tth = np.arange(tth_min, 90.0, 0.04)
+    y = powder_pattern(refl, refl.lattice, tth, (CU,), Profile(w=0.004, size=size))
+    path.write_text("# wavelength = 1.5406\n# x_unit = 2theta_deg\n" + "\n".join(
+        f"{a:.2f} {b:.6g}" for a, b in zip(tth, 5000 * y / y.max() + 100, strict=True)))
+    return path
+
+
 @pytest.fixture(scope="module")
 def rutile_xy(tmp_path_factory) -> tuple[Path, np.ndarray, float]:
     """Rutile TiO2 with its lattice stretched 2 %, simulated with `powder_pattern` (200 Å
@@ -140,13 +151,7 @@ def test_xrd_model_asked_for_is_refused_when_the_data_miss_its_grid(rutile_xy, t
 def test_xrd_model_samples_join_the_pool(tmp_path):
     """A TiO2 anatase pattern from 2θ 10° (q 0.71 Å^-1) covers the XRD model's grid: the shipped
     model's unit cells are screened with the library's, named in the summary with its hash."""
-    cell = _cell("anatase")
-    refl = reflections(cell, CU / (2 * math.sin(math.radians(47.0))))
-    tth = np.arange(10.0, 90.0, 0.04)
-    y = powder_pattern(refl, refl.lattice, tth, (CU,), Profile(w=0.004, size=200.0))
-    path = tmp_path / "anatase.xy"
-    path.write_text("# wavelength = 1.5406\n# x_unit = 2theta_deg\n" + "\n".join(
-        f"{a:.2f} {b:.6g}" for a, b in zip(tth, 5000 * y / y.max() + 100, strict=True)))
+    path = _write_xy(tmp_path / "anatase.xy", _cell("anatase"), 10.0, 200.0)
     out = tmp_path / "run"
     result = sample({"xrd": path}, composition="TiO2", n=4, aflow=False, energies=False,
                     out=out)
@@ -179,13 +184,7 @@ def test_pdf_run_crystals_get_the_xrd_rwp(rutile_xy):
 def test_metal_pattern_ranks_its_packing_first(tmp_path):
     """A Pt fcc pattern (nn 2.775 Å) ranks fcc first among the library's and the packings'
     lattices, its screened cell at the pattern's lattice constant."""
-    cell = lattice_cell("fcc", 78, 2.775)
-    refl = reflections(cell, CU / (2 * math.sin(math.radians(47.0))))
-    tth = np.arange(20.0, 90.0, 0.04)
-    y = powder_pattern(refl, refl.lattice, tth, (CU,), Profile(w=0.004, size=100.0))
-    path = tmp_path / "pt.xy"
-    path.write_text("# wavelength = 1.5406\n# x_unit = 2theta_deg\n" + "\n".join(
-        f"{a:.2f} {b:.6g}" for a, b in zip(tth, 5000 * y / y.max() + 100, strict=True)))
+    path = _write_xy(tmp_path / "pt.xy", lattice_cell("fcc", 78, 2.775), 20.0, 100.0)
     result = sample({"xrd": path}, composition="Pt", aflow=False)
     assert result.best.structure_type == "fcc"
     assert {c.structure_type for c in result.candidates} >= {"fcc", "hcp", "bcc"}
