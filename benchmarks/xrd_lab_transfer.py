@@ -21,6 +21,7 @@ Per input: StructureMatcher match rate at k = 1 and `--k` against the item's tru
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import tempfile
@@ -32,6 +33,7 @@ import torch
 from generation import spaced_sources, true_structure
 
 from invdesign.core.conditions import prepare_condition
+from invdesign.core.patterns import VIEWS
 from invdesign.data.datamodule import ChiliTaskDataModule
 from invdesign.evaluators.forward.powder_pattern import Profile, powder_pattern, reflections
 from invdesign.evaluators.metrics.match import composition_of, match_structure, match_summary
@@ -65,6 +67,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=40)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--part", default="test", choices=("val", "test"),
+                        help="the card split's part the items come from (choose settings on val)")
+    parser.add_argument("--smooth", type=float, default=None,
+                        help="Å^-1: the view's smoothing FWHM for this run (default: the view's)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     start = time.perf_counter()
@@ -74,9 +80,11 @@ def main() -> None:
     dm = ChiliTaskDataModule(args.data, gen.task, split["kind"], split_seed=split["seed"],
                              in_memory="true")
     dm.setup()
-    data = dm.parts["test"]
+    data = dm.parts[args.part]
     rows, rule = spaced_sources(data, args.items)
     name = gen.task.patterns[0]
+    if args.smooth is not None:  # the view's resolution as a parameter of this study
+        VIEWS[name] = dataclasses.replace(VIEWS[name], smooth_fwhm=args.smooth)
     matches: dict[str, list] = {"chili": [], "lab": []}
     with tempfile.TemporaryDirectory() as tmp:
         for row in rows:
@@ -91,7 +99,8 @@ def main() -> None:
                 rng = torch.Generator().manual_seed(args.seed)
                 samples = gen.sample(cond, args.k, generator=rng)[0]
                 matches[key].append(match_structure(samples, truth))
-    record = {"model": path.name, "split": split["kind"], "items": len(rows),
+    record = {"model": path.name, "split": split["kind"], "part": args.part,
+              "smooth_fwhm": VIEWS[name].smooth_fwhm, "items": len(rows),
               "items_rule": rule, "k": args.k, "seed": args.seed,
               "inputs": {key: {f"k{k}": match_summary(found, k) for k in sorted({1, args.k})}
                          for key, found in matches.items()},
