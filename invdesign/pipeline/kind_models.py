@@ -97,9 +97,9 @@ def samples(model: KindModel, patterns: Mapping[str, Any], composition: dict[int
             n: int, seed: int, sampling: Mapping[str, Any] | None = None,
             ) -> tuple[list[Structure], KindModel]:
     """`n` structures of `model` (seeded; `sampling`: the diffusion sampler's options) conditioned
-    on the composition and the measured patterns it takes (each on
-    the model's grid, `inputs.model_inputs`), tagged with their source. Data that do not cover
-    the grid: refused for a model the user asked for; for the default, no samples and a note."""
+    on the composition and the measured patterns it takes (each on the model's grid,
+    `inputs.model_inputs`), tagged with their source. Data that do not cover the grid: refused
+    for a model the user asked for; for the default, no samples and a note."""
     if model.generator is None:
         return [], model
     try:

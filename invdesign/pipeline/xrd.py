@@ -332,7 +332,7 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
         how.append(f"Model: {model.note}.")
     weights = None if model.path is None else defaults.weights_file(model.path)
     result = SampleResult(candidates=cands, model=model.name,
-                          checkpoint="" if model.path is None else str(model.path),
+                          checkpoint=str(weights or ""),
                           checkpoint_hash="" if weights is None else defaults.sha256(weights),
                           seed=request.seed, versions=versions,
                           how=" ".join(how), taken=taken, fit_range=fit_range,
