@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from invdesign.core.conditions import prepare_condition
 from invdesign.core.errors import CheckpointError, DataFormatError, InvdesignError
 from invdesign.core.structure import Structure
 from invdesign.pipeline import defaults
 from invdesign.pipeline.forward import kind_of
 from invdesign.pipeline.inputs import model_inputs
 from invdesign.pipeline.planning import label, load_generator
-from invdesign.pipeline.sources import from_generator
+from invdesign.pipeline.sources import from_inputs
 
 #: The target each kind's run ranks: XRD ranks crystals, SAXS particles.
 TARGET_KIND = {"xrd": "unit_cell", "saxs": "particle"}
@@ -43,7 +42,8 @@ class KindModel:
         path: the checkpoint (None: no model sampled).
         generator: the loaded generator (None with `path`).
         chosen: 'option' (`--model`/`--checkpoint`) or 'default'.
-        note: why no samples were taken (None when sampled).
+        note: why the model was not sampled, or how the data were mapped for it (smoothing);
+            None when there is nothing to say.
     """
 
     path: Path | None
@@ -109,9 +109,7 @@ def samples(model: KindModel, patterns: Mapping[str, Any], composition: dict[int
             raise
         where = f"{Path(err.path).name}: " if err.path else ""
         return [], KindModel(None, note=f"{model.name} not sampled: {where}{err.message}")
-    condition = prepare_condition({inp.name: (inp.grid, inp.values) for inp in inputs.values()},
-                                  model.generator.task, composition=composition)
-    made = from_generator(model.generator, condition, n, seed, sampling)
+    made = from_inputs(model.generator, inputs, composition, n, seed, sampling)
     source = SOURCE[model.generator.task.kind]
     for s in made:
         s.info["source"] = s.info["structure_type"] = source

@@ -171,13 +171,20 @@ def from_generator(generator, condition: Condition, n: int, seed: int,
     return structures
 
 
+def from_inputs(generator, inputs: Mapping[str, ModelInput],
+                composition: Mapping[int, float] | None, n: int, seed: int,
+                sampling: Mapping[str, Any] | None = None) -> list[Structure]:
+    """`n` structures of `generator` conditioned on measured patterns already on its grid
+    (`inputs.model_inputs`) and the composition (`from_generator`)."""
+    condition = prepare_condition({inp.name: (inp.grid, inp.values) for inp in inputs.values()},
+                                  generator.task, composition=composition)
+    return from_generator(generator, condition, n, seed, sampling)
+
+
 def _sampled(context: SourceContext, n: int) -> list[Structure]:
     """`n` structures of the context's generator, conditioned on its model inputs."""
-    generator = context.generator
-    condition = prepare_condition({inp.name: (inp.grid, inp.values)
-                                   for inp in context.model_inputs.values()},
-                                  generator.task, composition=context.inputs.composition)
-    return from_generator(generator, condition, n, context.seed, context.sampling)
+    return from_inputs(context.generator, context.model_inputs, context.inputs.composition, n,
+                       context.seed, context.sampling)
 
 
 class GeneratorSamples:
