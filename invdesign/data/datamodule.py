@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from invdesign.core.errors import InvdesignError
 from invdesign.core.tasks import TARGETS, TaskBatch, TaskSpec
 from invdesign.data.dataset import ChiliDataset
+from invdesign.data.mixing import MixedEpochSampler
 from invdesign.data.splits import split_indices, training_only_graphs
 from invdesign.data.task_data import (
     IN_MEMORY_LIMIT_BYTES,
@@ -85,6 +86,10 @@ class ChiliTaskDataModule(L.LightningDataModule):
             join the training part (`n_extra` counts them; under leave_type_out not those of the
             held-out type or its lookalikes, `splits.training_only_graphs`); validation and test
             come from `root` alone, so they are the same with or without `extra`.
+        extra_share: None: every extra graph in every epoch; a fraction in (0, 1): each epoch
+            holds every graph of the training part from `root` (and `augment`) plus a fresh
+            subset of the extra graphs making up this share of it (`mixing.MixedEpochSampler`,
+            seeded by `seed`).
         in_memory: 'true' (or True): the task arrays are read once and kept (`TaskData`);
             'false': each batch is read from the files (`LazyTaskData`: same values, memory
             independent of the data set's size); 'auto': in memory when `estimated_bytes` of the
@@ -109,11 +114,14 @@ class ChiliTaskDataModule(L.LightningDataModule):
         augment: Sequence[str] = (),
         in_memory: str | bool = True,
         extra: Sequence[str] = (),
+        extra_share: float | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.augment = [str(folder) for folder in augment]
         self.extra = [str(folder) for folder in extra]
         self.n_augment = self.n_extra = 0
+        self.extra_share, self.seed = extra_share, seed
         self.root, self.task, self.split, self.split_seed = root, task, split, split_seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.condition_on = tuple(condition_on)
@@ -202,8 +210,11 @@ class ChiliTaskDataModule(L.LightningDataModule):
     def _loader(self, part: str, shuffle: bool, batch_size: int) -> DataLoader:
         data = self.parts[part]
         rows = _Rows(len(data))
-        sampler = None
+        sampler: torch.utils.data.Sampler[int] | None = None
         trainer = self.trainer
+        if part == "train" and self.extra_share is not None and self.n_extra:
+            sampler = MixedEpochSampler(len(data) - self.n_extra, self.n_extra, self.extra_share,
+                                        self.seed)
         if part != "train" and trainer is not None and trainer.world_size > 1:
             if len(data) < trainer.world_size:
                 raise InvdesignError(

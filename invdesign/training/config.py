@@ -63,6 +63,9 @@ class DataConfig:
     `invdesign data build synthetic`): all their graphs join the training part (under
     leave_type_out not the held-out type's nor its lookalikes), validation and test still come
     from `root` alone, so the test figures compare with a model trained on `root` only.
+    extra_share: None trains on every extra graph in every epoch; a fraction in (0, 1) makes each
+    epoch every training graph of `root` plus a fresh subset of the extra graphs that is this
+    share of the epoch (so a large extra set does not crowd out `root`).
     in_memory: 'true' reads the task arrays of every graph once and keeps them in memory (fast
     epochs); 'false' reads each batch's graphs from the HDF5 files through the on-disk index, so
     memory does not grow with the data set; 'auto' keeps them in memory when their estimated size
@@ -75,6 +78,7 @@ class DataConfig:
     condition_on: list[str] = field(default_factory=list)
     augment: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
+    extra_share: float | None = None
     in_memory: str = "auto"
 
 
@@ -368,6 +372,12 @@ def validate(cfg: DictConfig, where: str = "config") -> None:
         value = OmegaConf.select(cfg, key)
         if not (math.isfinite(value) and value > 0):
             fail(f"{key} must be positive, got {value}")
+    share = OmegaConf.select(cfg, "data.extra_share")
+    if share is not None:
+        if not (math.isfinite(share) and 0.0 < share < 1.0):
+            fail(f"data.extra_share must be a fraction in (0, 1), got {share}")
+        if not cfg.data.extra:
+            fail("data.extra_share is set but data.extra names no folder")
     if cfg.trainer.limit_train_batches > 1.0:
         fail(f"trainer.limit_train_batches is a fraction in (0, 1], got "
              f"{cfg.trainer.limit_train_batches}")

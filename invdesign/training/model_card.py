@@ -56,7 +56,7 @@ def model_card(
         + (f", of the training graphs {info['n_extra']} from the training-only folders "
            f"{_folders(config['data'].get('extra', []))} ({info.get('extra_files', '?')} files, "
            f"fingerprint `{info.get('extra_fingerprint', '?')}`; validation and test from the "
-           "data folders alone)" if info.get("n_extra") else ""),
+           "data folders alone" + _share(config) + ")" if info.get("n_extra") else ""),
         f"- seed: {config['seed']}",
         f"- generator: `{gen['name']}`, hparams {dict(gen.get('hparams', {}))}; "
         f"{info.get('n_parameters', '?')} parameters",
@@ -115,3 +115,12 @@ def _folders(root: str | list[str]) -> str:
     """`a` or `a` + `b` for one data folder or several."""
     items = [root] if isinstance(root, str) else list(root)
     return " + ".join(f"`{item}`" for item in items)
+
+
+def _share(config: dict[str, Any]) -> str:
+    """How the training-only graphs entered each epoch (`data.extra_share`)."""
+    share = config["data"].get("extra_share")
+    if share is None:
+        return "; all of them in every epoch"
+    return (f"; each epoch every data graph plus a fresh subset of these making up {share:.0%} "
+            "of it")

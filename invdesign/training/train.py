@@ -305,6 +305,8 @@ def _fit(cfg: DictConfig, evaluate_parts: tuple[str, ...],
         list(cfg.data.augment),
         str(cfg.data.in_memory),
         list(cfg.data.extra),
+        cfg.data.get("extra_share"),
+        int(cfg.seed),
     )
     dm.setup("fit")
     cls = generator_class(cfg.generator.name)
