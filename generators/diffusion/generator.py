@@ -107,7 +107,7 @@ class DiffusionGenerator(Generator):
             Polyak step times `guidance_scale` (0: off, the default).
     """
 
-    sampling_options = ("sampler", "steps", "guidance_scale", "guidance_start")
+    sampling_options = ("sampler", "steps", "guidance_scale", "guidance_start", "guidance_cell")
     #: the typed record of the keyword hyper-parameters (`Generator.check_hparams`)
     hparams_schema = DiffusionHParams
 
@@ -228,6 +228,7 @@ class DiffusionGenerator(Generator):
         steps: int | None = None,
         guidance_scale: float | None = None,
         guidance_start: float | None = None,
+        guidance_cell: bool | None = None,
     ) -> list[list[Structure]]:
         """`n` candidates per condition item (see `Generator.sample`).
 
@@ -237,6 +238,8 @@ class DiffusionGenerator(Generator):
             guidance_scale, guidance_start: data-consistent sampling (`guidance.py`): the Polyak
                 step factor of the forward-model guidance (0: off) and the fraction of the reverse
                 trajectory after which it acts (default: the hyper-parameters of those names).
+            guidance_cell: unit cells: guide the lattice lengths too (default: the
+                hyper-parameter; the samples carry the guided cells).
             generator: all randomness (counts, species order, noise) is drawn from it on the CPU.
         """
         if n < 1:
@@ -246,7 +249,8 @@ class DiffusionGenerator(Generator):
         schedule.build_sampler(sampler, self.train_scheduler, steps)  # validates the options early
         guided = self.hp.replace(  # validates them
             guidance_scale=self.hp.guidance_scale if guidance_scale is None else guidance_scale,
-            guidance_start=self.hp.guidance_start if guidance_start is None else guidance_start)
+            guidance_start=self.hp.guidance_start if guidance_start is None else guidance_start,
+            guidance_cell=self.hp.guidance_cell if guidance_cell is None else guidance_cell)
         spec = pattern_spec(self.task.patterns[0])
         targets = condition.patterns[spec.name].repeat_interleave(n, 0)  # [B * n, L]
         was_training = self.training
@@ -266,15 +270,22 @@ class DiffusionGenerator(Generator):
                 guide = build_guide(spec, targets[sl], species[sl], c["mask"],
                                     guided.guidance_scale,
                                     cells=None if cells is None else cells[sl],
-                                    coord_scale=self.hp.coord_scale)
+                                    coord_scale=self.hp.coord_scale,
+                                    guide_cell=guided.guidance_cell)
                 c["guidance"] = {"guide": guide, "guide_start": guided.guidance_start}
-            out_xyz += self.space.reverse(c, None if coords is None else coords[sl])
+            chunk_xyz = self.space.reverse(c, None if coords is None else coords[sl])
+            if guided.guidance_scale > 0 and cells is not None and guide.cells is not None:
+                guide.cells.fit_cells(chunk_xyz)
+                cells[sl] = guide.cells.cells.to(cells)
+            out_xyz += chunk_xyz
         self.train(was_training)
         info = {"generator": self.name, "sampler": sampler, "steps": steps,
                 "prior": self.hp.prior}
         if guided.guidance_scale > 0:
             info.update(guidance_scale=guided.guidance_scale,
                         guidance_start=guided.guidance_start)
+            if cells is not None:
+                info.update(guidance_cell=guided.guidance_cell)
         out: list[list[Structure]] = []
         for k, (z, xyz) in enumerate(zip(species, out_xyz, strict=True)):
             if k % n == 0:

@@ -20,6 +20,14 @@ The misfit L = 1 - cos(target, calc) (= Rw^2 / (1 + cos) with the least-squares 
   pattern is proportional to (y - y[0]), the target; Rw with it is the benchmark's Rw;
 - I(q) patterns (SAXS, XRD): both curves are centred (min-max normalising hides the offset).
 
+Unit cells: the lattice lengths are guided too (`CellMisfit.steer_cells`, on by default,
+`guidance_cell`): the cell head predicts them within a few per cent, and a length a few per cent
+off moves every PDF peak beyond r ~ 10 Å, so positions alone cannot fit. Each guided step takes a
+Polyak step on the log lengths (at most `MAX_CELL_STEP`, kept only when it lowers the misfit,
+within `CELL_SCAN` of the predicted cell); after the last step the lattice of the final positions
+is fitted (`CellMisfit.fit_cells`: an isotropic scan within `CELL_SCAN`, then length steps). The
+sampled structures carry the guided cells.
+
 Forward models: particles through DebyeCalculator (`physics.calculator.MeasuredGridCalculator`
 with CHILI's pattern parameters); unit cells through the attenuated-crystal PDF
 (`physics.crystal_pdf.CrystalPDF`: the periodic cell times the sphere shape function of the
@@ -55,6 +63,15 @@ CHILI_QDAMP = 0.04
 DIAMETER_LEVEL = 0.01
 #: Å^3, unit cells denser than this volume per atom (no solid is: diamond has 5.7) are not guided
 MIN_VOLUME_PER_ATOM = 3.0
+#: relative: the isotropic lattice scales scanned at a unit cell's first guided step (+-)
+CELL_SCAN = 0.08
+CELL_SCAN_STEP = 0.004
+#: relative: the most one guided step changes a cell length
+MAX_CELL_STEP = 0.005
+#: length steps of the final lattice fit after the isotropic scan
+CELL_ITERATIONS = 20
+#: relative lattice change after which a cell's pair list is rebuilt (CrystalPDF's margin: 0.06)
+CELL_REBUILD = 0.04
 
 Misfit = Callable[[torch.Tensor], torch.Tensor]
 
@@ -140,7 +157,8 @@ class CellMisfit:
                 f"guided sampling of unit cells needs a PDF condition; {spec.name} is not one")
         self.spec = spec
         self.species = [np.asarray(z, dtype=np.int64) for z in species]
-        self.cells = cells.detach().double().cpu()
+        self.cells = cells.detach().double().cpu().clone()
+        self.cells0 = self.cells.clone()  # the predicted cells: the lattice guidance's anchor
         r = spec.grid()
         self.windows: list[tuple[np.ndarray, torch.Tensor, float]] = []
         for p in patterns:
@@ -162,7 +180,8 @@ class CellMisfit:
             moved = frac - model.frac0
             moved -= np.round(moved)
             lengths = np.asarray(self.cells[b, :3])
-            if float(np.abs(moved * lengths).max()) <= REBUILD:
+            strained = np.abs(lengths / model.lattice0[:3] - 1.0).max()
+            if float(np.abs(moved * lengths).max()) <= REBUILD and strained <= CELL_REBUILD:
                 return model, torch.as_tensor(model.frac0, dtype=torch.float64)
         cell = Structure.from_cell_parameters(self.species[b], np.mod(frac, 1.0),
                                               self.cells[b].numpy())
@@ -194,6 +213,88 @@ class CellMisfit:
         return torch.stack(out).to(x0.dtype)
 
 
+    def steer_cells(self, x0: torch.Tensor, scale: float) -> None:
+        """One guided step of the lattice lengths (`self.cells`) for the estimates x0 [B, M, 3]
+        (fractional): a Polyak step on the log lengths times `scale`, at most `MAX_CELL_STEP`,
+        within `CELL_SCAN` of the predicted cell, kept when it lowers the misfit."""
+        for b, z in enumerate(self.species):
+            self._length_step(b, x0[b, : len(z)].detach().double().cpu(), scale)
+
+    def fit_cells(self, fracs: Sequence[np.ndarray]) -> None:
+        """The final lattice fit of the sampled structures (fractional coordinates [n_b, 3]
+        each): the isotropic scale scanned within `CELL_SCAN` of the predicted cell (the forward
+        model's fast grid path), kept when it fits better than the guided cell, then up to
+        `CELL_ITERATIONS` length steps."""
+        uiso = self.spec.biso / (8 * math.pi**2)
+        for b, frac in enumerate(fracs):
+            if self.skip[b]:
+                continue
+            frac = torch.as_tensor(np.asarray(frac, dtype=np.float64))
+            self.models[b] = None  # the pair list at the final positions
+            model = self._built(b, frac)
+            if model is None:
+                continue
+            _, target, diameter = self.windows[b]
+            scales = np.arange(1 - CELL_SCAN, 1 + CELL_SCAN + 1e-9, CELL_SCAN_STEP)
+            head = self.cells0[b]
+            calc = model.grid(torch.cat([head[:3], self.cells[b, 3:]]), scales,
+                              np.array([uiso]), [diameter],
+                              np.array([CHILI_QDAMP]))[:, 0, 0, 0, :]  # [S, m]
+            losses = pattern_loss(calc, target, False)
+            best = int(torch.argmin(losses))
+            now = model.grid(self.cells[b], np.array([1.0]), np.array([uiso]), [diameter],
+                             np.array([CHILI_QDAMP]))[0, 0, 0, 0]
+            if float(losses[best]) < float(pattern_loss(now, target, False)):
+                self.cells[b, :3] = head[:3] * float(scales[best])
+            for _ in range(CELL_ITERATIONS):
+                if not self._length_step(b, frac, 1.0):
+                    break
+
+    def _built(self, b: int, frac: torch.Tensor) -> CrystalPDF | None:
+        try:
+            return self._model(b, frac.numpy())[0]
+        except InvdesignError:  # a pair list too large to hold
+            self.skip[b] = True
+            return None
+
+    def _length_step(self, b: int, frac: torch.Tensor, scale: float) -> bool:
+        """A Polyak step on structure b's log lengths at positions frac [n, 3]; whether it was
+        kept (it must lower the misfit)."""
+        if self.skip[b] or self._built(b, frac) is None:
+            return False
+        model, base = self._model(b, frac.numpy())
+        step = frac - base
+        frac = base + step - torch.round(step)
+        _, target, diameter = self.windows[b]
+        uiso = self.spec.biso / (8 * math.pi**2)
+        angles = self.cells[b, 3:]
+
+        def misfit(log_lengths: torch.Tensor) -> torch.Tensor:
+            calc = model(lattice=torch.cat([log_lengths.exp(), angles]), frac=frac, uiso=uiso,
+                         qdamp=CHILI_QDAMP, spdiameter=diameter)
+            return pattern_loss(calc, target, False)
+
+        with torch.enable_grad():
+            log_lengths = self.cells[b, :3].log().requires_grad_(True)
+            loss = misfit(log_lengths)
+            (grad,) = torch.autograd.grad(loss, log_lengths)
+        grad = torch.nan_to_num(grad)
+        norm2 = float(grad.pow(2).sum())
+        loss = loss.detach()
+        if not math.isfinite(float(loss)) or norm2 == 0:
+            return False
+        delta = (-scale * float(loss) / norm2 * grad).clamp(-MAX_CELL_STEP, MAX_CELL_STEP)
+        head = self.cells0[b, :3].log()
+        trial = torch.minimum(torch.maximum(log_lengths.detach() + delta,
+                                            head + math.log(1 - CELL_SCAN)),
+                              head + math.log(1 + CELL_SCAN))
+        with torch.no_grad():
+            better = float(misfit(trial)) < float(loss)
+        if better:
+            self.cells[b, :3] = trial.exp()
+        return better
+
+
 class Guide:
     """The guided step of the clean estimate at one reverse step (module docstring).
 
@@ -208,8 +309,9 @@ class Guide:
     """
 
     def __init__(self, misfit: Misfit, scale: float, mask: torch.Tensor, torus: bool,
-                 unit: torch.Tensor) -> None:
+                 unit: torch.Tensor, cells: CellMisfit | None = None) -> None:
         self.misfit, self.scale, self.torus = misfit, float(scale), torus
+        self.cells = cells
         self.mask = mask.unsqueeze(-1).to(torch.float32)
         self.unit = unit.to(torch.float32).unsqueeze(1)  # [B, 1, 3]
         self.history: list[torch.Tensor] = []
@@ -222,6 +324,9 @@ class Guide:
         else:
             x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
         mask = self.mask.to(x.device, x.dtype)
+        if self.cells is not None:
+            self.cells.steer_cells(x0, self.scale)
+            self.unit = self.cells.cells[:, :3].to(torch.float32).unsqueeze(1)
         with torch.enable_grad():
             est = x0.detach().requires_grad_(True)
             cosine = self.misfit(est)
@@ -238,13 +343,15 @@ class Guide:
 
 def build_guide(spec: PatternSpec, patterns: torch.Tensor, species: Sequence[np.ndarray],
                 mask: torch.Tensor, scale: float, *, cells: torch.Tensor | None = None,
-                coord_scale: float = 1.0) -> Guide:
+                coord_scale: float = 1.0, guide_cell: bool = True) -> Guide:
     """The guide of one chunk of B structures: unit cells (`cells` [B, 6] given; fractional
-    coordinates) or particles (coordinates in units of `coord_scale` Å); `patterns` [B, L] their
-    model-ready condition patterns, `mask` [B, M] their real atoms."""
+    coordinates; `guide_cell`: their lengths are guided too, the result in `guide.cells.cells`)
+    or particles (coordinates in units of `coord_scale` Å); `patterns` [B, L] their model-ready
+    condition patterns, `mask` [B, M] their real atoms."""
     if cells is None:
         misfit: Misfit = ParticleMisfit(spec, patterns, species, coord_scale)
         unit = torch.full((len(species), 3), float(coord_scale))
         return Guide(misfit, scale, mask, False, unit)
     misfit = CellMisfit(spec, patterns, species, cells)
-    return Guide(misfit, scale, mask, True, cells[:, :3].detach().cpu())
+    return Guide(misfit, scale, mask, True, cells[:, :3].detach().cpu(),
+                 misfit if guide_cell else None)

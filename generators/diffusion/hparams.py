@@ -110,6 +110,7 @@ class DiffusionHParams:
     prior_max_atoms: int = 20
     guidance_scale: float = 0.0
     guidance_start: float = 0.8
+    guidance_cell: bool = True
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -79,6 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                      "dpmsolver (default: the checkpoint's)")
     run.add_argument("--steps", type=int, metavar="K",
                      help="diffusion models: sampling steps (default: the checkpoint's)")
+    run.add_argument("--guidance-scale", type=float, metavar="S",
+                     help="diffusion models: forward-model guidance of the samples towards the "
+                     "input (Polyak step factor, e.g. 1; 0: off; default: the checkpoint's)")
+    run.add_argument("--guidance-start", type=float, metavar="F",
+                     help="diffusion models: fraction of the reverse trajectory after which "
+                     "guidance acts, 0..1 (default: the checkpoint's, 0.8)")
     parser.set_defaults(func=main)
 
 
@@ -114,7 +120,8 @@ def main(args: argparse.Namespace) -> int:
         refine=args.refine, refine_top=args.refine_top, device=args.device, out=out,
         force=args.force, fit_range=tuple(args.fit_range) if args.fit_range else None,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
-        sampler=args.sampler, steps=args.steps, library=args.library, aflow=args.aflow_prototypes,
+        sampler=args.sampler, steps=args.steps, guidance_scale=args.guidance_scale,
+        guidance_start=args.guidance_start, library=args.library, aflow=args.aflow_prototypes,
         energies=not args.no_energies,
     )
     print(report(result, taken=False))  # the taken values were printed as progress

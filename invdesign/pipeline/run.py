@@ -31,6 +31,7 @@ import torch
 
 from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.core.structure import Structure
+from invdesign.core.validate import finite_in_range
 from invdesign.crystals.aflow import aflow_types
 from invdesign.crystals.library import load_library
 from invdesign.pipeline import defaults
@@ -83,6 +84,8 @@ class SampleRequest:
     n_plotted: int
     sampler: str | None = None
     steps: int | None = None
+    guidance_scale: float | None = None
+    guidance_start: float | None = None
     library: Any = None
     energies: bool = True
     aflow: bool | None = None
@@ -95,7 +98,8 @@ class SampleRequest:
     @property
     def sampling(self) -> dict[str, Any]:
         """Options of the generator's `sample` (None: the checkpoint's default)."""
-        return {"sampler": self.sampler, "steps": self.steps}
+        return {"sampler": self.sampler, "steps": self.steps,
+                "guidance_scale": self.guidance_scale, "guidance_start": self.guidance_start}
 
 
 def versions() -> dict[str, str]:
@@ -137,6 +141,8 @@ def sample(
     progress: Progress | None = None,
     sampler: str | None = None,
     steps: int | None = None,
+    guidance_scale: float | None = None,
+    guidance_start: float | None = None,
     library: str | os.PathLike | None = None,
     energies: bool = True,
     aflow: bool | None = None,
@@ -165,6 +171,9 @@ def sample(
         progress: called with one line per step (the CLI prints them).
         sampler, steps: diffusion models only: the sampler ('ddpm', 'ddim', 'dpmsolver') and its
             number of steps (None: the checkpoint's defaults).
+        guidance_scale, guidance_start: diffusion models only: forward-model guidance of the
+            samples towards the input pattern (`generators.diffusion.guidance`; scale 0: off) and
+            the fraction of the reverse trajectory after which it acts (None: the checkpoint's).
         library: a folder of CIFs added to the structure-type library (one type per file).
         energies: predict the formation energy of every valid candidate's material and the excess
             energy of every particle (`invdesign.pipeline.energies`); False skips it.
@@ -173,12 +182,17 @@ def sample(
     """
     say = progress or (lambda _msg: None)
     n, seed, refine_top, fit_range = check_options(n, seed, refine_top, fit_range)
+    if guidance_scale is not None:
+        guidance_scale = finite_in_range(guidance_scale, "--guidance-scale", 0.0, None)
+    if guidance_start is not None:
+        guidance_start = finite_in_range(guidance_start, "--guidance-start", 0.0, 1.0)
     _check_device(device)
     types = _library(library)
     request = SampleRequest(composition=composition, model=model, checkpoint=checkpoint, n=n,
                             seed=seed, refine=refine, refine_top=refine_top, device=device,
                             fit_range=fit_range, metal_core=metal_core, n_plotted=n_plotted,
-                            sampler=sampler, steps=steps, library=types,
+                            sampler=sampler, steps=steps, guidance_scale=guidance_scale,
+                            guidance_start=guidance_start, library=types,
                             energies=bool(energies), aflow=aflow)
     patterns = read_patterns(measured_patterns)
     inputs = [p.path for p in patterns.values() if getattr(p, "path", None)]

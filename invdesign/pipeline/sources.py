@@ -157,11 +157,11 @@ def from_generator(generator, condition: Condition, n: int, seed: int,
                    sampling: Mapping[str, Any] | None = None) -> list[Structure]:
     """`n` structures sampled from `generator` for a one-item `condition`, reproducible by seed.
     `sampling`: options of the generator's `sample` (its `sampling_options`: the diffusion model's
-    'sampler' and 'steps'); None values are left out."""
+    sampler, steps and guidance); None values are left out."""
     options = {k: v for k, v in (sampling or {}).items() if v is not None}
     unknown = [k for k in options if k not in generator.sampling_options]
     if unknown:
-        given = ", ".join(f"--{k}" for k in unknown)
+        given = ", ".join(f"--{k.replace('_', '-')}" for k in unknown)
         raise InvdesignError(f"{given}: only diffusion models take sampler options; this run "
                              f"samples the {generator.name} model {generator.task.name}")
     rng = torch.Generator(device="cpu").manual_seed(int(seed))

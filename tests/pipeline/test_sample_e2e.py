@@ -197,9 +197,42 @@ def test_sampler_and_steps_reach_a_diffusion_model(tmp_path, tiny_diffusion_chec
     assert infos and all(i["sampler"] == "ddpm" and i["steps"] == 20 for i in infos)
 
 
+def test_guidance_options_reach_a_diffusion_model(tmp_path, tiny_diffusion_checkpoint,
+                                                  quick_pool) -> None:
+    """`--guidance-scale/--guidance-start` (issue 27: guidance in `invdesign sample`) reach the
+    sampler: the generator's samples say they were guided, with the asked scale and start."""
+    out = tmp_path / "run"
+    code = main(["sample", "--pdf", str(ZNO), "--checkpoint", str(tiny_diffusion_checkpoint),
+                 "--n", "2", "--steps", "3", "--guidance-scale", "0.5", "--guidance-start", "0.6",
+                 "--out", str(out)])
+    assert code == 0
+    result = sample(ZNO, checkpoint=tiny_diffusion_checkpoint, n=2, steps=3,
+                    guidance_scale=0.5, guidance_start=0.6)
+    infos = [c.structure.info for c in result.candidates
+             if c.structure.info["source"] == "generator"]
+    assert infos and all(i["guidance_scale"] == 0.5 and i["guidance_start"] == 0.6
+                         for i in infos)
+    plain = sample(ZNO, checkpoint=tiny_diffusion_checkpoint, n=2, steps=3)
+    assert all("guidance_scale" not in c.structure.info for c in plain.candidates)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--guidance-scale", "-1"], "--guidance-scale = -1 is outside [0, inf]"),
+    (["--guidance-start", "1.5"], "--guidance-start = 1.5 is outside [0, 1]"),
+])
+def test_bad_guidance_is_a_one_line_error(tmp_path, tiny_diffusion_checkpoint, capsys, options,
+                                          message, quick_pool) -> None:
+    code = main(["sample", "--pdf", str(ZNO), "--checkpoint", str(tiny_diffusion_checkpoint),
+                 *options, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(("options", "message"), [
     (["--steps", "5"], "--steps: only diffusion models take sampler options"),
     (["--sampler", "ddim"], "--sampler: only diffusion models take sampler options"),
+    (["--guidance-scale", "1"], "--guidance-scale: only diffusion models take sampler options"),
 ])
 def test_sampler_options_on_other_models_are_a_one_line_error(tmp_path, tiny_checkpoint, capsys,
                                                               options, message,
