@@ -20,13 +20,14 @@ The misfit L = 1 - cos(target, calc) (= Rw^2 / (1 + cos) with the least-squares 
   pattern is proportional to (y - y[0]), the target; Rw with it is the benchmark's Rw;
 - I(q) patterns (SAXS, XRD): both curves are centred (min-max normalising hides the offset).
 
-Unit cells: the lattice lengths are guided too (`CellMisfit.steer_cells`, on by default,
-`guidance_cell`): the cell head predicts them within a few per cent, and a length a few per cent
-off moves every PDF peak beyond r ~ 10 Å, so positions alone cannot fit. Each guided step takes a
-Polyak step on the log lengths (at most `MAX_CELL_STEP`, kept only when it lowers the misfit,
-within `CELL_SCAN` of the predicted cell); after the last step the lattice of the final positions
-is fitted (`CellMisfit.fit_cells`: an isotropic scan within `CELL_SCAN`, then length steps). The
-sampled structures carry the guided cells.
+Unit cells: the lattice is guided too (`CellMisfit.steer_cells`, on by default,
+`guidance_cell`): the cell head predicts lengths within a few per cent and angles within a few
+degrees, and a length a few per cent off moves every PDF peak beyond r ~ 10 Å, so positions alone
+cannot fit. Each guided step takes a Polyak step on the log lengths and the angles (at most
+`MAX_CELL_STEP`, kept only when it lowers the misfit, within `CELL_SCAN` and `ANGLE_RANGE` of the
+predicted cell); after the last step the lattice of the final positions is fitted
+(`CellMisfit.fit_cells`: an isotropic scan within `CELL_SCAN`, then lattice steps). The sampled
+structures carry the guided cells.
 
 Forward models: particles through DebyeCalculator (`physics.calculator.MeasuredGridCalculator`
 with CHILI's pattern parameters); unit cells through the attenuated-crystal PDF
@@ -64,12 +65,16 @@ DIAMETER_LEVEL = 0.01
 #: Å^3, unit cells denser than this volume per atom (no solid is: diamond has 5.7) are not guided
 MIN_VOLUME_PER_ATOM = 3.0
 #: relative: the isotropic lattice scales scanned at a unit cell's first guided step (+-)
-CELL_SCAN = 0.08
+CELL_SCAN = 0.12
 CELL_SCAN_STEP = 0.004
-#: relative: the most one guided step changes a cell length
+#: deg: a guided angle stays within this of the predicted one
+ANGLE_RANGE = 15.0
+#: the most one guided step changes a log length (relative change) or an angle (radians)
 MAX_CELL_STEP = 0.005
-#: length steps of the final lattice fit after the isotropic scan
+#: lattice steps of the final lattice fit after the isotropic scan
 CELL_ITERATIONS = 20
+#: tries of a lattice step (each a quarter of the one before) before it is given up
+CELL_BACKTRACK = 3
 #: relative lattice change after which a cell's pair list is rebuilt (CrystalPDF's margin: 0.06)
 CELL_REBUILD = 0.04
 
@@ -214,17 +219,16 @@ class CellMisfit:
 
 
     def steer_cells(self, x0: torch.Tensor, scale: float) -> None:
-        """One guided step of the lattice lengths (`self.cells`) for the estimates x0 [B, M, 3]
-        (fractional): a Polyak step on the log lengths times `scale`, at most `MAX_CELL_STEP`,
-        within `CELL_SCAN` of the predicted cell, kept when it lowers the misfit."""
+        """One guided step of the lattices (`self.cells`) for the estimates x0 [B, M, 3]
+        (fractional): `_cell_step` with the Polyak factor `scale`."""
         for b, z in enumerate(self.species):
-            self._length_step(b, x0[b, : len(z)].detach().double().cpu(), scale)
+            self._cell_step(b, x0[b, : len(z)].detach().double().cpu(), scale)
 
     def fit_cells(self, fracs: Sequence[np.ndarray]) -> None:
         """The final lattice fit of the sampled structures (fractional coordinates [n_b, 3]
         each): the isotropic scale scanned within `CELL_SCAN` of the predicted cell (the forward
         model's fast grid path), kept when it fits better than the guided cell, then up to
-        `CELL_ITERATIONS` length steps."""
+        `CELL_ITERATIONS` lattice steps."""
         uiso = self.spec.biso / (8 * math.pi**2)
         for b, frac in enumerate(fracs):
             if self.skip[b]:
@@ -247,7 +251,7 @@ class CellMisfit:
             if float(losses[best]) < float(pattern_loss(now, target, False)):
                 self.cells[b, :3] = head[:3] * float(scales[best])
             for _ in range(CELL_ITERATIONS):
-                if not self._length_step(b, frac, 1.0):
+                if not self._cell_step(b, frac, 1.0):
                     break
 
     def _built(self, b: int, frac: torch.Tensor) -> CrystalPDF | None:
@@ -257,9 +261,10 @@ class CellMisfit:
             self.skip[b] = True
             return None
 
-    def _length_step(self, b: int, frac: torch.Tensor, scale: float) -> bool:
-        """A Polyak step on structure b's log lengths at positions frac [n, 3]; whether it was
-        kept (it must lower the misfit)."""
+    def _cell_step(self, b: int, frac: torch.Tensor, scale: float) -> bool:
+        """A Polyak step on structure b's lattice (log lengths and angles in radians) at
+        positions frac [n, 3], within `CELL_SCAN` / `ANGLE_RANGE` of the predicted cell, shortened
+        until it lowers the misfit (`CELL_BACKTRACK` tries); whether one was taken."""
         if self.skip[b] or self._built(b, frac) is None:
             return False
         model, base = self._model(b, frac.numpy())
@@ -267,32 +272,36 @@ class CellMisfit:
         frac = base + step - torch.round(step)
         _, target, diameter = self.windows[b]
         uiso = self.spec.biso / (8 * math.pi**2)
-        angles = self.cells[b, 3:]
 
-        def misfit(log_lengths: torch.Tensor) -> torch.Tensor:
-            calc = model(lattice=torch.cat([log_lengths.exp(), angles]), frac=frac, uiso=uiso,
-                         qdamp=CHILI_QDAMP, spdiameter=diameter)
+        def misfit(v: torch.Tensor) -> torch.Tensor:
+            lattice = torch.cat([v[:3].exp(), torch.rad2deg(v[3:])])
+            calc = model(lattice=lattice, frac=frac, uiso=uiso, qdamp=CHILI_QDAMP,
+                         spdiameter=diameter)
             return pattern_loss(calc, target, False)
 
+        def packed(cell: torch.Tensor) -> torch.Tensor:
+            return torch.cat([cell[:3].log(), torch.deg2rad(cell[3:])])
+
         with torch.enable_grad():
-            log_lengths = self.cells[b, :3].log().requires_grad_(True)
-            loss = misfit(log_lengths)
-            (grad,) = torch.autograd.grad(loss, log_lengths)
-        grad = torch.nan_to_num(grad)
+            v = packed(self.cells[b]).requires_grad_(True)
+            loss = misfit(v)
+            (grad,) = torch.autograd.grad(loss, v)
+        grad, loss = torch.nan_to_num(grad), loss.detach()
         norm2 = float(grad.pow(2).sum())
-        loss = loss.detach()
         if not math.isfinite(float(loss)) or norm2 == 0:
             return False
         delta = (-scale * float(loss) / norm2 * grad).clamp(-MAX_CELL_STEP, MAX_CELL_STEP)
-        head = self.cells0[b, :3].log()
-        trial = torch.minimum(torch.maximum(log_lengths.detach() + delta,
-                                            head + math.log(1 - CELL_SCAN)),
-                              head + math.log(1 + CELL_SCAN))
-        with torch.no_grad():
-            better = float(misfit(trial)) < float(loss)
-        if better:
-            self.cells[b, :3] = trial.exp()
-        return better
+        head = packed(self.cells0[b])
+        reach = torch.tensor([math.log(1 + CELL_SCAN)] * 3 + [math.radians(ANGLE_RANGE)] * 3,
+                             dtype=head.dtype)
+        for _ in range(CELL_BACKTRACK):
+            trial = torch.minimum(torch.maximum(v.detach() + delta, head - reach), head + reach)
+            with torch.no_grad():
+                if float(misfit(trial)) < float(loss):
+                    self.cells[b] = torch.cat([trial[:3].exp(), torch.rad2deg(trial[3:])])
+                    return True
+            delta = delta / 4
+        return False
 
 
 class Guide:

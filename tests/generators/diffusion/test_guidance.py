@@ -169,15 +169,15 @@ def test_the_cell_misfit_is_lowest_at_the_true_cell_and_reads_the_particle_size(
     assert float(misfit(shaken)[0]) > 2 * at_truth
 
 
-def _rock_salt_misfit(a: float) -> tuple[CellMisfit, torch.Tensor]:
+def _rock_salt_misfit(a: float, gamma: float = 90.0) -> tuple[CellMisfit, torch.Tensor]:
     """The cell misfit of MgO rock salt (true a = 4.2 Å, input a 5 Å-radius particle) with the
-    cell given as a (Å), and the true fractional coordinates [8, 3]."""
+    cell given as a (Å) and gamma (deg), and the true fractional coordinates [8, 3]."""
     cell = rock_salt_cell()
     particle = cut_sphere(cell, 5.0)
     assert particle is not None
     _, cond = _condition(particle)
     misfit = CellMisfit(XPDF, cond.patterns["xPDF"], [cell.species],
-                        torch.tensor([[a, a, a, 90, 90, 90]]))
+                        torch.tensor([[a, a, a, 90, 90, gamma]]))
     return misfit, torch.as_tensor(cell.frac_positions)
 
 
@@ -197,13 +197,25 @@ def test_cell_guidance_finds_the_lattice_of_right_positions(a: float) -> None:
     assert float(misfit(frac[None])[0]) < 0.1 * before
 
 
+def test_cell_guidance_straightens_a_wrong_angle() -> None:
+    """A cubic cell predicted with gamma = 93 deg (as the cell head does) and the right positions:
+    the final lattice fit turns the angle towards 90 deg and halves the misfit. (It stops near
+    91.8 deg, measured: the attenuated crystal describes this 12 Å particle only roughly, and
+    its misfit at the true cell, 0.0165, is not its minimum.)"""
+    misfit, frac = _rock_salt_misfit(4.2, gamma=93.0)
+    before = float(misfit(frac[None])[0])
+    misfit.fit_cells([frac.numpy()])
+    assert 90.0 < float(misfit.cells[0, 5]) < 92.5
+    assert float(misfit(frac[None])[0]) < 0.6 * before
+
+
 def test_cell_guidance_stays_near_the_predicted_cell() -> None:
     """Lengths never leave CELL_SCAN of the predicted cell, however the positions pull."""
-    misfit, frac = _rock_salt_misfit(4.2 * 1.2)  # the truth is 17 % below: out of reach
+    misfit, frac = _rock_salt_misfit(4.2 * 1.25)  # the truth is 20 % below: out of reach
     misfit.fit_cells([frac.numpy()])
     lengths = misfit.cells[0, :3].numpy()
-    assert np.all(lengths >= 4.2 * 1.2 * (1 - CELL_SCAN) - 1e-9)
-    assert np.all(lengths <= 4.2 * 1.2 * (1 + CELL_SCAN) + 1e-9)
+    assert np.all(lengths >= 4.2 * 1.25 * (1 - CELL_SCAN) - 1e-5)
+    assert np.all(lengths <= 4.2 * 1.25 * (1 + CELL_SCAN) + 1e-5)
 
 
 def test_sampling_with_a_wrong_cell_fits_better_when_the_cell_is_guided() -> None:
