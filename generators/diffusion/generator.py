@@ -105,6 +105,8 @@ class DiffusionGenerator(Generator):
             step after the fraction `guidance_start` of the trajectory moves the denoised
             estimate down the gradient of its pattern misfit through the forward model, a
             Polyak step times `guidance_scale` (0: off, the default).
+        guidance_cell: unit cells: the guidance also steers the lattice (lengths and angles,
+            near the predicted cell) and fits it to the final positions (default True).
     """
 
     sampling_options = ("sampler", "steps", "guidance_scale", "guidance_start", "guidance_cell")
