@@ -161,6 +161,7 @@ class CellMisfit:
             raise InvdesignError(
                 f"guided sampling of unit cells needs a PDF condition; {spec.name} is not one")
         self.spec = spec
+        self.uiso = spec.biso / (8 * math.pi**2)
         self.species = [np.asarray(z, dtype=np.int64) for z in species]
         self.cells = cells.detach().double().cpu().clone()
         self.cells0 = self.cells.clone()  # the predicted cells: the lattice guidance's anchor
@@ -195,28 +196,46 @@ class CellMisfit:
         self.models[b] = model
         return model, torch.as_tensor(model.frac0, dtype=torch.float64)
 
+    def _prepared(self, b: int, frac: torch.Tensor) -> tuple[CrystalPDF, torch.Tensor] | None:
+        """Structure b's CrystalPDF and its positions frac [n, 3] unwrapped next to the ones the
+        pair list was built with (minimum image; differentiable in frac); None when b is left
+        unguided."""
+        if self.skip[b]:
+            return None
+        try:
+            model, base = self._model(b, frac.detach().cpu().numpy())
+        except InvdesignError:  # a pair list too large to hold
+            self.skip[b] = True
+            return None
+        step = frac - base
+        return model, base + step - torch.round(step.detach())
+
+    def _misfit(self, model: CrystalPDF, b: int, lattice: torch.Tensor,
+                frac: torch.Tensor) -> torch.Tensor:
+        """Misfit of structure b at this lattice [6] and these unwrapped positions [n, 3]."""
+        _, target, diameter = self.windows[b]
+        calc = model(lattice=lattice, frac=frac, uiso=self.uiso, qdamp=CHILI_QDAMP,
+                     spdiameter=diameter)
+        return pattern_loss(calc, target, False)
+
+    def _scan(self, model: CrystalPDF, b: int, lattice: torch.Tensor,
+              scales: np.ndarray) -> torch.Tensor:
+        """[S] misfits of structure b at the isotropic `scales` of `lattice` [6] with the pair
+        list's own positions (CrystalPDF's fast grid path)."""
+        _, target, diameter = self.windows[b]
+        calc = model.grid(lattice, scales, np.array([self.uiso]), [diameter],
+                          np.array([CHILI_QDAMP]))[:, 0, 0, 0, :]  # [S, m]
+        return pattern_loss(calc, target, False)
+
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
         """[B] misfit of the estimates x0 [B, M, 3] (fractional; padding ignored)."""
         out = []
-        uiso = self.spec.biso / (8 * math.pi**2)
         for b, z in enumerate(self.species):
             frac = x0[b, : len(z)].double()
-            if not self.skip[b]:
-                try:
-                    model, base = self._model(b, frac.detach().cpu().numpy())
-                except InvdesignError:  # a pair list too large to hold
-                    self.skip[b] = True
-            if self.skip[b]:
-                out.append(frac.new_zeros(()))
-                continue
-            step = frac - base
-            step = step - torch.round(step.detach())  # minimum image next to the pair list's
-            _, target, diameter = self.windows[b]
-            calc = model(lattice=self.cells[b], frac=base + step, uiso=uiso, qdamp=CHILI_QDAMP,
-                         spdiameter=diameter)
-            out.append(pattern_loss(calc, target, False))
+            prepared = self._prepared(b, frac)
+            out.append(frac.new_zeros(()) if prepared is None
+                       else self._misfit(prepared[0], b, self.cells[b], prepared[1]))
         return torch.stack(out).to(x0.dtype)
-
 
     def steer_cells(self, x0: torch.Tensor, scale: float) -> None:
         """One guided step of the lattices (`self.cells`) for the estimates x0 [B, M, 3]
@@ -229,55 +248,35 @@ class CellMisfit:
         each): the isotropic scale scanned within `CELL_SCAN` of the predicted cell (the forward
         model's fast grid path), kept when it fits better than the guided cell, then up to
         `CELL_ITERATIONS` lattice steps."""
-        uiso = self.spec.biso / (8 * math.pi**2)
         for b, frac in enumerate(fracs):
-            if self.skip[b]:
-                continue
             frac = torch.as_tensor(np.asarray(frac, dtype=np.float64))
             self.models[b] = None  # the pair list at the final positions
-            model = self._built(b, frac)
-            if model is None:
+            prepared = self._prepared(b, frac)
+            if prepared is None:
                 continue
-            _, target, diameter = self.windows[b]
+            model = prepared[0]
             scales = np.arange(1 - CELL_SCAN, 1 + CELL_SCAN + 1e-9, CELL_SCAN_STEP)
             head = self.cells0[b]
-            calc = model.grid(torch.cat([head[:3], self.cells[b, 3:]]), scales,
-                              np.array([uiso]), [diameter],
-                              np.array([CHILI_QDAMP]))[:, 0, 0, 0, :]  # [S, m]
-            losses = pattern_loss(calc, target, False)
+            losses = self._scan(model, b, torch.cat([head[:3], self.cells[b, 3:]]), scales)
             best = int(torch.argmin(losses))
-            now = model.grid(self.cells[b], np.array([1.0]), np.array([uiso]), [diameter],
-                             np.array([CHILI_QDAMP]))[0, 0, 0, 0]
-            if float(losses[best]) < float(pattern_loss(now, target, False)):
+            if float(losses[best]) < float(self._scan(model, b, self.cells[b],
+                                                      np.array([1.0]))[0]):
                 self.cells[b, :3] = head[:3] * float(scales[best])
             for _ in range(CELL_ITERATIONS):
                 if not self._cell_step(b, frac, 1.0):
                     break
 
-    def _built(self, b: int, frac: torch.Tensor) -> CrystalPDF | None:
-        try:
-            return self._model(b, frac.numpy())[0]
-        except InvdesignError:  # a pair list too large to hold
-            self.skip[b] = True
-            return None
-
     def _cell_step(self, b: int, frac: torch.Tensor, scale: float) -> bool:
         """A Polyak step on structure b's lattice (log lengths and angles in radians) at
         positions frac [n, 3], within `CELL_SCAN` / `ANGLE_RANGE` of the predicted cell, shortened
         until it lowers the misfit (`CELL_BACKTRACK` tries); whether one was taken."""
-        if self.skip[b] or self._built(b, frac) is None:
+        prepared = self._prepared(b, frac)
+        if prepared is None:
             return False
-        model, base = self._model(b, frac.numpy())
-        step = frac - base
-        frac = base + step - torch.round(step)
-        _, target, diameter = self.windows[b]
-        uiso = self.spec.biso / (8 * math.pi**2)
+        model, frac = prepared
 
         def misfit(v: torch.Tensor) -> torch.Tensor:
-            lattice = torch.cat([v[:3].exp(), torch.rad2deg(v[3:])])
-            calc = model(lattice=lattice, frac=frac, uiso=uiso, qdamp=CHILI_QDAMP,
-                         spdiameter=diameter)
-            return pattern_loss(calc, target, False)
+            return self._misfit(model, b, torch.cat([v[:3].exp(), torch.rad2deg(v[3:])]), frac)
 
         def packed(cell: torch.Tensor) -> torch.Tensor:
             return torch.cat([cell[:3].log(), torch.deg2rad(cell[3:])])
