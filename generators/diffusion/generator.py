@@ -240,7 +240,7 @@ class DiffusionGenerator(Generator):
             guidance_scale, guidance_start: data-consistent sampling (`guidance.py`): the Polyak
                 step factor of the forward-model guidance (0: off) and the fraction of the reverse
                 trajectory after which it acts (default: the hyper-parameters of those names).
-            guidance_cell: unit cells: guide the lattice lengths too (default: the
+            guidance_cell: unit cells: guide the lattice (lengths and angles) too (default: the
                 hyper-parameter; the samples carry the guided cells).
             generator: all randomness (counts, species order, noise) is drawn from it on the CPU.
         """

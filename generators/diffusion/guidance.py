@@ -64,7 +64,8 @@ CHILI_QDAMP = 0.04
 DIAMETER_LEVEL = 0.01
 #: Å^3, unit cells denser than this volume per atom (no solid is: diamond has 5.7) are not guided
 MIN_VOLUME_PER_ATOM = 3.0
-#: relative: the isotropic lattice scales scanned at a unit cell's first guided step (+-)
+#: relative: a guided cell length stays within this of the predicted one, and the final lattice
+#: fit scans isotropic scales over the same range (+-)
 CELL_SCAN = 0.12
 CELL_SCAN_STEP = 0.004
 #: deg: a guided angle stays within this of the predicted one
@@ -353,7 +354,7 @@ def build_guide(spec: PatternSpec, patterns: torch.Tensor, species: Sequence[np.
                 mask: torch.Tensor, scale: float, *, cells: torch.Tensor | None = None,
                 coord_scale: float = 1.0, guide_cell: bool = True) -> Guide:
     """The guide of one chunk of B structures: unit cells (`cells` [B, 6] given; fractional
-    coordinates; `guide_cell`: their lengths are guided too, the result in `guide.cells.cells`)
+    coordinates; `guide_cell`: their lattices are guided too, the result in `guide.cells.cells`)
     or particles (coordinates in units of `coord_scale` Å); `patterns` [B, L] their model-ready
     condition patterns, `mask` [B, M] their real atoms."""
     if cells is None:
