@@ -333,9 +333,10 @@ class Guide:
         else:
             x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
         mask = self.mask.to(x.device, x.dtype)
+        unit = self.unit
         if self.cells is not None:
             self.cells.steer_cells(x0, self.scale)
-            self.unit = self.cells.cells[:, :3].to(torch.float32).unsqueeze(1)
+            unit = self.cells.cells[:, :3].to(torch.float32).unsqueeze(1)  # the guided lengths
         with torch.enable_grad():
             est = x0.detach().requires_grad_(True)
             cosine = self.misfit(est)
@@ -345,7 +346,7 @@ class Guide:
         self.history.append(loss.cpu())
         norm2 = grad.pow(2).sum((1, 2)).clamp_min(1e-20)
         step = (self.scale * loss / norm2).view(-1, 1, 1) * grad
-        longest = (step * self.unit.to(step)).norm(dim=-1).amax(dim=1)  # [B] Å
+        longest = (step * unit.to(step)).norm(dim=-1).amax(dim=1)  # [B] Å
         step = step * (MAX_STEP / longest.clamp_min(1e-12)).clamp(max=1.0).view(-1, 1, 1)
         return -step
 

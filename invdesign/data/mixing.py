@@ -54,15 +54,13 @@ class MixedEpochSampler(Sampler[int]):
     def extra_rows(self, epoch: int) -> np.ndarray:
         """The extra rows of `epoch` (offsets into the extra graphs, before the shift by
         n_own)."""
-        start = epoch * self.per_epoch
-        rows: list[np.ndarray] = []
-        while sum(r.size for r in rows) < self.per_epoch:
-            cycle, offset = divmod(start, self.n_extra)
-            perm = np.random.default_rng([self.seed, cycle]).permutation(self.n_extra)
-            take = perm[offset:offset + self.per_epoch - sum(r.size for r in rows)]
-            rows.append(take)
-            start += take.size
-        return np.concatenate(rows)
+        place = np.arange(epoch * self.per_epoch, (epoch + 1) * self.per_epoch)
+        cycles, offsets = np.divmod(place, self.n_extra)  # pass over the extra graphs, position
+        return np.concatenate([self._pass(int(c))[offsets[cycles == c]] for c in np.unique(cycles)])
+
+    def _pass(self, cycle: int) -> np.ndarray:
+        """The order of the extra graphs in their `cycle`-th pass."""
+        return np.random.default_rng([self.seed, cycle]).permutation(self.n_extra)
 
     def __iter__(self) -> Iterator[int]:
         epoch = self.epoch

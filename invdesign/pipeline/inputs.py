@@ -142,6 +142,13 @@ def check_options(n: Any, seed: Any, refine_top: Any,
     return n, seed, refine_top, fit_range
 
 
+def check_guidance(scale: Any, start: Any) -> tuple[float | None, float | None]:
+    """The diffusion guidance options as they enter `sample` (None: the checkpoint's): scale
+    finite and >= 0, start in [0, 1]; one line naming the option otherwise."""
+    return (None if scale is None else finite_in_range(scale, "--guidance-scale", 0.0, None),
+            None if start is None else finite_in_range(start, "--guidance-start", 0.0, 1.0))
+
+
 def read_patterns(measured: Any) -> dict[str, Any]:
     """kind -> MeasuredPattern from a pattern, a path (a PDF) or a mapping kind -> either."""
 

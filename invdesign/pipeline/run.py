@@ -31,13 +31,13 @@ import torch
 
 from invdesign.core.errors import DataFormatError, InvdesignError
 from invdesign.core.structure import Structure
-from invdesign.core.validate import finite_in_range
 from invdesign.crystals.aflow import aflow_types
 from invdesign.crystals.library import load_library
 from invdesign.pipeline import defaults
 from invdesign.pipeline.energies import add_energies
 from invdesign.pipeline.forward import REFINE_SECONDS, REFINE_STEPS, ForwardAdapter
 from invdesign.pipeline.inputs import (
+    check_guidance,
     check_options,
     format_fractions,
     read_patterns,
@@ -182,10 +182,7 @@ def sample(
     """
     say = progress or (lambda _msg: None)
     n, seed, refine_top, fit_range = check_options(n, seed, refine_top, fit_range)
-    if guidance_scale is not None:
-        guidance_scale = finite_in_range(guidance_scale, "--guidance-scale", 0.0, None)
-    if guidance_start is not None:
-        guidance_start = finite_in_range(guidance_start, "--guidance-start", 0.0, 1.0)
+    guidance_scale, guidance_start = check_guidance(guidance_scale, guidance_start)
     _check_device(device)
     types = _library(library)
     request = SampleRequest(composition=composition, model=model, checkpoint=checkpoint, n=n,
