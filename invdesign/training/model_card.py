@@ -66,7 +66,7 @@ def model_card(
         f"{info.get('train_seconds', '?')} s; early stopping patience "
         f"{config['trainer']['patience']} on `{config['trainer']['monitor']}`, wall-clock cap "
         f"{config['trainer']['max_time_minutes']} min; stopped early: "
-        f"{info.get('stopped_early', '?')}",
+        f"{info.get('stopped_early', '?')}" + _init_from(config, info),
         "",
         "Produced by:",
         "",
@@ -124,3 +124,15 @@ def _share(config: dict[str, Any]) -> str:
         return "; all of them in every epoch"
     return (f"; each epoch every data graph plus a fresh subset of these making up {share:.0%} "
             "of it")
+
+
+def _init_from(config: dict[str, Any], info: dict[str, Any]) -> str:
+    """Where the weights started (`trainer.init_from`), with the elements the run's vocabulary
+    added to the checkpoint's."""
+    source = config["trainer"].get("init_from")
+    if not source:
+        return ""
+    new = info.get("init_new_elements") or []
+    return (f"; started from the weights of `{Path(str(source)).name}`"
+            + (f" (species rows of {len(new)} elements new to it freshly initialised: "
+               f"Z = {', '.join(str(z) for z in new)})" if new else ""))

@@ -39,12 +39,12 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging
 from omegaconf import DictConfig, OmegaConf
 
-from invdesign.core.errors import CheckpointError, ConfigError
+from invdesign.core.errors import ConfigError
 from invdesign.core.tasks import TaskBatch
 from invdesign.data.datamodule import ChiliTaskDataModule, LazyTaskData, WholeDataRequired
 from invdesign.data.splits import split_name
 from invdesign.generators.base import Generator, build_generator, generator_class
-from invdesign.generators.checkpoint import load_checkpoint, save_checkpoint
+from invdesign.generators.checkpoint import save_checkpoint
 from invdesign.io.atomic import atomic_write_text
 from invdesign.io.outputs import Output
 from invdesign.training.config import data_roots, task_spec, to_container
@@ -56,6 +56,7 @@ from invdesign.training.distributed import (
 )
 from invdesign.training.evaluate import evaluate_generator
 from invdesign.training.model_card import write_model_card
+from invdesign.training.warm_start import start_from
 
 
 class GeneratorModule(L.LightningModule):
@@ -313,8 +314,8 @@ def _fit(cfg: DictConfig, evaluate_parts: tuple[str, ...],
     from_data = _hparams_from_data(cls, dm, str(cfg.data.in_memory).lower())
     hparams = {**from_data, **OmegaConf.to_container(cfg.generator.hparams, resolve=True)}
     generator = build_generator(cfg.generator.name, task, **hparams)
-    if cfg.trainer.get("init_from"):
-        start_from(generator, Path(str(cfg.trainer.init_from)))
+    new_elements = (start_from(generator, Path(str(cfg.trainer.init_from)))
+                    if cfg.trainer.get("init_from") else [])
     module = GeneratorModule(generator, OmegaConf.to_container(cfg.optimizer, resolve=True))
     best = BestWeights(cfg.trainer.monitor)
     stopper = EarlyStopping(cfg.trainer.monitor, patience=int(cfg.trainer.patience), mode="min")
@@ -384,6 +385,7 @@ def _fit(cfg: DictConfig, evaluate_parts: tuple[str, ...],
         "data_files": dm.n_files,
         "data_fingerprint": dm.data_fingerprint,
         "val_curve": best.curve,
+        "init_new_elements": new_elements,
     }
     metrics["training"] = info
     config = to_container(cfg)
@@ -401,24 +403,6 @@ def _has_unused_parameters(generator: Generator, dm: ChiliTaskDataModule) -> boo
     with torch.random.fork_rng():
         probe.loss(train.batch(rows, dm.condition_on))["loss"].backward()
     return any(p.requires_grad and p.grad is None for p in probe.parameters())
-
-
-def start_from(generator: Generator, path: Path) -> None:
-    """Load the weights of checkpoint `path` into `generator` (`trainer.init_from`): refused with
-    a `CheckpointError` naming the file unless generator, task and weight shapes agree."""
-    source = load_checkpoint(path, task=generator.task)
-    if source.name != generator.name:
-        raise CheckpointError(
-            f"trainer.init_from is a {source.name} checkpoint; this run trains {generator.name}",
-            path)
-    ours, theirs = generator.state_dict(), source.state_dict()
-    differ = sorted(k for k in ours.keys() | theirs.keys()
-                    if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
-    if differ:
-        raise CheckpointError(
-            f"trainer.init_from has other weights than this run's network ({len(differ)} "
-            f"differ, e.g. {differ[0]}): give the hyper-parameters it was trained with", path)
-    generator.load_state_dict(theirs)
 
 
 def _hparams_from_data(cls: type[Generator], dm: ChiliTaskDataModule,
