@@ -117,8 +117,28 @@ def run_one(args: argparse.Namespace, task: str, split: str, seed: int) -> dict[
 
 
 def train_extra(args: argparse.Namespace) -> str | None:
-    """The training-only folders of a run (`--extra`) as rows record them, None without."""
-    return " + ".join(data_label(d) for d in args.extra) if args.extra else None
+    """The training-only folders of a run (`--extra`) as rows record them (with the share of
+    each epoch they make up, when `data.extra_share` is given), None without."""
+    if not args.extra:
+        return None
+    share = extra_share(args)
+    return " + ".join(data_label(d) for d in args.extra) + (f" (share {share})" if share else "")
+
+
+def extra_share(args: argparse.Namespace) -> str | None:
+    """The run's `data.extra_share` override as given, None without (every extra graph in
+    every epoch)."""
+    given = [o.split("=", 1)[1] for o in args.override if o.startswith("data.extra_share=")]
+    return given[-1] if given and given[-1] not in ("null", "None") else None
+
+
+def extra_variant(args: argparse.Namespace) -> str:
+    """What a run's variant name says of its training-only folders: '+extra' (every graph in
+    every epoch), '+extra_share=S' or nothing."""
+    if not args.extra:
+        return ""
+    share = extra_share(args)
+    return f"+extra_share={share}" if share else "+extra"
 
 
 def write_generation(args: argparse.Namespace, gen: Any, split: str, seed: int) -> None:
@@ -136,13 +156,14 @@ def write_generation(args: argparse.Namespace, gen: Any, split: str, seed: int) 
     rows, rule = spaced_sources(data, args.generation_items)
     condition_on = tuple(args.generation_condition_on)
     variant = (("guided" if guided else "plain") + "".join(f"+{c}" for c in condition_on)
-               + ("+extra" if args.extra else ""))
+               + extra_variant(args))
     records = generation_records(
         gen, data, split=split, ks=args.generation, items=len(rows), seed=seed,
         variant=variant, polish_samples=args.generation_polish, sampling=sampling, rows=rows,
         condition_on=condition_on, items_rule=rule, rank=args.generation_rank)
     for r in records:
         r["train_extra"] = train_extra(args)
+        r["extra_share"] = extra_share(args) if args.extra else None
         r["guidance_scale"] = args.guidance_scale
         r["guidance_start"] = args.guidance_start if guided else None
     save_records(args.generation_results, records)
