@@ -50,16 +50,16 @@ def vocabulary_axes(generator: Generator) -> dict[str, int]:
     """{state-dict key: axis} of the weights with one entry per vocabulary element, found by
     building the same network with one element more (so a width equal to the vocabulary's
     size by chance is not taken for it)."""
-    hparams = generator.hparams()
-    vocab = [int(z) for z in hparams.get("species_vocab", [])]
+    vocab = _vocabulary(generator)
     if not vocab:
         return {}
     spare = next(z for z in range(1, 119) if z not in vocab)
     wider = build_generator(generator.name, generator.task,
-                            **{**hparams, "species_vocab": [*vocab, spare]}).state_dict()
+                            **{**generator.hparams(), "species_vocab": [*vocab, spare]})
+    wider_state = wider.state_dict()
     axes = {}
     for key, tensor in generator.state_dict().items():
-        other = wider.get(key)
+        other = wider_state.get(key)
         if other is not None and other.shape != tensor.shape:
             axes[key] = next(d for d in range(tensor.dim()) if other.shape[d] != tensor.shape[d])
     return axes
