@@ -9,8 +9,10 @@ authors' refined structure(s). Per file:
    (`pipeline.xrd.crystal_cells`) and the `--n` unit cells of the XRD model `sample --xrd` uses
    (`pipeline.kind_models`, the shipped `mlp-xrd_lab-unit_cell` unless `--model`; `--n 0` leaves it
    out), duplicates collapsed (`pipeline.pool.collapse`), nothing else;
-3. `rank_powder` screens every candidate and refines the best `--refine-top` with the evaluation
-   budget and safety cap of `sample --xrd` (Hamilton's test between fits of one structure);
+3. `rank_powder` screens every candidate (from its own cell and from the cell its peak positions
+   index, `powder_index`), refines the best `--refine-top` screens and the two most significantly
+   indexed cells of the rest, with the evaluation budget and safety cap of `sample --xrd`
+   (Hamilton's test between fits of one structure);
 4. a candidate "matches" when pymatgen's StructureMatcher (ltol 0.3, stol 0.5, angle_tol 10)
    matches its fitted cell to any refined phase of the file; `type_in_library` says whether any
    candidate matches at all (if not, no ranking can find it); `top5_supercell` (not the issue's
@@ -40,7 +42,8 @@ from pymatgen.core import Composition
 from pymatgen.io.cif import CifFile, CifParser
 
 from invdesign.core.structure import Structure
-from invdesign.evaluators.forward.powder_fit import fit_powder, powder_data, rank_powder
+from invdesign.evaluators.forward.powder_fit import fit_powder, powder_data
+from invdesign.evaluators.forward.powder_rank import rank_powder
 from invdesign.io.measured import read_pattern
 from invdesign.pipeline import kind_models
 from invdesign.pipeline.pool import collapse

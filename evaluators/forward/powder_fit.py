@@ -11,7 +11,8 @@ projection).
 Search: the candidate's lattice may be off by several per cent, so the fit starts with broad peaks:
 a scan of an isotropic lattice scale, then of each further free parameter (c/a, ..., the monoclinic
 angle), then `scipy.optimize.least_squares` with broad, then measured-like, then fully free peak
-widths. Weights: 1/σ^2 from the file's uncertainties, else 1/max(I, 1) for counts (non-negative
+widths. A cell further off is found by indexing the pattern's peak positions (`powder_index`,
+used by `powder_rank`). Weights: 1/σ^2 from the file's uncertainties, else 1/max(I, 1) for counts (non-negative
 data reaching above 50), else uniform. Rwp = sqrt(Σ w (I - calc)^2 / Σ w I^2).
 """
 
@@ -29,7 +30,6 @@ from threadpoolctl import threadpool_limits
 
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
-from invdesign.evaluators.forward.powder_parsimony import parsimonious
 from invdesign.evaluators.forward.powder_pattern import (
     LATTICE_NAMES,
     Profile,
@@ -450,19 +450,3 @@ def powder_curve(fit: PowderFit, measured: MeasuredPattern | PowderData,
     t = data.two_theta
     background = chebyshev.chebval(2 * (t - t[0]) / (t[-1] - t[0]) - 1, np.array(fit.background))
     return t, fit.scale * bragg + background, background
-
-
-def rank_powder(cells: list[Structure], measured: MeasuredPattern | PowderData, *,
-                refine_top: int = 5, **options: Any) -> list[tuple[int, PowderFit]]:
-    """Screen every cell, refine the `refine_top` best screens; (index into `cells`, fit), the
-    refined ones first by refined Rwp (a simpler fit of the same structure ahead of one with
-    more parameters whose lower Rwp is not significant, `powder_parsimony`), then the others by
-    screen Rwp."""
-    data = _as_data(measured, options.pop("two_theta_range", None))
-    lattice_range = options.get("lattice_range", LATTICE_RANGE)
-    screens = sorted(((i, screen_powder(cell, data, lattice_range=lattice_range))
-                      for i, cell in enumerate(cells)), key=lambda item: item[1].rwp)
-    refined = sorted(((i, refine_powder(cells[i], data, start=fit, **options))
-                      for i, fit in screens[:refine_top]), key=lambda item: item[1].rwp)
-    order = parsimonious([fit for _, fit in refined])
-    return [refined[k] for k in order] + screens[refine_top:]

@@ -45,6 +45,13 @@ from invdesign.evaluators.forward.powder_fit import (
     screen_powder,
 )
 from invdesign.evaluators.forward.powder_parsimony import parsimonious
+from invdesign.evaluators.forward.powder_rank import (
+    INDEX_TOP,
+    IndexedStart,
+    index_picks,
+    indexed_start,
+    pattern_lines,
+)
 from invdesign.evaluators.forward.saxs_fit import SaxsFit, fit_saxs
 from invdesign.pipeline import defaults, kind_models
 from invdesign.pipeline.energies import add_energies
@@ -122,18 +129,48 @@ class PowderRanker:
 
     def __init__(self, measured: Any, two_theta_range: tuple[float, float] | None) -> None:
         self.data: PowderData = powder_data(measured, two_theta_range)
+        self.lines = pattern_lines(self.data)
+        self.starts: dict[int, IndexedStart] = {}
         self.fit_range = (float(self.data.two_theta[0]), float(self.data.two_theta[-1]))
 
     def score(self, index: int, cell: Structure) -> Candidate:
-        """The screen (`screen_powder`); the candidate's structure is the cell with its screened
-        lattice (written as CIF), its `rw` the screen Rwp."""
+        """The screen (`screen_powder`) from the cell's own lattice and, when the cell indexes
+        the pattern significantly (`powder_rank.indexed_start`), from the indexed lattice, the
+        better of the two; the candidate's structure is the cell with its screened lattice
+        (written as CIF), its `rw` the screen Rwp."""
         fit = screen_powder(cell, self.data)
+        start = indexed_start(cell, self.data, self.lines)
+        scores: dict[str, float] = {}
+        if start is not None:
+            self.starts[index] = start
+            scores["index_significance"] = start.index.significance
+            if start.screen.rwp < fit.rwp:
+                fit = start.screen
+        return self._candidate(index, cell, fit, scores)
+
+    def _candidate(self, index: int, cell: Structure, fit: PowderFit,
+                   scores: dict[str, float]) -> Candidate:
         fitted = fit.cell
         fitted.info.update({k: cell.info[k] for k in ("source", "structure_type")
                             if k in cell.info})
         return Candidate(index=index, structure=fitted, rw=fit.rwp, scale=fit.scale,
-                         params=_params(fit), scores={"rw_scan": fit.rwp, "rwp": fit.rwp},
-                         crystal=fit)
+                         params=_params(fit),
+                         scores={"rw_scan": fit.rwp, "rwp": fit.rwp, **scores}, crystal=fit)
+
+    def index_picks(self, cands: list[Candidate], taken: list[Candidate]) -> list[Candidate]:
+        """Up to `INDEX_TOP` candidates not in `taken` whose cells index the pattern most
+        significantly, set to their screen from the indexed lattice (to be refined from there)."""
+        by_index = {c.index: c for c in cands}
+        picks = index_picks(self.starts, {c.index for c in taken})
+        out = []
+        for i in picks:
+            start, cand = self.starts[i], by_index[i]
+            fresh = self._candidate(i, cand.structure, start.screen, {
+                "index_significance": start.index.significance})
+            cand.structure, cand.crystal, cand.params = fresh.structure, fresh.crystal, \
+                fresh.params
+            out.append(cand)
+        return out
 
     def refine(self, cand: Candidate) -> None:
         """The full powder fit from the screen (within `POWDER_EVALUATIONS`)."""
@@ -276,7 +313,8 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
         for i, cell in enumerate(structures):
             keep(ranker.score(i, cell))
         if request.refine:
-            for cand in sorted(cands, key=rank_key)[:request.refine_top]:
+            best = sorted(cands, key=rank_key)[:request.refine_top]
+            for cand in best + ranker.index_picks(cands, best):
                 ranker.refine(cand)
                 check(cand, comp)
                 if folder is not None:
@@ -292,6 +330,8 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
                "screened (broad peaks, binned data)"
                + (f", the {min(request.refine_top, len(cands))} best refined (every profile "
                   "parameter free)"
+                  f" and {len(ranker.starts)} cells indexed on the pattern's peak positions "
+                  f"(the up to {INDEX_TOP} most significant of the rest refined from there)"
                   if request.refine else "")
                + "; ranked valid first, then refined before screened, then Rwp (column rwp)"
                + ("; among refined fits of one structure the one with fewer parameters first "

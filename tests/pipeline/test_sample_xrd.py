@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pymatgen.core import Lattice
 from pymatgen.io.cif import CifParser
 
 from invdesign.cli.main import main
 from invdesign.core.errors import DataFormatError, InvdesignError
+from invdesign.core.structure import Structure
 from invdesign.core.tasks import TaskSpec
 from invdesign.crystals.dedup import same_structure
 from invdesign.crystals.library import composition_of, typed_cells
@@ -190,3 +192,21 @@ def test_metal_pattern_ranks_its_packing_first(tmp_path):
     assert {c.structure_type for c in result.candidates} >= {"fcc", "hcp", "bcc"}
     assert {c.source for c in result.candidates} <= {"library", "packing", "unit_cell_model"}
     assert result.best.final.cell[0, 0] == pytest.approx(2.775 * math.sqrt(2.0), rel=1e-3)
+
+
+def test_a_cell_the_screen_misses_is_refined_from_its_indexed_lattice(tmp_path):
+    """Columbite TiO2 stretched 20 % along a and shrunk 16 % along b: beyond the screen's scans
+    from the radii-scaled cell, so without indexing another type is the one refined; its peak
+    positions index the columbite cell, which is then refined from there and ranks first."""
+    true = _cell("columbite_tio2").to_pymatgen()
+    a, b, c, alpha, beta, gamma = true.lattice.parameters
+    true.lattice = Lattice.from_parameters(1.2 * a, 0.84 * b, c, alpha, beta, gamma)
+    path = _write_xy(tmp_path / "columbite.xy", Structure.from_pymatgen(true), 20.0, 300.0)
+    result = sample({"xrd": path}, composition="TiO2", aflow=False, refine=True, refine_top=1,
+                    energies=False)
+    best = result.best
+    assert best.structure_type == "columbite_tio2" and best.rw_refined < 0.05
+    assert best.scores["index_significance"] > 10
+    assert sorted(best.final.to_pymatgen().lattice.abc) == pytest.approx(
+        sorted(true.lattice.abc), rel=1e-3)
+    assert "indexed on the pattern's peak positions" in result.how

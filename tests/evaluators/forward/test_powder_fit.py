@@ -6,24 +6,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 from pymatgen.analysis.diffraction.xrd import XRDCalculator
-from pymatgen.core import Lattice
 from pymatgen.io.cif import CifParser
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-from scipy.special import voigt_profile
 
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
+from invdesign.crystals.dedup import same_structure
 from invdesign.crystals.library import builtin_types, composition_of, ordered_cells, typed_cells
 from invdesign.evaluators.forward.powder_fit import (
     fit_powder,
     powder_curve,
     powder_data,
-    rank_powder,
     refine_powder,
     screen_powder,
 )
@@ -34,6 +31,7 @@ from invdesign.evaluators.forward.powder_pattern import (
     structure_intensity,
 )
 from invdesign.evaluators.forward.powder_positions import displacement_basis
+from invdesign.evaluators.forward.powder_rank import rank_powder
 from invdesign.io.measured import MeasuredPattern, read_pattern
 
 CU = 1.5406
@@ -41,33 +39,6 @@ CU = 1.5406
 
 def _cell(formula: str, name: str) -> Structure:
     return next(t.cell for t in typed_cells(composition_of(formula)) if t.structure_type == name)
-
-
-def _pattern(tth: np.ndarray, y: np.ndarray) -> MeasuredPattern:
-    q = 4 * np.pi * np.sin(np.radians(tth / 2)) / CU
-    return MeasuredPattern(path=Path("sim.xy"), kind="xrd", x=q, y=y, dy=None, qmin=q[0],
-                           qmax=q[-1], qdamp=0.0, biso=0.3, radiation="xray", wavelength=CU,
-                           composition=None, x_raw=tth, x_unit="2theta_deg")
-
-
-def _simulate(cell: Structure, stretch: tuple[float, float, float], size: float = 200.0,
-              seed: int = 0) -> tuple[MeasuredPattern, np.ndarray]:
-    """XRDCalculator sticks of the stretched cell, each a Voigt (instrument Gaussian FWHM 0.06 deg,
-    Scherrer Lorentzian FWHM 0.9 λ / (size cos θ)), on a sloped background, Poisson counts."""
-    s = cell.to_pymatgen()
-    a, b, c, alpha, beta, gamma = s.lattice.parameters
-    s.lattice = Lattice.from_parameters(a * stretch[0], b * stretch[1], c * stretch[2], alpha,
-                                        beta, gamma)
-    sticks = XRDCalculator(wavelength=CU).get_pattern(s, scaled=False, two_theta_range=(17, 93))
-    tth = np.arange(20.0, 90.0, 0.02)
-    y = np.zeros_like(tth)
-    sigma = 0.06 / (2 * math.sqrt(2 * math.log(2)))
-    for centre, area in zip(sticks.x, sticks.y, strict=True):
-        gamma_l = math.degrees(0.9 * CU / (size * math.cos(math.radians(centre / 2)))) / 2
-        y += area * voigt_profile(tth - centre, sigma, gamma_l)
-    y = 4000 * y / y.max() + 200 + 100 * np.exp(-(tth - 20) / 15)
-    y = np.random.default_rng(seed).poisson(y).astype(float)
-    return _pattern(tth, y), np.array(s.lattice.abc)
 
 
 def test_intensities_equal_xrdcalculator_and_laue_multiplicities():
@@ -89,9 +60,9 @@ def test_intensities_equal_xrdcalculator_and_laue_multiplicities():
         "cubic", ("a",), "tetragonal", ("a", "c"))
 
 
-def test_wurtzite_pattern_beats_rocksalt_and_zincblende_and_recovers_its_lattice():
+def test_wurtzite_pattern_beats_rocksalt_and_zincblende_and_recovers_its_lattice(simulate_powder):
     cells = [_cell("ZnO", name) for name in ("rocksalt", "zincblende", "wurtzite")]
-    measured, abc = _simulate(cells[2], (1.03, 1.03, 0.98))
+    measured, abc = simulate_powder(cells[2], (1.03, 1.03, 0.98))
     ranked = rank_powder(cells, measured, refine_top=3)
     assert [i for i, _ in ranked][0] == 2
     best = ranked[0][1]
@@ -113,22 +84,26 @@ def test_wurtzite_pattern_beats_rocksalt_and_zincblende_and_recovers_its_lattice
     ("TiO2", "anatase", (1.02, 1.02, 1.03)),
 ])
 def test_simulated_library_structure_ranks_first_among_all_types_of_its_composition(
-        formula, true, stretch):
+        formula, true, stretch, simulate_powder):
     typed = typed_cells(composition_of(formula))
     names = [t.structure_type for t in typed]
     assert len(names) >= 18
-    measured, abc = _simulate(typed[names.index(true)].cell, stretch)
+    measured, abc = simulate_powder(typed[names.index(true)].cell, stretch)
     ranked = rank_powder([t.cell for t in typed], measured, refine_top=3)
     assert names[ranked[0][0]] == true
     assert [ranked[0][1].params[k] for k in "abc"] == pytest.approx(abc, rel=5e-4)
-    # the runner-up is worse by a clear factor (was 3x with positions fixed; with its free
-    # coordinates refined, covellite's doubled hexagonal cell gets to 2.8x of wurtzite's Rwp)
-    assert ranked[1][1].rwp > 2 * ranked[0][1].rwp
+    # the best other structure is worse by a clear factor (was 3x with positions fixed; with its
+    # free coordinates refined, covellite's doubled hexagonal cell gets to 2.8x of wurtzite's
+    # Rwp). Another type may refine into the same structure: marcasite (Pnnm), refined from the
+    # cell a rutile pattern indexes, moves its anions onto rutile's sites; it ranks behind.
+    best = ranked[0][1].cell
+    other = next(fit for _, fit in ranked[1:] if not same_structure(fit.cell, best))
+    assert other.rwp > 2 * ranked[0][1].rwp
 
 
-def test_screen_is_cheaper_and_the_q_axis_without_wavelength_is_mapped():
+def test_screen_is_cheaper_and_the_q_axis_without_wavelength_is_mapped(simulate_powder):
     cell = _cell("MgO", "rocksalt")
-    measured, _ = _simulate(cell, (1.02, 1.02, 1.02))
+    measured, _ = simulate_powder(cell, (1.02, 1.02, 1.02))
     screen = screen_powder(cell, measured)
     assert screen.stage == "screen"
     assert screen.params["a"] == pytest.approx(cell.cell_parameters()[0] * 1.02, rel=2e-3)
@@ -141,9 +116,9 @@ def test_screen_is_cheaper_and_the_q_axis_without_wavelength_is_mapped():
     assert data.notes == (f"no wavelength: nominal {lam:.4f} Å (q axis mapped to 2-theta)",)
 
 
-def test_pdf_pattern_and_particle_are_refused():
+def test_pdf_pattern_and_particle_are_refused(simulate_powder):
     cell = _cell("MgO", "rocksalt")
-    measured, _ = _simulate(cell, (1.0, 1.0, 1.0))
+    measured, _ = simulate_powder(cell, (1.0, 1.0, 1.0))
     pdf = MeasuredPattern(**{**measured.__dict__, "kind": "pdf"})
     with pytest.raises(InvdesignError, match="needs an XRD pattern, not 'pdf'"):
         fit_powder(cell, pdf)
@@ -180,7 +155,7 @@ def test_free_coordinates_are_the_space_groups_and_keep_it(formula, name, free):
         assert SpacegroupAnalyzer(shifted, symprec=1e-3).get_space_group_number() == number
 
 
-def test_refined_positions_recover_a_displaced_structure():
+def test_refined_positions_recover_a_displaced_structure(simulate_powder):
     """A wurtzite pattern whose oxygen sits 0.03 higher along c than the candidate's: with the
     free coordinate refined the fit finds the shift and a lower Rwp than with positions fixed."""
     cell = _cell("ZnO", "wurtzite")
@@ -189,7 +164,7 @@ def test_refined_positions_recover_a_displaced_structure():
     true = conv.copy()
     for i in np.flatnonzero(oxygen):
         true.replace(i, "O", conv[i].frac_coords + [0.0, 0.0, 0.03])
-    measured, _ = _simulate(Structure.from_pymatgen(true), (1.0, 1.0, 1.0))
+    measured, _ = simulate_powder(Structure.from_pymatgen(true), (1.0, 1.0, 1.0))
     fixed = fit_powder(cell, measured, positions=False)
     free = fit_powder(cell, measured)
     assert free.rwp < 0.8 * fixed.rwp
@@ -202,25 +177,25 @@ def test_refined_positions_recover_a_displaced_structure():
     assert offset(free.cell) == pytest.approx(offset(Structure.from_pymatgen(true)), abs=0.006)
 
 
-def test_a_pattern_of_an_ordered_variant_ranks_that_ordering_first():
+def test_a_pattern_of_an_ordered_variant_ranks_that_ordering_first(simulate_powder):
     """NaLaTiO4-type (K2NiF4 with K and La layered on the A site, P4/nmm) against the other
     K/La orderings of K2NiF4: same cell, same atoms, only the arrangement differs."""
     variants = ordered_cells(next(t for t in builtin_types() if t.name == "k2nif4"),
                              composition_of("KLaTiO4"))
     names = [v.structure_type for v in variants]
     true = names.index("k2nif4:K/La-ordered P4/nmm")
-    measured, abc = _simulate(variants[true].cell, (1.02, 1.02, 0.99))
+    measured, abc = simulate_powder(variants[true].cell, (1.02, 1.02, 0.99))
     ranked = rank_powder([v.cell for v in variants], measured, refine_top=len(variants))
     assert names[ranked[0][0]] == names[true]
     assert [ranked[0][1].params[k] for k in "abc"] == pytest.approx(abc, rel=2e-3)
     assert ranked[1][1].rwp > 2 * ranked[0][1].rwp
 
 
-def test_the_refinement_is_bounded_by_evaluations_not_time():
+def test_the_refinement_is_bounded_by_evaluations_not_time(simulate_powder):
     """The same fit twice is the same fit (no wall-clock cap by default); its least-squares
     stages stop at `max_evaluations`, and a budget of none leaves the screened start."""
     cell = _cell("ZnO", "wurtzite")
-    measured, _ = _simulate(cell, (1.02, 1.02, 0.99))
+    measured, _ = simulate_powder(cell, (1.02, 1.02, 0.99))
     start = screen_powder(cell, measured)
     fits = [refine_powder(cell, measured, start=start, max_evaluations=150) for _ in range(2)]
     assert fits[0].params == fits[1].params and fits[0].rwp == fits[1].rwp

@@ -1,0 +1,126 @@
+"""Ranking crystal candidates against one powder pattern: screens, indexed starts, refinements.
+
+`rank_powder` screens every candidate (`screen_powder`: the candidate's radii-scaled lattice, its
+intensities) and refines the best `refine_top` screens. A candidate whose coordinates fit the
+intensities badly can screen poorly even when its cell is right, and its radii-scaled cell may
+be further off than the screen's scans reach. So each candidate is also indexed
+(`powder_index.index_cell`: its crystal system and extinctions, the pattern's peak positions
+only); up to `INDEX_TOP` candidates whose indexing is the most significant (at least
+`MIN_SIGNIFICANCE`, -log10 of the chance of indexing as many lines) and whose screen is not among
+the best are screened again from the indexed lattice and refined from there as well. The refined
+fits rank by Rwp (Hamilton's test between fits of one structure, `powder_parsimony`), then the
+rest by screen Rwp.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from invdesign.core.structure import Structure
+from invdesign.evaluators.forward.powder_fit import (
+    LATTICE_RANGE,
+    PowderData,
+    PowderFit,
+    powder_data,
+    refine_powder,
+    screen_powder,
+)
+from invdesign.evaluators.forward.powder_index import (
+    IndexResult,
+    Lines,
+    index_cell,
+    observed_peaks,
+)
+from invdesign.evaluators.forward.powder_parsimony import parsimonious
+from invdesign.evaluators.forward.powder_pattern import reflections
+from invdesign.io.measured import MeasuredPattern
+
+#: Candidates refined from their indexed cell beyond the best screens, and the significance
+#: (-log10 P(chance)) their indexing needs.
+INDEX_TOP = 2
+MIN_SIGNIFICANCE = 5.0
+#: Lattice scan of the screen from an indexed cell (relative): the cell is known to this order.
+INDEXED_RANGE = 0.02
+#: Reflections are listed down to d this much below the data's smallest (the search's reach).
+DMIN_MARGIN = 0.7
+
+
+@dataclass
+class IndexedStart:
+    """A candidate's indexed cell and its screen from there."""
+
+    index: IndexResult
+    cell: Structure
+    screen: PowderFit
+
+
+def pattern_lines(data: PowderData) -> Lines:
+    """The observed lines of a powder pattern (`powder_index.observed_peaks`)."""
+    return observed_peaks(data.two_theta, data.y, data.weight, data.wavelengths)
+
+
+def indexed_start(cell: Structure, data: PowderData, lines: Lines) -> IndexedStart | None:
+    """`cell` (its conventional cell) indexed on `lines` and screened from the indexed lattice;
+    None when it is not indexed (triclinic, too few lines) or not significantly."""
+    lam = max(data.wavelengths)
+    top = min(float(data.two_theta[-1]) + 2.0, 179.0)
+    dmin = lam / (2 * math.sin(math.radians(top / 2))) * DMIN_MARGIN
+    refl = reflections(cell, dmin)
+    result = index_cell(refl, lines)
+    if result is None or result.significance < MIN_SIGNIFICANCE:
+        return None
+    conv = refl.cell
+    species = np.array([site.specie.Z for site in conv])
+    start = Structure.from_cell_parameters(species, conv.frac_coords, result.lattice,
+                                           **dict(cell.info))
+    return IndexedStart(result, start,
+                        screen_powder(start, data, lattice_range=INDEXED_RANGE))
+
+
+def index_picks(starts: dict[int, IndexedStart], taken: set[int], k: int = INDEX_TOP,
+                ) -> list[int]:
+    """Up to `k` keys of `starts` not in `taken`, the most significant indexing first."""
+    order = sorted((i for i in starts if i not in taken),
+                   key=lambda i: (starts[i].index.key(), i))
+    return order[:k]
+
+
+def rank_powder(cells: list[Structure], measured: MeasuredPattern | PowderData, *,
+                refine_top: int = 5, index_top: int = INDEX_TOP,
+                **options: Any) -> list[tuple[int, PowderFit]]:
+    """Screen every cell (from its own lattice and, when it indexes the pattern significantly,
+    from the indexed lattice; the better screen counts), refine the `refine_top` best screens and
+    up to `index_top` further cells from their indexed lattice; (index into `cells`, fit): the
+    refined ones first by Rwp (a simpler fit of the same structure ahead of one with more
+    parameters whose lower Rwp is not significant, `powder_parsimony`), then the others by screen
+    Rwp."""
+    two_theta_range = options.pop("two_theta_range", None)
+    data = measured if isinstance(measured, PowderData) else powder_data(measured,
+                                                                         two_theta_range)
+    lattice_range = options.get("lattice_range", LATTICE_RANGE)
+    starts: dict[int, IndexedStart] = {}
+    if index_top > 0:
+        lines = pattern_lines(data)
+        for i, cell in enumerate(cells):
+            start = indexed_start(cell, data, lines)
+            if start is not None:
+                starts[i] = start
+    screens: list[tuple[int, Structure, PowderFit]] = []
+    for i, cell in enumerate(cells):
+        fit = screen_powder(cell, data, lattice_range=lattice_range)
+        if i in starts and starts[i].screen.rwp < fit.rwp:
+            cell, fit = starts[i].cell, starts[i].screen
+        screens.append((i, cell, fit))
+    screens.sort(key=lambda item: item[2].rwp)
+    chosen = screens[:refine_top]
+    picks = set(index_picks(starts, {i for i, _, _ in chosen}, index_top))
+    chosen += [(i, starts[i].cell, starts[i].screen) for i in sorted(picks)]
+    refined = sorted(((i, refine_powder(cell, data, start=fit, **options))
+                      for i, cell, fit in chosen), key=lambda item: item[1].rwp)
+    order = parsimonious([fit for _, fit in refined])
+    done = {i for i, _ in refined}
+    return [refined[k] for k in order] + [(i, fit) for i, _, fit in screens if i not in done]
