@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ase.build import bulk
 from scipy.special import gammaln
 
 from invdesign.core.errors import InvdesignError
@@ -112,3 +113,25 @@ def test_default_saxs_model_left_out_with_a_note_when_the_data_miss_its_grid(tmp
     assert "mlp-saxs_lab-pos_abs not sampled" in result.how and "short.dat" in result.how
     with pytest.raises(InvdesignError, match=r"short\.dat: .*0\.49"):
         sample({"saxs": path}, composition="TiO2", model="mlp-saxs_lab-pos_abs")
+
+
+def test_saxs_file_simulated_from_an_atomistic_particle_gives_its_size(tmp_path):
+    """I(q) of a 820-atom Au sphere (radius 15 Å cut from fcc) by DebyeCalculator's Debye sum,
+    written as a SAXS file: the size answer is the particle's equal-volume diameter (its atoms'
+    bulk volume as one sphere) within 5 %, with no polydispersity to speak of."""
+    from debyecalculator import DebyeCalculator  # noqa: PLC0415 - lazy: slow import
+
+    a = 4.078
+    atoms = bulk("Au", "fcc", a=a, cubic=True).repeat(10)
+    centre = atoms.positions.mean(axis=0)
+    particle = atoms[np.linalg.norm(atoms.positions - centre, axis=1) <= 15.0]
+    particle.pbc, particle.cell = False, None
+    q, iq = DebyeCalculator(qmin=0.02, qmax=0.5, qstep=0.002, biso=0.3, device="cpu").iq(particle)
+    path = tmp_path / "au_particle.dat"
+    path.write_text("# x_unit = q_A\n" + "\n".join(
+        f"{x:.6g} {y:.6g}" for x, y in zip(np.asarray(q), np.asarray(iq), strict=True)))
+    size = sample({"saxs": path}).answers["saxs_size"]
+    equal_volume = (6 * len(particle) * a ** 3 / 4 / math.pi) ** (1 / 3)
+    assert len(particle) > 500
+    assert abs(size["diameter"] / equal_volume - 1) < 0.05
+    assert size["polydispersity"] < 0.05
