@@ -12,8 +12,8 @@ Search: the candidate's lattice may be off by several per cent, so the fit start
 a scan of an isotropic lattice scale, then of each further free parameter (c/a, ..., the monoclinic
 angle), then `scipy.optimize.least_squares` with broad, then measured-like, then fully free peak
 widths. A cell further off is found by indexing the pattern's peak positions (`powder_index`,
-used by `powder_rank`). Weights: 1/σ^2 from the file's uncertainties, else 1/max(I, 1) for counts (non-negative
-data reaching above 50), else uniform. Rwp = sqrt(Σ w (I - calc)^2 / Σ w I^2).
+used by `powder_rank`). Weights: 1/σ^2 from the file's uncertainties, else 1/max(I, 1) for counts
+(non-negative data reaching above 50), else uniform. Rwp = sqrt(Σ w (I - calc)^2 / Σ w I^2).
 """
 
 from __future__ import annotations

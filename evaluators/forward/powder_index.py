@@ -49,7 +49,7 @@ TOL_TWO_THETA = 0.03
 MAX_ZERO = math.radians(0.3)  # bound of the zero shift (rad of 2θ)
 #: Peaks kept: prominence above this fraction of the strongest peak's.
 PROMINENCE = 0.02
-NOISE = 4.0
+NOISE = 8.0  # σ of the smoothed profile; maxima of pure noise reach about 6
 SMOOTH = 1.5  # points, the Gaussian smoothing before peak search
 GRID_KEEP = 40  # coarse grid points refined
 ROUNDS = 6
@@ -104,8 +104,8 @@ def observed_peaks(two_theta: np.ndarray, y: np.ndarray, weight: np.ndarray,
     if peaks.size == 0:
         return Lines(np.zeros(0), np.zeros(0), np.zeros(0))
     prom = props["prominences"]
-    sigma = 1.0 / np.sqrt(np.maximum(np.asarray(weight, float), 1e-300))
-    noise = NOISE * sigma[peaks] / math.sqrt(2 * math.sqrt(math.pi) * SMOOTH)  # smoothed noise
+    noise = NOISE * _sigma(np.asarray(y, float), np.asarray(weight, float))[peaks] / math.sqrt(
+        2 * math.sqrt(math.pi) * SMOOTH)  # of the smoothed profile
     keep = (prom >= PROMINENCE * prom.max()) & (prom >= noise)
     peaks, prom = peaks[keep], prom[keep]
     inner = np.clip(peaks, 1, signal.size - 2)
@@ -129,6 +129,17 @@ def observed_peaks(two_theta: np.ndarray, y: np.ndarray, weight: np.ndarray,
     slope = q2 / np.tan(theta)  # dQ²/d(2θ), 2θ in rad
     tolerance = slope * math.radians(max(TOL_TWO_THETA, 2 * step))
     return Lines(q2, slope, tolerance)
+
+
+def _sigma(y: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """[n] standard uncertainty of each point: 1/sqrt(weight) when the weights say something
+    (uncertainties or counts), else (uniform weights) the noise of the data themselves, from the
+    median absolute second difference (of white noise: 1.4826 x MAD / sqrt(6))."""
+    if np.ptp(weight) > 0 or weight[0] != 1.0:
+        return 1.0 / np.sqrt(np.maximum(weight, 1e-300))
+    second = np.diff(y, 2)
+    mad = float(np.median(np.abs(second - np.median(second))))
+    return np.full(y.shape, 1.4826 * mad / math.sqrt(6.0))
 
 
 def allowed(refl: Reflections, seed: int = 0) -> np.ndarray:

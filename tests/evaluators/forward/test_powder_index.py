@@ -4,6 +4,8 @@ refines candidates from their indexed cells."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from invdesign.evaluators.forward.powder_fit import powder_data
 from invdesign.evaluators.forward.powder_index import allowed, index_cell
 from invdesign.evaluators.forward.powder_pattern import reflections
 from invdesign.evaluators.forward.powder_rank import pattern_lines, rank_powder
+from invdesign.io.measured import MeasuredPattern
 
 CU = 1.5406
 #: Far enough off along single axes that the screen's scans (isotropic, then per axis) miss it.
@@ -44,6 +47,31 @@ def test_observed_lines_are_the_simulated_reflections(simulate_powder):
     nearest = np.abs(tth[:, None] - np.asarray(sticks.x)[None, :]).min(axis=1)
     assert np.all(nearest < 0.08)  # an unresolved pair peaks between its reflections
     assert np.sum(nearest < 0.03) >= 15
+
+
+def test_normalised_intensities_without_uncertainties_give_the_same_lines(simulate_powder):
+    """Intensities scaled to a maximum of 1 get uniform weights: the noise is then read off the
+    data, so the same peaks pass the noise threshold as with the counts' weights."""
+    measured, _ = simulate_powder(_cell("TiO2", "columbite_tio2"), (1.0, 1.0, 1.0))
+    counts = powder_data(measured)
+    scaled = powder_data(replace(measured, y=measured.y / measured.y.max()))
+    assert np.ptp(scaled.weight) == 0 and np.ptp(counts.weight) > 0
+    a, b = pattern_lines(counts), pattern_lines(scaled)
+    assert b.size == a.size == 20
+    assert np.abs(a.q2 - b.q2).max() < 1e-9
+
+
+def test_a_pattern_without_peaks_has_no_lines_and_still_ranks():
+    tth = np.arange(20.0, 90.0, 0.02)
+    y = np.random.default_rng(0).poisson(500 + 2 * tth).astype(float)
+    q = 4 * np.pi * np.sin(np.radians(tth / 2)) / CU
+    flat = MeasuredPattern(path=Path("flat.xy"), kind="xrd", x=q, y=y, dy=None, qmin=q[0],
+                           qmax=q[-1], qdamp=0.0, biso=0.3, radiation="xray", wavelength=CU,
+                           composition=None, x_raw=tth, x_unit="2theta_deg")
+    assert pattern_lines(powder_data(flat)).size <= 2  # noise alone: 4 σ is rarely crossed
+    cells = [_cell("TiO2", "rutile"), _cell("TiO2", "anatase")]
+    ranked = rank_powder(cells, flat, refine_top=1)
+    assert sorted(i for i, _ in ranked) == [0, 1]
 
 
 def test_a_cell_far_off_along_single_axes_is_indexed_to_the_pattern(simulate_powder):
