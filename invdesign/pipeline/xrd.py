@@ -330,8 +330,9 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
                "screened (broad peaks, binned data)"
                + (f", the {min(request.refine_top, len(cands))} best refined (every profile "
                   "parameter free)"
-                  f" and {len(ranker.starts)} cells indexed on the pattern's peak positions "
-                  f"(the up to {INDEX_TOP} most significant of the rest refined from there)"
+                  f"; {len(ranker.starts)} cells index the pattern's peak positions "
+                  f"significantly (the up to {INDEX_TOP} most significant of the rest refined "
+                  "from their indexed cell too)"
                   if request.refine else "")
                + "; ranked valid first, then refined before screened, then Rwp (column rwp)"
                + ("; among refined fits of one structure the one with fewer parameters first "

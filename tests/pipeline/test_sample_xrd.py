@@ -209,4 +209,4 @@ def test_a_cell_the_screen_misses_is_refined_from_its_indexed_lattice(tmp_path):
     assert best.scores["index_significance"] > 10
     assert sorted(best.final.to_pymatgen().lattice.abc) == pytest.approx(
         sorted(true.lattice.abc), rel=1e-3)
-    assert "indexed on the pattern's peak positions" in result.how
+    assert "index the pattern's peak positions significantly" in result.how
