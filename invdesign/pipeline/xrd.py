@@ -314,13 +314,16 @@ def run_without_pdf(request: Any, patterns: dict[str, Any], comp: dict[int, floa
             keep(ranker.score(i, cell))
         if request.refine:
             best = sorted(cands, key=rank_key)[:request.refine_top]
-            for cand in best + ranker.index_picks(cands, best):
+            picks = ranker.index_picks(cands, best)
+            for cand in best + picks:
                 ranker.refine(cand)
                 check(cand, comp)
                 if folder is not None:
                     folder.write_refined(cand)
-                say(f"refined candidate {cand.index} ({describe(cand)}): Rwp {cand.rw:.4f} -> "
-                    f"{cand.rw_refined:.4f}")
+                start = (f" from its indexed cell (significance "
+                         f"{cand.scores['index_significance']:.1f})" if cand in picks else "")
+                say(f"refined candidate {cand.index} ({describe(cand)}){start}: Rwp "
+                    f"{cand.rw:.4f} -> {cand.rw_refined:.4f}")
         how = [f"{len(cands)} crystal candidates ({model_text(model, len(sampled))}"
                "structure-type library"
                f"{', AFLOW prototypes' if aflow else ''}"

@@ -202,9 +202,14 @@ def test_a_cell_the_screen_misses_is_refined_from_its_indexed_lattice(tmp_path):
     a, b, c, alpha, beta, gamma = true.lattice.parameters
     true.lattice = Lattice.from_parameters(1.2 * a, 0.84 * b, c, alpha, beta, gamma)
     path = _write_xy(tmp_path / "columbite.xy", Structure.from_pymatgen(true), 20.0, 300.0)
+    lines: list[str] = []
     result = sample({"xrd": path}, composition="TiO2", aflow=False, refine=True, refine_top=1,
-                    energies=False)
+                    energies=False, progress=lines.append)
     best = result.best
+    # its screen from the indexed cell is the best screen; the two most significantly indexed
+    # cells of the rest are refined from their indexed cells too, and the progress says so
+    assert best.rw == min(c.rw for c in result.candidates)
+    assert sum("from its indexed cell (significance" in line for line in lines) == 2
     assert best.structure_type == "columbite_tio2" and best.rw_refined < 0.05
     assert best.scores["index_significance"] > 10
     assert sorted(best.final.to_pymatgen().lattice.abc) == pytest.approx(
