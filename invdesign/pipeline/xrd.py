@@ -3,9 +3,9 @@ gets its particle-size answer.
 
 XRD (`--xrd FILE`, no `--pdf`): the pool's crystal candidates (the structure-type library with
 the user's `--library` CIFs, the 288 AFLOW prototypes pymatgen ships unless `--no-aflow-prototypes`,
-and for an all-metal composition the fcc/hcp/bcc lattices) are each
-fitted to the powder pattern (`invdesign.evaluators.forward.powder_fit`: reflections of the cell,
-pseudo-Voigt peaks broadened by crystallite size and strain, Chebyshev background, lattice and
+the anti-types of the binary ones, and for an all-metal composition the fcc/hcp/bcc lattices) are
+each fitted to the powder pattern (`invdesign.evaluators.forward.powder_fit`: reflections of the
+cell, pseudo-Voigt peaks broadened by crystallite size and strain, Chebyshev background, lattice and
 zero shift); all are screened, the best `refine_top` refined, and they rank valid first, then
 refined before screened, then Rwp (a screen's Rwp, with broad peaks on binned data, compares with
 other screens only). No particle candidates: a powder pattern of crystallites answers with a
@@ -33,6 +33,7 @@ from invdesign.core import elements
 from invdesign.core.errors import InvdesignError
 from invdesign.core.structure import Structure
 from invdesign.crystals.aflow import aflow_types
+from invdesign.crystals.anti import role_swaps
 from invdesign.crystals.library import builtin_types, typed_cells
 from invdesign.crystals.packings import LATTICES, packing_candidates
 from invdesign.evaluators.forward.powder_fit import (
@@ -95,14 +96,16 @@ def crystal_cells(composition: Mapping[int, float] | None, library: Any,
                   aflow: bool = True) -> list[Structure]:
     """The crystal candidates of an XRD run: every library type the composition fits (user CIFs
     included; None: the built-in types), with `aflow` also every AFLOW prototype
-    (`crystals.aflow`), and, for a one-metal composition, the fcc/hcp/bcc lattices at the metal's
-    reference nearest-neighbour distance (`metal_nn`; the fit scans the lattice). Raises without
-    a composition."""
+    (`crystals.aflow`), the anti-types of the binary ones among them (`crystals.anti`: NiAs gives
+    anti-NiAs, Ni2In anti-Ni2In Rb2S), and, for a one-metal composition, the fcc/hcp/bcc lattices
+    at the metal's reference nearest-neighbour distance (`metal_nn`; the fit scans the lattice).
+    Raises without a composition."""
     if not composition:
         raise InvdesignError(NO_COMPOSITION)
     comp = dict(composition)
     types = list(builtin_types() if library is None else library)
     types += list(aflow_types()) if aflow else []
+    types += role_swaps(types)
     cells = []
     for typed in typed_cells(comp, None, types):
         if set(typed.cell.species.tolist()) == set(comp):  # never an element dropped
