@@ -5,11 +5,12 @@ intensities) and refines the best `refine_top` screens. A candidate whose coordi
 intensities badly can screen poorly even when its cell is right, and its radii-scaled cell may
 be further off than the screen's scans reach. So each candidate is also indexed
 (`powder_index.index_cell`: its crystal system and extinctions, the pattern's peak positions
-only); up to `INDEX_TOP` candidates whose indexing is the most significant (at least
-`MIN_SIGNIFICANCE`, -log10 of the chance of indexing as many lines) and whose screen is not among
-the best are screened again from the indexed lattice and refined from there as well. The refined
-fits rank by Rwp (Hamilton's test between fits of one structure, `powder_parsimony`), then the
-rest by screen Rwp.
+only); one that indexes significantly (at least `MIN_SIGNIFICANCE`, -log10 of the chance of
+indexing as many lines) is screened again from the indexed lattice, the better screen counting
+(`screen_candidate`), and up to `INDEX_TOP` of the most significant whose screen is not among the
+best are refined from their indexed lattice as well. The refined fits rank by Rwp (Hamilton's test
+between fits of one structure, `powder_parsimony`), then the rest by screen Rwp. `sample --xrd`
+(`pipeline.xrd.PowderRanker`) uses the same steps.
 """
 
 from __future__ import annotations
@@ -81,6 +82,19 @@ def indexed_start(cell: Structure, data: PowderData, lines: Lines) -> IndexedSta
                         screen_powder(start, data, lattice_range=INDEXED_RANGE))
 
 
+def screen_candidate(cell: Structure, data: PowderData, lines: Lines | None,
+                     lattice_range: float = LATTICE_RANGE,
+                     ) -> tuple[Structure, PowderFit, IndexedStart | None]:
+    """The screen of `cell` from its own lattice and (with `lines`, when it indexes them
+    significantly) from the indexed lattice: (the cell the better screen started from, that
+    screen, the indexed start or None)."""
+    fit = screen_powder(cell, data, lattice_range=lattice_range)
+    start = None if lines is None else indexed_start(cell, data, lines)
+    if start is not None and start.screen.rwp < fit.rwp:
+        return start.cell, start.screen, start
+    return cell, fit, start
+
+
 def index_picks(starts: dict[int, IndexedStart], taken: set[int], k: int = INDEX_TOP,
                 ) -> list[int]:
     """Up to `k` keys of `starts` not in `taken`, the most significant indexing first."""
@@ -102,19 +116,14 @@ def rank_powder(cells: list[Structure], measured: MeasuredPattern | PowderData, 
     data = measured if isinstance(measured, PowderData) else powder_data(measured,
                                                                          two_theta_range)
     lattice_range = options.get("lattice_range", LATTICE_RANGE)
+    lines = pattern_lines(data) if index_top > 0 else None
     starts: dict[int, IndexedStart] = {}
-    if index_top > 0:
-        lines = pattern_lines(data)
-        for i, cell in enumerate(cells):
-            start = indexed_start(cell, data, lines)
-            if start is not None:
-                starts[i] = start
     screens: list[tuple[int, Structure, PowderFit]] = []
     for i, cell in enumerate(cells):
-        fit = screen_powder(cell, data, lattice_range=lattice_range)
-        if i in starts and starts[i].screen.rwp < fit.rwp:
-            cell, fit = starts[i].cell, starts[i].screen
-        screens.append((i, cell, fit))
+        start_cell, fit, start = screen_candidate(cell, data, lines, lattice_range)
+        if start is not None:
+            starts[i] = start
+        screens.append((i, start_cell, fit))
     screens.sort(key=lambda item: item[2].rwp)
     chosen = screens[:refine_top]
     picks = set(index_picks(starts, {i for i, _, _ in chosen}, index_top))

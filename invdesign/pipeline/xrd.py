@@ -43,15 +43,14 @@ from invdesign.evaluators.forward.powder_fit import (
     powder_curve,
     powder_data,
     refine_powder,
-    screen_powder,
 )
 from invdesign.evaluators.forward.powder_parsimony import parsimonious
 from invdesign.evaluators.forward.powder_rank import (
     INDEX_TOP,
     IndexedStart,
     index_picks,
-    indexed_start,
     pattern_lines,
+    screen_candidate,
 )
 from invdesign.evaluators.forward.saxs_fit import SaxsFit, fit_saxs
 from invdesign.pipeline import defaults, kind_models
@@ -141,14 +140,11 @@ class PowderRanker:
         the pattern significantly (`powder_rank.indexed_start`), from the indexed lattice, the
         better of the two; the candidate's structure is the cell with its screened lattice
         (written as CIF), its `rw` the screen Rwp."""
-        fit = screen_powder(cell, self.data)
-        start = indexed_start(cell, self.data, self.lines)
+        _, fit, start = screen_candidate(cell, self.data, self.lines)
         scores: dict[str, float] = {}
         if start is not None:
             self.starts[index] = start
             scores["index_significance"] = start.index.significance
-            if start.screen.rwp < fit.rwp:
-                fit = start.screen
         return self._candidate(index, cell, fit, scores)
 
     def _candidate(self, index: int, cell: Structure, fit: PowderFit,
