@@ -67,6 +67,13 @@ class PowderData:
     wavelengths: tuple[float, ...]
     notes: tuple[str, ...] = ()
 
+    @property
+    def dmin(self) -> float:
+        """Smallest d (Å) of a reflection the pattern holds (its largest 2θ plus 2° at the longest
+        wavelength)."""
+        top = min(float(self.two_theta[-1]) + 2.0, 179.0)
+        return max(self.wavelengths) / (2 * math.sin(math.radians(top / 2)))
+
     def binned(self, step: float) -> PowderData:
         """Averages of consecutive points so that the step is at least `step` (deg)."""
         k = int(step / max(float(np.median(np.diff(self.two_theta))), 1e-9))
@@ -207,9 +214,7 @@ class _Setup:
     def __init__(self, cell: Structure, data: PowderData, n_background: int,
                  lattice_range: float) -> None:
         self.data, self.lattice_range = data, lattice_range
-        lam_max = max(data.wavelengths)
-        dmin = lam_max / (2 * math.sin(math.radians(min(data.two_theta[-1] + 2.0, 179.0) / 2)))
-        self.refl = reflections(cell, dmin * (1 - lattice_range))
+        self.refl = reflections(cell, data.dmin * (1 - lattice_range))
         self.free0 = self.refl.free_values(self.refl.lattice)
         self.k = k = self.free0.size
         self.step = step = float(np.median(np.diff(data.two_theta)))

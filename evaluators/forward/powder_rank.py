@@ -15,7 +15,6 @@ between fits of one structure, `powder_parsimony`), then the rest by screen Rwp.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +45,7 @@ INDEX_TOP = 2
 MIN_SIGNIFICANCE = 5.0
 #: Lattice scan of the screen from an indexed cell (relative): the cell is known to this order.
 INDEXED_RANGE = 0.02
-#: Reflections are listed down to d this much below the data's smallest (the search's reach).
+#: Reflections are listed down to this fraction of the data's smallest d (the search's reach).
 DMIN_MARGIN = 0.7
 
 
@@ -67,10 +66,7 @@ def pattern_lines(data: PowderData) -> Lines:
 def indexed_start(cell: Structure, data: PowderData, lines: Lines) -> IndexedStart | None:
     """`cell` (its conventional cell) indexed on `lines` and screened from the indexed lattice;
     None when it is not indexed (triclinic, too few lines) or not significantly."""
-    lam = max(data.wavelengths)
-    top = min(float(data.two_theta[-1]) + 2.0, 179.0)
-    dmin = lam / (2 * math.sin(math.radians(top / 2))) * DMIN_MARGIN
-    refl = reflections(cell, dmin)
+    refl = reflections(cell, data.dmin * DMIN_MARGIN)
     result = index_cell(refl, lines)
     if result is None or result.significance < MIN_SIGNIFICANCE:
         return None

@@ -136,22 +136,16 @@ class PowderRanker:
         self.fit_range = (float(self.data.two_theta[0]), float(self.data.two_theta[-1]))
 
     def score(self, index: int, cell: Structure) -> Candidate:
-        """The screen (`screen_powder`) from the cell's own lattice and, when the cell indexes
-        the pattern significantly (`powder_rank.indexed_start`), from the indexed lattice, the
-        better of the two; the candidate's structure is the cell with its screened lattice
-        (written as CIF), its `rw` the screen Rwp."""
+        """The screen (`powder_rank.screen_candidate`: from the cell's own lattice and, when the
+        cell indexes the pattern significantly, from the indexed lattice, the better of the two);
+        the candidate's structure is the cell with its screened lattice (written as CIF), its `rw`
+        the screen Rwp."""
         _, fit, start = screen_candidate(cell, self.data, self.lines)
         scores: dict[str, float] = {}
         if start is not None:
             self.starts[index] = start
             scores["index_significance"] = start.index.significance
-        return self._candidate(index, cell, fit, scores)
-
-    def _candidate(self, index: int, cell: Structure, fit: PowderFit,
-                   scores: dict[str, float]) -> Candidate:
-        fitted = fit.cell
-        fitted.info.update({k: cell.info[k] for k in ("source", "structure_type")
-                            if k in cell.info})
+        fitted = _labelled(fit.cell, cell)
         return Candidate(index=index, structure=fitted, rw=fit.rwp, scale=fit.scale,
                          params=_params(fit),
                          scores={"rw_scan": fit.rwp, "rwp": fit.rwp, **scores}, crystal=fit)
@@ -160,14 +154,11 @@ class PowderRanker:
         """Up to `INDEX_TOP` candidates not in `taken` whose cells index the pattern most
         significantly, set to their screen from the indexed lattice (to be refined from there)."""
         by_index = {c.index: c for c in cands}
-        picks = index_picks(self.starts, {c.index for c in taken})
         out = []
-        for i in picks:
-            start, cand = self.starts[i], by_index[i]
-            fresh = self._candidate(i, cand.structure, start.screen, {
-                "index_significance": start.index.significance})
-            cand.structure, cand.crystal, cand.params = fresh.structure, fresh.crystal, \
-                fresh.params
+        for i in index_picks(self.starts, {c.index for c in taken}):
+            screen, cand = self.starts[i].screen, by_index[i]
+            cand.structure = _labelled(screen.cell, cand.structure)
+            cand.crystal, cand.params = screen, _params(screen)
             out.append(cand)
         return out
 
@@ -175,8 +166,7 @@ class PowderRanker:
         """The full powder fit from the screen (within `POWDER_EVALUATIONS`)."""
         fit = refine_powder(cand.structure, self.data, start=cand.crystal,
                             max_evaluations=POWDER_EVALUATIONS, max_seconds=POWDER_SECONDS)
-        fit.cell.info.update({k: cand.structure.info[k] for k in ("source", "structure_type")
-                              if k in cand.structure.info})
+        _labelled(fit.cell, cand.structure)
         cand.crystal, cand.refined = fit, fit.cell
         cand.rw_refined = cand.scores["rwp"] = fit.rwp
         cand.scale = fit.scale
@@ -187,6 +177,13 @@ class PowderRanker:
         tth, calc, _ = powder_curve(cand.crystal, self.data)
         return Fit(np.asarray(tth), np.asarray(self.data.y), np.asarray(calc),
                    float(cand.crystal.rwp))
+
+
+def _labelled(cell: Structure, source: Structure) -> Structure:
+    """`cell` with the `source` and `structure_type` labels of `source` (a fit's cell keeps the
+    candidate's names)."""
+    cell.info.update({k: source.info[k] for k in ("source", "structure_type") if k in source.info})
+    return cell
 
 
 def _params(fit: PowderFit) -> dict[str, float]:
