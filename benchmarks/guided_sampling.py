@@ -43,7 +43,7 @@ from invdesign.evaluators.metrics.match import (
     match_summary,
     valid_fraction,
 )
-from invdesign.generators.checkpoint import load_checkpoint
+from invdesign.generators.checkpoint import load_checkpoint, read_metadata
 from invdesign.io.atomic import atomic_write_text
 from invdesign.training.evaluate import pattern_rw
 
@@ -108,6 +108,17 @@ def sampling_hparams(pairs: list[str]) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.from_dotlist(pairs))
 
 
+def trained_extra(checkpoint: Path) -> str:
+    """What the variant name says of a checkpoint's training-only folders (`data.extra`), read
+    from the config in its header: '+extra' (every graph in every epoch), '+extra_share=S' or
+    nothing, as `chili_table5.py` names its runs."""
+    data = read_metadata(checkpoint)["config"].get("data", {})
+    if not data.get("extra"):
+        return ""
+    share = data.get("extra_share")
+    return f"+extra_share={share}" if share else "+extra"
+
+
 def records(checkpoint: Path, folder: Path, args: argparse.Namespace,
             scale: float) -> list[dict[str, Any]]:
     """Issue 27's generation records (`generation.py`) of one checkpoint on the picked items,
@@ -121,7 +132,7 @@ def records(checkpoint: Path, folder: Path, args: argparse.Namespace,
     data = load_task_part(ChiliDataset(folder), gen.task, "grouped", 42, "all")
     rows = one_per_source(data)
     variant = ("guided" if scale > 0 else "plain") + "".join(
-        f"+{c}" for c in args.condition_on) + "".join(
+        f"+{c}" for c in args.condition_on) + trained_extra(checkpoint) + "".join(
         f"+{k}={v}" for k, v in changed.items())
     sampling = ({"guidance_scale": scale, "guidance_start": args.guidance_start}
                 if gen.name == "diffusion" else {})
