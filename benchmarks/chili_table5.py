@@ -248,8 +248,10 @@ def _stat(values: list[float], digits: int) -> str:
 
 def data_label(folder: str | Path) -> str:
     """The data folder as results record it: `DATA_DIR/<name>` (no machine path; the name and
-    the records' `data_fingerprint` identify the set)."""
-    return f"DATA_DIR/{Path(folder).resolve().name}"
+    the records' `data_fingerprint` identify the set). The name as given, so that a folder
+    linked in as `DATA_DIR/<name>` keeps that name; '.' or '..' name their real folder."""
+    name = Path(folder).name
+    return f"DATA_DIR/{name if name not in ('', '.', '..') else Path(folder).resolve().name}"
 
 
 def _data(row: dict[str, Any]) -> str:
