@@ -133,12 +133,10 @@ def extra_share(args: argparse.Namespace) -> str | None:
 
 
 def extra_variant(args: argparse.Namespace) -> str:
-    """What a run's variant name says of its training-only folders: '+extra' (every graph in
-    every epoch), '+extra_share=S' or nothing."""
-    if not args.extra:
-        return ""
-    share = extra_share(args)
-    return f"+extra_share={share}" if share else "+extra"
+    """What a run's variant name says of its training-only folders (`generation.extra_variant`)."""
+    from generation import extra_variant as named
+
+    return named(bool(args.extra), extra_share(args))
 
 
 def write_generation(args: argparse.Namespace, gen: Any, split: str, seed: int) -> None:

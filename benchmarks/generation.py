@@ -54,6 +54,14 @@ def model_name(gen: Generator) -> str:
     return "diffusion_prototype" if gen.name == "diffusion" and prior == "prototype" else gen.name
 
 
+def extra_variant(extra: bool, share: Any) -> str:
+    """What a variant name says of a model's training-only folders (`data.extra`): '+extra'
+    (every graph in every epoch), '+extra_share=S' (`data.extra_share`) or nothing."""
+    if not extra:
+        return ""
+    return f"+extra_share={share}" if share not in (None, "", "null", "None") else "+extra"
+
+
 def one_per_source(data: TaskData) -> list[int]:
     """Rows of `data`: each source's smallest particle (one item per unit cell)."""
     best: dict[str, tuple[float, int]] = {}

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from generation import generation_records, one_per_source, save_records
+from generation import extra_variant, generation_records, one_per_source, save_records
 from omegaconf import OmegaConf
 
 from invdesign.core.structure import Structure
@@ -109,14 +109,10 @@ def sampling_hparams(pairs: list[str]) -> dict[str, Any]:
 
 
 def trained_extra(checkpoint: Path) -> str:
-    """What the variant name says of a checkpoint's training-only folders (`data.extra`), read
-    from the config in its header: '+extra' (every graph in every epoch), '+extra_share=S' or
-    nothing, as `chili_table5.py` names its runs."""
+    """What the variant name says of a checkpoint's training-only folders, read from the config
+    in its header (`generation.extra_variant`, as `chili_table5.py` names its runs)."""
     data = read_metadata(checkpoint)["config"].get("data", {})
-    if not data.get("extra"):
-        return ""
-    share = data.get("extra_share")
-    return f"+extra_share={share}" if share else "+extra"
+    return extra_variant(bool(data.get("extra")), data.get("extra_share"))
 
 
 def records(checkpoint: Path, folder: Path, args: argparse.Namespace,
