@@ -32,7 +32,7 @@ from invdesign.core.errors import InvdesignError
 from invdesign.core.patterns import pattern_spec
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import Condition, TaskBatch, TaskSpec
-from invdesign.crystals.prototypes import prototype_library
+from invdesign.crystals.prototypes import common_anion, prototype_library
 from invdesign.generators.base import Generator, register_generator
 from invdesign.generators.diffusion.denoisers import remove_mean
 from invdesign.generators.diffusion.encoders import PatternEncoder
@@ -95,7 +95,9 @@ class DiffusionGenerator(Generator):
             prior_hparams: keyword arguments of the prior's `MLPGenerator`. prior_max_atoms:
             'cell' only, the largest parent cell (read from the training data).
         prototypes: prior 'prototype' only, the library (`Prototype.to_dict` rows; read from the
-            training cells). prior_top_k: the prototypes tried per pattern.
+            training cells). prior_top_k: the prototypes tried per pattern. reference_anion: prior
+            'prototype' only, the anion put on a prototype's anion sites when no composition is
+            given (read from the training cells, `prototypes.common_anion`).
         prior_sigma: noise (fractional units, or Å for particles) added to the prior's sample;
             the reverse process starts at the training step with this noise level. Particles: 0
             = no refinement.
@@ -125,6 +127,7 @@ class DiffusionGenerator(Generator):
             beta_schedule=hp.beta_schedule or space.default_beta_schedule,
             # the library is kept only where it is used, so other configs stay small
             prototypes=hp.prototypes if hp.prior == "prototype" else None,
+            reference_anion=hp.reference_anion if hp.prior == "prototype" else None,
         )
         self.hp = hp
         self.space = space(hp, task)
@@ -140,6 +143,7 @@ class DiffusionGenerator(Generator):
         cells = data if data.task.kind == "unit_cell" else getattr(data, "parent", None)
         if cells is not None:
             out["prototypes"] = [p.to_dict() for p in prototype_library(cells)]
+            out["reference_anion"] = common_anion(cells)
         if data.task.kind == "particle":
             out["max_radius"] = MAX_RADIUS_MARGIN * largest_radius(data.target, data.mask)
             if cells is not None:

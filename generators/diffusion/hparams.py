@@ -45,7 +45,7 @@ _POSITIVE = (
     "cond_dim", "species_dim", "time_dim", "scalar_dim", "vector_dim", "n_layers", "n_radial",
     "r_max", "radial_hidden", "avg_neighbors", "msg_scalar_dim", "msg_vector_dim", "k_neighbors",
     "coord_scale", "max_radius", "n_freq", "sampling_steps", "sample_batch", "prior_max_atoms",
-    "prior_top_k",
+    "prior_top_k", "reference_anion",
 )
 _NON_NEGATIVE = (
     "lmax", "count_weight", "species_weight", "cell_weight", "prior_sigma", "prior_weight",
@@ -103,6 +103,7 @@ class DiffusionHParams:
     prior: str = "none"
     prior_hparams: dict[str, Any] | None = None
     prototypes: list[dict[str, Any]] | None = None
+    reference_anion: int | None = None
     prior_top_k: int = 3
     prior_sigma: float = 0.01
     prior_train_sigma: float = 0.05

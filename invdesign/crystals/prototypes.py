@@ -146,6 +146,23 @@ def prototype_library(data: Any) -> list[Prototype]:
     return sorted(out, key=lambda p: -p.n_cells)
 
 
+def common_anion(data: Any) -> int | None:
+    """The species that is an anion (not a `cation_flags` species) in the most distinct cells of
+    unit-cell task data (ties: the lower atomic number); None if no cell has one (metals)."""
+    counts: dict[int, int] = {}
+    seen: set[tuple] = set()
+    for frac, species, params in _cells(data):
+        sites = sorted(zip(species.tolist(), map(tuple, np.round(frac, SITE_DECIMALS).tolist()),
+                           strict=True))
+        key = (tuple(sites), tuple(np.round(params, 4).tolist()))
+        if key in seen:
+            continue
+        seen.add(key)
+        for z in set(species[~cation_flags(species)].tolist()):
+            counts[int(z)] = counts.get(int(z), 0) + 1
+    return min(counts, key=lambda z: (-counts[z], z)) if counts else None
+
+
 def prototype_labels(data: Any, library: Sequence[Prototype]) -> np.ndarray:
     """[N] index in `library` of each cell of unit-cell task data or batch (-1: no prototype)."""
     index: dict[tuple, int] = {}

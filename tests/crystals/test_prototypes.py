@@ -53,6 +53,16 @@ def test_library_groups_cells_of_one_type_whatever_their_metal_and_scale() -> No
         assert a.cation.tolist() == b.cation.tolist() and a.n_cells == b.n_cells
 
 
+def test_common_anion_counts_distinct_cells_not_rows_or_electronegativity() -> None:
+    oxides = [rock_salt_cell(4.0, 12, 8), rock_salt_cell(4.4, 30, 8), caesium_chloride_cell(3.1)]
+    fluorides = [rock_salt_cell(4.2, 12, 9)] * 5  # one cell as five rows counts once
+    assert P.common_anion(CellRows([*oxides, *fluorides])) == 8
+    assert P.common_anion(CellRows([*fluorides, rock_salt_cell(4.3, 20, 9)])) == 9
+    assert P.common_anion(CellRows([rock_salt_cell(4.0, 12, 16), rock_salt_cell(4.0, 20, 8)])) == 8
+    metals = Structure.from_fractional([29, 29], [[0, 0, 0], [0.5, 0.5, 0.5]], np.eye(3) * 3.0)
+    assert P.common_anion(CellRows([metals])) is None
+
+
 def test_labels_name_each_cells_prototype_in_any_atom_order() -> None:
     library = P.prototype_library(CellRows([rock_salt_cell(4.0), caesium_chloride_cell()]))
     shifted = rock_salt_cell(5.0, 56)

@@ -4,7 +4,7 @@ A classifier on the pattern embedding over the crystal prototypes of the trainin
 the training data into the `prototypes` hyper-parameter, so a checkpoint carries its library;
 `invdesign.crystals.prototypes`); the `prior_top_k` likeliest are each fitted to the input pattern
 by DebyeCalculator simulations of their cuts over the lattice scale, with the given composition's
-elements or the vocabulary's reference pair (`reference_elements`); candidate j is the j-th best
+elements or the training data's reference pair (`reference_elements`); candidate j is the j-th best
 fit. Unit cells are the fitted cell (of the given atom count, if any); particles are cut from it
 (to the given count, else the sphere whose simulated pattern fits best). The denoiser refines
 either from `prior_sigma`. The count head trains alongside (it picks a particle's size where no
@@ -36,14 +36,20 @@ from invdesign.generators.diffusion.priors.none import composition_arrays
 from invdesign.generators.diffusion.space import Space
 
 
-def reference_elements(vocab: list[int] | tuple[int, ...]) -> tuple[int, int]:
+def reference_elements(
+    vocab: list[int] | tuple[int, ...], anion: int | None = None
+) -> tuple[int, int]:
     """(cation, anion) standing in for unknown elements on a prototype's sites: the cation of
-    median atomic number among the vocabulary's cations (`elements.cation_species`) and the most
-    electronegative of its other species (oxygen when it has none); CHILI-3K: Mo, O."""
+    median atomic number among the vocabulary's cations (`elements.cation_species`) and `anion`
+    (the training cells' commonest, `prototypes.common_anion`) or, without one (checkpoints that
+    predate it), the most electronegative of the other species (oxygen when there is none).
+    CHILI-3K: Mo, O. The commonest anion matters once the vocabulary grows: with 74 species the
+    most electronegative is F, which put F on every anion site of the test oxides."""
     cations = elements.cation_species(list(vocab))
-    others = [int(z) for z in vocab if int(z) not in cations]
-    anion = elements.most_electronegative(others) if others else 8
-    return cations[(len(cations) - 1) // 2], anion
+    if anion is None:
+        others = [int(z) for z in vocab if int(z) not in cations]
+        anion = elements.most_electronegative(others) if others else 8
+    return cations[(len(cations) - 1) // 2], int(anion)
 
 
 class PrototypePrior(CrystalPrior):
@@ -114,7 +120,8 @@ class PrototypePrior(CrystalPrior):
         test particles the composition head named no test cation right, and a fit with its
         elements picked the wrong prototype more often than one with a fixed mid-Z cation (Zn)."""
         if condition.composition is None:
-            return [reference_elements(self.hp.species_vocab)] * condition.batch_size
+            pair = reference_elements(self.hp.species_vocab, self.hp.reference_anion)
+            return [pair] * condition.batch_size
         out = []
         for zs, fr in composition_arrays(condition.composition):
             top = [int(z) for z in zs[np.argsort(-fr, kind="stable")][:2]]

@@ -107,6 +107,26 @@ def test_reference_elements_are_a_mid_cation_and_the_anion() -> None:
     assert reference_elements([8, 16, 12, 30]) == (12, 8)  # O is more electronegative than S
     assert reference_elements([8, 14]) == (14, 8)  # SiO2: Si is the cation
     assert reference_elements([26]) == (26, 8)
+    # the training cells' commonest anion, where known, wins over the most electronegative
+    assert reference_elements([8, 9, 12, 30, 56], anion=8) == (30, 8)
+    assert reference_elements([8, 9, 12, 30, 56]) == (30, 9)
+
+
+def test_training_data_give_the_prior_its_reference_anion(library, salt_pattern) -> None:
+    cells = CellRows([rock_salt_cell(4.0, 12, 8), rock_salt_cell(4.4, 30, 8),
+                      rock_salt_cell(4.2, 56, 9)])
+    cells.task = TaskSpec.parse("xPDF->unit_cell_pos_frac", 8)
+    cells.species_vocab = lambda: [8, 9, 12, 30, 56]
+    read = DiffusionGenerator.hparams_from_data(cells)
+    assert read["reference_anion"] == 8 and read["species_vocab"] == [8, 9, 12, 30, 56]
+    gen = _gen("xPDF->unit_cell_pos_frac", library, **read)
+    assert gen.hparams()["reference_anion"] == 8
+    [[s]] = gen.sample(Condition({"xPDF": salt_pattern}), 1,
+                       generator=torch.Generator().manual_seed(0))
+    assert set(s.species.tolist()) == {30, 8}  # not F, the vocabulary's most electronegative
+    # other priors keep their configs free of it
+    assert build_generator("diffusion", TaskSpec.parse("xPDF->unit_cell_pos_frac", 8),
+                           **{**TINY, **read}).hparams()["reference_anion"] is None
 
 
 def test_prototype_loss_trains_the_classifier_on_the_parent_cells(library) -> None:
