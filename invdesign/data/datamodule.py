@@ -25,6 +25,7 @@ from invdesign.data.task_data import (
     _task_graphs,
     _where,
     estimated_bytes,
+    in_memory_limit,
     load_task_data,
     load_task_part,
     load_task_split,
@@ -93,7 +94,8 @@ class ChiliTaskDataModule(L.LightningDataModule):
         in_memory: 'true' (or True): the task arrays are read once and kept (`TaskData`);
             'false': each batch is read from the files (`LazyTaskData`: same values, memory
             independent of the data set's size); 'auto': in memory when `estimated_bytes` of the
-            task's graphs is at most `IN_MEMORY_LIMIT_BYTES`. `lazy` says which was used.
+            task's graphs is at most `in_memory_limit()` (a share of the available memory).
+            `lazy` says which was used.
 
     Under DDP, Lightning gives the training loader a `DistributedSampler` (each process a
     different shard of every shuffled epoch, seeded by the run's seed); validation and test
@@ -148,7 +150,7 @@ class ChiliTaskDataModule(L.LightningDataModule):
         self.lazy = self.in_memory == "false" or (
             self.in_memory == "auto"
             and estimated_bytes(self.task, len(chosen) + len(extra_graphs))
-            > IN_MEMORY_LIMIT_BYTES)
+            > in_memory_limit(IN_MEMORY_LIMIT_BYTES))
         if self.lazy:
             parts = split_indices(ds, self.split, self.split_seed, indices=chosen)
             for name in ("train", "val", "test"):

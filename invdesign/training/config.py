@@ -69,7 +69,8 @@ class DataConfig:
     in_memory: 'true' reads the task arrays of every graph once and keeps them in memory (fast
     epochs); 'false' reads each batch's graphs from the HDF5 files through the on-disk index, so
     memory does not grow with the data set; 'auto' keeps them in memory when their estimated size
-    is at most `invdesign.data.datamodule.IN_MEMORY_LIMIT_BYTES`. batch_size is per process."""
+    is at most a quarter of the available memory (`task_data.in_memory_limit`). batch_size is per
+    process."""
 
     root: Any = "???"
     batch_size: int = 16

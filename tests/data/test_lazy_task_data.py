@@ -124,6 +124,20 @@ def test_auto_reads_batch_by_batch_above_the_size_limit(roots, monkeypatch) -> N
         ChiliTaskDataModule(str(roots[0]), task, in_memory="sometimes")
 
 
+def test_the_auto_limit_is_a_share_of_the_available_memory(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from invdesign.data import task_data
+
+    assert task_data.in_memory_limit(12345) == 12345  # a set limit wins
+    gib = 1 << 30
+    memory = SimpleNamespace(available=20 * gib)
+    monkeypatch.setattr(task_data.psutil, "virtual_memory", lambda: memory)
+    assert task_data.in_memory_limit() == 5 * gib  # a quarter of 20 GiB
+    memory.available = gib
+    assert task_data.in_memory_limit() == task_data.IN_MEMORY_FLOOR_BYTES
+
+
 def test_auto_counts_the_training_only_folders(roots, tmp_path, monkeypatch) -> None:
     """`data.extra` graphs weigh in the 'auto' decision: a small data folder with a large
     training-only folder is read batch by batch, and the training part is the same either way."""
