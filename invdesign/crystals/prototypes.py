@@ -123,17 +123,24 @@ def _cells(data: Any) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
             for i, m in enumerate(mask)]
 
 
+def _distinct_cells(data: Any) -> list[tuple[tuple, np.ndarray, np.ndarray, np.ndarray]]:
+    """(prototype `signature`, frac, species, cell parameters) of each distinct cell of unit-cell
+    task data: rows of one cell (same prototype, species and lengths) count once."""
+    out, seen = [], set()
+    for frac, species, params in _cells(data):
+        key = signature(frac, cation_flags(species), params[3:])
+        cell_key = (key, tuple(sorted(species.tolist())), tuple(np.round(params[:3], 4).tolist()))
+        if cell_key not in seen:
+            seen.add(cell_key)
+            out.append((key, frac, species, params))
+    return out
+
+
 def prototype_library(data: Any) -> list[Prototype]:
     """The distinct prototypes of the cells in unit-cell task data (rows of one cell count once),
     most common first."""
     groups: dict[tuple, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
-    seen: set[tuple] = set()
-    for frac, species, params in _cells(data):
-        key = signature(frac, cation_flags(species), params[3:])
-        cell_key = (key, tuple(sorted(species.tolist())), tuple(np.round(params[:3], 4).tolist()))
-        if cell_key in seen:
-            continue
-        seen.add(cell_key)
+    for key, frac, species, params in _distinct_cells(data):
         groups.setdefault(key, []).append((frac, species, params))
     out = []
     for cells in groups.values():
@@ -150,14 +157,7 @@ def common_anion(data: Any) -> int | None:
     """The species that is an anion (not a `cation_flags` species) in the most distinct cells of
     unit-cell task data (ties: the lower atomic number); None if no cell has one (metals)."""
     counts: dict[int, int] = {}
-    seen: set[tuple] = set()
-    for frac, species, params in _cells(data):
-        sites = sorted(zip(species.tolist(), map(tuple, np.round(frac, SITE_DECIMALS).tolist()),
-                           strict=True))
-        key = (tuple(sites), tuple(np.round(params, 4).tolist()))
-        if key in seen:
-            continue
-        seen.add(key)
+    for _, _, species, _ in _distinct_cells(data):
         for z in set(species[~cation_flags(species)].tolist()):
             counts[int(z)] = counts.get(int(z), 0) + 1
     return min(counts, key=lambda z: (-counts[z], z)) if counts else None
