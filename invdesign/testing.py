@@ -145,6 +145,32 @@ TINY_DIFFUSION: dict = {
 }
 
 
+def pattern_condition(structure: Structure, **extra: Any) -> tuple[np.ndarray, Condition]:
+    """(the structure's simulated xPDF [2, L], the generator condition of it: the min-max
+    normalised pattern, the composition and atom count, plus `extra` Condition fields)."""
+    from invdesign.core.conditions import minmax  # noqa: PLC0415 - kept local like the others
+    from invdesign.physics.calculator import simulate  # noqa: PLC0415
+
+    pattern = simulate(structure, pattern_spec("xPDF"))
+    values = torch.as_tensor(minmax(pattern[1]), dtype=torch.float32)[None]
+    comp = {int(z): float(c) for z, c in zip(*np.unique(structure.species, return_counts=True),
+                                             strict=True)}
+    return pattern, Condition({"xPDF": values}, [comp], n_atoms=torch.tensor([structure.n_atoms]),
+                              **extra)
+
+
+def zero_denoiser_diffusion(task: TaskSpec, vocab: list[int], **hp: Any):
+    """A tiny diffusion generator whose denoiser weights are all zero: it predicts no noise, so its
+    unguided samples are the noise the reverse process starts from (for guidance tests)."""
+    from invdesign.generators.base import build_generator  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    gen = build_generator("diffusion", task, **{**TINY_DIFFUSION, "species_vocab": vocab, **hp})
+    for p in gen.denoiser.parameters():
+        torch.nn.init.zeros_(p)
+    return gen
+
+
 def random_condition(task: TaskSpec, b: int) -> Condition:
     """`b` random patterns of the task's first pattern type on its grid: [b, L] in [0, 1)."""
     name = task.patterns[0]

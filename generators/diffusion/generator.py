@@ -40,6 +40,7 @@ from invdesign.generators.diffusion.guidance import build_guide
 from invdesign.generators.diffusion.hparams import DiffusionHParams
 from invdesign.generators.diffusion.legacy import upgrade_state_dict
 from invdesign.generators.diffusion.priors import make_prior
+from invdesign.generators.diffusion.resampling import Resampler
 from invdesign.generators.diffusion.space import space_class
 
 #: `max_radius` read from training data = this x the largest atom-to-centroid distance there.
@@ -109,9 +110,14 @@ class DiffusionGenerator(Generator):
             Polyak step times `guidance_scale` (0: off, the default).
         guidance_cell: unit cells: the guidance also steers the lattice (lengths and angles,
             near the predicted cell) and fits it to the final positions (default True).
+        resample_every, resample_temperature: guided sampling only: the samples of one
+            condition are resampled by their misfit at every `resample_every`-th guided step,
+            weights exp(-misfit / resample_temperature) (`resampling.py`; 0: never, the
+            default).
     """
 
-    sampling_options = ("sampler", "steps", "guidance_scale", "guidance_start", "guidance_cell")
+    sampling_options = ("sampler", "steps", "guidance_scale", "guidance_start", "guidance_cell",
+                        "resample_every", "resample_temperature")
     #: the typed record of the keyword hyper-parameters (`Generator.check_hparams`)
     hparams_schema = DiffusionHParams
 
@@ -235,6 +241,8 @@ class DiffusionGenerator(Generator):
         guidance_scale: float | None = None,
         guidance_start: float | None = None,
         guidance_cell: bool | None = None,
+        resample_every: int | None = None,
+        resample_temperature: float | None = None,
     ) -> list[list[Structure]]:
         """`n` candidates per condition item (see `Generator.sample`).
 
@@ -246,6 +254,8 @@ class DiffusionGenerator(Generator):
                 trajectory after which it acts (default: the hyper-parameters of those names).
             guidance_cell: unit cells: guide the lattice (lengths and angles) too (default: the
                 hyper-parameter; the samples carry the guided cells).
+            resample_every, resample_temperature: population resampling of each condition's
+                guided samples by their misfit (`resampling.py`; default: the hyper-parameters).
             generator: all randomness (counts, species order, noise) is drawn from it on the CPU.
         """
         if n < 1:
@@ -256,7 +266,11 @@ class DiffusionGenerator(Generator):
         guided = self.hp.replace(  # validates them
             guidance_scale=self.hp.guidance_scale if guidance_scale is None else guidance_scale,
             guidance_start=self.hp.guidance_start if guidance_start is None else guidance_start,
-            guidance_cell=self.hp.guidance_cell if guidance_cell is None else guidance_cell)
+            guidance_cell=self.hp.guidance_cell if guidance_cell is None else guidance_cell,
+            resample_every=self.hp.resample_every if resample_every is None else resample_every,
+            resample_temperature=(self.hp.resample_temperature if resample_temperature is None
+                                  else resample_temperature))
+        resample = guided.guidance_scale > 0 and guided.resample_every > 0
         spec = pattern_spec(self.task.patterns[0])
         targets = condition.patterns[spec.name].repeat_interleave(n, 0)  # [B * n, L]
         was_training = self.training
@@ -268,6 +282,8 @@ class DiffusionGenerator(Generator):
         species, cells, coords = starts.species, starts.cells, starts.coords
         out_xyz: list[np.ndarray] = []
         chunk = self.hp.sample_batch
+        if resample:  # a condition's samples are resampled together: keep them in one chunk
+            chunk = max(n, chunk // n * n)
         for begin in range(0, len(species), chunk):
             sl = slice(begin, begin + chunk)
             c = self.space.chunk(self.denoiser, cond[sl], species[sl],
@@ -279,6 +295,11 @@ class DiffusionGenerator(Generator):
                                     coord_scale=self.hp.coord_scale,
                                     guide_cell=guided.guidance_cell)
                 c["guidance"] = {"guide": guide, "guide_start": guided.guidance_start}
+                if resample:
+                    groups = [k // n for k in range(begin, begin + len(species[sl]))]
+                    c["guidance"]["resampler"] = Resampler(
+                        species[sl], groups, guided.resample_every,
+                        guided.resample_temperature, generator)
             chunk_xyz = self.space.reverse(c, None if coords is None else coords[sl])
             if guided.guidance_scale > 0 and cells is not None and guide.cells is not None:
                 guide.cells.fit_cells(chunk_xyz)
@@ -292,6 +313,9 @@ class DiffusionGenerator(Generator):
                         guidance_start=guided.guidance_start)
             if cells is not None:
                 info.update(guidance_cell=guided.guidance_cell)
+            if resample:
+                info.update(resample_every=guided.resample_every,
+                            resample_temperature=guided.resample_temperature)
         out: list[list[Structure]] = []
         for k, (z, xyz) in enumerate(zip(species, out_xyz, strict=True)):
             if k % n == 0:

@@ -350,6 +350,20 @@ class Guide:
         step = step * (MAX_STEP / longest.clamp_min(1e-12)).clamp(max=1.0).view(-1, 1, 1)
         return -step
 
+    def valid(self) -> torch.Tensor:
+        """[B] the structures the forward model guides (unit cells it skips report misfit 0)."""
+        skip = getattr(self.misfit, "skip", None)
+        n = len(self.mask)
+        return torch.ones(n, dtype=torch.bool) if skip is None else ~torch.as_tensor(skip)
+
+    def adopt(self, parents: Sequence[int]) -> None:
+        """Each structure b takes over structure parents[b]'s guided lattice (after population
+        resampling, `resampling.py`; particles carry no per-structure state)."""
+        if isinstance(self.misfit, CellMisfit):
+            idx = torch.as_tensor(list(parents))
+            self.misfit.cells = self.misfit.cells[idx].clone()
+            self.misfit.cells0 = self.misfit.cells0[idx].clone()
+
 
 def build_guide(spec: PatternSpec, patterns: torch.Tensor, species: Sequence[np.ndarray],
                 mask: torch.Tensor, scale: float, *, cells: torch.Tensor | None = None,

@@ -45,11 +45,11 @@ _POSITIVE = (
     "cond_dim", "species_dim", "time_dim", "scalar_dim", "vector_dim", "n_layers", "n_radial",
     "r_max", "radial_hidden", "avg_neighbors", "msg_scalar_dim", "msg_vector_dim", "k_neighbors",
     "coord_scale", "max_radius", "n_freq", "sampling_steps", "sample_batch", "prior_max_atoms",
-    "prior_top_k", "reference_anion",
+    "prior_top_k", "reference_anion", "resample_temperature",
 )
 _NON_NEGATIVE = (
     "lmax", "count_weight", "species_weight", "cell_weight", "prior_sigma", "prior_weight",
-    "guidance_scale",
+    "guidance_scale", "resample_every",
 )
 _CHOICES: dict[str, tuple[str, ...]] = {
     "centre": ("centroid", "metal"),
@@ -112,6 +112,8 @@ class DiffusionHParams:
     guidance_scale: float = 0.0
     guidance_start: float = 0.8
     guidance_cell: bool = True
+    resample_every: int = 0
+    resample_temperature: float = 0.05
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

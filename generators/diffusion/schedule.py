@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from invdesign.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from invdesign.generators.diffusion import guidance
+    from invdesign.generators.diffusion.resampling import Resampler
 
 SAMPLERS: dict[str, type] = {
     "ddpm": DDPMScheduler,
@@ -135,6 +139,7 @@ def run_sampler(
     start_timestep: int | None = None,
     guide: Guide | None = None,
     guide_start: float = 0.0,
+    resampler: Resampler | None = None,
 ) -> torch.Tensor:
     """The reverse process with a diffusers scheduler, optionally predictor-corrector, optionally
     guided by a forward model.
@@ -166,6 +171,9 @@ def run_sampler(
             estimate towards the data (`guidance.Guide`); the next state's clean-signal part
             (sqrt(abar) x0 on the Euclidean process, x0 on the torus) moves by it. None: unguided.
         guide_start: the fraction of the (run) steps after which `guide` is applied, 0..1.
+        resampler: with `guide`: population resampling by the guided steps' misfits
+            (`resampling.Resampler`), after the step at every `resampler.every`-th guided step but
+            the last. None: none.
 
     Returns:
         [B, M, 3] the final state x_0 (wrapped into [0, 1) on the torus).
@@ -199,11 +207,33 @@ def run_sampler(
                 x = x + a_next.sqrt() * shift
             if project is not None:
                 x = project(x)
+            if shift is not None and resampler is not None and i + 1 < len(timesteps):
+                x = _resample(x, scheduler, guide, resampler)
             continue
         x_vp = scheduler.step(eps, t, x * a_now.sqrt(), generator=generator).prev_sample
         x = x_vp / a_next.sqrt() + (0.0 if shift is None else shift)
         x = _wrap_state(x, scheduler)
+        if shift is not None and resampler is not None and i + 1 < len(timesteps):
+            x = _resample(x, scheduler, guide, resampler)
     return x
+
+
+def _resample(x: torch.Tensor, scheduler, guide: guidance.Guide,
+              resampler: Resampler) -> torch.Tensor:
+    """The state x [B, M, 3] after a due population resampling by the guide's last misfits, the
+    guide's per-structure state and a multistep scheduler's history carried along."""
+    if not resampler.due():
+        return x
+    parents = resampler.ancestors(guide.history[-1], guide.valid())
+    if parents == list(range(len(parents))):
+        return x
+    guide.adopt(parents)
+    history = getattr(scheduler, "model_outputs", None)
+    if history is not None:
+        for j, past in enumerate(history):
+            if past is not None:
+                history[j] = resampler.apply(past, parents)
+    return resampler.apply(x, parents)
 
 
 def first_index(scheduler, start_timestep: int) -> int:

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from invdesign.core.conditions import minmax
 from invdesign.core.errors import ConfigError, InvdesignError
 from invdesign.core.patterns import pattern_spec
 from invdesign.core.structure import Structure
@@ -25,7 +24,12 @@ from invdesign.generators.diffusion.guidance import (
 )
 from invdesign.physics.calculator import simulate
 from invdesign.physics.cutter import cut_sphere
-from invdesign.testing import TINY_DIFFUSION, rock_salt_cell
+from invdesign.testing import (
+    TINY_DIFFUSION,
+    pattern_condition,
+    rock_salt_cell,
+    zero_denoiser_diffusion,
+)
 
 XPDF = pattern_spec("xPDF")
 
@@ -38,28 +42,9 @@ def _cuboctahedron(nn: float = 2.55, z: int = 29) -> Structure:
                      "particle", {})
 
 
-def _condition(structure: Structure, **extra) -> tuple[np.ndarray, Condition]:
-    pattern = simulate(structure, XPDF)
-    values = torch.as_tensor(minmax(pattern[1]), dtype=torch.float32)[None]
-    comp = {int(z): float(c) for z, c in zip(*np.unique(structure.species, return_counts=True),
-                                             strict=True)}
-    return pattern, Condition({"xPDF": values}, [comp], n_atoms=torch.tensor([structure.n_atoms]),
-                              **extra)
-
-
-def _zero_denoiser(task: TaskSpec, vocab: list[int], **hp) -> torch.nn.Module:
-    """A diffusion generator whose denoiser weights are all zero: it predicts no noise, so its
-    unguided samples are the Gaussian cloud the reverse process starts from."""
-    torch.manual_seed(0)
-    gen = build_generator("diffusion", task, **{**TINY_DIFFUSION, "species_vocab": vocab, **hp})
-    for p in gen.denoiser.parameters():
-        torch.nn.init.zeros_(p)
-    return gen
-
-
 def test_the_misfit_is_zero_for_the_true_particle_and_matches_rw() -> None:
     truth = _cuboctahedron()
-    pattern, cond = _condition(truth)
+    pattern, cond = pattern_condition(truth)
     misfit = ParticleMisfit(XPDF, cond.patterns["xPDF"], [truth.species], coord_scale=2.0)
     x = torch.as_tensor(truth.positions / 2.0, dtype=torch.float32)[None]
     assert float(misfit(x)[0]) == pytest.approx(0.0, abs=1e-5)
@@ -87,8 +72,8 @@ def test_guidance_lowers_the_misfit_of_a_particle_whose_answer_is_known() -> Non
     Measured: Rw of the three samples 0.884 / 0.967 / 0.974 unguided against 0.537 / 0.618 /
     0.999 guided (one sample stays stuck): the median falls from 0.967 to 0.618, a factor 0.64."""
     truth = _cuboctahedron()
-    pattern, cond = _condition(truth)
-    gen = _zero_denoiser(TaskSpec.parse("xPDF->pos_abs", 13), [29], coord_scale=1.0)
+    pattern, cond = pattern_condition(truth)
+    gen = zero_denoiser_diffusion(TaskSpec.parse("xPDF->pos_abs", 13), [29], coord_scale=1.0)
 
     def median_rw(scale: float) -> tuple[float, list[Structure]]:
         out = gen.sample(cond, 3, generator=torch.Generator().manual_seed(1), sampler="ddim",
@@ -114,9 +99,10 @@ def test_guidance_lowers_the_misfit_of_a_unit_cell_whose_answer_is_known() -> No
     cell = rock_salt_cell()
     particle = cut_sphere(cell, 5.0)
     assert particle is not None
-    pattern, cond = _condition(particle, cell_params=torch.tensor([[4.2, 4.2, 4.2, 90, 90, 90]]))
+    pattern, cond = pattern_condition(
+        particle, cell_params=torch.tensor([[4.2, 4.2, 4.2, 90, 90, 90]]))
     cond = Condition(cond.patterns, [{12: 0.5, 8: 0.5}], cond.cell_params, torch.tensor([8]))
-    gen = _zero_denoiser(TaskSpec.parse("xPDF->unit_cell_pos_frac", 8), [8, 12])
+    gen = zero_denoiser_diffusion(TaskSpec.parse("xPDF->unit_cell_pos_frac", 8), [8, 12])
 
     def rws(scale: float) -> list[float]:  # the true cell given: positions guided only
         out = gen.sample(cond, 3, generator=torch.Generator().manual_seed(1), sampler="ddim",
@@ -134,7 +120,7 @@ def test_guidance_lowers_the_misfit_of_a_unit_cell_whose_answer_is_known() -> No
 
 def test_guidance_off_by_default_leaves_sampling_unchanged() -> None:
     truth = _cuboctahedron()
-    _, cond = _condition(truth)
+    _, cond = pattern_condition(truth)
     torch.manual_seed(0)
     gen = build_generator("diffusion", TaskSpec.parse("xPDF->pos_abs", 13),
                           **{**TINY_DIFFUSION, "species_vocab": [29]})
@@ -154,7 +140,8 @@ def test_the_cell_misfit_is_lowest_at_the_true_cell_and_reads_the_particle_size(
     cell = rock_salt_cell()  # MgO, a = 4.2 Å
     particle = cut_sphere(cell, 5.0)
     assert particle is not None
-    pattern, cond = _condition(particle, cell_params=torch.tensor([[4.2, 4.2, 4.2, 90, 90, 90]]))
+    pattern, cond = pattern_condition(
+        particle, cell_params=torch.tensor([[4.2, 4.2, 4.2, 90, 90, 90]]))
     size = diameter_from_pdf(pattern[1], pattern[0])
     pair_max = float(np.max(np.linalg.norm(
         particle.positions[:, None] - particle.positions[None], axis=-1)))
@@ -175,7 +162,7 @@ def _rock_salt_misfit(a: float, gamma: float = 90.0) -> tuple[CellMisfit, torch.
     cell = rock_salt_cell()
     particle = cut_sphere(cell, 5.0)
     assert particle is not None
-    _, cond = _condition(particle)
+    _, cond = pattern_condition(particle)
     misfit = CellMisfit(XPDF, cond.patterns["xPDF"], [cell.species],
                         torch.tensor([[a, a, a, 90, 90, gamma]]))
     return misfit, torch.as_tensor(cell.frac_positions)
@@ -226,9 +213,9 @@ def test_sampling_with_a_wrong_cell_fits_better_when_the_cell_is_guided() -> Non
     particle = cut_sphere(cell, 5.0)
     assert particle is not None
     a = 4.2 * 1.05
-    pattern, cond = _condition(particle, cell_params=torch.tensor([[a, a, a, 90, 90, 90]]))
+    pattern, cond = pattern_condition(particle, cell_params=torch.tensor([[a, a, a, 90, 90, 90]]))
     cond = Condition(cond.patterns, [{12: 0.5, 8: 0.5}], cond.cell_params, torch.tensor([8]))
-    gen = _zero_denoiser(TaskSpec.parse("xPDF->unit_cell_pos_frac", 8), [8, 12])
+    gen = zero_denoiser_diffusion(TaskSpec.parse("xPDF->unit_cell_pos_frac", 8), [8, 12])
 
     def run(guide_cell: bool) -> tuple[float, list[Structure]]:
         out = gen.sample(cond, 3, generator=torch.Generator().manual_seed(1), sampler="ddim",
@@ -250,7 +237,7 @@ def test_sampling_with_a_wrong_cell_fits_better_when_the_cell_is_guided() -> Non
 def test_a_collapsed_cell_is_left_unguided() -> None:
     particle = cut_sphere(rock_salt_cell(), 5.0)
     assert particle is not None
-    _, cond = _condition(particle)
+    _, cond = pattern_condition(particle)
     cells = torch.tensor([[4.2, 4.2, 4.2, 90, 90, 90], [1.0, 1.0, 1.0, 90, 90, 90]])
     species = [rock_salt_cell().species] * 2
     patterns = cond.patterns["xPDF"].repeat(2, 1)
@@ -267,7 +254,7 @@ def test_a_collapsed_cell_is_left_unguided() -> None:
     assert float((step[0] * cells[0, :3]).norm(dim=-1).max()) <= MAX_STEP + 1e-6
 
 
-def test_unit_cell_guidance_needs_a_pdf_condition() -> None:
+def test_unit_cell_guidance_needs_a_pdfpattern_condition() -> None:
     cond = torch.rand(1, pattern_spec("saxs").n_points)
     with pytest.raises(InvdesignError, match="guided sampling of unit cells needs a PDF condition"):
         CellMisfit(pattern_spec("saxs"), cond, [np.array([12, 8])],
