@@ -151,10 +151,16 @@ def write_generation(args: argparse.Namespace, gen: Any, split: str, seed: int) 
     guided = args.guidance_scale > 0
     sampling = ({"guidance_scale": args.guidance_scale, "guidance_start": args.guidance_start}
                 if guided else {})
+    resampled = guided and args.resample_every > 0
+    if resampled:  # named as guided_sampling.py names its --sampling-hparams
+        sampling.update(resample_every=args.resample_every,
+                        resample_temperature=args.resample_temperature)
     rows, rule = spaced_sources(data, args.generation_items)
     condition_on = tuple(args.generation_condition_on)
     variant = (("guided" if guided else "plain") + "".join(f"+{c}" for c in condition_on)
-               + extra_variant(args))
+               + extra_variant(args) + (f"+resample_every={args.resample_every}"
+                                        f"+resample_temperature={args.resample_temperature}"
+                                        if resampled else ""))
     records = generation_records(
         gen, data, split=split, ks=args.generation, items=len(rows), seed=seed,
         variant=variant, polish_samples=args.generation_polish, sampling=sampling, rows=rows,
@@ -365,6 +371,10 @@ def main() -> None:
     parser.add_argument("--guidance-scale", type=float, default=0.0,
                         help="diffusion: forward-model guidance of the generation samples")
     parser.add_argument("--guidance-start", type=float, default=0.8)
+    parser.add_argument("--resample-every", type=int, default=0,
+                        help="diffusion, guided: resample each item's samples by their misfit "
+                             "every this many guided steps (0: never)")
+    parser.add_argument("--resample-temperature", type=float, default=0.05)
     parser.add_argument("--generation-results", type=Path, default=RESULTS / "generation.json")
     args = parser.parse_args()
     if args.generation_checkpoint is not None:

@@ -85,6 +85,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--guidance-start", type=float, metavar="F",
                      help="diffusion models: fraction of the reverse trajectory after which "
                      "guidance acts, 0..1 (default: the checkpoint's, 0.8)")
+    run.add_argument("--resample-every", type=int, metavar="K",
+                     help="diffusion models with guidance: resample the samples by their misfit "
+                     "every K guided steps (sequential Monte Carlo; 0: never, the default)")
+    run.add_argument("--resample-temperature", type=float, metavar="T",
+                     help="diffusion models: temperature of the resampling weights "
+                     "exp(-misfit / T) (default: the checkpoint's, 0.05)")
     parser.set_defaults(func=main)
 
 
@@ -121,7 +127,9 @@ def main(args: argparse.Namespace) -> int:
         force=args.force, fit_range=tuple(args.fit_range) if args.fit_range else None,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
         sampler=args.sampler, steps=args.steps, guidance_scale=args.guidance_scale,
-        guidance_start=args.guidance_start, library=args.library, aflow=args.aflow_prototypes,
+        guidance_start=args.guidance_start, resample_every=args.resample_every,
+        resample_temperature=args.resample_temperature, library=args.library,
+        aflow=args.aflow_prototypes,
         energies=not args.no_energies,
     )
     print(report(result, taken=False))  # the taken values were printed as progress

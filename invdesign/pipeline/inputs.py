@@ -142,11 +142,21 @@ def check_options(n: Any, seed: Any, refine_top: Any,
     return n, seed, refine_top, fit_range
 
 
-def check_guidance(scale: Any, start: Any) -> tuple[float | None, float | None]:
+def check_guidance(scale: Any, start: Any, resample_every: Any = None,
+                   resample_temperature: Any = None) -> dict[str, Any]:
     """The diffusion guidance options as they enter `sample` (None: the checkpoint's): scale
-    finite and >= 0, start in [0, 1]; one line naming the option otherwise."""
-    return (None if scale is None else finite_in_range(scale, "--guidance-scale", 0.0, None),
-            None if start is None else finite_in_range(start, "--guidance-start", 0.0, 1.0))
+    finite and >= 0, start in [0, 1], resampling every 0.. guided steps (0: never) at a
+    temperature > 0; one line naming the option otherwise."""
+    return {
+        "guidance_scale": None if scale is None else finite_in_range(
+            scale, "--guidance-scale", 0.0, None),
+        "guidance_start": None if start is None else finite_in_range(
+            start, "--guidance-start", 0.0, 1.0),
+        "resample_every": None if resample_every is None else int_in_range(
+            resample_every, "--resample-every", 0, None),
+        "resample_temperature": None if resample_temperature is None else finite_in_range(
+            resample_temperature, "--resample-temperature", 0.0, None, lo_open=True),
+    }
 
 
 def read_patterns(measured: Any) -> dict[str, Any]:

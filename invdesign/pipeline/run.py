@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -84,8 +84,7 @@ class SampleRequest:
     n_plotted: int
     sampler: str | None = None
     steps: int | None = None
-    guidance_scale: float | None = None
-    guidance_start: float | None = None
+    guidance: dict[str, Any] = field(default_factory=dict)
     library: Any = None
     energies: bool = True
     aflow: bool | None = None
@@ -98,8 +97,7 @@ class SampleRequest:
     @property
     def sampling(self) -> dict[str, Any]:
         """Options of the generator's `sample` (None: the checkpoint's default)."""
-        return {"sampler": self.sampler, "steps": self.steps,
-                "guidance_scale": self.guidance_scale, "guidance_start": self.guidance_start}
+        return {"sampler": self.sampler, "steps": self.steps, **self.guidance}
 
 
 def versions() -> dict[str, str]:
@@ -143,6 +141,8 @@ def sample(
     steps: int | None = None,
     guidance_scale: float | None = None,
     guidance_start: float | None = None,
+    resample_every: int | None = None,
+    resample_temperature: float | None = None,
     library: str | os.PathLike | None = None,
     energies: bool = True,
     aflow: bool | None = None,
@@ -174,6 +174,10 @@ def sample(
         guidance_scale, guidance_start: diffusion models only: forward-model guidance of the
             samples towards the input pattern (`generators.diffusion.guidance`; scale 0: off) and
             the fraction of the reverse trajectory after which it acts (None: the checkpoint's).
+        resample_every, resample_temperature: diffusion models only: the guided samples are
+            resampled by their misfit every this many guided steps (0: never), weights
+            exp(-misfit / temperature) (`generators.diffusion.resampling`; None: the
+            checkpoint's, which is never).
         library: a folder of CIFs added to the structure-type library (one type per file).
         energies: predict the formation energy of every valid candidate's material and the excess
             energy of every particle (`invdesign.pipeline.energies`); False skips it.
@@ -182,14 +186,14 @@ def sample(
     """
     say = progress or (lambda _msg: None)
     n, seed, refine_top, fit_range = check_options(n, seed, refine_top, fit_range)
-    guidance_scale, guidance_start = check_guidance(guidance_scale, guidance_start)
+    guidance = check_guidance(guidance_scale, guidance_start, resample_every,
+                              resample_temperature)
     _check_device(device)
     types = _library(library)
     request = SampleRequest(composition=composition, model=model, checkpoint=checkpoint, n=n,
                             seed=seed, refine=refine, refine_top=refine_top, device=device,
                             fit_range=fit_range, metal_core=metal_core, n_plotted=n_plotted,
-                            sampler=sampler, steps=steps, guidance_scale=guidance_scale,
-                            guidance_start=guidance_start, library=types,
+                            sampler=sampler, steps=steps, guidance=guidance, library=types,
                             energies=bool(energies), aflow=aflow)
     patterns = read_patterns(measured_patterns)
     inputs = [p.path for p in patterns.values() if getattr(p, "path", None)]

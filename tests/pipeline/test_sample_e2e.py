@@ -216,9 +216,27 @@ def test_guidance_options_reach_a_diffusion_model(tmp_path, tiny_diffusion_check
     assert all("guidance_scale" not in c.structure.info for c in plain.candidates)
 
 
+def test_resampling_options_reach_a_diffusion_model(tmp_path, tiny_diffusion_checkpoint,
+                                                    quick_pool) -> None:
+    """`--resample-every/--resample-temperature` reach the sampler with guidance on."""
+    out = tmp_path / "run"
+    code = main(["sample", "--pdf", str(ZNO), "--checkpoint", str(tiny_diffusion_checkpoint),
+                 "--n", "2", "--steps", "3", "--guidance-scale", "0.5", "--guidance-start", "0.3",
+                 "--resample-every", "1", "--resample-temperature", "0.1", "--out", str(out)])
+    assert code == 0
+    result = sample(ZNO, checkpoint=tiny_diffusion_checkpoint, n=2, steps=3, guidance_scale=0.5,
+                    guidance_start=0.3, resample_every=1, resample_temperature=0.1)
+    infos = [c.structure.info for c in result.candidates
+             if c.structure.info["source"] == "generator"]
+    assert infos and all(i["resample_every"] == 1 and i["resample_temperature"] == 0.1
+                         for i in infos)
+
+
 @pytest.mark.parametrize(("options", "message"), [
     (["--guidance-scale", "-1"], "--guidance-scale = -1 is outside [0, inf]"),
     (["--guidance-start", "1.5"], "--guidance-start = 1.5 is outside [0, 1]"),
+    (["--resample-every", "-2"], "--resample-every = -2 is below 0"),
+    (["--resample-temperature", "0"], "--resample-temperature = 0 is outside (0, inf]"),
 ])
 def test_bad_guidance_is_a_one_line_error(tmp_path, tiny_diffusion_checkpoint, capsys, options,
                                           message, quick_pool) -> None:
@@ -233,6 +251,7 @@ def test_bad_guidance_is_a_one_line_error(tmp_path, tiny_diffusion_checkpoint, c
     (["--steps", "5"], "--steps: only diffusion models take sampler options"),
     (["--sampler", "ddim"], "--sampler: only diffusion models take sampler options"),
     (["--guidance-scale", "1"], "--guidance-scale: only diffusion models take sampler options"),
+    (["--resample-every", "2"], "--resample-every: only diffusion models take sampler options"),
 ])
 def test_sampler_options_on_other_models_are_a_one_line_error(tmp_path, tiny_checkpoint, capsys,
                                                               options, message,
