@@ -340,7 +340,8 @@ class Guide:
         with torch.enable_grad():
             est = x0.detach().requires_grad_(True)
             cosine = self.misfit(est)
-            (grad,) = torch.autograd.grad(cosine.sum(), est, allow_unused=True)
+            grad = (None if not cosine.requires_grad  # every structure left unguided
+                    else torch.autograd.grad(cosine.sum(), est, allow_unused=True)[0])
         grad = torch.zeros_like(est) if grad is None else torch.nan_to_num(grad) * mask
         loss = cosine.detach()
         self.history.append(loss.cpu())

@@ -254,8 +254,25 @@ def test_a_collapsed_cell_is_left_unguided() -> None:
     assert float((step[0] * cells[0, :3]).norm(dim=-1).max()) <= MAX_STEP + 1e-6
 
 
-def test_unit_cell_guidance_needs_a_pdfpattern_condition() -> None:
+def test_unit_cell_guidance_needs_a_pdf_condition() -> None:
     cond = torch.rand(1, pattern_spec("saxs").n_points)
     with pytest.raises(InvdesignError, match="guided sampling of unit cells needs a PDF condition"):
         CellMisfit(pattern_spec("saxs"), cond, [np.array([12, 8])],
                    torch.tensor([[4.2, 4.2, 4.2, 90, 90, 90]]))
+
+
+def test_a_chunk_whose_cells_are_all_left_unguided_takes_no_step() -> None:
+    """Every structure of the chunk skipped (here: collapsed cells) gives a misfit without a
+    gradient; the guide steps nowhere instead of failing (seen with a condition's samples
+    kept in one chunk for resampling)."""
+    particle = cut_sphere(rock_salt_cell(), 5.0)
+    assert particle is not None
+    _, cond = pattern_condition(particle)
+    cells = torch.tensor([[1.0, 1.0, 1.0, 90, 90, 90]]).repeat(2, 1)
+    misfit = CellMisfit(XPDF, cond.patterns["xPDF"].repeat(2, 1), [rock_salt_cell().species] * 2,
+                        cells)
+    guide = Guide(misfit, 1.0, torch.ones(2, 8, dtype=torch.bool), True, cells[:, :3])
+    x = torch.rand(2, 8, 3, generator=torch.Generator().manual_seed(0))
+    step = guide(x, torch.zeros_like(x), torch.tensor(0.99))
+    assert torch.equal(step, torch.zeros_like(x))
+    assert not guide.valid().any()
