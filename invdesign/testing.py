@@ -16,11 +16,14 @@ import numpy as np
 import torch
 
 from invdesign.core import elements
+from invdesign.core.conditions import minmax
 from invdesign.core.patterns import pattern_spec
 from invdesign.core.structure import Structure
 from invdesign.core.tasks import Condition, TaskBatch, TaskSpec
 from invdesign.data.build.chili3k import build_chili3k
 from invdesign.data.build.clusters import build_clusters
+from invdesign.generators.base import build_generator
+from invdesign.physics.calculator import simulate
 
 TINY_METALS: tuple[str, ...] = ("Zn", "Ti")
 TINY_TYPES: tuple[str, ...] = ("RockSalt", "Wurtzite")
@@ -148,9 +151,6 @@ TINY_DIFFUSION: dict = {
 def pattern_condition(structure: Structure, **extra: Any) -> tuple[np.ndarray, Condition]:
     """(the structure's simulated xPDF [2, L], the generator condition of it: the min-max
     normalised pattern, the composition and atom count, plus `extra` Condition fields)."""
-    from invdesign.core.conditions import minmax  # noqa: PLC0415 - kept local like the others
-    from invdesign.physics.calculator import simulate  # noqa: PLC0415
-
     pattern = simulate(structure, pattern_spec("xPDF"))
     values = torch.as_tensor(minmax(pattern[1]), dtype=torch.float32)[None]
     comp = {int(z): float(c) for z, c in zip(*np.unique(structure.species, return_counts=True),
@@ -162,8 +162,6 @@ def pattern_condition(structure: Structure, **extra: Any) -> tuple[np.ndarray, C
 def zero_denoiser_diffusion(task: TaskSpec, vocab: list[int], **hp: Any):
     """A tiny diffusion generator whose denoiser weights are all zero: it predicts no noise, so its
     unguided samples are the noise the reverse process starts from (for guidance tests)."""
-    from invdesign.generators.base import build_generator  # noqa: PLC0415
-
     torch.manual_seed(0)
     gen = build_generator("diffusion", task, **{**TINY_DIFFUSION, "species_vocab": vocab, **hp})
     for p in gen.denoiser.parameters():
